@@ -1,0 +1,59 @@
+# ryu-si — every target sets up what it needs; safe to run again.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+APT_PACKAGES := openvswitch-switch mininet iputils-ping iperf3 netcat-openbsd tcpdump \
+                nftables ethtool iproute2 python3-venv python3-dev gcc curl
+STAMP := $(VENV)/.ryu-si-installed
+SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+.PHONY: install apt ovs-start demo test test-unit test-integration bench docs clean
+
+install: apt $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+# Debian's python sees Debian's mininet package; Ryu 4.34 builds only with setuptools<66.
+$(STAMP): requirements.txt setup.cfg
+	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q 'setuptools<66' wheel
+	$(PY) -m pip install -q --no-build-isolation -r requirements.txt
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	echo 'import ryu_si.compat; ryu_si.compat.install()' > $(SITE)/ryu_si_compat.pth
+	$(PY) -c 'import ryu.app.wsgi, mininet.net, ryu_si' 
+	touch $(STAMP)
+
+ovs-start: apt
+	@ovs-vsctl --timeout=5 show >/dev/null 2>&1 || \
+	  /usr/share/openvswitch/scripts/ovs-ctl --system-id=random start
+	@ovs-vsctl --timeout=5 show >/dev/null
+
+demo: install ovs-start
+	$(PY) -m mininet_topos.demo
+
+test: install ovs-start
+	$(PYTEST) -q tests
+
+test-unit: install
+	$(PYTEST) -q tests/unit
+
+test-integration: install ovs-start
+	$(PYTEST) -q tests/integration
+
+bench: install ovs-start
+	$(PY) -m benchmarks.run
+
+docs: install
+	$(PY) -m openflow_tables.docgen > docs/pipeline.md
+
+clean:
+	-mn -c >/dev/null 2>&1
+	rm -rf $(VENV) build *.egg-info .pytest_cache
