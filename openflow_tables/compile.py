@@ -1,0 +1,44 @@
+"""Model -> flows and groups for one switch: the whole pipeline, as data.
+
+Pure: the same context always gives the same flows, so the switch layer can
+diff two compilations and send only the difference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openflow_tables.context import Context
+from openflow_tables.flow import Flow, FlowError, Group
+from openflow_tables.stages import applied_to, classify, conntrack, ingress, policy, routing, transport
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    flows: tuple[Flow, ...]
+    groups: tuple[Group, ...]
+
+    def table(self, name: str) -> list[Flow]:
+        return [f for f in self.flows if f.table == name]
+
+
+def compile_pipeline(ctx: Context) -> Pipeline:
+    flows = [
+        *ingress.ingress_flows(ctx), *ingress.arp_flows(ctx),
+        *conntrack.ct_flows(), *conntrack.ct_result_flows(),
+        *applied_to.applied_to_flows(ctx), *classify.classify_flows(ctx),
+        *policy.policy_flows(ctx), *conntrack.commit_flows(ctx),
+        *conntrack.gen_check_flows(ctx), *transport.transport_flows(ctx),
+        *routing.routing_flows(ctx), *routing.egress_si_flows(ctx),
+        *routing.neighbor_flows(ctx), *routing.output_flows(ctx),
+    ]
+    return Pipeline(_unique(flows), tuple(policy.policy_groups(ctx)))
+
+
+def _unique(flows: list[Flow]) -> tuple[Flow, ...]:
+    """Drop exact repeats; two different flows with one key would replace each other."""
+    seen: dict[tuple, Flow] = {}
+    for f in flows:
+        if f.key() in seen and seen[f.key()] != f:
+            raise FlowError(f"two flows share table/priority/match: {f} and {seen[f.key()]}")
+        seen[f.key()] = f
+    return tuple(seen.values())

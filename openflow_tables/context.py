@@ -1,0 +1,90 @@
+"""What the compiler needs besides the model, and the lookups every stage shares."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from openflow_tables import layout as L
+from ryu_si import model as m
+
+
+@dataclass(frozen=True)
+class Generations:
+    """The four global state generations (SPEC section 6), 8 bits each."""
+
+    flow_program: int = 0
+    bfd: int = 0
+    spi_fail: int = 0
+    sn: int = 0
+
+    def packed(self) -> int:
+        """The value of the generations register (and ct_label bits 96-127)."""
+        vals = (self.flow_program, self.bfd, self.spi_fail, self.sn)
+        return sum(f.value(v & 0xFF) for f, v in zip(L.GENERATIONS, vals))
+
+
+@dataclass
+class Context:
+    """One switch's share of the model, with port numbers resolved.
+
+    ``applied_to_bits`` maps (router id, frozenset of interface ids) to the bit
+    that set has in the applied_to registers; the service keeps it sticky so
+    that adding a rule does not renumber the sets of other rules.
+    """
+
+    model: m.Model
+    dpid: int
+    ports: dict[str, int]
+    applied_to_bits: dict[tuple[str, frozenset], int]
+    generations: Generations = Generations()
+    down_nodes: frozenset = frozenset()
+    learned_neighbors: dict[tuple[str, str], str] = field(default_factory=dict)
+    routers: list[m.Router] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.routers = [r for r in self.model.all("routers") if r.dpid == self.dpid]
+        self._router_ids = {r.id for r in self.routers}
+
+    def on_switch(self, router_id: str) -> bool:
+        return router_id in self._router_ids
+
+    def router(self, router_id: str) -> m.Router:
+        return self.model.get("routers", router_id)
+
+    def iface(self, iface_id: str) -> m.Interface:
+        return self.model.get("interfaces", iface_id)
+
+    def interfaces(self) -> list[m.Interface]:
+        """Interfaces of this switch's routers whose port exists on the switch."""
+        return sorted((i for i in self.model.all("interfaces")
+                       if self.on_switch(i.router) and i.port in self.ports),
+                      key=lambda i: i.num)
+
+    def port(self, iface: m.Interface) -> int | None:
+        return self.ports.get(iface.port)
+
+    def rules(self) -> list[m.Rule]:
+        return sorted((r for r in self.model.all("rules")
+                       if r.enabled and self.on_switch(r.router)), key=lambda r: r.rule_num)
+
+    def rule_bit(self, rule: m.Rule) -> int:
+        return self.applied_to_bits[(rule.router, frozenset(rule.applied_to))]
+
+    def iface_bits(self, iface: m.Interface) -> int:
+        """Bitmask of every applied_to set this interface belongs to."""
+        bits = 0
+        for (router_id, members), bit in self.applied_to_bits.items():
+            if router_id == iface.router and iface.id in members:
+                bits |= 1 << bit
+        return bits
+
+    def node_live(self, node: m.ServiceNode) -> bool:
+        return node.admin_state == "up" and node.id not in self.down_nodes
+
+    def node(self, node_id: str) -> m.ServiceNode:
+        return self.model.get("service-nodes", node_id)
+
+
+def router_match(router: Any) -> tuple[int, int]:
+    """Masked metadata match selecting one router's slice of a shared table."""
+    return (router.num, L.ROUTER.mask)

@@ -1,0 +1,36 @@
+"""applied_to: reuse a record only where its rule applies (patent claims 1 and 2)."""
+from __future__ import annotations
+
+from openflow_tables import layout as L
+from openflow_tables.context import Context, router_match
+from openflow_tables.flow import flow, match
+from openflow_tables.stages.conntrack import CT_MARK_RULE_MASK, restore_decision
+
+DEFAULT_RULE_NUM = 0
+
+
+def _record(rule_num: int) -> tuple[int, int]:
+    return (L.CT_MARK_TAG.mask | rule_num, CT_MARK_RULE_MASK)
+
+
+def applied_to_flows(ctx: Context) -> list:
+    """One flow per rule: its ct_mark and its applied_to-set bit.
+
+    The bit is set in the registers only when the interface the packet is
+    classified at belongs to the rule's applied_to set, so a hit means
+    "the record's rule is applied here".  The default rule applies everywhere.
+    """
+    out = []
+    for rule in ctx.rules():
+        reg, bit = L.applied_to_bit(ctx.rule_bit(rule))
+        rm = router_match(ctx.router(rule.router))
+        out.append(flow("applied_to", 10,
+                        match(metadata=rm, ct_mark=_record(rule.rule_num), **{reg: (bit, bit)}),
+                        restore_decision(), goto="gen_check",
+                        cookie=L.cookie("rule", rule.rule_num)))
+    for router in ctx.routers:
+        out.append(flow("applied_to", 10,
+                        match(metadata=router_match(router), ct_mark=_record(DEFAULT_RULE_NUM)),
+                        restore_decision(), goto="gen_check", cookie=L.cookie("router", router.num)))
+    out.append(flow("applied_to", 0, (), goto="classify", cookie=L.cookie("pipeline")))
+    return out

@@ -1,0 +1,127 @@
+"""classify: service insertion rules, without copying a rule per interface.
+
+A rule matches the single applied_to-set bit of its set, so it is one flow (or
+one flow per value of one multi-valued field); rules with two or more
+multi-valued fields become a conjunctive match with one clause per field.
+"""
+from __future__ import annotations
+
+import ipaddress
+import itertools
+
+from openflow_tables import layout as L
+from openflow_tables.context import Context, router_match
+from openflow_tables.flow import Conjunction, Flow, Load, fields, flow, match
+from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM
+from ryu_si import model as m
+
+ETH_IP = 0x0800
+TP_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
+
+
+def port_range_masks(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Cover [lo, hi] with the fewest (value, mask) prefix matches."""
+    out = []
+    while lo <= hi:
+        size = lo & -lo if lo else 1 << 16
+        while size > hi - lo + 1:
+            size >>= 1
+        out.append((lo, 0xFFFF & ~(size - 1)))
+        lo += size
+    return out
+
+
+def _ports(spec: str) -> list:
+    lo, _, hi = spec.partition("-")
+    masks = port_range_masks(int(lo), int(hi or lo))
+    return [v if mask == 0xFFFF else (v, mask) for v, mask in masks]
+
+
+def _prefix(cidr: str):
+    net = ipaddress.IPv4Network(cidr)
+    return str(net.network_address) if net.prefixlen == 32 else (
+        str(net.network_address), str(net.netmask))
+
+
+def match_dimensions(rule: m.Rule) -> dict[str, list]:
+    """Each OpenFlow field of the rule with the list of values it may take."""
+    mt = rule.match
+    dims: dict[str, list] = {}
+    if "ip_proto" in mt:
+        dims["ip_proto"] = [mt["ip_proto"]]
+    for f in ("ipv4_src", "ipv4_dst"):
+        if f in mt:
+            dims[f] = [_prefix(c) for c in mt[f]]
+    for k, f in (("tp_src", 0), ("tp_dst", 1)):
+        if k in mt:
+            dims[TP_FIELDS[mt["ip_proto"]][f]] = [v for s in mt[k] for v in _ports(s)]
+    return dims
+
+
+def decision(rule: m.Rule, ctx: Context) -> tuple[list, str]:
+    """Actions and next table for a rule's action."""
+    loads = [Load.field(L.RULE_NUM, rule.rule_num)]
+    if rule.action == "redirect":
+        policy = ctx.model.get("policies", rule.policy)
+        return loads + [Load.field(L.POLICY_NUM, policy.num)], "policy"
+    transport = L.TRANSPORT_DROP if rule.action == "drop" else L.TRANSPORT_NONE
+    return loads + [Load.field(L.TRANSPORT, transport)], "commit"
+
+
+def rule_flows(rule: m.Rule, ctx: Context) -> list[Flow]:
+    reg, bit = L.applied_to_bit(ctx.rule_bit(rule))
+    base = {"metadata": router_match(ctx.router(rule.router)), "eth_type": ETH_IP}
+    if "ip_proto" in rule.match:
+        base["ip_proto"] = rule.match["ip_proto"]
+    dims = match_dimensions(rule)
+    single = {f: v[0] for f, v in dims.items() if len(v) == 1}
+    multi = {f: v for f, v in dims.items() if len(v) > 1}
+    actions, goto = decision(rule, ctx)
+    prio, ck = rule.priority, L.cookie("rule", rule.rule_num)
+    first = {**base, **single, reg: (bit, bit)}
+    if len(multi) <= 1:
+        f, values = next(iter(multi.items()), (None, [None]))
+        return [flow("classify", prio, match(**first, **({f: v} if f else {})), actions, goto, ck)
+                for v in values]
+    out = []
+    n = len(multi)
+    for k, (f, values) in enumerate(multi.items(), start=1):
+        extra = first if k == 1 else base
+        out += [flow("classify", prio, match(**extra, **{f: v}),
+                     [Conjunction(rule.rule_num, k, n)], cookie=ck) for v in values]
+    out.append(flow("classify", prio, match(conj_id=rule.rule_num), actions, goto, ck))
+    return out
+
+
+def merge_conjunctions(flows: list[Flow]) -> list[Flow]:
+    """Clause flows of different rules with the same match become one flow.
+
+    OpenFlow keeps one flow per (table, priority, match); a second flow-mod
+    would replace the first, so their conjunction actions are combined.  For
+    two ordinary rules with the same match and priority, the lower rule number
+    wins (deterministic; the REST layer warns about such shadowing).
+    """
+    by_key: dict[tuple, Flow] = {}
+    for f in flows:
+        old = by_key.get(f.key())
+        if old is None:
+            by_key[f.key()] = f
+        elif all(isinstance(a, Conjunction) for a in old.actions + f.actions):
+            acts = tuple(sorted(set(old.actions + f.actions), key=lambda a: (a.id, a.clause)))
+            by_key[f.key()] = Flow(old.table, old.priority, old.match, acts, None,
+                                   L.cookie("pipeline"))
+    return list(by_key.values())
+
+
+def default_rule_flows(ctx: Context) -> list[Flow]:
+    """The lowest-priority rule of every router: allow, no service."""
+    return [flow("classify", 0, match(metadata=router_match(r), eth_type=ETH_IP),
+                 [Load.field(L.RULE_NUM, DEFAULT_RULE_NUM), Load.field(L.TRANSPORT,
+                                                                       L.TRANSPORT_NONE)],
+                 "commit", L.cookie("router", r.num)) for r in ctx.routers]
+
+
+def classify_flows(ctx: Context) -> list[Flow]:
+    flows = list(itertools.chain.from_iterable(rule_flows(r, ctx) for r in ctx.rules()))
+    return merge_conjunctions(flows) + default_rule_flows(ctx) + [
+        flow("classify", 0, (), cookie=L.cookie("pipeline"))]

@@ -1,0 +1,76 @@
+"""ingress and arp: where a packet enters, and the router's own ARP."""
+from __future__ import annotations
+
+from openflow_tables import layout as L
+from openflow_tables.context import Context, router_match
+from openflow_tables.flow import Controller, Load, Move, Output, SetField, fields, flow, match
+from ryu_si import model as m
+
+ETH_IP, ETH_ARP = 0x0800, 0x0806
+PIPELINE_ARP_LEARN = 1   # cookie numbers of the pipeline's packet-in flows
+PIPELINE_ARP_MISS = 2
+
+
+def applied_to_loads(bits: int) -> list[Load]:
+    """Load an interface's applied_to bitmask into the applied_to registers."""
+    return [Load(reg, (bits >> (32 * k)) & 0xFFFFFFFF, 0, 32)
+            for k, reg in enumerate(L.APPLIED_TO_REGS) if (bits >> (32 * k)) & 0xFFFFFFFF]
+
+
+def classify_here(ctx: Context, iface: m.Interface) -> list[Load]:
+    """Make ``iface`` the interface the packet is classified at."""
+    return [Load.field(L.SI_IFACE, iface.num), *applied_to_loads(ctx.iface_bits(iface))]
+
+
+def _ip_ingress(ctx: Context, iface: m.Interface, port: int) -> list:
+    router = ctx.router(iface.router)
+    loads = [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num),
+             Load.field(L.CT_ZONE, router.ct_zone)]
+    ck = L.cookie("interface", iface.num)
+    if iface.role == "service":
+        return [flow("ingress", 90, match(in_port=port, eth_type=ETH_IP),
+                     loads + [Load.field(L.FLAGS_SERVICED, 1)], goto="routing", cookie=ck)]
+    mt = match(in_port=port, eth_type=ETH_IP, eth_dst=iface.mac)
+    if iface.classifies:
+        return [flow("ingress", 90, mt, loads + classify_here(ctx, iface), goto="ct", cookie=ck)]
+    return [flow("ingress", 90, mt, loads, goto="routing", cookie=ck)]
+
+
+def ingress_flows(ctx: Context) -> list:
+    out = []
+    for iface in ctx.interfaces():
+        port = ctx.port(iface)
+        out += _ip_ingress(ctx, iface, port)
+        if iface.role != "service":
+            router = ctx.router(iface.router)
+            out.append(flow("ingress", 100, match(in_port=port, eth_type=ETH_ARP),
+                            [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num)],
+                            goto="arp", cookie=L.cookie("interface", iface.num)))
+    out.append(flow("ingress", 0, (), cookie=L.cookie("pipeline")))
+    return out
+
+
+def _arp_reply(iface: m.Interface, ip: str) -> list:
+    """Turn the request into the reply in place and send it back where it came from."""
+    return [Move("eth_src", "eth_dst", 0, 0, 48), SetField("eth_src", iface.mac),
+            SetField("arp_op", 2), Move("arp_sha", "arp_tha", 0, 0, 48),
+            SetField("arp_sha", iface.mac), Move("arp_spa", "arp_tpa", 0, 0, 32),
+            SetField("arp_spa", ip), Output("in_port")]
+
+
+def arp_flows(ctx: Context) -> list:
+    out = []
+    for iface in ctx.interfaces():
+        if iface.ip is None:
+            continue
+        ip = iface.ip.split("/")[0]
+        rm = router_match(ctx.router(iface.router))
+        ck = L.cookie("interface", iface.num)
+        out.append(flow("arp", 100, match(metadata=rm, **fields((L.IN_IFACE, iface.num)),
+                                          eth_type=ETH_ARP, arp_op=1, arp_tpa=ip),
+                        _arp_reply(iface, ip), cookie=ck))
+        out.append(flow("arp", 90, match(metadata=rm, **fields((L.IN_IFACE, iface.num)),
+                                         eth_type=ETH_ARP, arp_op=2, arp_tpa=ip),
+                        [Controller()], cookie=L.cookie("pipeline", PIPELINE_ARP_LEARN)))
+    out.append(flow("arp", 0, (), cookie=L.cookie("pipeline")))
+    return out

@@ -1,0 +1,90 @@
+"""routing, egress_si, neighbor, output: the router itself."""
+from __future__ import annotations
+
+import ipaddress
+
+from openflow_tables import layout as L
+from openflow_tables.context import Context, router_match
+from openflow_tables.flow import Controller, DecTtl, Load, Move, Output, SetField, fields, flow, match
+from openflow_tables.stages.ingress import PIPELINE_ARP_MISS, classify_here
+
+ETH_IP = 0x0800
+PIPE = L.cookie("pipeline")
+LPM_BASE = 100  # routing priority = LPM_BASE + prefix length
+
+
+def _route_flow(ctx: Context, router, prefix: str, iface, next_hop: str | None, ck: int):
+    net = ipaddress.IPv4Network(prefix)
+    dst = str(net.network_address) if net.prefixlen == 32 else (
+        str(net.network_address), str(net.netmask))
+    if net.prefixlen == 0:
+        dst = None
+    hop = (Load.field(L.NEXT_HOP, int(ipaddress.IPv4Address(next_hop))) if next_hop
+           else Move("ipv4_dst", L.NEXT_HOP.register, 0, 0, 32))
+    return flow("routing", LPM_BASE + net.prefixlen,
+                match(metadata=router_match(router), eth_type=ETH_IP, ipv4_dst=dst),
+                [Load.field(L.EGRESS_IFACE, iface.num), hop], goto="egress_si", cookie=ck)
+
+
+def routing_flows(ctx: Context) -> list:
+    """Connected prefixes of the interfaces, then the static routes."""
+    out = []
+    for iface in ctx.interfaces():
+        if iface.ip and iface.role != "service":
+            prefix = str(ipaddress.IPv4Interface(iface.ip).network)
+            out.append(_route_flow(ctx, ctx.router(iface.router), prefix, iface, None,
+                                   L.cookie("interface", iface.num)))
+    for rt in ctx.model.all("routes"):
+        iface = ctx.iface(rt.interface)
+        if ctx.on_switch(rt.router) and iface.port in ctx.ports:
+            out.append(_route_flow(ctx, ctx.router(rt.router), rt.prefix, iface, rt.next_hop,
+                                   L.cookie("route")))
+    out.append(flow("routing", 0, (), cookie=PIPE))
+    return out
+
+
+def egress_si_flows(ctx: Context) -> list:
+    """Classify at the egress interface what has not been through service insertion."""
+    out = [
+        flow("egress_si", 30, match(**fields((L.FLAGS_SERVICED, 1))), goto="neighbor",
+             cookie=PIPE),
+        flow("egress_si", 30, match(**fields((L.FLAGS_SI_DONE, 1))), goto="neighbor",
+             cookie=PIPE),
+    ]
+    for iface in ctx.interfaces():
+        if iface.classifies:
+            out.append(flow("egress_si", 20, match(**fields((L.EGRESS_IFACE, iface.num))),
+                            classify_here(ctx, iface) + [Load.field(L.FLAGS_EGRESS, 1)],
+                            goto="ct", cookie=L.cookie("interface", iface.num)))
+    out.append(flow("egress_si", 0, (), goto="neighbor", cookie=PIPE))
+    return out
+
+
+def neighbor_flows(ctx: Context) -> list:
+    """Static neighbors win over learned ones; a miss asks the controller (ARP miss)."""
+    entries = {**ctx.learned_neighbors,
+               **{(n.interface, n.ip): n.mac for n in ctx.model.all("neighbors")}}
+    out = []
+    for (iface_id, ip), mac in sorted(entries.items()):
+        iface = ctx.model.get("interfaces", iface_id)
+        if iface is None or not ctx.on_switch(iface.router) or iface.port not in ctx.ports:
+            continue
+        out.append(flow("neighbor", 10,
+                        match(**fields((L.EGRESS_IFACE, iface.num),
+                                       (L.NEXT_HOP, int(ipaddress.IPv4Address(ip))))),
+                        [SetField("eth_dst", mac)], goto="output",
+                        cookie=L.cookie("neighbor", iface.num)))
+    out.append(flow("neighbor", 0, (), [Controller()],
+                    cookie=L.cookie("pipeline", PIPELINE_ARP_MISS)))
+    return out
+
+
+def output_flows(ctx: Context) -> list:
+    out = []
+    for iface in ctx.interfaces():
+        if iface.role != "service":
+            out.append(flow("output", 10, match(**fields((L.EGRESS_IFACE, iface.num))),
+                            [SetField("eth_src", iface.mac), DecTtl(), Output(ctx.port(iface))],
+                            cookie=L.cookie("interface", iface.num)))
+    out.append(flow("output", 0, (), cookie=PIPE))
+    return out

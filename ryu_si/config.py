@@ -1,0 +1,37 @@
+"""Declarative configuration documents (YAML or JSON) and controller settings."""
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from typing import Any
+
+import yaml
+
+DEFAULT_STORE = "ryu-si.sqlite"
+
+
+def parse_document(text: str | bytes) -> Any:
+    """YAML is a superset of JSON, but JSON errors read better: try JSON first."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)
+
+
+def load_file(path: str) -> Any:
+    with open(path, "rb") as fh:
+        return parse_document(fh.read())
+
+
+def default_document() -> Any:
+    """The example edge shipped with the package (the demo topology)."""
+    return yaml.safe_load(resources.files("ryu_si").joinpath("default_config.yaml").read_text())
+
+
+def store_path() -> str:
+    return os.environ.get("RYU_SI_STORE", DEFAULT_STORE)
+
+
+def config_path() -> str | None:
+    return os.environ.get("RYU_SI_CONFIG") or None

@@ -1,0 +1,219 @@
+"""The objects of the logical network, as plain dataclasses (no I/O, no Ryu).
+
+Every object has a UUID ``id`` and a unique ``name``; references between
+objects hold ids.  Small datapath numbers (``num``, ``rule_num``, ``ct_zone``)
+are assigned by the store once and never change.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+ROLES = ("uplink", "downlink", "vti", "service")
+CLASSIFYING_ROLES = ("uplink", "vti")
+TRANSPORTS = ("chain", "l3", "biw")
+ACTIONS = ("redirect", "allow", "drop")
+FAILURE_POLICIES = ("pass", "fail")
+STRATEGIES = ("hash", "round_robin", "local")
+TIERS = ("t0", "t1")
+
+
+@dataclass
+class Router:
+    id: str
+    name: str
+    tier: str = "t0"
+    parent: str | None = None
+    dpid: int | None = None
+    num: int = 0
+    ct_zone: int = 0
+
+
+@dataclass
+class Interface:
+    id: str
+    name: str
+    router: str
+    port: str
+    role: str
+    ip: str | None = None          # CIDR: the router's address and the connected prefix
+    mac: str | None = None
+    classify: bool | None = None   # None: by role (uplink and vti classify)
+    num: int = 0
+
+    @property
+    def classifies(self) -> bool:
+        return self.role in CLASSIFYING_ROLES if self.classify is None else self.classify
+
+
+@dataclass
+class Route:
+    id: str
+    name: str
+    router: str
+    prefix: str
+    interface: str
+    next_hop: str | None = None    # None: directly connected
+
+
+@dataclass
+class Neighbor:
+    id: str
+    name: str
+    ip: str
+    mac: str
+    interface: str
+
+
+@dataclass
+class ServiceNode:
+    id: str
+    name: str
+    transport: str
+    profile: str = "generic"
+    host: str | None = None
+    port: str | None = None         # chain: port on the service plane
+    interface: str | None = None    # l3: the VTI toward the node
+    next_hop: str | None = None     # l3
+    interface_a: str | None = None  # biw: forward leaves here
+    interface_b: str | None = None  # biw: forward returns here
+    admin_state: str = "up"
+    num: int = 0
+
+
+@dataclass
+class Chain:
+    id: str
+    name: str
+    profiles: list[str] = field(default_factory=list)
+    reverse_profiles: list[str] | None = None
+    failure_policy: str = "pass"
+    strategy: str = "hash"
+    num: int = 0
+
+
+@dataclass
+class Policy:
+    id: str
+    name: str
+    chain: str | None = None
+    l3_nodes: list[str] = field(default_factory=list)
+    biw_nodes: list[str] = field(default_factory=list)
+    weights: dict[str, int] = field(default_factory=dict)
+    failure_policy: str = "pass"
+    num: int = 0
+
+    @property
+    def transport(self) -> str:
+        if self.chain:
+            return "chain"
+        return "l3" if self.l3_nodes else "biw"
+
+    @property
+    def nodes(self) -> list[str]:
+        return self.l3_nodes or self.biw_nodes
+
+
+@dataclass
+class Rule:
+    id: str
+    name: str
+    router: str
+    priority: int
+    action: str
+    applied_to: list[str]
+    match: dict[str, Any] = field(default_factory=dict)
+    policy: str | None = None
+    enabled: bool = True
+    rule_num: int = 0
+
+
+# REST resource name -> class, in dependency order (a kind refers only to earlier ones).
+KINDS: dict[str, type] = {
+    "routers": Router,
+    "interfaces": Interface,
+    "routes": Route,
+    "neighbors": Neighbor,
+    "service-nodes": ServiceNode,
+    "chains": Chain,
+    "policies": Policy,
+    "rules": Rule,
+}
+
+# Fields the controller assigns; clients may read but not write them.
+ASSIGNED_FIELDS: dict[str, tuple[str, ...]] = {
+    "routers": ("num", "ct_zone"),
+    "interfaces": ("num",),
+    "service-nodes": ("num",),
+    "chains": ("num",),
+    "policies": ("num",),
+    "rules": ("rule_num",),
+}
+
+# kind -> {field: referenced kind}; list-valued fields reference each element.
+REFERENCES: dict[str, dict[str, str]] = {
+    "routers": {"parent": "routers"},
+    "interfaces": {"router": "routers"},
+    "routes": {"router": "routers", "interface": "interfaces"},
+    "neighbors": {"interface": "interfaces"},
+    "service-nodes": {"interface": "interfaces", "interface_a": "interfaces",
+                      "interface_b": "interfaces"},
+    "chains": {},
+    "policies": {"chain": "chains", "l3_nodes": "service-nodes",
+                 "biw_nodes": "service-nodes"},
+    "rules": {"router": "routers", "policy": "policies", "applied_to": "interfaces"},
+}
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def field_names(kind: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(KINDS[kind]))
+
+
+@dataclass
+class Model:
+    """All objects, by kind and id.  Copy before changing: the service swaps whole models."""
+
+    objects: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {k: {} for k in KINDS})
+
+    def copy(self) -> "Model":
+        return Model({k: {i: dataclasses.replace(o) for i, o in v.items()}
+                      for k, v in self.objects.items()})
+
+    def all(self, kind: str) -> list[Any]:
+        return list(self.objects[kind].values())
+
+    def get(self, kind: str, obj_id: str) -> Any | None:
+        return self.objects[kind].get(obj_id)
+
+    def by_name(self, kind: str, name: str) -> Any | None:
+        return next((o for o in self.objects[kind].values() if o.name == name), None)
+
+    def put(self, kind: str, obj: Any) -> None:
+        self.objects[kind][obj.id] = obj
+
+    def remove(self, kind: str, obj_id: str) -> None:
+        del self.objects[kind][obj_id]
+
+    def referrers(self, kind: str, obj_id: str) -> Iterator[tuple[str, Any, str]]:
+        """(kind, object, field) of everything that refers to ``kind``/``obj_id``."""
+        for other, refs in REFERENCES.items():
+            for fname, target in refs.items():
+                if target != kind:
+                    continue
+                for o in self.objects[other].values():
+                    v = getattr(o, fname)
+                    if v == obj_id or (isinstance(v, list) and obj_id in v):
+                        yield other, o, fname
+
+    # convenience views used by the compiler
+    def interfaces_of(self, router_id: str) -> list[Interface]:
+        return [i for i in self.objects["interfaces"].values() if i.router == router_id]
+
+    def rules_of(self, router_id: str) -> list[Rule]:
+        return [r for r in self.objects["rules"].values() if r.router == router_id]

@@ -1,0 +1,172 @@
+"""The configuration service: every change goes candidate -> checks -> store -> switches.
+
+REST handlers and the config loader call this; it never talks OpenFlow.  A
+change is applied to a copy of the model, checked whole, committed to SQLite in
+one transaction, and only then made current and announced (``on_change``), so a
+rejected request changes neither the store nor the switch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Callable
+
+from openflow_tables import layout as L
+from openflow_tables.context import Generations
+from ryu_si import model as m
+from ryu_si.store import Store
+from ryu_si.validate import ValidationError, build, check_model
+
+# Datapath number spaces: (kind, field, counter name, first value, largest value).
+NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
+    ("routers", "num", "router", 1, 0xFFFF),
+    ("routers", "ct_zone", "ct_zone", 1, 0xFFFF),
+    ("interfaces", "num", "interface", 1, L.MAX_IFACE_NUM),
+    ("service-nodes", "num", "service_node", 1, 0xFFFFFFFF),
+    ("chains", "num", "chain", 1, 0xFFFF),
+    ("policies", "num", "policy", 1, L.MAX_POLICY_NUM),
+    ("rules", "rule_num", "rule", 1, L.MAX_RULE_NUM),
+)
+
+
+class Service:
+    def __init__(self, store: Store, on_change: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.on_change = on_change
+        self.model, self.counters, state = store.load()
+        self.generations = Generations(**state.get("generations", {}))
+        self.applied_to_bits: dict[tuple[str, frozenset], int] = {}
+        self.learned_neighbors: dict[tuple[str, str], str] = {}
+        self._lock = threading.RLock()
+        self._allocate_bits()
+
+    # --- reads ----------------------------------------------------------------
+    def find(self, kind: str, ref: str) -> Any:
+        """An object by id or name, or a 404."""
+        if kind not in m.KINDS:
+            raise ValidationError("kind", f"unknown resource {kind!r}", 404)
+        obj = self.model.get(kind, ref) or self.model.by_name(kind, ref)
+        if obj is None:
+            raise ValidationError("id", f"no {kind[:-1]} {ref!r}", 404)
+        return obj
+
+    # --- writes ---------------------------------------------------------------
+    def create(self, kind: str, body: Any) -> Any:
+        with self._lock:
+            cand = self.model.copy()
+            obj = build(kind, body, cand)
+            if cand.get(kind, obj.id) is not None:
+                raise ValidationError("id", f"{obj.id} already exists", 409)
+            cand.put(kind, obj)
+            self._apply(cand)
+            return self.model.get(kind, obj.id)
+
+    def update(self, kind: str, ref: str, body: Any) -> Any:
+        with self._lock:
+            old = self.find(kind, ref)
+            cand = self.model.copy()
+            cand.put(kind, build(kind, body, cand, existing=old))
+            self._apply(cand)
+            return self.model.get(kind, old.id)
+
+    def delete(self, kind: str, ref: str) -> None:
+        with self._lock:
+            old = self.find(kind, ref)
+            for other, obj, f in self.model.referrers(kind, old.id):
+                raise ValidationError(f"{other}.{f}", f"{kind[:-1]} {old.name!r} is still used by "
+                                      f"{other[:-1]} {obj.name!r}", 409)
+            cand = self.model.copy()
+            cand.remove(kind, old.id)
+            self._apply(cand)
+
+    def replace_config(self, doc: Any) -> dict[str, int]:
+        """Make the model exactly ``doc``; objects keep id and numbers by name."""
+        with self._lock:
+            if not isinstance(doc, dict):
+                raise ValidationError("config", "must be an object of resource lists")
+            for key in doc:
+                if key not in m.KINDS:
+                    raise ValidationError(f"config.{key}", "unknown resource")
+            cand = m.Model()
+            for kind in m.KINDS:
+                items = doc.get(kind) or []
+                if not isinstance(items, list):
+                    raise ValidationError(kind, "must be a list")
+                for n, body in enumerate(items):
+                    cand.put(kind, self._replacement(kind, n, body, cand))
+            self._apply(cand)
+            return {k: len(v) for k, v in self.model.objects.items()}
+
+    def _replacement(self, kind: str, n: int, body: Any, cand: m.Model) -> Any:
+        try:
+            obj = build(kind, body, cand)
+        except ValidationError as e:
+            raise ValidationError(f"{kind}[{n}].{e.field}", e.message, e.status) from None
+        if cand.by_name(kind, obj.name) is not None:
+            raise ValidationError(f"{kind}[{n}].name", f"duplicate name {obj.name!r}", 409)
+        old = self.model.by_name(kind, obj.name)
+        if old is None:
+            return obj
+        keep = {f: getattr(old, f) for f in ("id", *m.ASSIGNED_FIELDS.get(kind, ()))}
+        return dataclasses.replace(obj, **keep)
+
+    def set_generations(self, gens: Generations) -> None:
+        with self._lock:
+            self.store.commit([], self.counters, {"generations": dataclasses.asdict(gens)})
+            self.generations = gens
+            self.on_change()
+
+    def learn_neighbor(self, iface_id: str, ip: str, mac: str) -> bool:
+        """Remember a neighbor seen in an ARP reply; True if it is new or moved."""
+        if self.learned_neighbors.get((iface_id, ip)) == mac:
+            return False
+        self.learned_neighbors[(iface_id, ip)] = mac
+        self.on_change()
+        return True
+
+    # --- the one path every change takes ----------------------------------------
+    def _apply(self, cand: m.Model) -> None:
+        counters = self._assign_numbers(cand)
+        check_model(cand)
+        self.store.commit(self._changes(cand), counters)
+        self.model, self.counters = cand, counters
+        self._allocate_bits()
+        self.on_change()
+
+    def _assign_numbers(self, cand: m.Model) -> dict[str, int]:
+        counters = dict(self.counters)
+        for kind, f, space, first, last in NUMBERS:
+            for obj in sorted(cand.all(kind), key=lambda o: o.name):
+                if getattr(obj, f):
+                    continue
+                value = max(counters.get(space, first), first)
+                if value > last:
+                    raise ValidationError(f, f"no {space} numbers left", 507)
+                setattr(obj, f, value)
+                counters[space] = value + 1
+        return counters
+
+    def _changes(self, cand: m.Model) -> list[tuple[str, str, Any]]:
+        out = []
+        for kind in m.KINDS:
+            old, new = self.model.objects[kind], cand.objects[kind]
+            out += [(kind, i, o) for i, o in new.items() if old.get(i) != o]
+            out += [(kind, i, None) for i in old if i not in new]
+        return out
+
+    def _allocate_bits(self) -> None:
+        """Sticky applied_to-set bits: a set keeps its bit while any rule uses it."""
+        wanted: dict[str, list[frozenset]] = {}
+        for rule in sorted(self.model.all("rules"), key=lambda r: r.rule_num):
+            sets = wanted.setdefault(rule.router, [])
+            if frozenset(rule.applied_to) not in sets:
+                sets.append(frozenset(rule.applied_to))
+        bits = {k: b for k, b in self.applied_to_bits.items() if k[1] in wanted.get(k[0], [])}
+        for router_id, sets in wanted.items():
+            used = {b for (r, _), b in bits.items() if r == router_id}
+            for s in sets:
+                if (router_id, s) not in bits:
+                    bit = next(b for b in range(L.APPLIED_TO_BITS) if b not in used)
+                    bits[(router_id, s)] = bit
+                    used.add(bit)
+        self.applied_to_bits = bits

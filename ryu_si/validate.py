@@ -1,0 +1,385 @@
+"""Input checks that name the field: every bad request becomes a 4xx, never a crash.
+
+``build`` turns a JSON body into a model object (resolving references given by
+id or by name); ``check_model`` checks what only the whole model can tell
+(unique names, one router per rule, transports that fit).  Nothing here
+changes any state: the service applies a change only after both pass.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from typing import Any, Callable
+
+from openflow_tables.layout import APPLIED_TO_BITS
+from ryu_si import model as m
+
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MIN_PRIORITY, MAX_PRIORITY = 1, 65000
+MATCH_FIELDS = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "tp_src", "tp_dst")
+IP_PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
+
+
+class ValidationError(Exception):
+    """A rejected request: HTTP status, the field at fault, and why."""
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.message, "field": self.field, "status": self.status}
+
+
+# --- scalar checkers: (field name, raw value) -> normalised value ----------------
+Checker = Callable[[str, Any], Any]
+
+
+def _fail(field: str, message: str) -> None:
+    raise ValidationError(field, message)
+
+
+def string(f: str, v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        _fail(f, "must be a non-empty string")
+    return v
+
+
+def name(f: str, v: Any) -> str:
+    if not isinstance(v, str) or not NAME_RE.match(v):
+        _fail(f, "must be 1-64 characters of letters, digits, '_.:-', starting alphanumeric")
+    return v
+
+
+def enum(*choices: str) -> Checker:
+    def check(f: str, v: Any) -> str:
+        if v not in choices:
+            _fail(f, f"must be one of {', '.join(choices)}")
+        return v
+    return check
+
+
+def integer(lo: int, hi: int) -> Checker:
+    def check(f: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            _fail(f, "must be an integer")
+        if not lo <= v <= hi:
+            _fail(f, f"must be between {lo} and {hi}")
+        return v
+    return check
+
+
+def boolean(f: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        _fail(f, "must be true or false")
+    return v
+
+
+def cidr(f: str, v: Any) -> str:
+    """A prefix with no host bits (``10.0.0.0/24``); a bare address means /32."""
+    if not isinstance(v, str):
+        _fail(f, "must be an IPv4 prefix string like 10.0.0.0/24")
+    try:
+        return str(ipaddress.IPv4Network(v, strict=True))
+    except ValueError as e:
+        _fail(f, f"bad CIDR {v!r}: {e}")
+
+
+def iface_cidr(f: str, v: Any) -> str:
+    """An interface address with its prefix length (``10.0.0.1/24``)."""
+    if not isinstance(v, str) or "/" not in v:
+        _fail(f, "must be an address with prefix length, like 10.0.1.1/24")
+    try:
+        return str(ipaddress.IPv4Interface(v))
+    except ValueError as e:
+        _fail(f, f"bad interface address {v!r}: {e}")
+
+
+def ipv4(f: str, v: Any) -> str:
+    try:
+        return str(ipaddress.IPv4Address(v))
+    except (ValueError, TypeError):
+        _fail(f, f"bad IPv4 address {v!r}")
+
+
+def mac(f: str, v: Any) -> str:
+    if not isinstance(v, str) or not MAC_RE.match(v.lower()):
+        _fail(f, f"bad MAC address {v!r}")
+    return v.lower()
+
+
+def dpid(f: str, v: Any) -> int:
+    if isinstance(v, str):
+        try:
+            v = int(v, 16)
+        except ValueError:
+            _fail(f, "must be an integer or a hex string")
+    return integer(1, (1 << 64) - 1)(f, v)
+
+
+def string_list(f: str, v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        _fail(f, "must be a list of strings")
+    return list(v)
+
+
+def weights(f: str, v: Any) -> dict[str, int]:
+    if not isinstance(v, dict):
+        _fail(f, "must be an object of node -> weight")
+    return {k: integer(1, 1000)(f"{f}.{k}", w) for k, w in v.items()}
+
+
+# --- rule match -------------------------------------------------------------
+def _port_item(f: str, v: Any) -> str:
+    """A port or an inclusive range 'lo-hi'; kept as text for round-trips."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        integer(0, 65535)(f, v)
+        return str(v)
+    if isinstance(v, str):
+        parts = v.split("-")
+        if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
+            lo, hi = int(parts[0]), int(parts[-1])
+            if 0 <= lo <= hi <= 65535:
+                return str(lo) if lo == hi else f"{lo}-{hi}"
+    _fail(f, f"bad port or range {v!r} (use 80 or '1000-2000')")
+
+
+def _many(f: str, v: Any, one: Checker) -> list:
+    items = v if isinstance(v, list) else [v]
+    if not items:
+        _fail(f, "must not be an empty list")
+    return [one(f, x) for x in items]
+
+
+def rule_match(f: str, v: Any) -> dict[str, Any]:
+    """Normalise a match: lists everywhere a field may hold several values."""
+    if not isinstance(v, dict):
+        _fail(f, "must be an object")
+    out: dict[str, Any] = {}
+    for k, x in v.items():
+        fk = f"{f}.{k}"
+        if k not in MATCH_FIELDS:
+            _fail(fk, f"unknown match field (known: {', '.join(MATCH_FIELDS)})")
+        if k == "eth_type":
+            if x not in (0x0800, "ipv4"):
+                _fail(fk, "only IPv4 (0x0800 or 'ipv4') is supported")
+            out[k] = 0x0800
+        elif k == "ip_proto":
+            out[k] = IP_PROTOS.get(x) if isinstance(x, str) else integer(0, 255)(fk, x)
+            if out[k] is None:
+                _fail(fk, f"unknown protocol {x!r}")
+        elif k in ("ipv4_src", "ipv4_dst"):
+            out[k] = _many(fk, x, cidr)
+        else:
+            out[k] = _many(fk, x, _port_item)
+    if ("tp_src" in out or "tp_dst" in out) and out.get("ip_proto") not in (6, 17):
+        _fail(f"{f}.ip_proto", "tp_src/tp_dst need ip_proto tcp (6) or udp (17)")
+    return out
+
+
+# --- per-kind schemas: field -> (checker, required) ----------------------------
+SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "routers": {"name": (name, True), "tier": (enum(*m.TIERS), False),
+                "parent": (string, False), "dpid": (dpid, False)},
+    "interfaces": {"name": (name, True), "router": (string, True), "port": (name, True),
+                   "role": (enum(*m.ROLES), True), "ip": (iface_cidr, False),
+                   "mac": (mac, False), "classify": (boolean, False)},
+    "routes": {"name": (name, False), "router": (string, True), "prefix": (cidr, True),
+               "interface": (string, True), "next_hop": (ipv4, False)},
+    "neighbors": {"name": (name, False), "ip": (ipv4, True), "mac": (mac, True),
+                  "interface": (string, True)},
+    "service-nodes": {"name": (name, True), "transport": (enum(*m.TRANSPORTS), True),
+                      "profile": (name, False), "host": (name, False), "port": (name, False),
+                      "interface": (string, False), "next_hop": (ipv4, False),
+                      "interface_a": (string, False), "interface_b": (string, False),
+                      "admin_state": (enum("up", "down"), False)},
+    "chains": {"name": (name, True), "profiles": (string_list, True),
+               "reverse_profiles": (string_list, False),
+               "failure_policy": (enum(*m.FAILURE_POLICIES), False),
+               "strategy": (enum(*m.STRATEGIES), False)},
+    "policies": {"name": (name, True), "chain": (string, False),
+                 "l3_nodes": (string_list, False), "biw_nodes": (string_list, False),
+                 "weights": (weights, False),
+                 "failure_policy": (enum(*m.FAILURE_POLICIES), False)},
+    "rules": {"name": (name, True), "router": (string, False),
+              "priority": (integer(MIN_PRIORITY, MAX_PRIORITY), True),
+              "action": (enum(*m.ACTIONS), True), "applied_to": (string_list, True),
+              "match": (rule_match, False), "policy": (string, False),
+              "enabled": (boolean, False)},
+}
+
+
+def _resolve(model: m.Model, kind: str, f: str, ref: str) -> str:
+    """An id, or a unique name, of an existing object of ``kind`` -> its id."""
+    if model.get(kind, ref) is not None:
+        return ref
+    obj = model.by_name(kind, ref)
+    if obj is None:
+        raise ValidationError(f, f"unknown {kind[:-1].replace('-', ' ')} {ref!r}", 422)
+    return obj.id
+
+
+def _resolve_refs(kind: str, values: dict[str, Any], model: m.Model) -> None:
+    for f, target in m.REFERENCES[kind].items():
+        v = values.get(f)
+        if isinstance(v, list):
+            values[f] = [_resolve(model, target, f, x) for x in v]
+        elif v is not None:
+            values[f] = _resolve(model, target, f, v)
+
+
+def build(kind: str, body: Any, model: m.Model, existing: Any | None = None) -> Any:
+    """A new object from ``body``, or ``existing`` updated by it (PATCH-like PUT)."""
+    if kind not in SCHEMAS:
+        raise ValidationError("kind", f"unknown resource {kind!r}", 404)
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object")
+    schema = SCHEMAS[kind]
+    values: dict[str, Any] = {}
+    for f, v in body.items():
+        if f == "id":
+            if existing is not None and v != existing.id:
+                raise ValidationError("id", "cannot be changed")
+            values["id"] = _uuid(v)
+        elif f in m.ASSIGNED_FIELDS.get(kind, ()):
+            if existing is None or v != getattr(existing, f):
+                raise ValidationError(f, "is assigned by the controller (read-only)")
+        elif f not in schema:
+            raise ValidationError(f, "unknown field")
+        elif v is not None:
+            values[f] = schema[f][0](f, v)
+    if existing is None:
+        for f, (_, required) in schema.items():
+            if required and f not in values:
+                raise ValidationError(f, "is required")
+    _resolve_refs(kind, values, model)
+    if existing is not None:
+        merged = m.to_dict(existing) | values
+        return m.KINDS[kind](**merged)
+    values.setdefault("id", str(uuid.uuid4()))
+    if "name" not in values:
+        values["name"] = f"{kind[:-1]}-{values['id'][:8]}"
+    if kind == "rules" and "router" not in values:
+        values["router"] = _router_of_applied_to(values["applied_to"], model)
+    return m.KINDS[kind](**values)
+
+
+def _uuid(v: Any) -> str:
+    try:
+        return str(uuid.UUID(str(v)))
+    except ValueError:
+        raise ValidationError("id", f"must be a UUID, got {v!r}") from None
+
+
+def _router_of_applied_to(applied_to: list[str], model: m.Model) -> str:
+    if not applied_to:
+        raise ValidationError("applied_to", "must name at least one interface (or give router)")
+    return model.get("interfaces", applied_to[0]).router
+
+
+# --- whole-model checks -------------------------------------------------------
+def check_model(model: m.Model) -> None:
+    """What single objects cannot show; raises the first problem found."""
+    for kind in m.KINDS:
+        _unique(model, kind, "name")
+    _unique(model, "interfaces", "port")
+    for r in model.all("routers"):
+        _check_router(model, r)
+    for i in model.all("interfaces"):
+        _check_interface(i)
+    for rt in model.all("routes"):
+        _same_router(model, "interface", rt.interface, rt.router)
+    for n in model.all("service-nodes"):
+        _check_node(model, n)
+    for p in model.all("policies"):
+        _check_policy(model, p)
+    for rule in model.all("rules"):
+        _check_rule(model, rule)
+    for r in model.all("routers"):
+        sets = {frozenset(x.applied_to) for x in model.rules_of(r.id)}
+        if len(sets) > APPLIED_TO_BITS:
+            raise ValidationError("applied_to", f"router {r.name!r} would have {len(sets)} "
+                                  f"distinct applied_to sets; the datapath holds {APPLIED_TO_BITS}",
+                                  409)
+
+
+def _unique(model: m.Model, kind: str, f: str) -> None:
+    seen: dict[str, str] = {}
+    for o in model.all(kind):
+        v = getattr(o, f)
+        if v in seen and seen[v] != o.id:
+            raise ValidationError(f, f"{kind[:-1]} {f} {v!r} is already used", 409)
+        seen[v] = o.id
+
+
+def _check_router(model: m.Model, r: m.Router) -> None:
+    if r.tier == "t1" and r.parent is None:
+        raise ValidationError("parent", "a t1 router needs a t0 parent")
+    if r.parent is not None and model.get("routers", r.parent).tier != "t0":
+        raise ValidationError("parent", "must be a t0 router")
+
+
+def _check_interface(i: m.Interface) -> None:
+    if i.role in ("uplink", "downlink") and (i.ip is None or i.mac is None):
+        raise ValidationError("ip" if i.ip is None else "mac",
+                              f"is required for a {i.role} interface")
+    if i.role == "service" and i.mac is None:
+        raise ValidationError("mac", "is required for a service interface")
+
+
+def _same_router(model: m.Model, f: str, iface_id: str, router_id: str) -> None:
+    if model.get("interfaces", iface_id).router != router_id:
+        raise ValidationError(f, "interface belongs to another router")
+
+
+TRANSPORT_FIELDS = {"biw": ("interface_a", "interface_b"), "l3": ("interface", "next_hop"),
+                    "chain": ("port",)}
+
+
+def _check_node(model: m.Model, n: m.ServiceNode) -> None:
+    for f in TRANSPORT_FIELDS[n.transport]:
+        if getattr(n, f) is None:
+            raise ValidationError(f, f"is required for transport {n.transport}")
+    if n.transport == "biw":
+        a = model.get("interfaces", n.interface_a)
+        b = model.get("interfaces", n.interface_b)
+        if n.interface_a == n.interface_b:
+            raise ValidationError("interface_b", "must differ from interface_a")
+        for f, i in (("interface_a", a), ("interface_b", b)):
+            if i.role != "service":
+                raise ValidationError(f, "must be an interface with role 'service'")
+        if a.router != b.router:
+            raise ValidationError("interface_b", "must be on the same router as interface_a")
+
+
+def _check_policy(model: m.Model, p: m.Policy) -> None:
+    targets = [x for x in (p.chain, p.l3_nodes, p.biw_nodes) if x]
+    if len(targets) != 1:
+        raise ValidationError("chain", "give exactly one of chain, l3_nodes, biw_nodes")
+    for f, want in (("l3_nodes", "l3"), ("biw_nodes", "biw")):
+        for nid in getattr(p, f):
+            if model.get("service-nodes", nid).transport != want:
+                raise ValidationError(f, f"node {nid} is not a {want} node")
+    for node in p.weights:
+        if _resolve(model, "service-nodes", f"weights.{node}", node) not in p.nodes:
+            raise ValidationError(f"weights.{node}", "is not a node of this policy")
+
+
+def _check_rule(model: m.Model, rule: m.Rule) -> None:
+    for iid in rule.applied_to:
+        i = model.get("interfaces", iid)
+        if i.router != rule.router:
+            raise ValidationError("applied_to", f"interface {i.name!r} is on another router")
+        if not i.classifies:
+            raise ValidationError("applied_to", f"interface {i.name!r} does not classify "
+                                  f"(role {i.role})")
+    if len(set(rule.applied_to)) != len(rule.applied_to):
+        raise ValidationError("applied_to", "lists an interface twice")
+    if rule.action == "redirect" and rule.policy is None:
+        raise ValidationError("policy", "is required when action is redirect")
+    if rule.action != "redirect" and rule.policy is not None:
+        raise ValidationError("policy", f"must be empty when action is {rule.action}")
