@@ -1,0 +1,206 @@
+"""The Ryu application: switch events in, compiled pipelines out.  Thin: it delegates.
+
+Run it the way any Ryu app runs:  ``ryu-manager ryu_si.app``.
+Settings (oslo options in the ``[si]`` section of ``--config-file``, or the
+environment): ``store`` / RYU_SI_STORE (SQLite file), ``config`` /
+RYU_SI_CONFIG (YAML/JSON document applied at start).  REST listens on Ryu's
+``--wsapi-host`` (127.0.0.1 by default here) and ``--wsapi-port``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import time
+
+from oslo_config import cfg
+from ryu.base import app_manager
+from ryu.controller import ofp_event
+from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from ryu.lib import hub
+from ryu.lib.packet import arp, ethernet, ipv4, packet
+from ryu.app.ofctl import api as ofctl_api
+from ryu.app.wsgi import WSGIApplication
+from ryu.ofproto import ofproto_v1_3
+
+from openflow_tables import layout as L
+from openflow_tables.compile import compile_pipeline
+from openflow_tables.context import Context
+from openflow_tables.stages.ingress import PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS
+from ryu_si import config as si_config
+from ryu_si.rest import APP_KEY, SIRestController
+from ryu_si.service import Service
+from ryu_si.store import Store
+from ryu_si.switch import Switch
+
+LOG = logging.getLogger("ryu_si.app")
+CONF = cfg.CONF
+CONF.register_opts([
+    cfg.StrOpt("store", help="SQLite file holding the configuration"),
+    cfg.StrOpt("config", help="YAML/JSON configuration applied at start"),
+], group="si")
+CONF.set_default("wsapi_host", "127.0.0.1")
+ARP_RETRY_S = 1.0
+
+
+class ServiceInsertionApp(app_manager.RyuApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
+    _REQUIRED_APP = ["ryu.app.ofctl.service"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.switches: dict[int, Switch] = {}
+        self.ports: dict[int, dict[str, int]] = {}
+        self._arp_asked: dict[tuple[str, str], float] = {}
+        self.started = time.time()
+        self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change)
+        self._load_initial_config()
+        kwargs["wsgi"].register(SIRestController, {APP_KEY: self})
+
+    def _load_initial_config(self) -> None:
+        """A given config file wins; an empty store gets the embedded example edge."""
+        path = CONF.si.config or si_config.config_path()
+        if path:
+            self.service.replace_config(si_config.load_file(path))
+        elif not any(self.service.model.objects.values()):
+            self.service.replace_config(si_config.default_document())
+
+    # --- compiling and pushing ---------------------------------------------------
+    def context(self, dpid: int) -> Context:
+        s = self.service
+        return Context(s.model, dpid, self.ports.get(dpid, {}), s.applied_to_bits,
+                       s.generations, learned_neighbors=s.learned_neighbors)
+
+    def _on_change(self) -> None:
+        for dpid, sw in list(self.switches.items()):
+            pipe = compile_pipeline(self.context(dpid))
+            sw.push(pipe.flows, pipe.groups)
+
+    def _resync(self, dpid: int) -> None:
+        sw = self.switches.get(dpid)
+        if sw is None:
+            return
+        pipe = compile_pipeline(self.context(dpid))
+        sw.reconcile(pipe.flows, pipe.groups)
+        LOG.info("switch %016x reconciled: %d flows, %d groups", dpid, len(pipe.flows),
+                 len(pipe.groups))
+
+    # --- switch events -------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev) -> None:
+        dp = ev.datapath
+        if ev.state == MAIN_DISPATCHER:
+            self.switches[dp.id] = Switch(self, dp)
+            hub.spawn(self._connected, dp)
+        elif dp.id in self.switches:
+            del self.switches[dp.id]
+            LOG.info("switch %016x disconnected", dp.id)
+
+    def _connected(self, dp) -> None:
+        parser = dp.ofproto_parser
+        replies = ofctl_api.send_msg(self, parser.OFPPortDescStatsRequest(dp, 0),
+                               reply_cls=parser.OFPPortDescStatsReply, reply_multi=True)
+        self.ports[dp.id] = {p.name.decode() if isinstance(p.name, bytes) else p.name: p.port_no
+                             for r in replies or [] for p in r.body
+                             if p.port_no < dp.ofproto.OFPP_MAX}
+        LOG.info("switch %016x connected, ports %s", dp.id, self.ports[dp.id])
+        self._resync(dp.id)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev) -> None:
+        dp, msg = ev.msg.datapath, ev.msg
+        name = msg.desc.name.decode() if isinstance(msg.desc.name, bytes) else msg.desc.name
+        ports = self.ports.setdefault(dp.id, {})
+        if msg.reason == dp.ofproto.OFPPR_DELETE:
+            ports.pop(name, None)
+        else:
+            ports[name] = msg.desc.port_no
+        self._on_change()
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev) -> None:
+        sw = self.switches.get(ev.msg.datapath.id)
+        if sw is not None:
+            sw.record_error(ev.msg)
+        LOG.warning("OpenFlow error type=%s code=%s", ev.msg.type, ev.msg.code)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev) -> None:
+        """Only ARP reaches the controller: replies to learn, and next hops to resolve."""
+        msg = ev.msg
+        owner = L.cookie_owner(msg.cookie)
+        if owner == ("pipeline", PIPELINE_ARP_LEARN):
+            self._learn(msg)
+        elif owner == ("pipeline", PIPELINE_ARP_MISS):
+            self._resolve(msg)
+
+    def _iface_by_port(self, dpid: int, port_no: int):
+        names = {no: name for name, no in self.ports.get(dpid, {}).items()}
+        return next((i for i in self.service.model.all("interfaces")
+                     if i.port == names.get(port_no)), None)
+
+    def _learn(self, msg) -> None:
+        a = packet.Packet(msg.data).get_protocol(arp.arp)
+        iface = self._iface_by_port(msg.datapath.id, msg.match["in_port"])
+        if a is not None and iface is not None:
+            if self.service.learn_neighbor(iface.id, a.src_ip, a.src_mac):
+                LOG.info("learned neighbor %s at %s on %s", a.src_ip, a.src_mac, iface.name)
+
+    def _resolve(self, msg) -> None:
+        """Ask for the next hop of a routed packet whose neighbor is unknown."""
+        pkt = packet.Packet(msg.data)
+        ip = pkt.get_protocol(ipv4.ipv4)
+        if ip is None:
+            return
+        hop = self._next_hop(ip.dst)
+        if hop is None:
+            return
+        iface, next_hop = hop
+        last = self._arp_asked.get((iface.id, next_hop), 0.0)
+        if time.time() - last < ARP_RETRY_S:
+            return
+        self._arp_asked[(iface.id, next_hop)] = time.time()
+        self._send_arp_request(msg.datapath, iface, next_hop)
+
+    def _next_hop(self, dst: str):
+        """Longest-prefix match over connected prefixes and static routes."""
+        addr = ipaddress.IPv4Address(dst)
+        best = None
+        for iface in self.service.model.all("interfaces"):
+            if iface.ip and addr in ipaddress.IPv4Interface(iface.ip).network:
+                plen = ipaddress.IPv4Interface(iface.ip).network.prefixlen
+                best = max(best or (-1, None, None), (plen, iface.id, dst))
+        for rt in self.service.model.all("routes"):
+            net = ipaddress.IPv4Network(rt.prefix)
+            if addr in net:
+                best = max(best or (-1, None, None), (net.prefixlen, rt.interface,
+                                                      rt.next_hop or dst))
+        if best is None:
+            return None
+        return self.service.model.get("interfaces", best[1]), best[2]
+
+    def _send_arp_request(self, dp, iface, target: str) -> None:
+        port = self.ports.get(dp.id, {}).get(iface.port)
+        if port is None or iface.ip is None:
+            return
+        pkt = packet.Packet()
+        pkt.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=iface.mac,
+                                           ethertype=0x0806))
+        pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=iface.mac,
+                                 src_ip=iface.ip.split("/")[0], dst_mac="00:00:00:00:00:00",
+                                 dst_ip=target))
+        pkt.serialize()
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        dp.send_msg(parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
+                                        [parser.OFPActionOutput(port)], pkt.data))
+
+    # --- observability -----------------------------------------------------------------
+    def health(self) -> dict:
+        return {
+            "status": "ok" if all(not s.errors for s in self.switches.values()) else "degraded",
+            "switches": [s.health() for s in self.switches.values()],
+            "uptime_s": round(time.time() - self.started, 1),
+            "objects": {k: len(v) for k, v in self.service.model.objects.items()},
+            "generations": dataclasses.asdict(self.service.generations),
+        }

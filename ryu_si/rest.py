@@ -1,0 +1,116 @@
+"""/si/v1 on Ryu's WSGI server: thin handlers over the config service.
+
+Every handler turns the request into one service call; every failure becomes a
+JSON error with the HTTP status, the field and the reason.  Handlers never
+touch the switch.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable
+
+from ryu.app.wsgi import ControllerBase, Response, route
+
+from ryu_si import model as m
+from ryu_si.config import parse_document
+from ryu_si.validate import ValidationError
+
+LOG = logging.getLogger("ryu_si.rest")
+BASE = "/si/v1"
+KIND_RE = "|".join(k for k in m.KINDS)
+APP_KEY = "ryu_si_app"
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(status=status, content_type="application/json", charset="utf-8",
+                    body=json.dumps(body, sort_keys=True, indent=1).encode())
+
+
+def error_response(e: ValidationError) -> Response:
+    return json_response(e.to_dict(), e.status)
+
+
+def _body(req) -> Any:
+    if not req.body:
+        raise ValidationError("body", "is empty: send a JSON object")
+    try:
+        return json.loads(req.body)
+    except ValueError as e:
+        raise ValidationError("body", f"malformed JSON: {e}") from None
+
+
+def handler(fn: Callable) -> Callable:
+    """Map ValidationError to its 4xx; anything else to a logged 500 (never a crash)."""
+    def wrapped(self, req, **kw):
+        try:
+            return fn(self, req, **kw)
+        except ValidationError as e:
+            return error_response(e)
+        except Exception:  # noqa: BLE001 - the server must answer, whatever broke
+            LOG.exception("internal error on %s %s", req.method, req.path)
+            return json_response({"error": "internal error", "status": 500}, 500)
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+def view(obj: Any) -> dict[str, Any]:
+    return m.to_dict(obj)
+
+
+class SIRestController(ControllerBase):
+    def __init__(self, req, link, data, **config) -> None:
+        super().__init__(req, link, data, **config)
+        self.app = data[APP_KEY]
+
+    @property
+    def service(self):
+        return self.app.service
+
+    @route("si", BASE + "/health", methods=["GET"])
+    @handler
+    def health(self, req, **_):
+        return json_response(self.app.health())
+
+    @route("si", BASE + "/config", methods=["GET"])
+    @handler
+    def get_config(self, req, **_):
+        return json_response({k: [view(o) for o in self.service.model.all(k)] for k in m.KINDS})
+
+    @route("si", BASE + "/config", methods=["PUT"])
+    @handler
+    def put_config(self, req, **_):
+        if not req.body:
+            raise ValidationError("body", "is empty: send a YAML or JSON config")
+        try:
+            doc = parse_document(req.body)
+        except ValueError as e:
+            raise ValidationError("body", f"malformed YAML/JSON: {e}") from None
+        return json_response({"applied": self.service.replace_config(doc)})
+
+    @route("si", BASE + "/{kind}", methods=["GET"], requirements={"kind": KIND_RE})
+    @handler
+    def list_objects(self, req, kind, **_):
+        return json_response([view(o) for o in self.service.model.all(kind)])
+
+    @route("si", BASE + "/{kind}", methods=["POST"], requirements={"kind": KIND_RE})
+    @handler
+    def create(self, req, kind, **_):
+        return json_response(view(self.service.create(kind, _body(req))), 201)
+
+    @route("si", BASE + "/{kind}/{ref}", methods=["GET"], requirements={"kind": KIND_RE})
+    @handler
+    def get_object(self, req, kind, ref, **_):
+        return json_response(view(self.service.find(kind, ref)))
+
+    @route("si", BASE + "/{kind}/{ref}", methods=["PUT", "PATCH"],
+           requirements={"kind": KIND_RE})
+    @handler
+    def update(self, req, kind, ref, **_):
+        return json_response(view(self.service.update(kind, ref, _body(req))))
+
+    @route("si", BASE + "/{kind}/{ref}", methods=["DELETE"], requirements={"kind": KIND_RE})
+    @handler
+    def delete(self, req, kind, ref, **_):
+        self.service.delete(kind, ref)
+        return Response(status=204)

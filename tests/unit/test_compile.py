@@ -1,0 +1,162 @@
+"""The compiler, flow by flow and by counts, without a switch."""
+from __future__ import annotations
+
+import copy
+import random
+
+from openflow_tables import layout as L
+from openflow_tables.analysis import subtables
+from openflow_tables.flow import Conjunction, GroupAction
+from openflow_tables.stages.classify import port_range_masks
+from ryu_si.config import default_document
+from tests.unit.conftest import compile_for
+
+
+def _rule(svc, name):
+    return svc.model.by_name("rules", name)
+
+
+def test_each_rule_is_one_classify_flow_on_its_applied_to_bit(service):
+    pipe = compile_for(service)
+    web = _rule(service, "web-inspect")
+    flows = [f for f in pipe.table("classify") if f.cookie == L.cookie("rule", web.rule_num)]
+    assert len(flows) == 1
+    m = {k: (v, mask) for k, v, mask in flows[0].match}
+    reg, bit = L.applied_to_bit(service.applied_to_bits[(web.router, frozenset(web.applied_to))])
+    assert m[reg] == (bit, bit)
+    assert m["tcp_dst"] == (80, None) and flows[0].priority == 100
+    assert flows[0].goto == "policy"
+
+
+def test_interfaces_carry_bits_of_every_set_they_belong_to(service):
+    pipe = compile_for(service)
+    ingress = {dict((k, v) for k, v, _ in f.match)["in_port"]: f
+               for f in pipe.table("ingress") if ("eth_type", 0x0800, None) in f.match}
+    both = service.applied_to_bits[(_rule(service, "web-inspect").router,
+                                    frozenset(_rule(service, "web-inspect").applied_to))]
+    only1 = service.applied_to_bits[(_rule(service, "alt-web-uplink1").router,
+                                     frozenset(_rule(service, "alt-web-uplink1").applied_to))]
+
+    def bits(port):
+        return sum(a.value for a in ingress[port].actions if getattr(a, "dst", "") == "reg12")
+    assert bits(1) == (1 << both) | (1 << only1)      # uplink1 is in both sets
+    assert bits(2) == 1 << both                        # uplink2 only in the ECMP set
+    assert ingress[3].goto == "routing"                # downlink: routed first
+    assert ingress[4].goto == "routing" and any(       # service port marks serviced
+        getattr(a, "dst", "") == "reg1" and a.value == 1 for a in ingress[4].actions)
+
+
+def test_applied_to_table_has_one_flow_per_rule_plus_default(service):
+    pipe = compile_for(service)
+    rules = service.model.all("rules")
+    assert len([f for f in pipe.table("applied_to") if f.priority == 10]) == len(rules) + 1
+
+
+def test_policy_selects_biw_node_with_a_select_group(service):
+    pipe = compile_for(service)
+    inspect = service.model.by_name("policies", "inspect")
+    (grp,) = pipe.groups
+    assert grp.group_id == inspect.num and grp.type == "select" and len(grp.buckets) == 1
+    (pflow,) = [f for f in pipe.table("policy") if f.priority == 10]
+    assert pflow.actions == (GroupAction(inspect.num),)
+
+
+def test_failure_policy_when_no_node_is_live(service):
+    svc = service
+    svc.update("service-nodes", "fw1", {"admin_state": "down"})
+    pipe = compile_for(svc)
+    assert pipe.groups == ()
+    (pflow,) = [f for f in pipe.table("policy") if f.priority == 10]
+    assert pflow.goto == "commit"
+    assert pflow.actions[0].value == L.TRANSPORT_NONE
+    svc.update("policies", "inspect", {"failure_policy": "fail"})
+    (pflow,) = [f for f in compile_for(svc).table("policy") if f.priority == 10]
+    assert pflow.actions[0].value == L.TRANSPORT_DROP
+
+
+def test_two_multivalued_fields_make_a_conjunction(service):
+    service.create("rules", {"name": "multi", "priority": 300, "action": "allow",
+                             "applied_to": ["uplink1"],
+                             "match": {"ip_proto": "tcp",
+                                       "ipv4_src": ["1.0.0.0/8", "2.0.0.0/8", "3.3.3.3/32"],
+                                       "tp_dst": [22, 443]}})
+    r = _rule(service, "multi")
+    flows = [f for f in compile_for(service).table("classify")
+             if any(isinstance(a, Conjunction) and a.id == r.rule_num for a in f.actions)
+             or ("conj_id", r.rule_num, None) in f.match]
+    assert len(flows) == 3 + 2 + 1
+    assert {a.n_clauses for f in flows for a in f.actions if isinstance(a, Conjunction)} == {2}
+
+
+def test_one_multivalued_field_expands_without_conjunction(service):
+    service.create("rules", {"name": "ports", "priority": 300, "action": "drop",
+                             "applied_to": ["uplink2"],
+                             "match": {"ip_proto": "udp", "tp_dst": ["1000-1003", 53]}})
+    r = _rule(service, "ports")
+    flows = [f for f in compile_for(service).table("classify")
+             if f.cookie == L.cookie("rule", r.rule_num)]
+    assert len(flows) == 2  # 1000/0xfffc covers 1000-1003, plus 53
+    assert not any(isinstance(a, Conjunction) for f in flows for a in f.actions)
+
+
+def test_port_range_masks_cover_exactly():
+    rnd = random.Random(7)
+    for _ in range(200):
+        lo = rnd.randrange(0, 65536)
+        hi = rnd.randrange(lo, min(65536, lo + rnd.choice([1, 10, 1000, 70000])))
+        covered = set()
+        for v, mask in port_range_masks(lo, hi):
+            size = (~mask & 0xFFFF) + 1
+            assert v & ~mask & 0xFFFF == 0
+            covered.update(range(v, v + size))
+        assert covered == set(range(lo, hi + 1))
+
+
+def _scaled_doc(n_rules: int, n_ifaces: int) -> dict:
+    doc = copy.deepcopy(default_document())
+    ups = [f"up{i}" for i in range(3, 3 + n_ifaces - 2)]
+    for k, port in enumerate(ups):
+        doc["interfaces"].append({"name": f"uplink{k + 3}", "router": "edge", "port": port,
+                                  "role": "uplink", "ip": f"10.1.{k}.1/24",
+                                  "mac": f"02:00:00:01:{k // 256:02x}:{k % 256:02x}"})
+    all_up = ["uplink1", "uplink2"] + [f"uplink{k + 3}" for k in range(len(ups))]
+    doc["rules"] = [{"name": f"r{n}", "priority": 1 + n % 60000, "action": "allow",
+                     "applied_to": all_up,
+                     "match": {"ip_proto": "tcp", "ipv4_src": f"10.{n // 256}.{n % 256}.0/24",
+                               "tp_dst": 1000 + n}} for n in range(n_rules)]
+    return doc, {**{"up1": 1, "up2": 2, "down1": 3, "bwa": 4, "bwb": 5},
+                 **{p: 10 + k for k, p in enumerate(ups)}}
+
+
+def test_flows_grow_like_rules_plus_interfaces_not_their_product(service):
+    """1,000 rules x 32 interfaces: classify < 1,100 + 32k flows with k = 0 (naive: 32,000)."""
+    doc, ports = _scaled_doc(1000, 32)
+    service.replace_config(doc)
+    pipe = compile_for(service, ports)
+    classify = pipe.table("classify")
+    assert len(classify) < 1100, len(classify)
+    assert len(pipe.table("applied_to")) <= 1000 + 2
+    assert len(pipe.table("ingress")) == 2 * 32 + 2 * 1 + 2 + 1  # ip+arp per iface, biw, miss
+    assert subtables(pipe.flows, "classify") <= 3
+
+
+def test_adding_one_rule_changes_few_flows(service):
+    doc, ports = _scaled_doc(300, 8)
+    service.replace_config(doc)
+    before = set(compile_for(service, ports).flows)
+    service.create("rules", {"name": "extra", "priority": 7, "action": "drop",
+                             "applied_to": ["uplink1", "uplink3"],
+                             "match": {"ip_proto": "tcp", "tp_dst": 9}})
+    after = set(compile_for(service, ports).flows)
+    changed = len(before ^ after)
+    # classify + applied_to for the rule, plus ingress/egress_si of its 2 interfaces (new set bit)
+    assert changed <= 2 + 2 * 2 * 2, changed
+
+
+def test_generation_bump_changes_two_flows(service):
+    from openflow_tables.context import Generations
+    before = set(compile_for(service).flows)
+    service.set_generations(Generations(flow_program=1))
+    after = set(compile_for(service).flows)
+    assert len(after - before) == 2
+    assert {f.table for f in after - before} == {"commit", "gen_check"}

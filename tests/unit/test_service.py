@@ -1,0 +1,112 @@
+"""Validation, numbering and persistence of the config service (no switch)."""
+from __future__ import annotations
+
+import pytest
+
+from ryu_si.config import default_document
+from ryu_si.service import Service
+from ryu_si.store import Store
+from ryu_si.validate import ValidationError
+
+GOOD_RULE = {"name": "ssh", "priority": 50, "action": "allow", "applied_to": ["uplink1"],
+             "match": {"ip_proto": "tcp", "tp_dst": 22}}
+
+BAD = [
+    ("rules", {**GOOD_RULE, "match": {"ipv4_dst": "10.0.0.300/24"}}, 400, "match.ipv4_dst"),
+    ("rules", {**GOOD_RULE, "match": {"ipv4_dst": "10.0.0.5/24"}}, 400, "match.ipv4_dst"),
+    ("rules", {**GOOD_RULE, "colour": "red"}, 400, "colour"),
+    ("rules", {**GOOD_RULE, "applied_to": ["uplink9"]}, 422, "applied_to"),
+    ("rules", {**GOOD_RULE, "priority": 0}, 400, "priority"),
+    ("rules", {**GOOD_RULE, "priority": 70000}, 400, "priority"),
+    ("rules", {**GOOD_RULE, "priority": "high"}, 400, "priority"),
+    ("rules", {**GOOD_RULE, "name": "web-inspect"}, 409, "name"),
+    ("rules", {**GOOD_RULE, "action": "redirect"}, 400, "policy"),
+    ("rules", {**GOOD_RULE, "action": "explode"}, 400, "action"),
+    ("rules", {**GOOD_RULE, "match": {"tp_dst": 22}}, 400, "match.ip_proto"),
+    ("rules", {**GOOD_RULE, "match": {"ip_proto": "tcp", "tp_dst": "90-80"}}, 400,
+     "match.tp_dst"),
+    ("rules", {**GOOD_RULE, "applied_to": ["downlink1"]}, 400, "applied_to"),
+    ("rules", {**GOOD_RULE, "applied_to": "uplink1"}, 400, "applied_to"),
+    ("rules", {**GOOD_RULE, "rule_num": 99}, 400, "rule_num"),
+    ("rules", ["not", "an", "object"], 400, "body"),
+    ("rules", {k: v for k, v in GOOD_RULE.items() if k != "priority"}, 400, "priority"),
+    ("interfaces", {"name": "x", "router": "edge", "port": "p9", "role": "uplink",
+                    "ip": "10.9.9.1/24", "mac": "zz:00:00:00:00:01"}, 400, "mac"),
+    ("interfaces", {"name": "x", "router": "edge", "port": "up1", "role": "uplink",
+                    "ip": "10.9.9.1/24", "mac": "02:00:00:00:99:01"}, 409, "port"),
+    ("interfaces", {"name": "x", "router": "nowhere", "port": "p9", "role": "downlink",
+                    "ip": "10.9.9.1/24", "mac": "02:00:00:00:99:01"}, 422, "router"),
+    ("routes", {"router": "edge", "prefix": "300.0.0.0/8", "interface": "uplink1"}, 400,
+     "prefix"),
+    ("service-nodes", {"name": "n", "transport": "biw", "interface_a": "biw-a"}, 400,
+     "interface_b"),
+    ("policies", {"name": "p2", "biw_nodes": ["fw1"], "chain": "c"}, 422, "chain"),
+]
+
+
+@pytest.mark.parametrize("kind,body,status,field", BAD)
+def test_bad_input_names_the_field_and_changes_nothing(service, kind, body, status, field):
+    before = service.model.copy()
+    stored_before = service.store.load()[0]
+    with pytest.raises(ValidationError) as e:
+        service.create(kind, body)
+    assert e.value.status == status
+    assert e.value.field == field
+    assert service.model == before
+    assert service.store.load()[0] == stored_before
+
+
+def test_deleting_a_policy_in_use_is_409(service):
+    with pytest.raises(ValidationError) as e:
+        service.delete("policies", "inspect")
+    assert e.value.status == 409
+    assert "still used by rule" in e.value.message
+    assert service.model.by_name("policies", "inspect") is not None
+
+
+def test_numbers_are_stable_across_restart_and_replace(tmp_path):
+    path = str(tmp_path / "si.sqlite")
+    svc = Service(Store(path))
+    svc.replace_config(default_document())
+    nums = {r.name: r.rule_num for r in svc.model.all("rules")}
+    ids = {r.name: r.id for r in svc.model.all("rules")}
+    svc.store.close()
+    again = Service(Store(path))
+    assert {r.name: r.rule_num for r in again.model.all("rules")} == nums
+    again.replace_config(default_document())
+    assert {r.name: r.rule_num for r in again.model.all("rules")} == nums
+    assert {r.name: r.id for r in again.model.all("rules")} == ids
+
+
+def test_numbers_are_never_reused_after_delete(service):
+    r = service.create("rules", GOOD_RULE)
+    service.delete("rules", r.id)
+    r2 = service.create("rules", GOOD_RULE)
+    assert r2.rule_num > r.rule_num
+
+
+def test_bad_config_document_is_all_or_nothing(service):
+    doc = default_document()
+    doc["rules"].append({**GOOD_RULE, "applied_to": ["nope"]})
+    before = service.model.copy()
+    with pytest.raises(ValidationError) as e:
+        service.replace_config(doc)
+    assert e.value.field == "rules[3].applied_to"
+    assert service.model == before
+
+
+def test_references_by_name_or_id_and_update(service):
+    up1 = service.model.by_name("interfaces", "uplink1")
+    r = service.create("rules", {**GOOD_RULE, "applied_to": [up1.id, "uplink2"]})
+    assert r.applied_to == [up1.id, service.model.by_name("interfaces", "uplink2").id]
+    r2 = service.update("rules", "ssh", {"applied_to": ["uplink2"]})
+    assert r2.rule_num == r.rule_num and len(r2.applied_to) == 1
+
+
+def test_applied_to_bits_are_sticky(service):
+    bits = dict(service.applied_to_bits)
+    service.create("rules", {**GOOD_RULE, "applied_to": ["uplink2"]})
+    assert all(service.applied_to_bits[k] == v for k, v in bits.items())
+    service.delete("rules", "alt-web-uplink1")
+    kept = {k: v for k, v in bits.items() if k in service.applied_to_bits}
+    assert all(service.applied_to_bits[k] == v for k, v in kept.items())
