@@ -1,0 +1,324 @@
+"""Service paths: the concrete node sequences that carry a chain's traffic.
+
+A chain names profiles; a service path picks one live node per profile.  This
+module is pure (no I/O, no Ryu) so the service can recompute paths on every
+change and liveness event and test the result without a switch.  See
+docs/service-paths.md for the algorithm.
+"""
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import networkx as nx
+
+from ryu_si.model import Chain, ServiceNode
+
+MAX_SPI = (1 << 24) - 1
+ROUTER_HOSTS = (None, "router")
+SOURCE, SINK = "source", "sink"
+WEIGHT_SCALE = 100
+
+# (host crossings, reuse of already chosen nodes, load, (num, id) of each hop)
+Key = tuple[int, int, float, tuple[tuple[int, str], ...]]
+Walk = tuple[ServiceNode, ...]
+
+
+@dataclass(frozen=True)
+class ServicePath:
+    """One path of a chain.
+
+    ``host_crossings`` counts, along the forward walk router → hops[0] → … →
+    hops[-1] → router, the adjacent pairs whose hosts differ; a node whose host
+    is None or "router" sits with the router.  So a path wholly on the router's
+    host has 0 crossings and one wholly on another single host has 2.
+    ``load`` is the sum of the forward hops' loads.  ``backups`` lists the SPIs
+    of the chain's other up paths, node-disjoint ones first.
+    """
+
+    chain: str
+    index: int
+    spi: int
+    reverse_spi: int
+    hops: tuple[str, ...]
+    reverse_hops: tuple[str, ...]
+    hosts: tuple[str | None, ...]
+    host_crossings: int
+    load: float
+    state: str = "up"
+    backups: tuple[int, ...] = ()
+
+    @property
+    def node_ids(self) -> frozenset[str]:
+        return frozenset(self.hops) | frozenset(self.reverse_hops)
+
+
+class SpiTable:
+    """Path key → SPI, kept by the store so a hop sequence keeps its SPI across
+    recomputations and restarts.  Numbers are never handed out twice; 0 stays
+    free to mean "no path" in registers."""
+
+    def __init__(self) -> None:
+        self._spis: dict[str, int] = {}
+        self._next = 1
+
+    def allocate(self, key: str) -> int:
+        if key not in self._spis:
+            if self._next > MAX_SPI:
+                raise OverflowError("the 24-bit SPI space is exhausted")
+            self._spis[key] = self._next
+            self._next += 1
+        return self._spis[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"next": self._next, "spis": dict(self._spis)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpiTable:
+        table = cls()
+        table._spis = {str(k): int(v) for k, v in data.get("spis", {}).items()}
+        table._next = max(int(data.get("next", 1)), max(table._spis.values(), default=0) + 1)
+        return table
+
+
+# --- path generation ---------------------------------------------------------------
+
+def generate(chain: Chain, nodes: Iterable[ServiceNode], *, max_paths: int = 4,
+             spi_allocator: Callable[[str], int],
+             node_load: Mapping[str, float] | None = None,
+             down: frozenset[str] = frozenset(),
+             admin_down: frozenset[int] = frozenset(),
+             previous: Sequence[ServicePath] = ()) -> list[ServicePath]:
+    """Up to ``max_paths`` up paths of ``chain``, then the admin-down ones met.
+
+    Paths in ``previous`` whose nodes are all still live come first, unchanged,
+    so a recomputation does not move connections off a working path; the best
+    new paths fill the remaining slots.  ``down`` holds failed node ids;
+    ``admin_down`` holds SPIs an operator disabled (such paths are listed with
+    state "down" and do not count toward ``max_paths``).
+    An empty list means some profile has no live node: the caller applies the
+    chain's failure policy.
+    """
+    live = _live_by_profile(chain, nodes, down)
+    if not chain.profiles or not all(live.get(p) for p in _profiles(chain)):
+        return []
+    load = node_load or {}
+    graph = layered_dag([live[p] for p in chain.profiles])
+    up: list[ServicePath] = []
+    parked: list[ServicePath] = []
+
+    def place(path: ServicePath) -> None:
+        if path.spi in admin_down:
+            parked.append(dataclasses.replace(path, state="down"))
+        elif len(up) < max_paths:
+            up.append(path)
+
+    for walks in _survivors(chain, previous, live):
+        place(_path(chain, *walks, load, spi_allocator))
+    while len(up) < max_paths:
+        uses = Counter(n for p in up for n in p.node_ids)
+        hops = _next_best(graph, {p.hops for p in (*up, *parked)}, uses, load)
+        if hops is None:
+            break
+        reverse = _reverse_walk(chain, hops, live, uses, load)
+        place(_path(chain, hops, reverse, load, spi_allocator))
+    return _finish(up, parked)
+
+
+def layered_dag(layers: Sequence[Sequence[ServiceNode]]) -> nx.DiGraph:
+    """Source → one layer of candidate nodes per profile → sink.
+
+    An edge weighs 1 where it crosses hosts, so the lightest walks are the
+    paths with the fewest host crossings.  Source and sink stand for the router.
+    """
+    graph = nx.DiGraph()
+    prev: list[tuple[Any, str | None]] = [(SOURCE, None)]
+    for i, layer in enumerate(layers):
+        graph.add_nodes_from(((i, n.id), {"node": n}) for n in layer)
+        cur = [((i, n.id), n.host) for n in layer]
+        graph.add_weighted_edges_from((u, v, _crossing(hu, hv)) for u, hu in prev for v, hv in cur)
+        prev = cur
+    graph.add_weighted_edges_from((u, SINK, _crossing(hu, None)) for u, hu in prev)
+    return graph
+
+
+def _profiles(chain: Chain) -> list[str]:
+    return chain.profiles + _reverse_profiles(chain)
+
+
+def _reverse_profiles(chain: Chain) -> list[str]:
+    if chain.reverse_profiles is None:
+        return chain.profiles[::-1]
+    return chain.reverse_profiles
+
+
+def _live_by_profile(chain: Chain, nodes: Iterable[ServiceNode],
+                     down: frozenset[str]) -> dict[str, list[ServiceNode]]:
+    """Live chain-transport nodes of the chain's profiles, by num for a stable order."""
+    wanted = set(_profiles(chain))
+    live: dict[str, list[ServiceNode]] = {}
+    for n in sorted(nodes, key=lambda n: (n.num, n.id)):
+        if (n.transport == "chain" and n.admin_state == "up" and n.id not in down
+                and n.profile in wanted):
+            live.setdefault(n.profile, []).append(n)
+    return live
+
+
+def _site(host: str | None) -> str | None:
+    return None if host in ROUTER_HOSTS else host
+
+
+def _crossing(a: str | None, b: str | None) -> int:
+    return int(_site(a) != _site(b))
+
+
+def _host_crossings(walk: Walk) -> int:
+    hosts = [None, *(n.host for n in walk), None]
+    return sum(_crossing(a, b) for a, b in pairwise(hosts))
+
+
+def _k_best(graph: nx.DiGraph, k: int, uses: Mapping[str, int],
+            load: Mapping[str, float]) -> list[Walk]:
+    """The ``k`` source→sink walks with the smallest ``Key``, in order.
+
+    Every part of the key is additive along the walk (the node order is a
+    prefix), so the k best walks from a vertex are among its own step followed
+    by the k best walks of each successor: one backward pass over the DAG.
+    That bounds the work to successors x k candidates per vertex, instead of
+    20^10 walks for 10 profiles x 20 nodes.
+    """
+    best: dict[Any, list[tuple[Key, Walk]]] = {SINK: [((0, 0, 0.0, ()), ())]}
+    for v in reversed(list(nx.topological_sort(graph))):
+        if v == SINK:
+            continue
+        node: ServiceNode | None = graph.nodes[v].get("node")
+        cands = (_extend(key, walk, graph[v][w]["weight"], node, uses, load)
+                 for w in graph.successors(v) for key, walk in best[w])
+        best[v] = heapq.nsmallest(k, cands, key=lambda c: c[0])
+    return [walk for _, walk in best[SOURCE]]
+
+
+def _extend(key: Key, walk: Walk, weight: int, node: ServiceNode | None,
+            uses: Mapping[str, int], load: Mapping[str, float]) -> tuple[Key, Walk]:
+    crossings, reuse, total, order = key
+    if node is None:
+        return (crossings + weight, reuse, total, order), walk
+    return ((crossings + weight, reuse + uses.get(node.id, 0), total + load.get(node.id, 0.0),
+             ((node.num, node.id), *order)), (node, *walk))
+
+
+def _next_best(graph: nx.DiGraph, taken: set[tuple[str, ...]], uses: Mapping[str, int],
+               load: Mapping[str, float]) -> Walk | None:
+    """The best walk not taken yet; ``uses`` makes reusing chosen nodes cost, so
+    paths spread over the nodes."""
+    for walk in _k_best(graph, len(taken) + 1, uses, load):
+        if tuple(n.id for n in walk) not in taken:
+            return walk
+    return None
+
+
+def _reverse_walk(chain: Chain, hops: Walk, live: Mapping[str, list[ServiceNode]],
+                  uses: Mapping[str, int], load: Mapping[str, float]) -> Walk:
+    """Reverse hops: the forward node wherever the profile recurs (a stateful
+    node must see both directions), the best live node for reverse-only ones.
+
+    The k-th last forward occurrence of a profile pairs with its k-th reverse
+    occurrence, so the default reverse is exactly the forward hops reversed.
+    """
+    stacks: dict[str, list[ServiceNode]] = {}
+    for profile, node in zip(chain.profiles, hops, strict=True):
+        stacks.setdefault(profile, []).append(node)
+    layers = [[stacks[p].pop()] if stacks.get(p) else live[p] for p in _reverse_profiles(chain)]
+    return _k_best(layered_dag(layers), 1, uses, load)[0]
+
+
+def _survivors(chain: Chain, previous: Sequence[ServicePath],
+               live: Mapping[str, list[ServiceNode]]) -> Iterable[tuple[Walk, Walk]]:
+    """Previous paths of this chain whose hops still fit its profiles and are live."""
+    by_id = {n.id: n for nodes in live.values() for n in nodes}
+    for p in previous:
+        fwd = _fit(p.hops, chain.profiles, by_id)
+        rev = _fit(p.reverse_hops, _reverse_profiles(chain), by_id)
+        if p.chain == chain.id and fwd is not None and rev is not None:
+            yield fwd, rev
+
+
+def _fit(ids: Sequence[str], profiles: Sequence[str],
+         by_id: Mapping[str, ServiceNode]) -> Walk | None:
+    walk = tuple(by_id[i] for i in ids if i in by_id)
+    if len(walk) == len(ids) == len(profiles) and all(
+            n.profile == p for n, p in zip(walk, profiles, strict=True)):
+        return walk
+    return None
+
+
+def path_key(chain_id: str, hops: Sequence[str]) -> str:
+    """The key a path's SPI is allocated under: the same hops, the same SPI."""
+    return f"{chain_id}:{'/'.join(hops)}"
+
+
+def _path(chain: Chain, hops: Walk, reverse: Walk, load: Mapping[str, float],
+          spi_allocator: Callable[[str], int]) -> ServicePath:
+    """SPIs come from the hop sequences, so the same hops always get the same SPI.
+
+    The reverse key includes the forward hops: two paths that differ only in a
+    forward-only profile still get distinct reverse SPIs, one pair per path.
+    """
+    ids = tuple(n.id for n in hops)
+    rev_ids = tuple(n.id for n in reverse)
+    key = path_key(chain.id, ids)
+    return ServicePath(
+        chain=chain.id, index=0, spi=spi_allocator(key),
+        reverse_spi=spi_allocator(f"rev:{key}:{'/'.join(rev_ids)}"),
+        hops=ids, reverse_hops=rev_ids, hosts=tuple(n.host for n in hops),
+        host_crossings=_host_crossings(hops), load=sum(load.get(i, 0.0) for i in ids))
+
+
+def _finish(up: list[ServicePath], parked: list[ServicePath]) -> list[ServicePath]:
+    """Number the paths and give each up path its backups."""
+    done = [dataclasses.replace(p, backups=_backups(p, up)) for p in up] + parked
+    return [dataclasses.replace(p, index=i) for i, p in enumerate(done)]
+
+
+def _backups(path: ServicePath, up: Sequence[ServicePath]) -> tuple[int, ...]:
+    """Other up paths, fewest shared nodes first: the node-disjoint ones lead,
+    and they survive the failure of any node of ``path``."""
+    others = [(len(path.node_ids & p.node_ids), i, p.spi)
+              for i, p in enumerate(up) if p.spi != path.spi]
+    return tuple(spi for _, _, spi in sorted(others))
+
+
+# --- select group weights -----------------------------------------------------------
+
+def select_weights(paths: Iterable[ServicePath], strategy: str,
+                   local_host: str | None = None) -> dict[int, int]:
+    """Bucket weights (SPI → weight) of the chain's select group, up paths only.
+
+    ``local`` compares first-hop hosts with ``local_host`` (None: the router's).
+    """
+    up = [p for p in paths if p.state == "up"]
+    if strategy == "hash":
+        return {p.spi: 1 for p in up}
+    if strategy == "round_robin":
+        return _inverse_load_weights(up)
+    if strategy == "local":
+        local = [p for p in up if _site(p.hosts[0]) == _site(local_host)]
+        return {p.spi: 1 for p in local or up}
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def _inverse_load_weights(paths: Sequence[ServicePath]) -> dict[int, int]:
+    """Weights ∝ 1/(1 + load): the shift keeps idle paths finite; reduced by the
+    gcd so equal loads give weight 1 each."""
+    if not paths:
+        return {}
+    least = min(p.load for p in paths)
+    raw = {p.spi: max(1, round(WEIGHT_SCALE * (1 + least) / (1 + p.load))) for p in paths}
+    div = math.gcd(*raw.values())
+    return {spi: w // div for spi, w in raw.items()}
