@@ -1,0 +1,1 @@
+"""Mininet topologies for ryu-si, usable with ``mn --custom`` and from tests."""

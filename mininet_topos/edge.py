@@ -1,0 +1,414 @@
+"""The example edge: one OVS userspace bridge routing between an external ECMP
+router, a server and a bump-in-the-wire service node.
+
+    cli --- ext ==(up1, up2: ECMP)== [ edge ] --- down1 --- srv
+                                       |   |
+                                     bwa   bwb
+                                       |   |
+                                      bw (br0)
+
+Command line:
+    mn --custom mininet_topos/edge.py --topo edge \
+       --switch ovs,datapath=user --controller remote,port=6653
+
+From Python (tests, demo): ``start_edge()`` / ``stop_edge()``.
+
+Every host configures itself in ``config()`` (addresses, IPv6 off, tx offload
+off, ext's ECMP routing, bw's bridge and counters), and the topology names its
+own switch class (userspace datapath, fail-secure, OpenFlow 1.3 whatever
+``--switch`` says), so both ways give the same network.  The names and addresses are the ones the controller's default config
+uses; change them together.
+
+Neighbor entries: hosts get NO permanent entries for the router's addresses by
+default.  The router answers ARP in the datapath, and a permanent entry would
+hide a broken ARP stage from the integration tests; ``start_edge(
+static_neighbors=True)`` adds them for debugging other stages.
+
+This file is also exec'd on its own by ``mn --custom``: keep it self-contained
+(no package-relative imports), and remember that mn copies every module-level
+name into its own globals (never reuse mn's names: HOSTS, TOPOS, SWITCHES...).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from mininet.net import Mininet
+from mininet.node import Host, OVSSwitch, RemoteController
+from mininet.topo import Topo
+
+BRIDGE = "edge"
+DPID = "0000000000000001"
+SERVER_NET = "10.10.0.0/24"
+SRV_IP = "10.10.0.10"
+CLI_IP = "198.51.100.10"
+HOST_NAMES = ("ext", "srv", "bw", "cli")
+NFT_TABLE = "biw"  # bridge-family table in bw: counters "from_a" and "from_b"
+
+
+class SwitchPort(NamedTuple):
+    """One bridge port and the host interface at the other end of its veth."""
+    port: str                # OVS port name (switch-side veth, root namespace)
+    ofport: int              # requested OpenFlow port number
+    host: str
+    intf: str                # host-side interface name
+    ip: str | None           # host-side address, CIDR
+    mac: str                 # host-side MAC
+    router_ip: str | None    # the router's address on this port (datapath only)
+    router_mac: str          # the router's MAC on this port (datapath only)
+
+
+PORTS = (
+    SwitchPort("up1", 1, "ext", "ext-up1", "10.0.1.2/24", "02:00:00:00:01:02",
+               "10.0.1.1", "02:00:00:00:01:01"),
+    SwitchPort("up2", 2, "ext", "ext-up2", "10.0.2.2/24", "02:00:00:00:02:02",
+               "10.0.2.1", "02:00:00:00:02:01"),
+    SwitchPort("down1", 3, "srv", "srv-eth0", "10.10.0.10/24", "02:00:00:00:10:0a",
+               "10.10.0.1", "02:00:00:00:10:01"),
+    SwitchPort("bwa", 4, "bw", "bw-a", None, "02:00:00:00:a0:02",
+               None, "02:00:00:00:a0:01"),
+    SwitchPort("bwb", 5, "bw", "bw-b", None, "02:00:00:00:b0:02",
+               None, "02:00:00:00:b0:01"),
+)
+PORT = {p.port: p for p in PORTS}
+# ext's table that pins one connection to an uplink (see harness.move_connection).
+UPLINK_TABLE = {"up1": 101, "up2": 100}
+# The cli <-> ext link is host to host and never touches the bridge.
+CLI_LINK = (("cli", "cli-eth0", "198.51.100.10/24", "02:00:00:00:c0:0a"),
+            ("ext", "ext-cli", "198.51.100.1/24", "02:00:00:00:c0:01"))
+
+
+def switch_side_mac(ofport: int) -> str:
+    """MAC of the switch-side veth: deliberately NOT the router MAC, so the root
+    namespace kernel treats frames sent to the router as not-for-me."""
+    return "02:00:00:ee:00:%02x" % ofport
+
+
+# ---------------------------------------------------------------- commands
+
+def run(host: Host, *argv: str, stdin: str | None = None, check: bool = True) -> str:
+    """Run argv in host's namespace and return stdout; unlike Host.cmd() it
+    raises on failure, so a bad setup step cannot pass silently."""
+    proc = host.popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(stdin, timeout=30)
+    if check and proc.returncode:
+        raise RuntimeError(f"{host.name}: {' '.join(argv)} -> rc {proc.returncode}: {err.strip()}")
+    return out
+
+
+def sh(*argv: str, check: bool = True) -> str:
+    """Run argv in the root namespace; raise with stderr on failure."""
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if check and proc.returncode:
+        raise RuntimeError(f"{' '.join(argv)} -> rc {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+# ------------------------------------------------------------------ nodes
+
+class EdgeHost(Host):
+    """A namespace host fit for a userspace OVS datapath: IPv6 off before any
+    interface exists (clean counters), tx checksum offload off on every
+    interface (else TCP through a netdev bridge carries bad checksums)."""
+
+    def __init__(self, name: str, **params) -> None:
+        super().__init__(name, **params)
+        # Interfaces created later inherit "default"; "all" covers lo.
+        self.cmd("sysctl -qw net.ipv6.conf.default.disable_ipv6=1 "
+                 "net.ipv6.conf.all.disable_ipv6=1")
+
+    def config(self, **params):
+        result = super().config(**params)
+        run(self, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        for intf in self.intfNames():
+            if intf != "lo":
+                run(self, "ethtool", "-K", intf, "tx", "off")
+        return result
+
+
+class ExtRouter(EdgeHost):
+    """The external router: ECMP over both uplinks with a deterministic L4
+    hash, plus one table per uplink to pin a single connection to it."""
+
+    def config(self, **params):
+        result = super().config(**params)
+        run(self, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+            "net.ipv4.fib_multipath_hash_policy=3",
+            "net.ipv4.fib_multipath_hash_fields=0x37",
+            *(f"net.ipv4.conf.{i}.rp_filter=0"
+              for i in ("all", "default", *self.intfNames())))
+        up1, up2 = PORT["up1"], PORT["up2"]
+        run(self, "ip", "route", "replace", SERVER_NET,
+            "nexthop", "via", up1.router_ip, "dev", up1.intf,
+            "nexthop", "via", up2.router_ip, "dev", up2.intf)
+        for name, table in UPLINK_TABLE.items():
+            port = PORT[name]
+            run(self, "ip", "route", "replace", SERVER_NET, "via", port.router_ip,
+                "dev", port.intf, "table", str(table))
+        return result
+
+
+class BiwNode(EdgeHost):
+    """A transparent bump-in-the-wire: a Linux bridge between bw-a and bw-b,
+    with nftables counters telling the two directions apart."""
+
+    RULESET = f"""
+table bridge {NFT_TABLE} {{
+    counter from_a {{ }}
+    counter from_b {{ }}
+    chain count {{
+        type filter hook prerouting priority filter; policy accept;
+        iifname "bw-a" ether type ip counter name "from_a"
+        iifname "bw-b" ether type ip counter name "from_b"
+    }}
+}}
+"""
+
+    def config(self, **params):
+        result = super().config(**params)
+        run(self, "ip", "link", "add", "br0", "type", "bridge", "stp_state", "0",
+            "forward_delay", "0", "mcast_snooping", "0")
+        for intf in ("bw-a", "bw-b"):
+            run(self, "ip", "link", "set", intf, "master", "br0", "up")
+        run(self, "ip", "link", "set", "br0", "up")
+        run(self, "ethtool", "-K", "br0", "tx", "off")
+        # A bridged packet must not go through this namespace's iptables.
+        for family in ("iptables", "ip6tables", "arptables"):
+            run(self, "sysctl", "-qw", f"net.bridge.bridge-nf-call-{family}=0", check=False)
+        run(self, "nft", "-f", "-", stdin=self.RULESET)
+        return result
+
+
+class EdgeSwitch(OVSSwitch):
+    """The router bridge: userspace datapath, no forwarding without the
+    controller, OpenFlow 1.3 only."""
+
+    def __init__(self, name: str, datapath: str = "user", failMode: str = "secure",
+                 protocols: str = "OpenFlow13", **params) -> None:
+        super().__init__(name, datapath=datapath, failMode=failMode,
+                         protocols=protocols, **params)
+
+    def start(self, controllers) -> None:
+        harden_switch_ports([i for i in self.intfNames() if i != "lo"])
+        super().start(controllers)
+
+
+def harden_switch_ports(names: list[str]) -> None:
+    """The switch-side veths live in the root namespace, whose kernel also
+    sees every frame: make it silent (no IPv6, no ARP replies) and make sure
+    it never routes a packet that only the datapath should handle."""
+    for name in names:
+        sh("ethtool", "-K", name, "tx", "off")
+        for path, value in ((f"ipv6/conf/{name}/disable_ipv6", "1"),
+                            (f"ipv4/conf/{name}/forwarding", "0"),
+                            (f"ipv4/conf/{name}/arp_ignore", "8")):
+            Path("/proc/sys/net", path).write_text(value)
+
+
+class EdgeTopo(Topo):
+    """Bridge ``edge`` with ports up1, up2 (to ext), down1 (to srv), bwa, bwb
+    (to bw), OpenFlow port numbers 1..5 in that order; cli hangs off ext."""
+
+    def build(self, **_opts) -> None:
+        self.addSwitch(BRIDGE, cls=EdgeSwitch, dpid=DPID)
+        self.addHost("ext", cls=ExtRouter, ip=None, mac=None)
+        self.addHost("srv", cls=EdgeHost, ip=None, mac=None, defaultRoute="via 10.10.0.1")
+        self.addHost("bw", cls=BiwNode, ip=None, mac=None)
+        self.addHost("cli", cls=EdgeHost, ip=None, mac=None, defaultRoute="via 198.51.100.1")
+        for p in PORTS:
+            self.addLink(BRIDGE, p.host, port1=p.ofport, intfName1=p.port, intfName2=p.intf,
+                         addr1=switch_side_mac(p.ofport), addr2=p.mac,
+                         params2={"ip": p.ip} if p.ip else {})
+        (h1, i1, ip1, mac1), (h2, i2, ip2, mac2) = CLI_LINK
+        self.addLink(h1, h2, intfName1=i1, intfName2=i2, addr1=mac1, addr2=mac2,
+                     params1={"ip": ip1}, params2={"ip": ip2})
+
+
+topos = {"edge": EdgeTopo}
+
+
+# -------------------------------------------------------------- lifecycle
+
+def start_edge(controller_port: int = 6653, controller_ip: str = "127.0.0.1",
+               static_neighbors: bool = False) -> Mininet:
+    """Build and start the edge network, check the port numbering the
+    controller relies on, and return the running net."""
+    if os.geteuid() != 0:
+        raise PermissionError("the edge network needs root (namespaces, veths, OVS)")
+    cleanup_leftovers()
+    # Skip Mininet's fixLimits(): four hosts need no raised host-wide
+    # sysctls, and the machine's own settings stay untouched.
+    Mininet.inited = True
+    net = Mininet(topo=EdgeTopo(), controller=None, build=False, autoSetMacs=False)
+    net.addController("c0", controller=RemoteController, ip=controller_ip,
+                      port=controller_port)
+    try:
+        net.build()
+        net.start()
+        check_ofports()
+        if static_neighbors:
+            add_static_neighbors(net)
+    except BaseException:
+        stop_edge(net)
+        raise
+    return net
+
+
+def stop_edge(net: Mininet) -> None:
+    """Stop the net, first killing what tests started inside the hosts (a
+    leftover process would keep its namespace and veths alive)."""
+    for name in HOST_NAMES:
+        host = net.nameToNode.get(name)
+        if host is not None and host.shell is not None:
+            kill_pids([pid for pid in netns_pids(host.pid) if pid != host.pid])
+    try:
+        net.stop()
+    finally:
+        cleanup_leftovers()
+
+
+def check_ofports() -> None:
+    """The controller's tables and tests assume up1..bwb are ports 1..5."""
+    for p in PORTS:
+        got = sh("ovs-vsctl", "get", "Interface", p.port, "ofport").strip()
+        if got != str(p.ofport):
+            raise RuntimeError(f"port {p.port} got ofport {got}, expected {p.ofport}")
+
+
+def add_static_neighbors(net: Mininet) -> None:
+    """Permanent neighbor entries for the router's addresses (debug aid)."""
+    for p in PORTS:
+        if p.router_ip:
+            run(net[p.host], "ip", "neigh", "replace", p.router_ip, "lladdr",
+                p.router_mac, "dev", p.intf, "nud", "permanent")
+
+
+def biw_counters(net: Mininet) -> tuple[int, int]:
+    """IPv4 packets that entered bw on bw-a (forward) and on bw-b (reverse)."""
+    data = json.loads(run(net["bw"], "nft", "-j", "list", "table", "bridge", NFT_TABLE))
+    counters = {item["counter"]["name"]: item["counter"]["packets"]
+                for item in data["nftables"] if "counter" in item}
+    return counters["from_a"], counters["from_b"]
+
+
+# --------------------------------------------------------------- cleanup
+
+def netns_pids(pid: int) -> list[int]:
+    """Every process sharing pid's network namespace."""
+    try:
+        target = os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "net") == target:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def kill_pids(pids: list[int], grace: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL whatever is still there after grace seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+            time.sleep(0.05)
+        if not pids:
+            return
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def host_shells() -> dict[int, int]:
+    """Mininet shells of this topology's hosts: {pid: parent pid}."""
+    names = {f"mininet:{h}" for h in HOST_NAMES}
+    shells = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if argv[0].endswith(b"bash") and argv[-2:-1] and argv[-2].decode() in names:
+            shells[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return shells
+
+
+def _is_python(pid: int) -> bool:
+    try:
+        return "python" in os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+
+
+def cleanup_leftovers() -> None:
+    """Remove what a crashed run of THIS topology left (processes in its host
+    namespaces, bridge ``edge``, its veths).  Unlike ``mn -c`` it leaves other
+    bridges, Mininet nets and controllers on the machine alone, and it
+    refuses to touch an edge net whose Python process is still running."""
+    live = sorted(pid for pid, parent in host_shells().items()
+                  if parent != os.getpid() and _is_python(parent))
+    if live:
+        raise RuntimeError(f"an edge topology is running (host shells {live}); stop it first")
+    kill_pids(topology_netns_pids(), grace=1.0)
+    sh("ovs-vsctl", "--timeout=10", "--if-exists", "del-br", BRIDGE)
+    for name in [p.port for p in PORTS] + [BRIDGE]:
+        if _link_kind(name) in ("veth", "tun"):
+            sh("ip", "link", "del", name, check=False)
+
+
+def topology_netns_pids() -> list[int]:
+    """Processes in a network namespace holding one of this topology's host
+    interfaces (an orphaned server keeps such a namespace alive)."""
+    ours = {p.intf for p in PORTS} | {intf for _host, intf, _ip, _mac in CLI_LINK}
+    here = os.readlink("/proc/self/ns/net")
+    by_ns: dict[str, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ns = os.readlink(entry / "ns" / "net")
+            except OSError:
+                continue
+            if ns != here:
+                by_ns.setdefault(ns, []).append(int(entry.name))
+    found = []
+    for pids in by_ns.values():
+        try:
+            lines = Path(f"/proc/{pids[0]}/net/dev").read_text().splitlines()[2:]
+        except OSError:
+            continue
+        if ours & {line.split(":", 1)[0].strip() for line in lines}:
+            found += pids
+    return found
+
+
+def _link_kind(name: str) -> str | None:
+    """Kind of a root-namespace link (veth, tun...) or None if absent."""
+    proc = subprocess.run(["ip", "-d", "-j", "link", "show", "dev", name],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        return None
+    info = json.loads(proc.stdout)[0].get("linkinfo", {})
+    return info.get("info_kind")
