@@ -1,0 +1,207 @@
+"""The only code that talks to a switch: diff, send, barrier, reconcile by cookie.
+
+Every flow we install carries ``flow.cookie | digest``, the digest being a
+24-bit hash of its content, so a flow dump alone says which installed flows
+are ours (app tag) and which are current (digest).  Groups have no cookie: the
+controller owns every group on its bridge, and a group is current when its
+buckets encode the same bytes as the wanted ones.  Conntrack is never touched:
+connections keep their records across resyncs and restarts.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+from ryu.app.ofctl import api as ofctl_api
+from ryu.lib import hub
+
+from openflow_tables import layout as L
+from openflow_tables import ryu_render as R
+from openflow_tables.flow import Flow, FlowError, Group
+from openflow_tables.ofctl_render import render_flow, render_group
+
+LOG = logging.getLogger("ryu_si.switch")
+MAX_ERRORS = 50          # OpenFlow errors kept for /health
+MAX_SENT = 65536         # xids remembered to name the flow an error is about
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def flow_digest(flow: Flow) -> int:
+    """Stable 24-bit hash of what the flow does (repr of frozen dataclasses is stable)."""
+    content = repr((flow.table, flow.priority, flow.match, flow.actions, flow.goto))
+    return zlib.crc32(content.encode()) & L.COOKIE_DIGEST_MASK
+
+
+def final_cookie(flow: Flow) -> int:
+    """The cookie a flow is installed with: its owner, plus its content digest."""
+    return (flow.cookie & ~L.COOKIE_DIGEST_MASK) | flow_digest(flow)
+
+
+def diff(installed: Mapping[K, V], desired: Mapping[K, V]) -> tuple[list[K], list[K]]:
+    """Keys to (re)send because they are missing or differ, and keys to delete."""
+    to_send = [k for k, v in desired.items() if installed.get(k) != v]
+    to_delete = [k for k in installed if k not in desired]
+    return to_send, to_delete
+
+
+def flows_by_key(flows: Iterable[Flow]) -> dict[tuple, Flow]:
+    """Desired flows by their OpenFlow identity; two different flows on one key is a bug."""
+    out: dict[tuple, Flow] = {}
+    for f in flows:
+        key = R.flow_key(f)
+        if out.setdefault(key, f) != f:
+            raise FlowError(f"flows replace each other on the switch: {f} and {out[key]}")
+    return out
+
+
+@dataclass
+class Counters:
+    flow_mods_total: int = 0
+    flow_mods_last: int = 0
+    group_mods_total: int = 0
+    group_mods_last: int = 0
+    errors_total: int = 0
+    last_resync: float | None = None
+
+
+class Switch:
+    """One datapath as the app sees it: what is installed, and the way to change it."""
+
+    def __init__(self, app, datapath) -> None:
+        self.app = app
+        self.datapath = datapath
+        self.installed: dict[tuple, int] = {}        # flow key -> cookie on the switch
+        self.installed_groups: dict[int, int] = {}   # group id -> fingerprint on the switch
+        self.counters = Counters()
+        self.errors: list[dict] = []
+        self._sent: dict[int, tuple[str, object]] = {}   # xid -> (command, flow/key/group/id)
+        self._lock = hub.BoundedSemaphore(1)   # one change at a time: diffs read `installed`
+
+    # --- public ------------------------------------------------------------------
+    def reconcile(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
+        """Read what the switch holds (our cookie tag only), then send the difference."""
+        with self._lock:
+            self.installed = self._dump_flows()
+            self.installed_groups = self._dump_groups()
+            self._apply(flows, groups)
+            self.counters.last_resync = time.time()
+
+    def push(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
+        """Send the difference from what we installed last: O(changes) messages."""
+        with self._lock:
+            self._apply(flows, groups)
+
+    def record_error(self, msg) -> None:
+        """Keep an OpenFlow error for /health; forget a failed add so the next push retries it."""
+        command, obj = self._sent.get(msg.xid, (None, None))
+        what = _describe(obj)
+        LOG.warning("switch %016x rejected %s %s: type=%s code=%s", self.datapath.id, command,
+                    what, msg.type, msg.code)
+        self.errors.append({"time": round(time.time(), 3), "type": msg.type, "code": msg.code,
+                            "xid": msg.xid, "command": command, "what": what})
+        del self.errors[:-MAX_ERRORS]
+        self.counters.errors_total += 1
+        if isinstance(obj, Flow):
+            self.installed.pop(R.flow_key(obj), None)
+        elif isinstance(obj, Group):
+            self.installed_groups.pop(obj.group_id, None)
+
+    def health(self) -> dict:
+        return {"dpid": self.datapath.id, "flows": len(self.installed),
+                "groups": len(self.installed_groups), **asdict(self.counters),
+                "errors": self.errors[-10:]}
+
+    # --- reading the switch ------------------------------------------------------------
+    def _dump_flows(self) -> dict[tuple, int]:
+        dp = self.datapath
+        p, o = dp.ofproto_parser, dp.ofproto
+        req = p.OFPFlowStatsRequest(dp, 0, o.OFPTT_ALL, o.OFPP_ANY, o.OFPG_ANY,
+                                    R.OWN_COOKIE, L.COOKIE_APP_MASK, p.OFPMatch())
+        replies = ofctl_api.send_msg(self.app, req, reply_cls=p.OFPFlowStatsReply,
+                                     reply_multi=True)
+        return {R.match_key(s.table_id, s.priority, s.match): s.cookie
+                for r in replies or [] for s in r.body}
+
+    def _dump_groups(self) -> dict[int, int]:
+        dp = self.datapath
+        p = dp.ofproto_parser
+        replies = ofctl_api.send_msg(self.app, p.OFPGroupDescStatsRequest(dp, 0),
+                                     reply_cls=p.OFPGroupDescStatsReply, reply_multi=True)
+        return {d.group_id: R.desc_fingerprint(d) for r in replies or [] for d in r.body}
+
+    # --- changing the switch -------------------------------------------------------------
+    def _apply(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
+        """Groups first (flows point at them), deletes last, then wait for a barrier."""
+        wanted = flows_by_key(flows)
+        cookies = {k: final_cookie(f) for k, f in wanted.items()}
+        wanted_groups = {g.group_id: g for g in groups}
+        prints = {i: R.group_fingerprint(g) for i, g in wanted_groups.items()}
+        flow_send, flow_delete = diff(self.installed, cookies)
+        group_send, group_delete = diff(self.installed_groups, prints)
+        for gid in group_send:
+            self._put_group(wanted_groups[gid], prints[gid])
+        for key in flow_send:
+            self._put_flow(key, wanted[key], cookies[key])
+        for key in flow_delete:
+            self._delete_flow(key)
+        for gid in group_delete:
+            self._delete_group(gid)
+        self._count(len(flow_send) + len(flow_delete), len(group_send) + len(group_delete))
+        if self.counters.flow_mods_last or self.counters.group_mods_last:
+            self._barrier()
+
+    def _put_group(self, group: Group, fingerprint: int) -> None:
+        command = "modify" if group.group_id in self.installed_groups else "add"
+        self._send(R.group_mod(self.datapath, group, command), command, group)
+        self.installed_groups[group.group_id] = fingerprint
+
+    def _put_flow(self, key: tuple, flow: Flow, cookie: int) -> None:
+        """add, not modify: OpenFlow 1.3 modify keeps the old cookie (and so the old digest)."""
+        self._send(R.flow_mod(self.datapath, flow, "add", cookie), "add", flow)
+        self.installed[key] = cookie
+
+    def _delete_flow(self, key: tuple) -> None:
+        self._send(R.delete_by_key(self.datapath, key), "delete_strict", key)
+        self.installed.pop(key, None)   # an error may have dropped it already
+
+    def _delete_group(self, group_id: int) -> None:
+        self._send(R.group_delete(self.datapath, group_id), "delete", group_id)
+        self.installed_groups.pop(group_id, None)
+
+    def _count(self, flow_mods: int, group_mods: int) -> None:
+        c = self.counters
+        c.flow_mods_last, c.group_mods_last = flow_mods, group_mods
+        c.flow_mods_total += flow_mods
+        c.group_mods_total += group_mods
+
+    def _send(self, msg, command: str, obj: object) -> None:
+        self.datapath.set_xid(msg)
+        self._sent[msg.xid] = (command, obj)
+        if len(self._sent) > MAX_SENT:
+            del self._sent[next(iter(self._sent))]
+        if not self.datapath.send_msg(msg):
+            raise ConnectionError(f"switch {self.datapath.id:016x} is gone")
+
+    def _barrier(self) -> None:
+        """Returns once the switch has processed (or rejected) everything sent before."""
+        p = self.datapath.ofproto_parser
+        ofctl_api.send_msg(self.app, p.OFPBarrierRequest(self.datapath),
+                           reply_cls=p.OFPBarrierReply)
+
+
+def _describe(obj: object) -> str | None:
+    """The flow or group an error is about, in ovs-ofctl terms."""
+    if isinstance(obj, Flow):
+        return render_flow(obj, final_cookie(obj))
+    if isinstance(obj, Group):
+        return render_group(obj)
+    if isinstance(obj, tuple):
+        table, priority, fields = obj
+        return f"table={table},priority={priority},{dict(fields)}"
+    return None if obj is None else f"group_id={obj}"

@@ -1,0 +1,216 @@
+"""Diffing desired against installed flows, match keys and what Switch sends (no switch)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from ryu.ofproto import nicira_ext, ofproto_v1_3
+from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu.ofproto.ofproto_protocol import ProtocolDesc
+
+from openflow_tables import layout as L
+from openflow_tables import ryu_render as R
+from openflow_tables.flow import (
+    Bucket,
+    Conjunction,
+    Ct,
+    FlowError,
+    Group,
+    Load,
+    Output,
+    Resubmit,
+    flow,
+    match,
+)
+from ryu_si import switch as S
+
+RULE = L.cookie("rule", 7)
+
+
+def _flow(priority: int = 10, port: int = 1, out: int = 2, cookie: int = RULE):
+    return flow("ingress", priority, match(in_port=port, eth_type=0x800), [Output(out)],
+                goto="ct", cookie=cookie)
+
+
+# --- diff -----------------------------------------------------------------------
+def test_diff_sends_missing_and_changed_and_deletes_unwanted():
+    installed = {"same": 1, "changed": 2, "stale": 3}
+    desired = {"same": 1, "changed": 20, "new": 4}
+    assert S.diff(installed, desired) == (["changed", "new"], ["stale"])
+
+
+def test_diff_of_equal_sets_is_empty():
+    assert S.diff({"a": 1}, {"a": 1}) == ([], [])
+    assert S.diff({}, {}) == ([], [])
+
+
+# --- cookies ----------------------------------------------------------------------
+def test_final_cookie_keeps_the_owner_and_adds_a_24_bit_digest():
+    f = _flow()
+    c = S.final_cookie(f)
+    assert c & ~L.COOKIE_DIGEST_MASK == RULE
+    assert c & L.COOKIE_DIGEST_MASK == S.flow_digest(f) and S.flow_digest(f) < 1 << 24
+    assert L.cookie_owner(c) == ("rule", 7)
+
+
+def test_digest_follows_content_not_identity():
+    assert S.flow_digest(_flow()) == S.flow_digest(_flow())
+    assert S.flow_digest(_flow(out=3)) != S.flow_digest(_flow())
+    assert S.flow_digest(_flow(cookie=L.cookie("rule", 8))) == S.flow_digest(_flow())
+
+
+# --- match keys ----------------------------------------------------------------------
+def _from_wire(m: parser.OFPMatch) -> parser.OFPMatch:
+    """The match as a flow-stats reply would carry it back."""
+    buf = bytearray()
+    m.serialize(buf, 0)
+    return parser.OFPMatch.parser(bytes(buf), 0)
+
+
+def test_match_key_of_a_built_match_equals_the_parsed_one():
+    f = flow("classify", 100, match(metadata=(1, 0xFFFF), eth_type=0x800, ip_proto=6,
+                                    ipv4_src=("10.0.0.0", "255.255.255.0"),
+                                    tcp_dst=(0x400, 0xFC00), ct_label=(1 << 100, 1 << 100),
+                                    ct_state=(0x22, 0x22), eth_dst="02:00:00:00:0A:01"),
+             goto="policy")
+    built = R.ofp_match(f)
+    assert R.match_key(5, 100, built) == R.match_key(5, 100, _from_wire(built)) == R.flow_key(f)
+
+
+@pytest.mark.parametrize("a, b", [
+    ({"reg0": (1, 0xFFFFFFFF)}, {"reg0": 1}),                        # full mask dropped
+    ({"reg0": (0x13, 0x3)}, {"reg0": (0x3, 0x3)}),                    # value masked
+    ({"eth_type": 0x800, "ipv4_src": ("10.0.0.0", "255.255.255.0")},
+     {"ipv4_src": "10.0.0.0/24", "eth_type": 0x800}),                 # CIDR, other order
+    ({"eth_src": "02:00:00:00:0A:01"}, {"eth_src": "02:00:00:00:0a:01"}),
+    ({"reg1": (0, 0)}, {}),                                           # wildcarded entirely
+])
+def test_match_key_normalises_forms_ovs_may_return(a, b):
+    assert R.match_key(0, 1, parser.OFPMatch(**a)) == R.match_key(0, 1, parser.OFPMatch(**b))
+
+
+def test_two_different_flows_on_one_key_are_refused():
+    with pytest.raises(FlowError):
+        S.flows_by_key([_flow(out=2), _flow(out=3)])
+    assert len(S.flows_by_key([_flow(), _flow()])) == 1
+
+
+# --- what gets sent -------------------------------------------------------------------
+DP = ProtocolDesc(ofproto_v1_3.OFP_VERSION)
+
+
+def test_wide_loads_are_split_in_64_bit_pieces_low_first():
+    value = (0xAB << 64) | 0x0123456789ABCDEF
+    pieces = R.actions((Load("xxreg1", value, 0, 128),))
+    assert [(p.dst, p.ofs_nbits, p.value) for p in pieces] == [
+        ("xxreg1", nicira_ext.ofs_nbits(0, 63), 0x0123456789ABCDEF),
+        ("xxreg1", nicira_ext.ofs_nbits(64, 127), 0xAB)]
+
+
+def test_nicira_actions_carry_ovs_conventions():
+    conj, ct = R.actions((Conjunction(10, 2, 3), Ct(True, L.CT_ZONE, "gen_check",
+                                                     (Load("ct_mark", 1, 31, 1),))))
+    assert (conj.clause, conj.n_clauses, conj.id) == (1, 3, 10)   # 0-based clause
+    assert (ct.flags, ct.zone_src, ct.recirc_table) == (1, "reg8", L.table_id("gen_check"))
+    assert ct.zone_ofs_nbits == nicira_ext.ofs_nbits(0, 15)
+
+
+def test_modify_and_delete_only_touch_flows_with_our_tag():
+    add = R.flow_mod(DP, _flow(), "add", 5)
+    delete = R.delete_by_key(DP, R.flow_key(_flow()))
+    assert (add.command, add.cookie_mask) == (ofproto_v1_3.OFPFC_ADD, 0)
+    assert (delete.command, delete.cookie, delete.cookie_mask) == (
+        ofproto_v1_3.OFPFC_DELETE_STRICT, R.OWN_COOKIE, L.COOKIE_APP_MASK)
+    assert (delete.out_port, delete.out_group) == (ofproto_v1_3.OFPP_ANY, ofproto_v1_3.OFPG_ANY)
+    for msg in (add, delete, R.flow_mod(DP, _flow(), "modify_strict", 5)):
+        msg.serialize()
+
+
+class FakeDatapath(ProtocolDesc):
+    """Records flow-mods and group-mods instead of sending them."""
+
+    def __init__(self) -> None:
+        super().__init__(ofproto_v1_3.OFP_VERSION)
+        self.id, self.xid, self.sent = 1, 0, []
+
+    def set_xid(self, msg) -> int:
+        self.xid += 1
+        msg.set_xid(self.xid)
+        return self.xid
+
+    def send_msg(self, msg) -> bool:
+        msg.serialize()
+        self.sent.append(msg)
+        return True
+
+
+@pytest.fixture
+def switch(monkeypatch):
+    """A Switch on a FakeDatapath; the ofctl service answers barriers and empty dumps."""
+    requests = []
+
+    def send_msg(app, msg, reply_cls=None, reply_multi=False):
+        requests.append(msg)
+        return [SimpleNamespace(body=app.dump.get(type(msg), []))] if reply_multi else msg
+
+    monkeypatch.setattr(S.ofctl_api, "send_msg", send_msg)
+    app = SimpleNamespace(dump={}, requests=requests)
+    return S.Switch(app, FakeDatapath())
+
+
+def _kinds(msgs) -> list[str]:
+    o = ofproto_v1_3
+    flows = {o.OFPFC_ADD: "flow-add", o.OFPFC_DELETE_STRICT: "flow-del"}
+    groups = {o.OFPGC_ADD: "group-add", o.OFPGC_MODIFY: "group-mod", o.OFPGC_DELETE: "group-del"}
+    return [(groups if isinstance(m, parser.OFPGroupMod) else flows)[m.command] for m in msgs]
+
+
+GROUP = Group(1, "select", (Bucket((Load.field(L.FWD_DATA, 3), Resubmit("commit"))),))
+
+
+def test_push_sends_only_the_difference_in_order(switch):
+    flows = [_flow(priority=p) for p in range(10, 20)]
+    switch.push(flows, [GROUP])
+    assert _kinds(switch.datapath.sent) == ["group-add"] + ["flow-add"] * 10
+    assert isinstance(switch.app.requests[-1], parser.OFPBarrierRequest)
+
+    switch.datapath.sent.clear()
+    switch.push(flows[1:] + [_flow(priority=30)], [])
+    assert _kinds(switch.datapath.sent) == ["flow-add", "flow-del", "group-del"]
+    assert (switch.counters.flow_mods_last, switch.counters.flow_mods_total) == (2, 12)
+    assert (switch.counters.group_mods_last, switch.counters.group_mods_total) == (1, 2)
+
+    switch.datapath.sent.clear()
+    barriers = len(switch.app.requests)
+    switch.push(flows[1:] + [_flow(priority=30)], [])
+    assert switch.datapath.sent == [] and len(switch.app.requests) == barriers
+
+
+def test_reconcile_reads_our_flows_and_groups_then_fixes_them(switch):
+    current, stale, changed = _flow(priority=10), _flow(priority=11), _flow(priority=12, out=9)
+    stats = [SimpleNamespace(table_id=0, priority=f.priority, match=_from_wire(R.ofp_match(f)),
+                             cookie=S.final_cookie(f)) for f in (current, stale, changed)]
+    desc = parser.OFPGroupDescStats(ofproto_v1_3.OFPGT_SELECT, 1, R.buckets(GROUP))
+    switch.app.dump = {parser.OFPFlowStatsRequest: stats,
+                       parser.OFPGroupDescStatsRequest: [desc]}
+    switch.reconcile([current, _flow(priority=12)], [GROUP])
+    request = switch.app.requests[0]
+    assert (request.cookie, request.cookie_mask) == (R.OWN_COOKIE, L.COOKIE_APP_MASK)
+    assert _kinds(switch.datapath.sent) == ["flow-add", "flow-del"]
+    assert switch.datapath.sent[0].priority == 12 and switch.datapath.sent[1].priority == 11
+    assert switch.counters.last_resync is not None
+
+
+def test_an_error_names_the_flow_and_the_next_push_retries_it(switch):
+    f = _flow()
+    switch.push([f], [])
+    xid = switch.datapath.sent[0].xid
+    switch.record_error(SimpleNamespace(xid=xid, type=4, code=9))
+    error = switch.errors[-1]
+    assert (error["type"], error["code"], error["command"]) == (4, 9, "add")
+    assert error["what"].startswith("table=0,cookie=0x5106000007") and "in_port=1" in error["what"]
+    assert switch.health()["errors_total"] == 1
+
+    switch.datapath.sent.clear()
+    switch.push([f], [])
+    assert _kinds(switch.datapath.sent) == ["flow-add"]
