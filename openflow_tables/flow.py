@@ -152,6 +152,9 @@ def flow(table: str, priority: int, match_: tuple, actions: tuple | list = (),
     for t in targets:
         if t not in decl.next_tables:
             raise FlowError(f"table {table!r} may not go to {t!r}")
+    if goto and TABLE_BY_NAME[goto].id <= decl.id:
+        raise FlowError(f"goto_table from {table!r} back to {goto!r}: OpenFlow only goes "
+                        "forward; use Resubmit")
     if not 0 <= priority <= 0xFFFF:
         raise FlowError(f"priority {priority} out of range")
     return Flow(table, priority, match_, tuple(actions), goto, cookie)

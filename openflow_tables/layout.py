@@ -226,3 +226,12 @@ CT_FIELDS: tuple[Field, ...] = (CT_MARK_TAG, CT_MARK_RULE)
 MAX_RULE_NUM = (1 << CT_MARK_RULE.nbits) - 1
 MAX_POLICY_NUM = (1 << POLICY_NUM.nbits) - 1
 MAX_IFACE_NUM = (1 << IN_IFACE.nbits) - 1
+
+
+def flow_table_names_args(bridge: str) -> list[str]:
+    """``ovs-vsctl`` arguments that name every table in OVS (readable dump-flows)."""
+    args: list[str] = []
+    for t in TABLES:
+        args += ["--", f"--id=@t{t.id}", "create", "Flow_Table", f"name={t.name}"]
+    args += ["--", "set", "Bridge", bridge] + [f"flow_tables:{t.id}=@t{t.id}" for t in TABLES]
+    return args

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import threading
 import time
 
-from oslo_config import cfg
+from ryu import cfg
 from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
@@ -29,6 +30,7 @@ from openflow_tables.context import Context
 from openflow_tables.stages.ingress import PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS
 from ryu_si import config as si_config
 from ryu_si.rest import APP_KEY, SIRestController
+from ryu_si.ovsdb_names import name_tables
 from ryu_si.service import Service
 from ryu_si.store import Store
 from ryu_si.switch import Switch
@@ -41,18 +43,20 @@ CONF.register_opts([
 ], group="si")
 CONF.set_default("wsapi_host", "127.0.0.1")
 ARP_RETRY_S = 1.0
+# ryu-manager reads this at module level: the ofctl service answers send_msg requests.
+_REQUIRED_APP = ["ryu.app.ofctl.service"]
 
 
 class ServiceInsertionApp(app_manager.RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
     _CONTEXTS = {"wsgi": WSGIApplication}
-    _REQUIRED_APP = ["ryu.app.ofctl.service"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.switches: dict[int, Switch] = {}
         self.ports: dict[int, dict[str, int]] = {}
         self._arp_asked: dict[tuple[str, str], float] = {}
+        self._sync_lock = threading.RLock()
         self.started = time.time()
         self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change)
         self._load_initial_config()
@@ -73,18 +77,20 @@ class ServiceInsertionApp(app_manager.RyuApp):
                        s.generations, learned_neighbors=s.learned_neighbors)
 
     def _on_change(self) -> None:
-        for dpid, sw in list(self.switches.items()):
-            pipe = compile_pipeline(self.context(dpid))
-            sw.push(pipe.flows, pipe.groups)
+        for dpid in list(self.switches):
+            self._sync(dpid, full=False)
 
-    def _resync(self, dpid: int) -> None:
-        sw = self.switches.get(dpid)
-        if sw is None:
-            return
-        pipe = compile_pipeline(self.context(dpid))
-        sw.reconcile(pipe.flows, pipe.groups)
-        LOG.info("switch %016x reconciled: %d flows, %d groups", dpid, len(pipe.flows),
-                 len(pipe.groups))
+    def _sync(self, dpid: int, full: bool) -> None:
+        """Compile and send under one lock, so an older compile never lands last."""
+        with self._sync_lock:
+            sw = self.switches.get(dpid)
+            if sw is None:
+                return
+            pipe = compile_pipeline(self.context(dpid))
+            (sw.reconcile if full else sw.push)(pipe.flows, pipe.groups)
+        if full:
+            LOG.info("switch %016x reconciled: %d flows, %d groups", dpid, len(pipe.flows),
+                     len(pipe.groups))
 
     # --- switch events -------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -105,7 +111,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
                              for r in replies or [] for p in r.body
                              if p.port_no < dp.ofproto.OFPP_MAX}
         LOG.info("switch %016x connected, ports %s", dp.id, self.ports[dp.id])
-        self._resync(dp.id)
+        name_tables(dp.id)
+        self._sync(dp.id, full=True)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev) -> None:

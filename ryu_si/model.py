@@ -26,6 +26,8 @@ class Router:
     tier: str = "t0"
     parent: str | None = None
     dpid: int | None = None
+    service_plane_dpid: int | None = None   # the service plane bridge of this router
+    service_plane_port: str | None = None   # its port toward the router
     num: int = 0
     ct_zone: int = 0
 
@@ -40,6 +42,7 @@ class Interface:
     ip: str | None = None          # CIDR: the router's address and the connected prefix
     mac: str | None = None
     classify: bool | None = None   # None: by role (uplink and vti classify)
+    service_plane: bool = False    # a service interface that links to the service plane
     num: int = 0
 
     @property
@@ -73,13 +76,16 @@ class ServiceNode:
     transport: str
     profile: str = "generic"
     host: str | None = None
-    port: str | None = None         # chain: port on the service plane
+    port: str | None = None         # chain: port on the service plane (side A)
+    port_b: str | None = None       # chain, NSH-unaware: the node returns forward traffic here
+    nsh_aware: bool = False         # chain: speaks NSH itself (no proxy)
     interface: str | None = None    # l3: the VTI toward the node
     next_hop: str | None = None     # l3
     interface_a: str | None = None  # biw: forward leaves here
     interface_b: str | None = None  # biw: forward returns here
     admin_state: str = "up"
     num: int = 0
+    ct_zone: int = 0                # chain, NSH-unaware: the proxy's conntrack zone
 
 
 @dataclass
@@ -145,7 +151,7 @@ KINDS: dict[str, type] = {
 ASSIGNED_FIELDS: dict[str, tuple[str, ...]] = {
     "routers": ("num", "ct_zone"),
     "interfaces": ("num",),
-    "service-nodes": ("num",),
+    "service-nodes": ("num", "ct_zone"),
     "chains": ("num",),
     "policies": ("num",),
     "rules": ("rule_num",),

@@ -23,6 +23,7 @@ NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
     ("routers", "ct_zone", "ct_zone", 1, 0xFFFF),
     ("interfaces", "num", "interface", 1, L.MAX_IFACE_NUM),
     ("service-nodes", "num", "service_node", 1, 0xFFFFFFFF),
+    ("service-nodes", "ct_zone", "ct_zone", 1, 0xFFFF),
     ("chains", "num", "chain", 1, 0xFFFF),
     ("policies", "num", "policy", 1, L.MAX_POLICY_NUM),
     ("rules", "rule_num", "rule", 1, L.MAX_RULE_NUM),

@@ -5,7 +5,8 @@ import ipaddress
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
-from openflow_tables.flow import Controller, DecTtl, Load, Move, Output, SetField, fields, flow, match
+from openflow_tables.flow import (Controller, DecTtl, Load, Move, Output, Resubmit, SetField, fields,
+                                  flow, match)
 from openflow_tables.stages.ingress import PIPELINE_ARP_MISS, classify_here
 
 ETH_IP = 0x0800
@@ -54,8 +55,9 @@ def egress_si_flows(ctx: Context) -> list:
     for iface in ctx.interfaces():
         if iface.classifies:
             out.append(flow("egress_si", 20, match(**fields((L.EGRESS_IFACE, iface.num))),
-                            classify_here(ctx, iface) + [Load.field(L.FLAGS_EGRESS, 1)],
-                            goto="ct", cookie=L.cookie("interface", iface.num)))
+                            classify_here(ctx, iface) + [Load.field(L.FLAGS_EGRESS, 1),
+                                                         Resubmit("ct")],
+                            cookie=L.cookie("interface", iface.num)))
     out.append(flow("egress_si", 0, (), goto="neighbor", cookie=PIPE))
     return out
 
@@ -83,7 +85,8 @@ def output_flows(ctx: Context) -> list:
     out = []
     for iface in ctx.interfaces():
         if iface.role != "service":
-            out.append(flow("output", 10, match(**fields((L.EGRESS_IFACE, iface.num))),
+            out.append(flow("output", 10, match(eth_type=ETH_IP,
+                                                **fields((L.EGRESS_IFACE, iface.num))),
                             [SetField("eth_src", iface.mac), DecTtl(), Output(ctx.port(iface))],
                             cookie=L.cookie("interface", iface.num)))
     out.append(flow("output", 0, (), cookie=PIPE))

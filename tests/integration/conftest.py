@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import harness
+from mininet_topos import lab as harness
 
 
 def pytest_configure(config) -> None:

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.integration import harness
-from tests.integration.harness import (BRIDGE, dump_flows, flow_packets, move_connection,
+from mininet_topos import lab as harness
+from mininet_topos.lab import (BRIDGE, dump_flows, flow_packets, move_connection,
                                        ofctl, pick_sport, ping, predict_uplink,
                                        run_transfer, unmove_connection, wait_counters)
 

@@ -1,5 +1,6 @@
-"""Integration-test harness: the controller as a subprocess, OVS inspection,
-steering connections over the two uplinks in ``ext``, and checked transfers.
+"""Lab harness for the demo and the integration tests: the controller as a
+subprocess, OVS inspection, steering connections over the two uplinks in
+``ext``, and checked transfers.
 
 Everything here works on a net returned by ``mininet_topos.edge.start_edge``.
 OpenFlow counters lag (revalidator): call ``wait_counters()`` before reading
@@ -32,7 +33,7 @@ except ImportError as exc:
     edge = None  # type: ignore[assignment]
     EDGE_IMPORT_ERROR = str(exc)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TRAFFIC = REPO / "mininet_topos" / "traffic.py"
 # Debian's interpreter runs traffic.py in the hosts: stdlib only, no venv needed.
 HOST_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -133,9 +134,10 @@ class Controller:
     def rest(self, method: str, path: str, body: Any = None,
              timeout: float = 10.0) -> tuple[int, Any]:
         """One REST call; ``path`` is relative to /si/v1 unless it starts with
-        '/'.  Returns (status, decoded JSON, or text, or None if empty)."""
+        '/'.  ``body`` is sent as JSON, or as it is when it is bytes.  Returns
+        (status, decoded JSON, or text, or None if empty)."""
         url = self.base_url + (path if path.startswith("/") else "/si/v1/" + path)
-        data = None if body is None else json.dumps(body).encode()
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         req = urllib.request.Request(url, data=data, method=method.upper(),
                                      headers={"Content-Type": "application/json",
                                               "Accept": "application/json"})

@@ -1,0 +1,196 @@
+"""Service insertion end to end: real OVS, conntrack, Mininet hosts, TCP traffic.
+
+The controller runs the embedded example edge: port 80 is redirected through
+the bump-in-the-wire node on both uplinks, port 8080 only on uplink1, port 23
+is dropped, everything else takes the default rule (allow, no service).
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from mininet_topos import lab as harness
+from mininet_topos.lab import (conntrack, flow_packets, move_connection, pick_sport,
+                                       run_transfer, unmove_all, wait_counters)
+
+pytestmark = pytest.mark.integration
+TAG = 0x80000000
+
+
+def biw(net) -> tuple[int, int]:
+    return harness.edge.biw_counters(net)
+
+
+def rule_num(ctl, name: str) -> int:
+    status, body = ctl.rest("GET", f"rules/{name}")
+    assert status == 200, body
+    return body["rule_num"]
+
+
+def classify_hits(rule: int) -> int:
+    """Packets that hit the classify flows of one rule (cookie names the rule)."""
+    cookie = f"cookie=0x5106{rule:06x}"
+    return sum(int(re.search(r"n_packets=(\d+)", line).group(1))
+               for line in harness.dump_flows(table="classify") if line.startswith(cookie))
+
+
+def mark_of(sport: int) -> int:
+    """ct_mark of the one conntrack entry of a client source port."""
+    lines = [line for line in conntrack() if f"sport={sport}," in line]
+    assert len(lines) == 1, f"expected one conntrack entry for sport {sport}: {lines}"
+    m = re.search(r"mark=(\d+)", lines[0])
+    return int(m.group(1)) if m else 0
+
+
+@pytest.fixture(autouse=True)
+def _no_pinning(edge_net):
+    yield
+    unmove_all(edge_net)
+
+
+def transfer(net, sport: int, dport: int, **kw) -> dict:
+    res = run_transfer(net, sport, dport, **kw).wait(60)
+    assert res["result"] == "ok", res
+    return res
+
+
+def test_router_answers_arp_and_routes(controller, edge_net):
+    assert harness.ping(edge_net, "cli", "10.10.0.10") == 3
+    assert harness.ping(edge_net, "srv", "198.51.100.10") == 3
+
+
+def test_redirected_connection_passes_biw_both_ways(controller, edge_net):
+    f0, r0 = biw(edge_net)
+    res = transfer(edge_net, pick_sport(edge_net, 80, "up1"), 80, chunks=10, interval=0.02)
+    wait_counters()
+    f1, r1 = biw(edge_net)
+    assert f1 - f0 >= 10, (f0, f1)          # at least one packet per chunk, forward
+    assert r1 - r0 >= 3, (r0, r1)           # SYN-ACK, ACKs and the reply stream, reverse
+    assert res["bytes"] == 10 * 8192
+
+
+def test_non_matching_connection_bypasses_the_node(controller, edge_net):
+    before = biw(edge_net)
+    transfer(edge_net, pick_sport(edge_net, 5001, "up1"), 5001, chunks=10, interval=0.02)
+    wait_counters()
+    assert biw(edge_net) == before
+
+
+def test_drop_rule_stops_the_connection(controller, edge_net):
+    res = run_transfer(edge_net, pick_sport(edge_net, 23, "up2"), 23, chunks=2,
+                       interval=0.01).wait(30)
+    assert res["result"] != "ok"
+
+
+def test_serviced_packets_are_classified_once(controller, edge_net):
+    web = rule_num(controller, "web-inspect")
+    before = classify_hits(web)
+    transfer(edge_net, pick_sport(edge_net, 80, "up2"), 80, chunks=20, interval=0.01)
+    wait_counters()
+    assert classify_hits(web) - before == 1   # the SYN; replies and returns reuse the record
+
+
+def test_ecmp_move_keeps_the_service_node(controller, edge_net):
+    """Claim 1: the rule is applied at both uplinks, so the record is reused at uplink2."""
+    web = rule_num(controller, "web-inspect")
+    sport = pick_sport(edge_net, 80, "up1")
+    hits0, up2_0 = classify_hits(web), flow_packets("edge", "ingress", "in_port=up2")
+    t = run_transfer(edge_net, sport, 80, chunks=40, interval=0.05)
+    time.sleep(0.8)
+    assert mark_of(sport) == TAG | web
+    move_connection(edge_net, sport, "up2")
+    f_moved = biw(edge_net)[0]
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    wait_counters()
+    assert flow_packets("edge", "ingress", "in_port=up2") - up2_0 >= 10   # it really moved
+    assert biw(edge_net)[0] - f_moved >= 10      # and still went through the node
+    assert mark_of(sport) == TAG | web           # same record, same rule
+    assert classify_hits(web) - hits0 == 1       # never classified again
+
+
+def test_reclassified_where_the_rule_is_not_applied(controller, edge_net):
+    """Claim 2: port 8080 is redirected only at uplink1; at uplink2 the default rule wins."""
+    alt = rule_num(controller, "alt-web-uplink1")
+    sport = pick_sport(edge_net, 8080, "up1")
+    f_start = biw(edge_net)[0]
+    t = run_transfer(edge_net, sport, 8080, chunks=40, interval=0.05)
+    time.sleep(0.8)
+    assert mark_of(sport) == TAG | alt
+    move_connection(edge_net, sport, "up2")
+    time.sleep(0.6)
+    f_after_move = biw(edge_net)[0]
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    assert f_after_move - f_start >= 5                 # it was being serviced at uplink1
+    assert biw(edge_net)[0] - f_after_move <= 2        # and stopped once re-classified
+    assert mark_of(sport) == TAG | 0                   # the record follows the default rule
+
+
+def test_record_follows_the_latest_classification(controller, edge_net):
+    """One conntrack entry per connection: re-classification re-commits it.
+
+    Rule A (8080, prio 90) applies at uplink1; rule B (8080, allow, prio 80) at both
+    uplinks.  Uplink1 -> A.  Uplink2: A is not applied there -> re-classified -> B.
+    Back at uplink1: B *is* applied there, so the record is reused and stays B
+    (claim 1), although A has the higher priority.
+    """
+    status, rule_b = controller.rest("POST", "rules", {
+        "name": "alt-web-anywhere", "priority": 80, "action": "allow",
+        "match": {"ip_proto": "tcp", "tp_dst": 8080}, "applied_to": ["uplink1", "uplink2"]})
+    assert status == 201, rule_b
+    try:
+        a, b = rule_num(controller, "alt-web-uplink1"), rule_b["rule_num"]
+        sport = pick_sport(edge_net, 8080, "up1")
+        t = run_transfer(edge_net, sport, 8080, chunks=60, interval=0.05)
+        time.sleep(0.7)
+        assert mark_of(sport) == TAG | a
+        move_connection(edge_net, sport, "up2")
+        time.sleep(0.7)
+        assert mark_of(sport) == TAG | b
+        move_connection(edge_net, sport, "up1")
+        time.sleep(0.7)
+        assert mark_of(sport) == TAG | b
+        assert t.wait(60)["result"] == "ok"
+    finally:
+        assert controller.rest("DELETE", "rules/alt-web-anywhere")[0] == 204
+
+
+def test_editing_applied_to_changes_existing_connections(controller, edge_net):
+    sport = pick_sport(edge_net, 80, "up1")
+    t = run_transfer(edge_net, sport, 80, chunks=40, interval=0.05)
+    time.sleep(0.8)
+    f0 = biw(edge_net)[0]
+    status, body = controller.rest("PATCH", "rules/web-inspect", {"applied_to": ["uplink2"]})
+    assert status == 200, body
+    try:
+        time.sleep(0.4)
+        f1 = biw(edge_net)[0]
+        res = t.wait(60)
+        assert res["result"] == "ok", res
+        assert f1 > f0 - 1 and biw(edge_net)[0] - f1 <= 2   # no longer serviced at uplink1
+        assert mark_of(sport) == TAG | 0
+    finally:
+        controller.rest("PATCH", "rules/web-inspect", {"applied_to": ["uplink1", "uplink2"]})
+
+
+def test_priority_prefix_and_allow(controller, edge_net):
+    """A higher-priority allow for the client's /32 beats the redirect; a prefix that
+    does not cover the client changes nothing."""
+    sport = pick_sport(edge_net, 80, "up1")
+    for prefix, serviced in (("198.51.100.128/25", True), ("198.51.100.0/24", False)):
+        status, body = controller.rest("POST", "rules", {
+            "name": "trusted", "priority": 150, "action": "allow",
+            "match": {"ip_proto": "tcp", "tp_dst": 80, "ipv4_src": [prefix, "192.0.2.0/24"]},
+            "applied_to": ["uplink1", "uplink2"]})
+        assert status == 201, body
+        try:
+            before = biw(edge_net)[0]
+            transfer(edge_net, sport, 80, chunks=5, interval=0.01)
+            wait_counters()
+            assert (biw(edge_net)[0] - before >= 5) is serviced, prefix
+        finally:
+            assert controller.rest("DELETE", "rules/trusted")[0] == 204
+        sport = pick_sport(edge_net, 80, "up1")
