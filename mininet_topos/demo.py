@@ -10,6 +10,8 @@ import sys
 import tempfile
 import time
 
+from mininet.log import setLogLevel
+
 from mininet_topos import edge, lab
 
 STEPS = (
@@ -54,6 +56,7 @@ def ecmp_move(net) -> None:
 
 
 def main() -> int:
+    setLogLevel("error")   # the switch starts before the controller: expected, not news
     with tempfile.TemporaryDirectory() as work:
         of_port = lab.free_port()
         ctl = lab.Controller(of_port=of_port, wsapi_port=8080, workdir=work)

@@ -64,7 +64,7 @@ def table_section(t: L.Table, pipe: Pipeline) -> list[str]:
              f"- match shapes (classifier subtables) in the example: "
              f"{subtables(list(pipe.flows), t.name)}",
              "", "Flows for the example edge:", "", "```"]
-    lines += [render_flow(f) for f in sorted(flows, key=lambda f: -f.priority)]
+    lines += [render_flow(f) for f in sorted(flows, key=lambda f: (-f.priority, render_flow(f)))]
     return lines + ["```", ""]
 
 
