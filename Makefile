@@ -6,7 +6,6 @@ PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := openvswitch-switch mininet iputils-ping iperf3 netcat-openbsd tcpdump \
                 nftables ethtool iproute2 python3-venv python3-dev gcc curl
 STAMP := $(VENV)/.ryu-si-installed
-SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 .PHONY: install apt ovs-start demo test test-unit test-integration bench docs clean
 
@@ -27,7 +26,8 @@ $(STAMP): requirements.txt setup.cfg
 	$(PY) -m pip install -q 'setuptools<66' wheel
 	$(PY) -m pip install -q --no-build-isolation -r requirements.txt
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
-	echo 'import ryu_si.compat; ryu_si.compat.install()' > $(SITE)/ryu_si_compat.pth
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  echo 'import ryu_si.compat; ryu_si.compat.install()' > "$$site/ryu_si_compat.pth"
 	$(PY) -c 'import ryu.app.wsgi, mininet.net, ryu_si' 
 	touch $(STAMP)
 
