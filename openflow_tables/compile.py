@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from openflow_tables.context import Context
 from openflow_tables.flow import Flow, FlowError, Group
-from openflow_tables.stages import applied_to, classify, conntrack, ingress, policy, routing, transport
+from openflow_tables.stages import (applied_to, classify, conntrack, ingress, policy, routing,
+                                    service_plane, transport)
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,14 @@ class Pipeline:
 
 
 def compile_pipeline(ctx: Context) -> Pipeline:
-    flows = [
+    """The router pipeline of the routers on this switch, and/or the service plane
+    pipeline of the routers whose service plane this switch is."""
+    flows = service_plane.service_plane_flows(ctx) + (router_flows(ctx) if ctx.routers else [])
+    return Pipeline(_unique(flows), tuple(policy.policy_groups(ctx)))
+
+
+def router_flows(ctx: Context) -> list[Flow]:
+    return [
         *ingress.ingress_flows(ctx), *ingress.arp_flows(ctx),
         *conntrack.ct_flows(), *conntrack.ct_result_flows(),
         *applied_to.applied_to_flows(ctx), *classify.classify_flows(ctx),
@@ -31,7 +39,6 @@ def compile_pipeline(ctx: Context) -> Pipeline:
         *routing.routing_flows(ctx), *routing.egress_si_flows(ctx),
         *routing.neighbor_flows(ctx), *routing.output_flows(ctx),
     ]
-    return Pipeline(_unique(flows), tuple(policy.policy_groups(ctx)))
 
 
 def _unique(flows: list[Flow]) -> tuple[Flow, ...]:

@@ -39,10 +39,14 @@ class Context:
     generations: Generations = Generations()
     down_nodes: frozenset = frozenset()
     learned_neighbors: dict[tuple[str, str], str] = field(default_factory=dict)
+    paths: dict[str, list[Any]] = field(default_factory=dict)   # chain id -> ServicePath list
     routers: list[m.Router] = field(init=False)
+    plane_routers: list[m.Router] = field(init=False)
 
     def __post_init__(self) -> None:
         self.routers = [r for r in self.model.all("routers") if r.dpid == self.dpid]
+        self.plane_routers = [r for r in self.model.all("routers")
+                              if r.service_plane_dpid == self.dpid]
         self._router_ids = {r.id for r in self.routers}
 
     def on_switch(self, router_id: str) -> bool:
@@ -83,6 +87,14 @@ class Context:
 
     def node(self, node_id: str) -> m.ServiceNode:
         return self.model.get("service-nodes", node_id)
+
+    def plane_interface(self, router: m.Router) -> m.Interface | None:
+        """The router's service interface that links to its service plane (port present)."""
+        return next((i for i in self.interfaces()
+                     if i.router == router.id and i.service_plane), None)
+
+    def up_paths(self, chain_id: str) -> list[Any]:
+        return [p for p in self.paths.get(chain_id, []) if p.state == "up"]
 
 
 def router_match(router: Any) -> tuple[int, int]:

@@ -64,12 +64,27 @@ class Resubmit:
 
 @dataclass(frozen=True)
 class Ct:
-    """``ct(commit?, zone=<reg bits>, table=<t>, exec(...))``."""
+    """``ct(commit?, zone=<reg bits>, table=<t>?, exec(...))``; no table: no recirculation."""
 
     commit: bool
     zone_field: Field
-    table: str
+    table: str | None
     exec_: tuple = ()
+
+
+@dataclass(frozen=True)
+class EncapNsh:
+    """``encap(nsh(md_type=1))``: the frame becomes the NSH payload (set SPI/SI next)."""
+
+
+@dataclass(frozen=True)
+class EncapEthernet:
+    """``encap(ethernet)``: an outer Ethernet header around NSH."""
+
+
+@dataclass(frozen=True)
+class Decap:
+    """``decap()``: remove the outermost header (twice to get from Ethernet+NSH to the frame)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +107,7 @@ class Controller:
 
 
 Action = Union[Load, SetField, Move, Output, GroupAction, Resubmit, Ct, Conjunction,
-               DecTtl, Controller]
+               DecTtl, Controller, EncapNsh, EncapEthernet, Decap]
 
 
 # --- flows and groups --------------------------------------------------------
@@ -148,7 +163,7 @@ def flow(table: str, priority: int, match_: tuple, actions: tuple | list = (),
     if decl is None:
         raise FlowError(f"unknown table {table!r}")
     targets = [goto] if goto else []
-    targets += [a.table for a in actions if isinstance(a, (Resubmit, Ct))]
+    targets += [a.table for a in actions if isinstance(a, (Resubmit, Ct)) and a.table]
     for t in targets:
         if t not in decl.next_tables:
             raise FlowError(f"table {table!r} may not go to {t!r}")

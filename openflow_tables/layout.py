@@ -24,9 +24,12 @@ class Table:
 TABLES: tuple[Table, ...] = (
     Table(0, "ingress",
           "Map in_port to router, interface number, conntrack zone and role; "
-          "service-facing ports mark packets serviced; ARP goes to the ARP stage; "
-          "downlink traffic is routed first; unknown ports drop.",
-          ("arp", "ct", "routing")),
+          "service-facing ports (biw sides, VTIs toward L3 nodes, NSH back from the "
+          "service plane, decapsulated) mark packets serviced; ARP goes to the ARP stage; "
+          "downlink traffic is routed first; unknown ports drop. On a service plane "
+          "bridge: NSH from the router or an NSH-aware node goes to sp_forward, plain "
+          "frames back from an NSH-unaware node go through its proxy zone.",
+          ("arp", "ct", "routing", "sp_forward", "sp_proxy_in")),
     Table(1, "arp",
           "Answer ARP requests for the router's own interface addresses in the "
           "datapath; send ARP replies addressed to the router to the controller "
@@ -85,6 +88,21 @@ TABLES: tuple[Table, ...] = (
     Table(13, "output",
           "Rewrite the source MAC to the egress interface, decrement TTL, output.",
           ()),
+    # --- the service plane bridge (the patent's logical service forwarding element)
+    Table(20, "sp_forward",
+          "Service plane: each hop by exact match on (SPI, SI). NSH-aware nodes get the "
+          "NSH frame; NSH-unaware nodes go through their proxy (SPI/SI saved, NSH "
+          "stripped); the final SI goes back to the router.",
+          ("sp_proxy_out",)),
+    Table(21, "sp_proxy_out",
+          "Proxy toward an NSH-unaware node: remember SPI and the next SI in the node's "
+          "conntrack zone (per direction), send the plain frame out side A (forward) "
+          "or B (reverse).",
+          ()),
+    Table(22, "sp_proxy_in",
+          "Proxy back from an NSH-unaware node: restore SPI/SI from the node's zone, "
+          "re-encapsulate and forward to the next hop.",
+          ("sp_forward",)),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
@@ -127,6 +145,9 @@ FLAGS_EGRESS = Field("egress_si", "reg1", 2, 1,
                      "classification happens at the egress interface (routed already)")
 SI_IFACE = Field("si_iface", "reg2", 0, 16,
                  "interface the packet is classified at (ingress or egress)")
+# On the service plane bridge the same registers carry the proxy's state.
+SP_NSH = Field("sp_nsh", "reg0", 0, 32, "service plane: SPI<<8 | next SI of a proxied packet")
+SP_NODE = Field("sp_node", "reg2", 0, 32, "service plane: the proxied node's number")
 RULE_NUM = Field("rule_num", "reg3", 0, 24, "rule number of the decision")
 EGRESS_IFACE = Field("egress_iface", "reg9", 0, 16, "egress interface chosen by routing")
 NEXT_HOP = Field("next_hop", "reg10", 0, 32, "next hop IPv4 chosen by routing")
@@ -165,6 +186,7 @@ TRANSPORT_DROP = 1
 TRANSPORT_BIW = 2
 TRANSPORT_CHAIN = 3
 TRANSPORT_L3 = 4
+NSH_FIRST_SI = 255   # the router sends SI 255; each hop takes one off
 
 # --- ct_mark --------------------------------------------------------------
 CT_MARK_TAG = Field("si_tag", "ct_mark", 31, 1,
@@ -218,6 +240,7 @@ def cookie_owner(value: int) -> tuple[str, int] | None:
 REGISTER_FIELDS: tuple[Field, ...] = (
     ROUTER, IN_IFACE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_EGRESS, SI_IFACE, RULE_NUM,
     TRANSPORT, POLICY_NUM, FWD_DATA, REV_DATA, *GENERATIONS, CT_ZONE, EGRESS_IFACE, NEXT_HOP,
+    SP_NSH, SP_NODE,
 )
 CT_FIELDS: tuple[Field, ...] = (CT_MARK_TAG, CT_MARK_RULE)
 

@@ -16,7 +16,10 @@ from openflow_tables.flow import (
     Conjunction,
     Controller,
     Ct,
+    Decap,
     DecTtl,
+    EncapEthernet,
+    EncapNsh,
     Flow,
     Group,
     GroupAction,
@@ -131,7 +134,9 @@ def _output(a: Output) -> str:
 def _ct(a: Ct) -> str:
     z = a.zone_field
     parts = ["commit"] if a.commit else []
-    parts += [f"zone={subfield(z.register, z.ofs, z.nbits)}", f"table={table_id(a.table)}"]
+    parts.append(f"zone={subfield(z.register, z.ofs, z.nbits)}")
+    if a.table:
+        parts.append(f"table={table_id(a.table)}")
     if a.exec_:
         parts.append(f"exec({render_actions(a.exec_)})")
     return f"ct({','.join(parts)})"
@@ -148,6 +153,9 @@ _ACTIONS = {
     Conjunction: lambda a: f"conjunction({a.id},{a.clause}/{a.n_clauses})",
     DecTtl: lambda a: "dec_ttl",
     Controller: lambda a: f"CONTROLLER:{a.max_len}",
+    EncapNsh: lambda a: "encap(nsh(md_type=1))",
+    EncapEthernet: lambda a: "encap(ethernet)",
+    Decap: lambda a: "decap()",
 }
 
 

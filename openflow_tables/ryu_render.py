@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import zlib
 
+from ryu.lib.pack_utils import msg_pack_into
 from ryu.ofproto import nicira_ext
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -23,7 +24,10 @@ from openflow_tables.flow import (
     Conjunction,
     Controller,
     Ct,
+    Decap,
     DecTtl,
+    EncapEthernet,
+    EncapNsh,
     Flow,
     Group,
     GroupAction,
@@ -40,6 +44,8 @@ GROUP_COMMANDS = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY}   # delete: 
 GROUP_TYPES = {"select": ofp.OFPGT_SELECT, "all": ofp.OFPGT_ALL, "ff": ofp.OFPGT_FF}
 OWN_COOKIE = L.COOKIE_APP << L.COOKIE_APP_SHIFT   # the app tag alone: "one of ours"
 CT_COMMIT = 1             # NX_CT_F_COMMIT
+CT_NO_RECIRC = 0xFF       # NX_CT_RECIRC_NONE
+NXAST_RAW_DECAP = 47
 REG_LOAD_BITS = 64        # NXAST_REG_LOAD carries a 64-bit value
 
 
@@ -98,8 +104,33 @@ def _ct(a: Ct) -> list:
     z = a.zone_field
     return [parser.NXActionCT(flags=CT_COMMIT if a.commit else 0, zone_src=z.register,
                               zone_ofs_nbits=nicira_ext.ofs_nbits(z.ofs, z.ofs + z.nbits - 1),
-                              recirc_table=L.table_id(a.table),
+                              recirc_table=L.table_id(a.table) if a.table else CT_NO_RECIRC,
                               alg=0, actions=actions(a.exec_))]
+
+
+class NXActionEncapNshMd1(parser.NXAction):
+    """``encap(nsh(md_type=1))``: Ryu 4.34's own NXActionEncapNsh does not serialise."""
+
+    _subtype = nicira_ext.NXAST_RAW_ENCAP
+    NEW_PKT_TYPE = 0x0001894F          # (namespace 1, ethertype NSH)
+    PROP_NSH_MDTYPE = (4, 1, 5, 1)     # class OFPPPC_NSH, type MD_TYPE, length 5, md_type 1
+
+    def serialize_body(self) -> bytearray:
+        data = bytearray()
+        msg_pack_into("!HIHBBB3x", data, 0, 0, self.NEW_PKT_TYPE, *self.PROP_NSH_MDTYPE)
+        return data
+
+
+class NXActionDecapNext(parser.NXAction):
+    """``decap()``: Ryu 4.34 has no decap action at all."""
+
+    _subtype = NXAST_RAW_DECAP
+    NEW_PKT_TYPE = 0x0001FFFE          # PT_USE_NEXT_PROTO: the inner header says what follows
+
+    def serialize_body(self) -> bytearray:
+        data = bytearray()
+        msg_pack_into("!2xI", data, 0, self.NEW_PKT_TYPE)
+        return data
 
 
 _ACTIONS = {
@@ -114,6 +145,9 @@ _ACTIONS = {
                                                        n_clauses=a.n_clauses, id_=a.id)],
     DecTtl: lambda a: [parser.OFPActionDecNwTtl()],
     Controller: lambda a: [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, a.max_len)],
+    EncapNsh: lambda a: [NXActionEncapNshMd1()],
+    EncapEthernet: lambda a: [parser.NXActionEncapEther()],
+    Decap: lambda a: [NXActionDecapNext()],
 }
 
 

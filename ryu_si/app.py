@@ -74,7 +74,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
     def context(self, dpid: int) -> Context:
         s = self.service
         return Context(s.model, dpid, self.ports.get(dpid, {}), s.applied_to_bits,
-                       s.generations, learned_neighbors=s.learned_neighbors)
+                       s.generations, down_nodes=s.down_nodes,
+                       learned_neighbors=s.learned_neighbors, paths=s.paths)
 
     def _on_change(self) -> None:
         for dpid in list(self.switches):

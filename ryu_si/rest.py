@@ -88,6 +88,35 @@ class SIRestController(ControllerBase):
             raise ValidationError("body", f"malformed YAML/JSON: {e}") from None
         return json_response({"applied": self.service.replace_config(doc)})
 
+    @route("si", BASE + "/service-paths", methods=["GET"])
+    @handler
+    def service_paths(self, req, **_):
+        return json_response([self._path_view(p) for ps in self.service.paths.values()
+                              for p in ps])
+
+    @route("si", BASE + "/service-paths/{spi}", methods=["GET", "PATCH", "PUT"],
+           requirements={"spi": r"\d+"})
+    @handler
+    def service_path(self, req, spi, **_):
+        if req.method == "GET":
+            return json_response(self._path_view(self.service.path_by_spi(int(spi))))
+        body = _body(req)
+        extra = set(body) - {"admin_state"} if isinstance(body, dict) else {"body"}
+        if extra:
+            raise ValidationError(sorted(extra)[0], "only admin_state can be changed")
+        path = self.service.set_path_admin_state(int(spi), body.get("admin_state"))
+        return json_response(self._path_view(path))
+
+    def _names(self, node_ids) -> list[str]:
+        return [self.service.model.get("service-nodes", i).name for i in node_ids]
+
+    def _path_view(self, p) -> dict[str, Any]:
+        return {"chain": self.service.model.get("chains", p.chain).name, "spi": p.spi,
+                "reverse_spi": p.reverse_spi, "hops": self._names(p.hops),
+                "reverse_hops": self._names(p.reverse_hops), "hosts": list(p.hosts),
+                "host_crossings": p.host_crossings, "state": p.state, "backups": list(p.backups),
+                "admin_state": "down" if p.spi in self.service.paths_admin_down else "up"}
+
     @route("si", BASE + "/{kind}", methods=["GET"], requirements={"kind": KIND_RE})
     @handler
     def list_objects(self, req, kind, **_):

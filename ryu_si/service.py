@@ -14,6 +14,7 @@ from typing import Any, Callable
 from openflow_tables import layout as L
 from openflow_tables.context import Generations
 from ryu_si import model as m
+from ryu_si.paths import ServicePath, SpiTable, generate
 from ryu_si.store import Store
 from ryu_si.validate import ValidationError, build, check_model
 
@@ -36,10 +37,15 @@ class Service:
         self.on_change = on_change
         self.model, self.counters, state = store.load()
         self.generations = Generations(**state.get("generations", {}))
+        self.spis = SpiTable.from_dict(state.get("spis", {}))
+        self.paths_admin_down: set[int] = set(state.get("paths_admin_down", []))
+        self.down_nodes: frozenset[str] = frozenset()
+        self.paths: dict[str, list[ServicePath]] = {}
         self.applied_to_bits: dict[tuple[str, frozenset], int] = {}
         self.learned_neighbors: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
         self._allocate_bits()
+        self.paths = self._compute_paths(self.model)
 
     # --- reads ----------------------------------------------------------------
     def find(self, kind: str, ref: str) -> Any:
@@ -111,6 +117,26 @@ class Service:
         keep = {f: getattr(old, f) for f in ("id", *m.ASSIGNED_FIELDS.get(kind, ()))}
         return dataclasses.replace(obj, **keep)
 
+    def set_path_admin_state(self, spi: int, state: str) -> ServicePath:
+        """Take one service path out of (or back into) its chain's select group."""
+        with self._lock:
+            path = self.path_by_spi(spi)
+            if state not in ("up", "down"):
+                raise ValidationError("admin_state", "must be up or down")
+            down = self.paths_admin_down - {spi} | ({spi} if state == "down" else set())
+            self.store.commit([], self.counters, {"paths_admin_down": sorted(down)})
+            self.paths_admin_down = down
+            self.paths = self._compute_paths(self.model)
+            self.on_change()
+            return next((p for p in self.paths.get(path.chain, []) if p.spi == spi), path)
+
+    def path_by_spi(self, spi: int) -> ServicePath:
+        for paths in self.paths.values():
+            for p in paths:
+                if spi in (p.spi, p.reverse_spi):
+                    return p
+        raise ValidationError("spi", f"no service path {spi}", 404)
+
     def set_generations(self, gens: Generations) -> None:
         with self._lock:
             self.store.commit([], self.counters, {"generations": dataclasses.asdict(gens)})
@@ -129,10 +155,20 @@ class Service:
     def _apply(self, cand: m.Model) -> None:
         counters = self._assign_numbers(cand)
         check_model(cand)
-        self.store.commit(self._changes(cand), counters)
-        self.model, self.counters = cand, counters
+        paths = self._compute_paths(cand)
+        self.store.commit(self._changes(cand), counters, {"spis": self.spis.to_dict()})
+        self.model, self.counters, self.paths = cand, counters, paths
         self._allocate_bits()
         self.on_change()
+
+    def _compute_paths(self, model: m.Model) -> dict[str, list[ServicePath]]:
+        """Service paths of every chain; surviving paths keep their SPIs."""
+        nodes = [n for n in model.all("service-nodes") if n.transport == "chain"]
+        return {c.id: generate(c, nodes, spi_allocator=self.spis.allocate,
+                               down=self.down_nodes,
+                               admin_down=frozenset(self.paths_admin_down),
+                               previous=self.paths.get(c.id, ()))
+                for c in model.all("chains")}
 
     def _assign_numbers(self, cand: m.Model) -> dict[str, int]:
         counters = dict(self.counters)

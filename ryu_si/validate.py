@@ -347,6 +347,11 @@ def _check_node(model: m.Model, n: m.ServiceNode) -> None:
     for f in TRANSPORT_FIELDS[n.transport]:
         if getattr(n, f) is None:
             raise ValidationError(f, f"is required for transport {n.transport}")
+    if n.transport == "chain" and not n.nsh_aware and n.port_b is None:
+        raise ValidationError("port_b", "is required for a chain node that is not NSH-aware "
+                              "(the proxy sends forward traffic out port, it returns on port_b)")
+    if n.transport == "l3" and model.get("interfaces", n.interface).role != "vti":
+        raise ValidationError("interface", "must be an interface with role 'vti'")
     if n.transport == "biw":
         a = model.get("interfaces", n.interface_a)
         b = model.get("interfaces", n.interface_b)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
-from openflow_tables.flow import Controller, Load, Move, Output, SetField, fields, flow, match
+from openflow_tables.flow import (Controller, Decap, Load, Move, Output, SetField, fields, flow,
+                                  match)
 from ryu_si import model as m
 
-ETH_IP, ETH_ARP = 0x0800, 0x0806
+ETH_IP, ETH_ARP, ETH_NSH = 0x0800, 0x0806, 0x894F
 PIPELINE_ARP_LEARN = 1   # cookie numbers of the pipeline's packet-in flows
 PIPELINE_ARP_MISS = 2
 
@@ -22,6 +23,11 @@ def classify_here(ctx: Context, iface: m.Interface) -> list[Load]:
     return [Load.field(L.SI_IFACE, iface.num), *applied_to_loads(ctx.iface_bits(iface))]
 
 
+def returns_serviced(iface: m.Interface) -> bool:
+    """Service ports and VTIs toward L3 nodes: what comes back has been serviced."""
+    return iface.role == "service" or (iface.role == "vti" and not iface.classifies)
+
+
 def _ip_ingress(ctx: Context, iface: m.Interface, port: int) -> list:
     router = ctx.router(iface.router)
     loads = [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num),
@@ -31,14 +37,40 @@ def _ip_ingress(ctx: Context, iface: m.Interface, port: int) -> list:
         return [flow("ingress", 90, match(in_port=port, eth_type=ETH_IP),
                      loads + [Load.field(L.FLAGS_SERVICED, 1)], goto="routing", cookie=ck)]
     mt = match(in_port=port, eth_type=ETH_IP, eth_dst=iface.mac)
+    if returns_serviced(iface):
+        return [flow("ingress", 90, mt, loads + [Load.field(L.FLAGS_SERVICED, 1)],
+                     goto="routing", cookie=ck)]
     if iface.classifies:
         return [flow("ingress", 90, mt, loads + classify_here(ctx, iface), goto="ct", cookie=ck)]
     return [flow("ingress", 90, mt, loads, goto="routing", cookie=ck)]
 
 
+def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
+    """NSH back from the service plane at a path's final SI: the chain is done.
+
+    Decapsulate to the original frame and route it as serviced.  Matching the
+    final SI per path means a packet that skipped hops is not accepted.
+    """
+    router = ctx.router(iface.router)
+    out = []
+    for chain in ctx.model.all("chains"):
+        for p in ctx.paths.get(chain.id, []):
+            for spi, hops in ((p.spi, p.hops), (p.reverse_spi, p.reverse_hops)):
+                out.append(flow("ingress", 95,
+                                match(in_port=port, eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
+                                      nsh_si=L.NSH_FIRST_SI - len(hops)),
+                                [Decap(), Decap(), Load.field(L.ROUTER, router.num),
+                                 Load.field(L.IN_IFACE, iface.num),
+                                 Load.field(L.FLAGS_SERVICED, 1)],
+                                goto="routing", cookie=L.cookie("router", router.num)))
+    return out
+
+
 def ingress_flows(ctx: Context) -> list:
     out = []
     for iface in ctx.interfaces():
+        if iface.service_plane:
+            out += _nsh_return_flows(ctx, iface, ctx.port(iface))
         port = ctx.port(iface)
         out += _ip_ingress(ctx, iface, port)
         if iface.role != "service":

@@ -5,6 +5,7 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context
 from openflow_tables.flow import Bucket, Group, GroupAction, Load, Resubmit, fields, flow, match
 from ryu_si import model as m
+from ryu_si.paths import select_weights
 
 TRANSPORT_CODES = {"biw": L.TRANSPORT_BIW, "l3": L.TRANSPORT_L3, "chain": L.TRANSPORT_CHAIN}
 
@@ -15,25 +16,43 @@ def used_policies(ctx: Context) -> list[m.Policy]:
     return sorted((ctx.model.get("policies", i) for i in ids), key=lambda p: p.num)
 
 
-def _live_nodes(ctx: Context, policy: m.Policy) -> list[m.ServiceNode]:
-    return [n for n in (ctx.node(i) for i in policy.nodes) if ctx.node_live(n)]
+def _decision(transport: int, fwd: int, rev: int) -> tuple:
+    return (Load.field(L.TRANSPORT, transport), Load.field(L.FWD_DATA, fwd),
+            Load.field(L.REV_DATA, rev), Resubmit("commit"))
 
 
-def _bucket(ctx: Context, policy: m.Policy, node: m.ServiceNode) -> Bucket:
-    weight = policy.weights.get(node.id, policy.weights.get(node.name, 1))
-    return Bucket((Load.field(L.TRANSPORT, TRANSPORT_CODES[node.transport]),
-                   Load.field(L.FWD_DATA, node.num), Load.field(L.REV_DATA, node.num),
-                   Resubmit("commit")), weight)
+def _node_buckets(ctx: Context, policy: m.Policy) -> list[Bucket]:
+    """One bucket per live node (biw, l3): both directions use the same node."""
+    nodes = [n for n in (ctx.node(i) for i in policy.nodes) if ctx.node_live(n)]
+    return [Bucket(_decision(TRANSPORT_CODES[n.transport], n.num, n.num),
+                   policy.weights.get(n.id, policy.weights.get(n.name, 1))) for n in nodes]
+
+
+def nsh_data(spi: int) -> int:
+    """SPI and the first SI, as the forward/reverse data registers hold them."""
+    return (spi << 8) | L.NSH_FIRST_SI
+
+
+def _path_buckets(ctx: Context, policy: m.Policy) -> list[Bucket]:
+    """One bucket per up service path of the chain, weighted by the chain's strategy."""
+    chain = ctx.model.get("chains", policy.chain)
+    paths = ctx.up_paths(chain.id)
+    weights = select_weights(paths, chain.strategy) if paths else {}
+    return [Bucket(_decision(L.TRANSPORT_CHAIN, nsh_data(p.spi), nsh_data(p.reverse_spi)),
+                   weights[p.spi]) for p in paths if p.spi in weights]
+
+
+def _buckets(ctx: Context, policy: m.Policy) -> list[Bucket]:
+    return _path_buckets(ctx, policy) if policy.chain else _node_buckets(ctx, policy)
 
 
 def policy_groups(ctx: Context) -> list[Group]:
-    """A select group per policy with live nodes; OVS hashes the flow to a bucket."""
+    """A select group per policy with somewhere to go; OVS hashes the flow to a bucket."""
     out = []
     for p in used_policies(ctx):
-        nodes = _live_nodes(ctx, p)
-        if nodes:
-            out.append(Group(p.num, "select", tuple(_bucket(ctx, p, n) for n in nodes),
-                             L.cookie("policy", p.num)))
+        buckets = _buckets(ctx, p)
+        if buckets:
+            out.append(Group(p.num, "select", tuple(buckets), L.cookie("policy", p.num)))
     return out
 
 
@@ -42,7 +61,7 @@ def policy_flows(ctx: Context) -> list:
     for p in used_policies(ctx):
         mt = match(**fields((L.POLICY_NUM, p.num)))
         ck = L.cookie("policy", p.num)
-        if _live_nodes(ctx, p):
+        if _buckets(ctx, p):
             out.append(flow("policy", 10, mt, [GroupAction(p.num)], cookie=ck))
         else:
             fallback = L.TRANSPORT_NONE if p.failure_policy == "pass" else L.TRANSPORT_DROP

@@ -1,12 +1,16 @@
 """transport: send the packet the way the decision says."""
 from __future__ import annotations
 
+import ipaddress
+
 from openflow_tables import layout as L
-from openflow_tables.context import Context
-from openflow_tables.flow import Output, SetField, fields, flow, match
+from openflow_tables.context import Context, router_match
+from openflow_tables.flow import (EncapEthernet, EncapNsh, Load, Move, Output, SetField, fields,
+                                  flow, match)
 from openflow_tables.stages.conntrack import CT_RPL
 
 PIPE = L.cookie("pipeline")
+PLANE_MAC = "02:00:00:00:5c:ff"   # the service plane switch is not an L2 host: any MAC does
 
 
 def _biw_flows(ctx: Context) -> list:
@@ -35,9 +39,49 @@ def _biw_flows(ctx: Context) -> list:
     return out
 
 
+def _chain_flows(ctx: Context) -> list:
+    """Into the service plane with NSH: SPI and SI come from the decision registers.
+
+    One flow per router and direction, whatever the number of paths: the
+    select group already wrote SPI<<8|SI into the forward/reverse data.
+    """
+    out = []
+    for router in ctx.routers:
+        svc = ctx.plane_interface(router)
+        if svc is None:
+            continue
+        for rpl, data in ((0, L.FWD_DATA), (CT_RPL, L.REV_DATA)):
+            out.append(flow("transport", 20,
+                            match(metadata=router_match(router), ct_state=(rpl, CT_RPL),
+                                  **fields((L.TRANSPORT, L.TRANSPORT_CHAIN))),
+                            [EncapNsh(), Move(data.register, "nsh_spi", 8, 0, 24),
+                             Move(data.register, "nsh_si", 0, 0, 8), EncapEthernet(),
+                             SetField("eth_src", svc.mac), SetField("eth_dst", PLANE_MAC),
+                             Output(ctx.port(svc))],
+                            cookie=L.cookie("router", router.num)))
+    return out
+
+
+def _l3_flows(ctx: Context) -> list:
+    """To an L3 node: route the packet to the node's address out of its VTI."""
+    out = []
+    for node in ctx.model.all("service-nodes"):
+        if node.transport != "l3":
+            continue
+        vti = ctx.iface(node.interface)
+        if not ctx.on_switch(vti.router) or ctx.port(vti) is None:
+            continue
+        out.append(flow("transport", 20,
+                        match(**fields((L.TRANSPORT, L.TRANSPORT_L3), (L.FWD_DATA, node.num))),
+                        [Load.field(L.EGRESS_IFACE, vti.num),
+                         Load.field(L.NEXT_HOP, int(ipaddress.IPv4Address(node.next_hop)))],
+                        goto="neighbor", cookie=L.cookie("service_node", node.num)))
+    return out
+
+
 def transport_flows(ctx: Context) -> list:
     none = (L.TRANSPORT, L.TRANSPORT_NONE)
-    return _biw_flows(ctx) + [
+    return _biw_flows(ctx) + _chain_flows(ctx) + _l3_flows(ctx) + [
         flow("transport", 30, match(**fields((L.TRANSPORT, L.TRANSPORT_DROP))), cookie=PIPE),
         flow("transport", 10, match(**fields(none, (L.FLAGS_EGRESS, 1))), goto="neighbor",
              cookie=PIPE),

@@ -21,4 +21,5 @@ def service(tmp_path) -> Service:
 
 def compile_for(svc: Service, ports: dict[str, int] = DEMO_PORTS, dpid: int = 1):
     return compile_pipeline(Context(svc.model, dpid, ports, svc.applied_to_bits,
-                                    svc.generations, learned_neighbors=svc.learned_neighbors))
+                                    svc.generations, down_nodes=svc.down_nodes,
+                                    learned_neighbors=svc.learned_neighbors, paths=svc.paths))

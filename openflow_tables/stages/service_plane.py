@@ -1,0 +1,113 @@
+"""The service plane bridge: NSH forwarding by (SPI, SI) and the proxy for plain nodes.
+
+Compiled for the switch whose dpid is a router's ``service_plane_dpid``.  The
+router sends NSH with SI 255; hop k of a path is reached at SI 255-k; the
+final SI goes back to the router.  An NSH-unaware node gets the plain frame:
+the proxy keeps SPI and the next SI in the node's own conntrack zone (one label
+half per direction, so a reply in flight never overwrites a request's state)
+and restores them when the frame comes back.  A node that rewrites the
+5-tuple (NAT) therefore breaks the proxy: its packets miss the zone and drop.
+"""
+from __future__ import annotations
+
+from openflow_tables import layout as L
+from openflow_tables.context import Context
+from openflow_tables.flow import (Ct, Decap, EncapEthernet, EncapNsh, Load, Move, Output,
+                                  Resubmit, SetField, fields, flow, match)
+from openflow_tables.stages.conntrack import CT_INV, CT_RPL, CT_TRK
+from ryu_si import model as m
+
+ETH_IP, ETH_NSH = 0x0800, 0x894F
+PIPE = L.cookie("pipeline")
+DIRECTIONS = ((0, 0), (CT_RPL, 32))   # (ct_state rpl bit, ct_label offset of that direction)
+
+
+def proxy_macs(node: m.ServiceNode) -> tuple[str, str]:
+    """Stable MACs for the two sides of a proxied node, so its bridge learns one per side."""
+    return (f"02:00:5e:{node.num >> 8 & 0xFF:02x}:{node.num & 0xFF:02x}:0a",
+            f"02:00:5e:{node.num >> 8 & 0xFF:02x}:{node.num & 0xFF:02x}:0b")
+
+
+def _plane_nodes(ctx: Context) -> list[m.ServiceNode]:
+    return [n for n in ctx.model.all("service-nodes")
+            if n.transport == "chain" and n.port in ctx.ports]
+
+
+def _hop(ctx: Context, spi: int, si: int, node: m.ServiceNode) -> list:
+    """Actions that hand the packet at (spi, si) to ``node``."""
+    if node.nsh_aware:
+        return [Output(ctx.ports[node.port])]
+    return [Load.field(L.SP_NSH, (spi << 8) | (si - 1)), Load.field(L.SP_NODE, node.num),
+            Load.field(L.CT_ZONE, node.ct_zone), Decap(), Decap(),
+            Ct(False, L.CT_ZONE, "sp_proxy_out")]
+
+
+def forward_flows(ctx: Context, router: m.Router) -> list:
+    out = []
+    rtr = ctx.ports.get(router.service_plane_port or "")
+    for chain in ctx.model.all("chains"):
+        for p in ctx.up_paths(chain.id):
+            for spi, hops in ((p.spi, p.hops), (p.reverse_spi, p.reverse_hops)):
+                for k, node_id in enumerate(hops):
+                    si = L.NSH_FIRST_SI - k
+                    node = ctx.node(node_id)
+                    if node.port in ctx.ports:
+                        out.append(flow("sp_forward", 10, _nsh(spi, si), _hop(ctx, spi, si, node),
+                                        cookie=L.cookie("service_node", node.num)))
+                if rtr is not None:
+                    out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)),
+                                    [Output(rtr)], cookie=L.cookie("router", router.num)))
+    return out
+
+
+def _nsh(spi: int, si: int) -> tuple:
+    return match(eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi, nsh_si=si)
+
+
+def proxy_flows(ctx: Context) -> list:
+    """Out: save SPI/next SI per direction and send side A (forward) or B (reverse).
+    In: restore them, re-encapsulate, forward to the next hop."""
+    out = []
+    for node in _plane_nodes(ctx):
+        if node.nsh_aware or node.port_b not in ctx.ports:
+            continue
+        ck = L.cookie("service_node", node.num)
+        a, b = ctx.ports[node.port], ctx.ports[node.port_b]
+        mac_a, mac_b = proxy_macs(node)
+        nm = fields((L.SP_NODE, node.num))
+        for rpl, ofs in DIRECTIONS:
+            side, src, dst = (a, mac_a, mac_b) if not rpl else (b, mac_b, mac_a)
+            state = (CT_TRK | rpl, CT_TRK | CT_RPL | CT_INV)
+            out.append(flow("sp_proxy_out", 10, match(ct_state=state, **nm),
+                            [Ct(True, L.CT_ZONE, None,
+                                (Move(L.SP_NSH.register, "ct_label", 0, ofs, 32),)),
+                             SetField("eth_src", src), SetField("eth_dst", dst), Output(side)],
+                            cookie=ck))
+            out.append(flow("sp_proxy_in", 10, match(ct_state=state, **nm),
+                            [Move("ct_label", L.SP_NSH.register, ofs, 0, 32), EncapNsh(),
+                             Move(L.SP_NSH.register, "nsh_spi", 8, 0, 24),
+                             Move(L.SP_NSH.register, "nsh_si", 0, 0, 8), EncapEthernet(),
+                             Resubmit("sp_forward")], cookie=ck))
+        for port in (a, b):
+            out.append(flow("ingress", 90, match(in_port=port, eth_type=ETH_IP),
+                            [Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone),
+                             Ct(False, L.CT_ZONE, "sp_proxy_in")], cookie=ck))
+    return out
+
+
+def plane_ingress_flows(ctx: Context, router: m.Router) -> list:
+    """NSH from the router and from NSH-aware nodes is forwarded by (SPI, SI)."""
+    ports = [ctx.ports.get(router.service_plane_port or "")]
+    ports += [ctx.ports[n.port] for n in _plane_nodes(ctx) if n.nsh_aware]
+    return [flow("ingress", 100, match(in_port=p, eth_type=ETH_NSH), goto="sp_forward",
+                 cookie=L.cookie("router", router.num)) for p in ports if p is not None]
+
+
+def service_plane_flows(ctx: Context) -> list:
+    if not ctx.plane_routers:
+        return []
+    out = proxy_flows(ctx)
+    for router in ctx.plane_routers:
+        out += plane_ingress_flows(ctx, router) + forward_flows(ctx, router)
+    return out + [flow(t, 0, (), cookie=PIPE)
+                  for t in ("ingress", "sp_forward", "sp_proxy_out", "sp_proxy_in")]

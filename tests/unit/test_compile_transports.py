@@ -1,0 +1,133 @@
+"""Chains on the service plane, L3 nodes behind VTIs, biw — compiled without a switch."""
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import yaml
+
+from openflow_tables import layout as L
+from openflow_tables.flow import Ct, Decap, EncapNsh, Output
+from ryu_si.service import Service
+from ryu_si.store import Store
+from tests.unit.conftest import compile_for
+
+EDGE_PORTS = {"up1": 1, "up2": 2, "down1": 3, "bwa": 4, "bwb": 5, "svc": 6, "vti1": 7, "vti2": 8}
+PLANE_PORTS = {"rtr": 1, "cn1a": 2, "cn1b": 3, "cn2a": 4, "cn2b": 5, "cn3a": 6, "cn3b": 7,
+               "cn4a": 8, "cn4b": 9, "cn5": 10}
+
+
+def three_transports() -> dict:
+    text = resources.files("ryu_si").joinpath("examples/three_transports.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+@pytest.fixture
+def svc(tmp_path) -> Service:
+    s = Service(Store(str(tmp_path / "si.sqlite")))
+    s.replace_config(three_transports())
+    return s
+
+
+def _chain(svc, name):
+    return svc.model.by_name("chains", name)
+
+
+def _match(f) -> dict:
+    return {k: v for k, v, _ in f.match}
+
+
+def test_paths_cover_each_profile_and_prefer_one_host(svc):
+    paths = svc.paths[_chain(svc, "fw-ids-dpi").id]
+    assert paths and all(len(p.hops) == 3 for p in paths)
+    names = [[svc.model.get("service-nodes", h).name for h in p.hops] for p in paths]
+    assert names[0] == ["cn1", "cn2", "cn3"]          # all on h1: fewest host crossings
+    assert all(p.reverse_hops == tuple(reversed(p.hops)) for p in paths)
+    assert len({p.spi for p in paths} | {p.reverse_spi for p in paths}) == 2 * len(paths)
+
+
+def test_chain_policy_is_a_select_group_over_paths(svc):
+    pipe = compile_for(svc, EDGE_PORTS)
+    deep = svc.model.by_name("policies", "deep")
+    (grp,) = [g for g in pipe.groups if g.group_id == deep.num]
+    spis = {p.spi for p in svc.paths[_chain(svc, "fw-ids-dpi").id]}
+    loaded = {a.value for b in grp.buckets for a in b.actions
+              if getattr(a, "dst", "") == L.FWD_DATA.register}
+    assert loaded == {(s << 8) | 255 for s in spis}
+
+
+def test_router_encapsulates_once_per_direction_and_accepts_final_si(svc):
+    pipe = compile_for(svc, EDGE_PORTS)
+    chain_out = [f for f in pipe.table("transport") if any(isinstance(a, EncapNsh)
+                                                             for a in f.actions)]
+    assert len(chain_out) == 2 and all(f.actions[-1] == Output(6) for f in chain_out)
+    back = [f for f in pipe.table("ingress") if _match(f).get("eth_type") == 0x894F]
+    n_paths = sum(len(v) for v in svc.paths.values())
+    assert len(back) == 2 * n_paths
+    for f in back:
+        assert f.actions[:2] == (Decap(), Decap()) and f.goto == "routing"
+    deep = svc.paths[_chain(svc, "fw-ids-dpi").id][0]
+    assert any(_match(f)["nsh_spi"] == deep.spi and _match(f)["nsh_si"] == 252 for f in back)
+
+
+def test_service_plane_forwards_each_hop_and_proxies_plain_nodes(svc):
+    pipe = compile_for(svc, PLANE_PORTS, dpid=2)
+    path = svc.paths[_chain(svc, "fw-ids-dpi").id][0]
+    fwd = {(_match(f)["nsh_spi"], _match(f)["nsh_si"]): f for f in pipe.table("sp_forward")
+           if "nsh_spi" in _match(f)}
+    for k in range(3):
+        hop = fwd[(path.spi, 255 - k)]
+        assert any(isinstance(a, Ct) and a.table == "sp_proxy_out" for a in hop.actions)
+    assert fwd[(path.spi, 252)].actions == (Output(1),)          # back to the router
+    assert len(pipe.table("sp_proxy_out")) == 2 * 4 + 1            # 4 plain nodes, 2 sides
+    aware = svc.model.by_name("service-nodes", "cn5")
+    aware_hops = [f for (spi, si), f in fwd.items() if f.actions == (Output(10),)]
+    assert aware_hops, "the NSH-aware node gets NSH frames as they are"
+    assert aware.nsh_aware
+
+
+def test_router_switch_has_no_plane_flows_and_plane_has_no_router_flows(svc):
+    edge = compile_for(svc, EDGE_PORTS)
+    plane = compile_for(svc, PLANE_PORTS, dpid=2)
+    assert not edge.table("sp_forward")
+    assert not plane.table("classify") and not plane.groups
+
+
+def test_l3_node_is_reached_by_routing_out_of_its_vti(svc):
+    pipe = compile_for(svc, EDGE_PORTS)
+    node = svc.model.by_name("service-nodes", "l3n")
+    (f,) = [f for f in pipe.table("transport")
+            if f.cookie == L.cookie("service_node", node.num)]
+    vti = svc.model.by_name("interfaces", "vti-l3")
+    assert f.goto == "neighbor" and f.actions[0].value == vti.num
+
+
+def test_vti_toward_a_node_marks_serviced_and_vti_toward_a_network_classifies(svc):
+    pipe = compile_for(svc, EDGE_PORTS)
+    ip_in = {_match(f)["in_port"]: f for f in pipe.table("ingress")
+             if _match(f).get("eth_type") == 0x0800}
+    assert ip_in[7].goto == "routing" and any(getattr(a, "dst", "") == "reg1"
+                                              for a in ip_in[7].actions)
+    assert ip_in[8].goto == "ct"
+
+
+def test_spis_are_stable_across_restart(tmp_path):
+    path = str(tmp_path / "si.sqlite")
+    a = Service(Store(path))
+    a.replace_config(three_transports())
+    before = {c: [(p.hops, p.spi, p.reverse_spi) for p in ps] for c, ps in a.paths.items()}
+    a.store.close()
+    b = Service(Store(path))
+    assert {c: [(p.hops, p.spi, p.reverse_spi) for p in ps] for c, ps in b.paths.items()} == before
+
+
+def test_path_admin_down_leaves_the_group(svc):
+    chain = _chain(svc, "fw-only")
+    first = svc.paths[chain.id][0]
+    svc.set_path_admin_state(first.spi, "down")
+    pipe = compile_for(svc, EDGE_PORTS)
+    fw = svc.model.by_name("policies", "fw")
+    (grp,) = [g for g in pipe.groups if g.group_id == fw.num]
+    loaded = {a.value >> 8 for b in grp.buckets for a in b.actions
+              if getattr(a, "dst", "") == L.FWD_DATA.register}
+    assert first.spi not in loaded and loaded
