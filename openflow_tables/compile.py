@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from openflow_tables.context import Context
 from openflow_tables.flow import Flow, FlowError, Group
-from openflow_tables.stages import (applied_to, classify, conntrack, ingress, policy, routing,
-                                    service_plane, transport)
+from openflow_tables.stages import (applied_to, classify, conntrack, ingress, policy,
+                                    revalidation, routing, service_plane, transport)
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ def router_flows(ctx: Context) -> list[Flow]:
         *conntrack.ct_flows(), *conntrack.ct_result_flows(),
         *applied_to.applied_to_flows(ctx), *classify.classify_flows(ctx),
         *policy.policy_flows(ctx), *conntrack.commit_flows(ctx),
-        *conntrack.gen_check_flows(ctx), *transport.transport_flows(ctx),
+        *conntrack.gen_check_flows(ctx), *revalidation.flow_program_flows(ctx),
+        *revalidation.revalidate_flows(ctx), *transport.transport_flows(ctx),
         *routing.routing_flows(ctx), *routing.egress_si_flows(ctx),
         *routing.neighbor_flows(ctx), *routing.output_flows(ctx),
     ]

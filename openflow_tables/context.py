@@ -40,6 +40,9 @@ class Context:
     down_nodes: frozenset = frozenset()
     learned_neighbors: dict[tuple[str, str], str] = field(default_factory=dict)
     paths: dict[str, list[Any]] = field(default_factory=dict)   # chain id -> ServicePath list
+    failed_spis: frozenset = frozenset()        # SPIs of paths that went down (revalidated)
+    probe_spis: dict[str, int] = field(default_factory=dict)   # chain node id -> probe SPI
+    instructions: list[Any] = field(default_factory=list)      # flow-programming instructions
     routers: list[m.Router] = field(init=False)
     plane_routers: list[m.Router] = field(init=False)
 
@@ -95,6 +98,16 @@ class Context:
 
     def up_paths(self, chain_id: str) -> list[Any]:
         return [p for p in self.paths.get(chain_id, []) if p.state == "up"]
+
+    def path_by_spi(self, spi: int) -> Any | None:
+        return next((p for ps in self.paths.values() for p in ps if p.spi == spi), None)
+
+    def nsh_paths(self) -> list[tuple[int, tuple[str, ...]]]:
+        """(SPI, hops) of every way through the service plane: each direction of every
+        up path, and the one-hop probe path of every chain node."""
+        out = [(spi, hops) for c in self.model.all("chains") for p in self.up_paths(c.id)
+               for spi, hops in ((p.spi, p.hops), (p.reverse_spi, p.reverse_hops))]
+        return out + [(spi, (node_id,)) for node_id, spi in sorted(self.probe_spis.items())]
 
 
 def router_match(router: Any) -> tuple[int, int]:

@@ -13,7 +13,6 @@ import tempfile
 from openflow_tables import layout as L
 from openflow_tables.analysis import subtables
 from openflow_tables.compile import Pipeline, compile_pipeline
-from openflow_tables.context import Context
 from openflow_tables.flow import Ct, Flow, Load, Move
 from openflow_tables.ofctl_render import render_flow, render_group
 
@@ -31,8 +30,7 @@ def example_pipeline() -> Pipeline:
     with tempfile.TemporaryDirectory() as d:
         svc = Service(Store(f"{d}/doc.sqlite"))
         svc.replace_config(default_document())
-        return compile_pipeline(Context(svc.model, 1, EXAMPLE_PORTS, svc.applied_to_bits,
-                                        svc.generations))
+        return compile_pipeline(svc.context(1, EXAMPLE_PORTS))
 
 
 def _writes(f: Flow) -> set[str]:

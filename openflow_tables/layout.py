@@ -66,26 +66,39 @@ TABLES: tuple[Table, ...] = (
           "ct_label = transport, forward/reverse data, policy, generations.",
           ("gen_check",)),
     Table(8, "gen_check",
-          "Records stamped with the current generations take the fast path; "
-          "stale ones are re-stamped (re-committed) with the current generations.",
-          ("transport", "commit"), miss="commit"),
-    Table(9, "transport",
+          "Records stamped with the current generations take the fast path (one "
+          "lookup); stale ones are revalidated by this packet: flow programming first, "
+          "then the failed set, else they are re-stamped.",
+          ("transport", "flow_program")),
+    Table(9, "flow_program",
+          "Flow-programming instructions, one flow per direction of each programmed "
+          "connection: drop, accept (skip the rest of the chain), reroute (a new "
+          "SPI). The decision is re-committed, so the next packets take the fast path.",
+          ("revalidate", "commit")),
+    Table(10, "revalidate",
+          "A record whose service node or path is in the failed set is sent through "
+          "its policy again (a live node or the backup path); anything else is "
+          "re-committed with the current generations.",
+          ("policy", "commit")),
+    Table(11, "transport",
           "Send the packet the way the decision says: biw forward out side A, "
-          "reverse out side B; allow continues to routing (or output when the "
-          "packet was classified at its egress); drop drops.",
+          "reverse out side B; chain: NSH into the service plane; l3: routed out the "
+          "node's VTI; allow continues to routing (or output when the packet was "
+          "classified at its egress); drop drops.",
           ("routing", "neighbor")),
-    Table(10, "routing",
-          "Longest-prefix match per router: egress interface and next hop.",
+    Table(12, "routing",
+          "Longest-prefix match per router: egress interface and next hop. Liveness "
+          "probes that came back through a service node go to the controller.",
           ("egress_si",)),
-    Table(11, "egress_si",
+    Table(13, "egress_si",
           "Traffic routed out of a classifying interface that has not been "
           "through service insertion yet is classified there, at its egress.",
           ("ct", "neighbor")),
-    Table(12, "neighbor",
+    Table(14, "neighbor",
           "Next hop IPv4 to MAC (static and learned neighbors); a miss asks the "
           "controller to resolve it (ARP miss).",
           ("output",)),
-    Table(13, "output",
+    Table(15, "output",
           "Rewrite the source MAC to the egress interface, decrement TTL, output.",
           ()),
     # --- the service plane bridge (the patent's logical service forwarding element)
@@ -188,6 +201,11 @@ TRANSPORT_CHAIN = 3
 TRANSPORT_L3 = 4
 NSH_FIRST_SI = 255   # the router sends SI 255; each hop takes one off
 
+# Liveness probes: UDP from PROBE_SRC to PROBE_DST that must come back through a node.
+PROBE_SRC = "169.254.255.2"
+PROBE_DST = "169.254.255.1"
+PROBE_PORT = 3784
+
 # --- ct_mark --------------------------------------------------------------
 CT_MARK_TAG = Field("si_tag", "ct_mark", 31, 1,
                     "record made by service insertion (other features may share conntrack)")
@@ -219,6 +237,7 @@ COOKIE_KINDS: dict[str, CookieKind] = {k.name: k for k in (
     CookieKind(1, "pipeline"), CookieKind(2, "router"), CookieKind(3, "interface"),
     CookieKind(4, "route"), CookieKind(5, "neighbor"), CookieKind(6, "rule"),
     CookieKind(7, "policy"), CookieKind(8, "service_node"), CookieKind(9, "generation"),
+    CookieKind(10, "flow_program"), CookieKind(11, "path"),
 )}
 
 

@@ -72,10 +72,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
 
     # --- compiling and pushing ---------------------------------------------------
     def context(self, dpid: int) -> Context:
-        s = self.service
-        return Context(s.model, dpid, self.ports.get(dpid, {}), s.applied_to_bits,
-                       s.generations, down_nodes=s.down_nodes,
-                       learned_neighbors=s.learned_neighbors, paths=s.paths)
+        return self.service.context(dpid, self.ports.get(dpid, {}))
 
     def _on_change(self) -> None:
         for dpid in list(self.switches):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any, Callable
 
 from openflow_tables import layout as L
-from openflow_tables.context import Generations
+from openflow_tables.context import Context, Generations
+from ryu_si import flowprog
 from ryu_si import model as m
 from ryu_si.paths import ServicePath, SpiTable, generate
 from ryu_si.store import Store
@@ -40,14 +42,25 @@ class Service:
         self.spis = SpiTable.from_dict(state.get("spis", {}))
         self.paths_admin_down: set[int] = set(state.get("paths_admin_down", []))
         self.down_nodes: frozenset[str] = frozenset()
+        self.failed_spis: frozenset[int] = frozenset()
         self.paths: dict[str, list[ServicePath]] = {}
+        self.instructions: list[flowprog.Instruction] = [
+            flowprog.Instruction(**d) for d in state.get("instructions", [])]
         self.applied_to_bits: dict[tuple[str, frozenset], int] = {}
         self.learned_neighbors: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
         self._allocate_bits()
         self.paths = self._compute_paths(self.model)
+        self.probe_spis = self._probe_spis(self.model)
 
     # --- reads ----------------------------------------------------------------
+    def context(self, dpid: int, ports: dict[str, int]) -> Context:
+        """Everything the compiler needs for one switch, as of now."""
+        return Context(self.model, dpid, ports, self.applied_to_bits, self.generations,
+                       down_nodes=self.down_nodes, learned_neighbors=self.learned_neighbors,
+                       paths=self.paths, failed_spis=self.failed_spis,
+                       probe_spis=self.probe_spis, instructions=self.instructions)
+
     def find(self, kind: str, ref: str) -> Any:
         """An object by id or name, or a 404."""
         if kind not in m.KINDS:
@@ -139,9 +152,76 @@ class Service:
 
     def set_generations(self, gens: Generations) -> None:
         with self._lock:
-            self.store.commit([], self.counters, {"generations": dataclasses.asdict(gens)})
-            self.generations = gens
+            self._save_state(generations=gens)
             self.on_change()
+
+    def _save_state(self, generations: Generations | None = None) -> None:
+        """Persist generations and pending instructions together (one transaction)."""
+        gens = generations or self.generations
+        self.store.commit([], self.counters, {
+            "generations": dataclasses.asdict(gens),
+            "instructions": [i.to_dict() for i in self.instructions if i.state == "pending"]})
+        self.generations = gens
+
+    def _bump(self, which: str) -> Generations:
+        """The next value of one generation (8 bits, wrapping)."""
+        return dataclasses.replace(self.generations,
+                                   **{which: (getattr(self.generations, which) + 1) & 0xFF})
+
+    # --- flow programming -------------------------------------------------------------
+    def program(self, body: Any, source: str = "rest") -> flowprog.Instruction:
+        """Record an instruction and make every record stale: O(1) flow-mods."""
+        with self._lock:
+            routers = {r.id: r.id for r in self.model.all("routers")}
+            routers.update({r.name: r.id for r in self.model.all("routers")})
+            num = self.counters.get("instruction", 1)
+            ins = flowprog.parse(body, num, routers, source)
+            if ins.action == "reroute" and not any(p.spi == ins.spi for ps in self.paths.values()
+                                                   for p in ps):
+                raise ValidationError("spi", f"no service path {ins.spi}", 422)
+            self.counters = {**self.counters, "instruction": num + 1}
+            if ins.action == "drop_message":
+                ins.state, ins.executed = "executed", ins.created
+            self.instructions.append(ins)
+            self._save_state(self._bump("flow_program"))
+            self.on_change()
+            return ins
+
+    def executed(self, nums: set[int]) -> None:
+        """The flows of these instructions have carried a packet: they are done."""
+        with self._lock:
+            hit = [i for i in self.instructions if i.num in nums and i.state == "pending"]
+            for i in hit:
+                i.state, i.executed = "executed", time.time()
+            if hit:
+                self._save_state()
+                self.on_change()
+
+    # --- liveness ----------------------------------------------------------------------
+    GENERATION_OF = {"biw": "bfd", "chain": "spi_fail", "l3": "sn"}
+
+    def set_node_state(self, node_id: str, up: bool) -> None:
+        """A node went down or came back: paths, failed set and its generation follow."""
+        with self._lock:
+            node = self.model.get("service-nodes", node_id)
+            down = self.down_nodes - {node_id} if up else self.down_nodes | {node_id}
+            if node is None or down == self.down_nodes:
+                return
+            before = self._up_spis()
+            self.down_nodes = frozenset(down)
+            self.paths = self._compute_paths(self.model)
+            after = self._up_spis()
+            self.failed_spis = frozenset((self.failed_spis | (before - after)) - after)
+            self._save_state(self._bump(self.GENERATION_OF[node.transport]))
+            self.on_change()
+
+    def _up_spis(self) -> set[int]:
+        return {p.spi for ps in self.paths.values() for p in ps if p.state == "up"}
+
+    def _probe_spis(self, model: m.Model) -> dict[str, int]:
+        """A one-hop probe path per chain node (stable SPI), for liveness."""
+        return {n.id: self.spis.allocate(f"probe:{n.id}") for n in model.all("service-nodes")
+                if n.transport == "chain"}
 
     def learn_neighbor(self, iface_id: str, ip: str, mac: str) -> bool:
         """Remember a neighbor seen in an ARP reply; True if it is new or moved."""
@@ -155,9 +235,9 @@ class Service:
     def _apply(self, cand: m.Model) -> None:
         counters = self._assign_numbers(cand)
         check_model(cand)
-        paths = self._compute_paths(cand)
+        paths, probes = self._compute_paths(cand), self._probe_spis(cand)
         self.store.commit(self._changes(cand), counters, {"spis": self.spis.to_dict()})
-        self.model, self.counters, self.paths = cand, counters, paths
+        self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
         self._allocate_bits()
         self.on_change()
 

@@ -57,9 +57,9 @@ def commit_flows(ctx: Context) -> list:
 
 
 def gen_check_flows(ctx: Context) -> list:
-    """Fast path for current records; stale ones are re-committed (re-stamped)."""
+    """Fast path for current records; stale ones go through revalidation."""
     return [
         flow("gen_check", 10, match(**{L.GENERATIONS_REG: ctx.generations.packed()}),
              goto="transport", cookie=L.cookie("generation")),
-        flow("gen_check", 0, (), [Resubmit("commit")], cookie=PIPE),
+        flow("gen_check", 0, (), goto="flow_program", cookie=PIPE),
     ]

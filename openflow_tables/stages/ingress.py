@@ -10,6 +10,8 @@ from ryu_si import model as m
 ETH_IP, ETH_ARP, ETH_NSH = 0x0800, 0x0806, 0x894F
 PIPELINE_ARP_LEARN = 1   # cookie numbers of the pipeline's packet-in flows
 PIPELINE_ARP_MISS = 2
+PIPELINE_FLOW_PROGRAM = 3
+PIPELINE_PROBE = 4
 
 
 def applied_to_loads(bits: int) -> list[Load]:
@@ -49,20 +51,20 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
     """NSH back from the service plane at a path's final SI: the chain is done.
 
     Decapsulate to the original frame and route it as serviced.  Matching the
-    final SI per path means a packet that skipped hops is not accepted.
+    final SI per path means a packet that skipped hops is not accepted.  A
+    packet whose context header C1 is set carries a flow-programming signal
+    from an NSH-aware node: it goes to the controller (lower priority, any SI).
     """
     router = ctx.router(iface.router)
-    out = []
-    for chain in ctx.model.all("chains"):
-        for p in ctx.paths.get(chain.id, []):
-            for spi, hops in ((p.spi, p.hops), (p.reverse_spi, p.reverse_hops)):
-                out.append(flow("ingress", 95,
-                                match(in_port=port, eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
-                                      nsh_si=L.NSH_FIRST_SI - len(hops)),
-                                [Decap(), Decap(), Load.field(L.ROUTER, router.num),
-                                 Load.field(L.IN_IFACE, iface.num),
-                                 Load.field(L.FLAGS_SERVICED, 1)],
-                                goto="routing", cookie=L.cookie("router", router.num)))
+    ck = L.cookie("router", router.num)
+    out = [flow("ingress", 95, match(in_port=port, eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
+                                     nsh_si=L.NSH_FIRST_SI - len(hops), nsh_c1=0),
+                [Decap(), Decap(), Load.field(L.ROUTER, router.num),
+                 Load.field(L.IN_IFACE, iface.num), Load.field(L.FLAGS_SERVICED, 1)],
+                goto="routing", cookie=ck)
+           for spi, hops in ctx.nsh_paths()]
+    out.append(flow("ingress", 80, match(in_port=port, eth_type=ETH_NSH, nsh_mdtype=1),
+                    [Controller()], cookie=L.cookie("pipeline", PIPELINE_FLOW_PROGRAM)))
     return out
 
 

@@ -7,7 +7,7 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
 from openflow_tables.flow import (Controller, DecTtl, Load, Move, Output, Resubmit, SetField, fields,
                                   flow, match)
-from openflow_tables.stages.ingress import PIPELINE_ARP_MISS, classify_here
+from openflow_tables.stages.ingress import PIPELINE_ARP_MISS, PIPELINE_PROBE, classify_here
 
 ETH_IP = 0x0800
 PIPE = L.cookie("pipeline")
@@ -40,8 +40,17 @@ def routing_flows(ctx: Context) -> list:
         if ctx.on_switch(rt.router) and iface.port in ctx.ports:
             out.append(_route_flow(ctx, ctx.router(rt.router), rt.prefix, iface, rt.next_hop,
                                    L.cookie("route")))
+    out.append(_probe_trap())
     out.append(flow("routing", 0, (), cookie=PIPE))
     return out
+
+
+def _probe_trap():
+    """A liveness probe that came back through its node reaches the controller."""
+    return flow("routing", 200,
+                match(eth_type=ETH_IP, ip_proto=17, ipv4_dst=L.PROBE_DST, udp_dst=L.PROBE_PORT,
+                      **fields((L.FLAGS_SERVICED, 1))),
+                [Controller()], cookie=L.cookie("pipeline", PIPELINE_PROBE))
 
 
 def egress_si_flows(ctx: Context) -> list:

@@ -43,25 +43,29 @@ def _hop(ctx: Context, spi: int, si: int, node: m.ServiceNode) -> list:
 
 
 def forward_flows(ctx: Context, router: m.Router) -> list:
-    out = []
+    """Each hop of each path (and probe path) by exact (SPI, SI); the final SI to the router.
+
+    A frame whose C1 is set (a flow-programming signal from an NSH-aware node)
+    skips the remaining hops and goes straight back to the router.
+    """
     rtr = ctx.ports.get(router.service_plane_port or "")
-    for chain in ctx.model.all("chains"):
-        for p in ctx.up_paths(chain.id):
-            for spi, hops in ((p.spi, p.hops), (p.reverse_spi, p.reverse_hops)):
-                for k, node_id in enumerate(hops):
-                    si = L.NSH_FIRST_SI - k
-                    node = ctx.node(node_id)
-                    if node.port in ctx.ports:
-                        out.append(flow("sp_forward", 10, _nsh(spi, si), _hop(ctx, spi, si, node),
-                                        cookie=L.cookie("service_node", node.num)))
-                if rtr is not None:
-                    out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)),
-                                    [Output(rtr)], cookie=L.cookie("router", router.num)))
+    if rtr is None:
+        return []
+    out = [flow("sp_forward", 5, match(eth_type=ETH_NSH, nsh_mdtype=1), [Output(rtr)],
+                cookie=L.cookie("router", router.num))]
+    for spi, hops in ctx.nsh_paths():
+        for k, node_id in enumerate(hops):
+            si, node = L.NSH_FIRST_SI - k, ctx.node(node_id)
+            if node.port in ctx.ports:
+                out.append(flow("sp_forward", 10, _nsh(spi, si), _hop(ctx, spi, si, node),
+                                cookie=L.cookie("service_node", node.num)))
+        out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)), [Output(rtr)],
+                        cookie=L.cookie("router", router.num)))
     return out
 
 
 def _nsh(spi: int, si: int) -> tuple:
-    return match(eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi, nsh_si=si)
+    return match(eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi, nsh_si=si, nsh_c1=0)
 
 
 def proxy_flows(ctx: Context) -> list:

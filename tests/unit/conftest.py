@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from openflow_tables.compile import compile_pipeline
-from openflow_tables.context import Context
 from ryu_si.config import default_document
 from ryu_si.service import Service
 from ryu_si.store import Store
@@ -20,6 +19,4 @@ def service(tmp_path) -> Service:
 
 
 def compile_for(svc: Service, ports: dict[str, int] = DEMO_PORTS, dpid: int = 1):
-    return compile_pipeline(Context(svc.model, dpid, ports, svc.applied_to_bits,
-                                    svc.generations, down_nodes=svc.down_nodes,
-                                    learned_neighbors=svc.learned_neighbors, paths=svc.paths))
+    return compile_pipeline(svc.context(dpid, ports))

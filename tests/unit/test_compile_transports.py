@@ -61,9 +61,10 @@ def test_router_encapsulates_once_per_direction_and_accepts_final_si(svc):
     chain_out = [f for f in pipe.table("transport") if any(isinstance(a, EncapNsh)
                                                              for a in f.actions)]
     assert len(chain_out) == 2 and all(f.actions[-1] == Output(6) for f in chain_out)
-    back = [f for f in pipe.table("ingress") if _match(f).get("eth_type") == 0x894F]
+    back = [f for f in pipe.table("ingress")
+            if _match(f).get("eth_type") == 0x894F and f.priority == 95]
     n_paths = sum(len(v) for v in svc.paths.values())
-    assert len(back) == 2 * n_paths
+    assert len(back) == 2 * n_paths + len(svc.probe_spis)      # + one probe path per node
     for f in back:
         assert f.actions[:2] == (Decap(), Decap()) and f.goto == "routing"
     deep = svc.paths[_chain(svc, "fw-ids-dpi").id][0]

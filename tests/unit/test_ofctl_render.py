@@ -125,7 +125,7 @@ def test_arp_nsh_and_conj_id_fields():
     conj = Flow("classify", 90, match(conj_id=7), (DecTtl(),))
     assert render_flow(arp) == ("table=1,cookie=0x5101000000000000,priority=100,arp_op=1,"
                                 "arp_tpa=10.0.1.1,eth_type=0x806,reg0=0x1/0xffff actions=IN_PORT")
-    assert render_flow(nsh) == ("table=9,cookie=0x0,priority=40,eth_type=0x894f,nsh_c1=0x5,"
+    assert render_flow(nsh) == ("table=11,cookie=0x0,priority=40,eth_type=0x894f,nsh_c1=0x5,"
                                 "nsh_mdtype=1,nsh_si=255,nsh_spi=0x10 actions=output:5")
     assert render_flow(conj) == "table=5,cookie=0x0,priority=90,conj_id=7 actions=dec_ttl"
 

@@ -1,0 +1,85 @@
+"""Flow-programming instructions: what a service node or manager wants done to one flow.
+
+An instruction names a connection by its 5-tuple (either direction) and an
+action.  It is compiled into one flow per direction in the flow_program table
+and stays pending until the connection's next packet has executed it (the
+controller sees the flow's packet counter move), then it is removed.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ryu_si.validate import IP_PROTOS, ValidationError, integer, ipv4
+
+ACTIONS = ("none", "drop", "accept", "drop_message", "reroute")
+ACTION_CODES = {1: "drop", 2: "accept", 3: "drop_message", 4: "reroute"}  # NSH C1 in-band
+FIELDS = ("router", "ip_proto", "ipv4_src", "ipv4_dst", "tp_src", "tp_dst", "action", "spi")
+
+
+@dataclass
+class Instruction:
+    num: int
+    router: str
+    ip_proto: int
+    ipv4_src: str
+    ipv4_dst: str
+    tp_src: int
+    tp_dst: int
+    action: str
+    spi: int | None = None
+    source: str = "rest"
+    state: str = "pending"
+    created: float = field(default_factory=time.time)
+    executed: float | None = None
+
+    def directions(self) -> tuple[tuple[str, str, int, int], tuple[str, str, int, int]]:
+        """The tuple as given and reversed: one flow each, the same decision."""
+        return ((self.ipv4_src, self.ipv4_dst, self.tp_src, self.tp_dst),
+                (self.ipv4_dst, self.ipv4_src, self.tp_dst, self.tp_src))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse(body: Any, num: int, router_of: dict[str, str], source: str = "rest") -> Instruction:
+    """Validate a REST body; ``router_of`` maps router names and ids to ids."""
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object")
+    for k in body:
+        if k not in FIELDS:
+            raise ValidationError(k, "unknown field")
+    for k in ("ip_proto", "ipv4_src", "ipv4_dst", "tp_src", "tp_dst", "action"):
+        if k not in body:
+            raise ValidationError(k, "is required")
+    proto = body["ip_proto"]
+    proto = IP_PROTOS.get(proto, proto) if isinstance(proto, str) else proto
+    if proto not in (6, 17):
+        raise ValidationError("ip_proto", "must be tcp (6) or udp (17)")
+    if body["action"] not in ACTIONS:
+        raise ValidationError("action", f"must be one of {', '.join(ACTIONS)}")
+    if (body["action"] == "reroute") != ("spi" in body):
+        raise ValidationError("spi", "is required for reroute and only for reroute")
+    router = _router(body.get("router"), router_of)
+    return Instruction(num, router, proto, ipv4("ipv4_src", body["ipv4_src"]),
+                       ipv4("ipv4_dst", body["ipv4_dst"]),
+                       integer(0, 65535)("tp_src", body["tp_src"]),
+                       integer(0, 65535)("tp_dst", body["tp_dst"]), body["action"],
+                       integer(1, (1 << 24) - 1)("spi", body["spi"]) if "spi" in body else None,
+                       source)
+
+
+def _router(ref: Any, router_of: dict[str, str]) -> str:
+    if ref is None:
+        if len(set(router_of.values())) != 1:
+            raise ValidationError("router", "is required when there are several routers")
+        return next(iter(router_of.values()))
+    if ref not in router_of:
+        raise ValidationError("router", f"unknown router {ref!r}", 422)
+    return router_of[ref]
+
+
+def ip_int(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
