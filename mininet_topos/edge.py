@@ -36,7 +36,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
@@ -83,10 +83,25 @@ CLI_LINK = (("cli", "cli-eth0", "198.51.100.10/24", "02:00:00:00:c0:0a"),
             ("ext", "ext-cli", "198.51.100.1/24", "02:00:00:00:c0:01"))
 
 
-def switch_side_mac(ofport: int) -> str:
+class Footprint(NamedTuple):
+    """What a topology creates, so that a crashed run can be cleaned up
+    without touching anything else on the machine."""
+    hosts: tuple[str, ...]        # Mininet host names
+    host_intfs: frozenset[str]    # interfaces inside the host namespaces
+    bridges: tuple[str, ...]      # OVS bridges (a netdev bridge is also a tap)
+    links: tuple[str, ...]        # root-namespace veths
+
+
+EDGE_FOOTPRINT = Footprint(
+    HOST_NAMES, frozenset([p.intf for p in PORTS] + [intf for _h, intf, _ip, _mac in CLI_LINK]),
+    (BRIDGE,), tuple(p.port for p in PORTS))
+
+
+def switch_side_mac(ofport: int, bridge: int = 0) -> str:
     """MAC of the switch-side veth: deliberately NOT the router MAC, so the root
-    namespace kernel treats frames sent to the router as not-for-me."""
-    return "02:00:00:ee:00:%02x" % ofport
+    namespace kernel treats frames sent to the router as not-for-me.  Other
+    bridges of a larger topology pass their own ``bridge`` number."""
+    return "02:00:00:ee:%02x:%02x" % (bridge, ofport)
 
 
 # ---------------------------------------------------------------- commands
@@ -155,17 +170,21 @@ class ExtRouter(EdgeHost):
 
 
 class BiwNode(EdgeHost):
-    """A transparent bump-in-the-wire: a Linux bridge between bw-a and bw-b,
-    with nftables counters telling the two directions apart."""
+    """A transparent bump-in-the-wire: a Linux bridge between <name>-a and
+    <name>-b (bw-a and bw-b for bw),
+    with nftables counters telling the two directions apart (data traffic only:
+    the controller's liveness probes, UDP to 169.254.255.1, are not counted)."""
 
-    RULESET = f"""
+    def ruleset(self) -> str:
+        return f"""
 table bridge {NFT_TABLE} {{
     counter from_a {{ }}
     counter from_b {{ }}
     chain count {{
         type filter hook prerouting priority filter; policy accept;
-        iifname "bw-a" ether type ip counter name "from_a"
-        iifname "bw-b" ether type ip counter name "from_b"
+        ip daddr 169.254.255.1 udp dport 47474 accept
+        iifname "{self.name}-a" ether type ip counter name "from_a"
+        iifname "{self.name}-b" ether type ip counter name "from_b"
     }}
 }}
 """
@@ -174,14 +193,14 @@ table bridge {NFT_TABLE} {{
         result = super().config(**params)
         run(self, "ip", "link", "add", "br0", "type", "bridge", "stp_state", "0",
             "forward_delay", "0", "mcast_snooping", "0")
-        for intf in ("bw-a", "bw-b"):
+        for intf in (f"{self.name}-a", f"{self.name}-b"):
             run(self, "ip", "link", "set", intf, "master", "br0", "up")
         run(self, "ip", "link", "set", "br0", "up")
         run(self, "ethtool", "-K", "br0", "tx", "off")
         # A bridged packet must not go through this namespace's iptables.
         for family in ("iptables", "ip6tables", "arptables"):
             run(self, "sysctl", "-qw", f"net.bridge.bridge-nf-call-{family}=0", check=False)
-        run(self, "nft", "-f", "-", stdin=self.RULESET)
+        run(self, "nft", "-f", "-", stdin=self.ruleset())
         return result
 
 
@@ -239,38 +258,52 @@ def start_edge(controller_port: int = 6653, controller_ip: str = "127.0.0.1",
                static_neighbors: bool = False) -> Mininet:
     """Build and start the edge network, check the port numbering the
     controller relies on, and return the running net."""
+    def ready(net: Mininet) -> None:
+        check_ofports()
+        if static_neighbors:
+            add_static_neighbors(net)
+    return start_net(EdgeTopo(), EDGE_FOOTPRINT, ready, controller_port, controller_ip)
+
+
+def stop_edge(net: Mininet) -> None:
+    """Stop the edge net and remove what it left."""
+    stop_net(net, EDGE_FOOTPRINT)
+
+
+def start_net(topo: Topo, footprint: Footprint, ready: Callable[[Mininet], None],
+              controller_port: int, controller_ip: str) -> Mininet:
+    """Clean what a crashed run left, build and start ``topo`` with one
+    remote controller, then run ``ready`` (checks, extra setup); a failure
+    anywhere stops the net again.  Shared by the edge and larger topologies."""
     if os.geteuid() != 0:
         raise PermissionError("the edge network needs root (namespaces, veths, OVS)")
-    cleanup_leftovers()
-    # Skip Mininet's fixLimits(): four hosts need no raised host-wide
+    cleanup_leftovers(footprint)
+    # Skip Mininet's fixLimits(): a few hosts need no raised host-wide
     # sysctls, and the machine's own settings stay untouched.
     Mininet.inited = True
-    net = Mininet(topo=EdgeTopo(), controller=None, build=False, autoSetMacs=False)
+    net = Mininet(topo=topo, controller=None, build=False, autoSetMacs=False)
     net.addController("c0", controller=RemoteController, ip=controller_ip,
                       port=controller_port)
     try:
         net.build()
         net.start()
-        check_ofports()
-        if static_neighbors:
-            add_static_neighbors(net)
+        ready(net)
     except BaseException:
-        stop_edge(net)
+        stop_net(net, footprint)
         raise
     return net
 
 
-def stop_edge(net: Mininet) -> None:
+def stop_net(net: Mininet, footprint: Footprint) -> None:
     """Stop the net, first killing what tests started inside the hosts (a
     leftover process would keep its namespace and veths alive)."""
-    for name in HOST_NAMES:
-        host = net.nameToNode.get(name)
-        if host is not None and host.shell is not None:
+    for host in net.hosts:
+        if host.shell is not None:
             kill_pids([pid for pid in netns_pids(host.pid) if pid != host.pid])
     try:
         net.stop()
     finally:
-        cleanup_leftovers()
+        cleanup_leftovers(footprint)
 
 
 def check_ofports() -> None:
@@ -289,12 +322,18 @@ def add_static_neighbors(net: Mininet) -> None:
                 p.router_mac, "dev", p.intf, "nud", "permanent")
 
 
-def biw_counters(net: Mininet) -> tuple[int, int]:
-    """IPv4 packets that entered bw on bw-a (forward) and on bw-b (reverse)."""
-    data = json.loads(run(net["bw"], "nft", "-j", "list", "table", "bridge", NFT_TABLE))
-    counters = {item["counter"]["name"]: item["counter"]["packets"]
-                for item in data["nftables"] if "counter" in item}
+def biw_counters(net: Mininet, node: str = "bw") -> tuple[int, int]:
+    """IPv4 packets that entered a BiwNode on its -a side (forward) and on
+    its -b side (reverse)."""
+    counters = nft_counters(net[node], "bridge", NFT_TABLE)
     return counters["from_a"], counters["from_b"]
+
+
+def nft_counters(host: Host, family: str, table: str) -> dict[str, int]:
+    """Packets of each named counter of one nftables table in host."""
+    data = json.loads(run(host, "nft", "-j", "list", "table", family, table))
+    return {item["counter"]["name"]: item["counter"]["packets"]
+            for item in data["nftables"] if "counter" in item}
 
 
 # --------------------------------------------------------------- cleanup
@@ -339,9 +378,9 @@ def _zombie(pid: int) -> bool:
         return False
 
 
-def host_shells() -> dict[int, int]:
-    """Mininet shells of this topology's hosts: {pid: parent pid}."""
-    names = {f"mininet:{h}" for h in HOST_NAMES}
+def host_shells(hosts: tuple[str, ...] = HOST_NAMES) -> dict[int, int]:
+    """Mininet shells of these hosts: {pid: parent pid}."""
+    names = {f"mininet:{h}" for h in hosts}
     shells = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -363,26 +402,26 @@ def _is_python(pid: int) -> bool:
         return False
 
 
-def cleanup_leftovers() -> None:
-    """Remove what a crashed run of THIS topology left (processes in its host
-    namespaces, bridge ``edge``, its veths).  Unlike ``mn -c`` it leaves other
+def cleanup_leftovers(footprint: Footprint = EDGE_FOOTPRINT) -> None:
+    """Remove what a crashed run of a topology left (processes in its host
+    namespaces, its bridges, its veths).  Unlike ``mn -c`` it leaves other
     bridges, Mininet nets and controllers on the machine alone, and it
-    refuses to touch an edge net whose Python process is still running."""
-    live = sorted(pid for pid, parent in host_shells().items()
+    refuses to touch a net whose Python process is still running."""
+    live = sorted(pid for pid, parent in host_shells(footprint.hosts).items()
                   if parent != os.getpid() and _is_python(parent))
     if live:
         raise RuntimeError(f"an edge topology is running (host shells {live}); stop it first")
-    kill_pids(topology_netns_pids(), grace=1.0)
-    sh("ovs-vsctl", "--timeout=10", "--if-exists", "del-br", BRIDGE)
-    for name in [p.port for p in PORTS] + [BRIDGE]:
+    kill_pids(topology_netns_pids(footprint.host_intfs), grace=1.0)
+    for bridge in footprint.bridges:
+        sh("ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge)
+    for name in footprint.links + footprint.bridges:
         if _link_kind(name) in ("veth", "tun"):
             sh("ip", "link", "del", name, check=False)
 
 
-def topology_netns_pids() -> list[int]:
-    """Processes in a network namespace holding one of this topology's host
+def topology_netns_pids(ours: frozenset[str] = EDGE_FOOTPRINT.host_intfs) -> list[int]:
+    """Processes in a network namespace holding one of these host
     interfaces (an orphaned server keeps such a namespace alive)."""
-    ours = {p.intf for p in PORTS} | {intf for _host, intf, _ip, _mac in CLI_LINK}
     here = os.readlink("/proc/self/ns/net")
     by_ns: dict[str, list[int]] = {}
     for entry in Path("/proc").iterdir():

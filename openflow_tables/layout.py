@@ -204,7 +204,7 @@ NSH_FIRST_SI = 255   # the router sends SI 255; each hop takes one off
 # Liveness probes: UDP from PROBE_SRC to PROBE_DST that must come back through a node.
 PROBE_SRC = "169.254.255.2"
 PROBE_DST = "169.254.255.1"
-PROBE_PORT = 3784
+PROBE_PORT = 47474   # not a well-known port: Ryu would parse 3784 as BFD
 
 # --- ct_mark --------------------------------------------------------------
 CT_MARK_TAG = Field("si_tag", "ct_mark", 31, 1,

@@ -27,22 +27,30 @@ from ryu.ofproto import ofproto_v1_3
 from openflow_tables import layout as L
 from openflow_tables.compile import compile_pipeline
 from openflow_tables.context import Context
-from openflow_tables.stages.ingress import PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS
+from openflow_tables.flow import Load, Resubmit
+from openflow_tables.stages.ingress import (PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS,
+                                            PIPELINE_FLOW_PROGRAM, PIPELINE_PROBE)
 from ryu_si import config as si_config
+from ryu_si import nsh_signal, probes
+from ryu_si.liveness import Liveness, parse_probe
 from ryu_si.rest import APP_KEY, SIRestController
 from ryu_si.ovsdb_names import name_tables
 from ryu_si.service import Service
 from ryu_si.store import Store
 from ryu_si.switch import Switch
+from ryu_si.validate import ValidationError
 
 LOG = logging.getLogger("ryu_si.app")
 CONF = cfg.CONF
 CONF.register_opts([
     cfg.StrOpt("store", help="SQLite file holding the configuration"),
     cfg.StrOpt("config", help="YAML/JSON configuration applied at start"),
+    cfg.FloatOpt("probe_interval", help="seconds between liveness probes (0: no probing)"),
+    cfg.IntOpt("probe_multiplier", help="missed probes before a node is down"),
 ], group="si")
 CONF.set_default("wsapi_host", "127.0.0.1")
 ARP_RETRY_S = 1.0
+FLOW_PROGRAM_POLL_S = 0.2
 # ryu-manager reads this at module level: the ofctl service answers send_msg requests.
 _REQUIRED_APP = ["ryu.app.ofctl.service"]
 
@@ -60,7 +68,12 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.started = time.time()
         self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change)
         self._load_initial_config()
+        self.liveness = Liveness(*si_config.probe_settings(CONF.si.probe_interval,
+                                                          CONF.si.probe_multiplier))
         kwargs["wsgi"].register(SIRestController, {APP_KEY: self})
+        if self.liveness.interval > 0:
+            hub.spawn(self._liveness_loop)
+        hub.spawn(self._flow_program_loop)
 
     def _load_initial_config(self) -> None:
         """A given config file wins; an empty store gets the embedded example edge."""
@@ -117,11 +130,24 @@ class ServiceInsertionApp(app_manager.RyuApp):
         dp, msg = ev.msg.datapath, ev.msg
         name = msg.desc.name.decode() if isinstance(msg.desc.name, bytes) else msg.desc.name
         ports = self.ports.setdefault(dp.id, {})
+        link_down = bool(msg.desc.state & dp.ofproto.OFPPS_LINK_DOWN)
         if msg.reason == dp.ofproto.OFPPR_DELETE:
             ports.pop(name, None)
         else:
             ports[name] = msg.desc.port_no
+        if msg.reason == dp.ofproto.OFPPR_DELETE or link_down:
+            self._node_port_down(name)
         self._on_change()
+
+    def _node_port_down(self, port_name: str) -> None:
+        """A node's link went down: mark it down now rather than after missed probes."""
+        for node in self.service.model.all("service-nodes"):
+            ports = {node.port, node.port_b}
+            ports |= {self.service.model.get("interfaces", i).port
+                      for i in (node.interface, node.interface_a, node.interface_b) if i}
+            if port_name in ports and self.liveness.force_down(node.id, time.time()):
+                LOG.warning("service node %s down: port %s", node.name, port_name)
+                self.service.set_node_state(node.id, up=False)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev) -> None:
@@ -132,13 +158,84 @@ class ServiceInsertionApp(app_manager.RyuApp):
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev) -> None:
-        """Only ARP reaches the controller: replies to learn, and next hops to resolve."""
+        """ARP (to learn, to resolve), liveness probes and flow-programming signals:
+        nothing else reaches the controller."""
         msg = ev.msg
         owner = L.cookie_owner(msg.cookie)
         if owner == ("pipeline", PIPELINE_ARP_LEARN):
             self._learn(msg)
         elif owner == ("pipeline", PIPELINE_ARP_MISS):
             self._resolve(msg)
+        elif owner == ("pipeline", PIPELINE_PROBE):
+            self._probe_reply(msg)
+        elif owner == ("pipeline", PIPELINE_FLOW_PROGRAM):
+            self._flow_program_signal(msg)
+
+    # --- liveness -----------------------------------------------------------------------
+    def _liveness_loop(self) -> None:
+        while True:
+            try:
+                self._probe_round(time.time())
+            except Exception:  # noqa: BLE001 - the loop must survive a bad round
+                LOG.exception("liveness round failed")
+            hub.sleep(self.liveness.interval)
+
+    def _probe_round(self, now: float) -> None:
+        sent = list(probes.probes(self.service, self.ports))
+        self.liveness.track({p.node_id for p in sent if p.dpid in self.switches}, now)
+        for p in sent:
+            sw = self.switches.get(p.dpid)
+            if sw is not None:
+                sw.packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions)
+        for node_id, up in self.liveness.tick(now):
+            node = self.service.model.get("service-nodes", node_id)
+            LOG.warning("service node %s %s", node.name if node else node_id,
+                        "up" if up else "down")
+            self.service.set_node_state(node_id, up)
+
+    def _probe_reply(self, msg) -> None:
+        payload = packet.Packet(msg.data).protocols[-1]
+        parsed = parse_probe(payload) if isinstance(payload, bytes) else None
+        if parsed is not None:
+            self.liveness.reply(parsed[0], time.time())
+
+    # --- flow programming ------------------------------------------------------------------
+    def _flow_program_loop(self) -> None:
+        """An instruction is done once its flow has carried a packet: poll while any is pending."""
+        while True:
+            hub.sleep(FLOW_PROGRAM_POLL_S)
+            pending = {i.num for i in self.service.instructions if i.state == "pending"}
+            if not pending:
+                continue
+            hit = set()
+            for sw in list(self.switches.values()):
+                counts = sw.flow_packets("flow_program", "flow_program")
+                hit |= {num for num, n in counts.items() if n and num in pending}
+            self.service.executed(hit)
+
+    def _flow_program_signal(self, msg) -> None:
+        """An NSH-aware node set C1 on a packet: record the instruction, then re-inject
+        the packet as serviced (or drop it, for drop and drop_message)."""
+        signal = nsh_signal.parse(bytes(msg.data))
+        if signal is None:
+            return
+        try:
+            ins = self.service.program(signal.instruction(), source="in-band")
+        except ValidationError as e:
+            LOG.warning("ignored flow-programming signal: %s", e)
+            return
+        if ins.action in ("drop", "drop_message"):
+            return
+        self._reinject(msg.datapath, msg.match["in_port"], signal.inner)
+
+    def _reinject(self, dp, in_port: int, frame: bytes) -> None:
+        iface = self._iface_by_port(dp.id, in_port)
+        sw = self.switches.get(dp.id)
+        if iface is None or sw is None:
+            return
+        router = self.service.model.get("routers", iface.router)
+        sw.packet_out(frame, (Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num),
+                              Load.field(L.FLAGS_SERVICED, 1), Resubmit("routing")))
 
     def _iface_by_port(self, dpid: int, port_no: int):
         names = {no: name for name, no in self.ports.get(dpid, {}).items()}
@@ -209,3 +306,17 @@ class ServiceInsertionApp(app_manager.RyuApp):
             "objects": {k: len(v) for k, v in self.service.model.objects.items()},
             "generations": dataclasses.asdict(self.service.generations),
         }
+
+    def liveness_view(self) -> dict:
+        model = self.service.model
+        nodes = {}
+        for node_id, st in self.liveness.view().items():
+            node = model.get("service-nodes", node_id)
+            nodes[node.name if node else node_id] = {**st, "transport": node and node.transport}
+        return {"interval_s": self.liveness.interval, "multiplier": self.liveness.multiplier,
+                "detection_time_s": round(self.liveness.interval * self.liveness.multiplier, 3),
+                "nodes": nodes, "down_nodes": sorted(
+                    model.get("service-nodes", n).name for n in self.service.down_nodes
+                    if model.get("service-nodes", n)),
+                "failed_spis": sorted(self.service.failed_spis),
+                "generations": dataclasses.asdict(self.service.generations)}

@@ -35,3 +35,16 @@ def store_path() -> str:
 
 def config_path() -> str | None:
     return os.environ.get("RYU_SI_CONFIG") or None
+
+
+DEFAULT_PROBE_INTERVAL = 0.1
+DEFAULT_PROBE_MULTIPLIER = 3
+
+
+def probe_settings(interval: float | None, multiplier: int | None) -> tuple[float, int]:
+    """Liveness settings: oslo option, else environment, else defaults (300 ms detection)."""
+    if interval is None:
+        interval = float(os.environ.get("RYU_SI_PROBE_INTERVAL", DEFAULT_PROBE_INTERVAL))
+    if multiplier is None:
+        multiplier = int(os.environ.get("RYU_SI_PROBE_MULTIPLIER", DEFAULT_PROBE_MULTIPLIER))
+    return interval, max(1, multiplier)

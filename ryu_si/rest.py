@@ -88,6 +88,21 @@ class SIRestController(ControllerBase):
             raise ValidationError("body", f"malformed YAML/JSON: {e}") from None
         return json_response({"applied": self.service.replace_config(doc)})
 
+    @route("si", BASE + "/flow-programming", methods=["GET"])
+    @handler
+    def list_instructions(self, req, **_):
+        return json_response([i.to_dict() for i in self.service.instructions])
+
+    @route("si", BASE + "/flow-programming", methods=["POST"])
+    @handler
+    def program(self, req, **_):
+        return json_response(self.service.program(_body(req)).to_dict(), 201)
+
+    @route("si", BASE + "/liveness", methods=["GET"])
+    @handler
+    def liveness(self, req, **_):
+        return json_response(self.app.liveness_view())
+
     @route("si", BASE + "/service-paths", methods=["GET"])
     @handler
     def service_paths(self, req, **_):

@@ -112,6 +112,28 @@ class Switch:
         elif isinstance(obj, Group):
             self.installed_groups.pop(obj.group_id, None)
 
+    def packet_out(self, data: bytes, actions: tuple, in_port: int | None = None) -> None:
+        """Send a packet the controller made (probes, ARP, re-injected signals)."""
+        dp = self.datapath
+        o, p = dp.ofproto, dp.ofproto_parser
+        dp.send_msg(p.OFPPacketOut(dp, o.OFP_NO_BUFFER, o.OFPP_CONTROLLER if in_port is None
+                                   else in_port, R.actions(actions), data))
+
+    def flow_packets(self, table: str, kind: str) -> dict[int, int]:
+        """Packet counts of our flows of one cookie kind in one table, by object number."""
+        dp = self.datapath
+        p, o = dp.ofproto_parser, dp.ofproto
+        mask = L.COOKIE_APP_MASK | (0xFF << L.COOKIE_KIND_SHIFT)
+        req = p.OFPFlowStatsRequest(dp, 0, L.table_id(table), o.OFPP_ANY, o.OFPG_ANY,
+                                    L.cookie(kind), mask, p.OFPMatch())
+        replies = ofctl_api.send_msg(self.app, req, reply_cls=p.OFPFlowStatsReply,
+                                     reply_multi=True)
+        out: dict[int, int] = {}
+        for s in (s for r in replies or [] for s in r.body):
+            num = L.cookie_owner(s.cookie)[1]
+            out[num] = out.get(num, 0) + s.packet_count
+        return out
+
     def health(self) -> dict:
         return {"dpid": self.datapath.id, "flows": len(self.installed),
                 "groups": len(self.installed_groups), **asdict(self.counters),

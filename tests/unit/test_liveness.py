@@ -1,0 +1,60 @@
+"""Liveness bookkeeping and probe/signal encodings (pure)."""
+from __future__ import annotations
+
+import struct
+
+from ryu_si.liveness import Liveness, parse_probe, probe_payload
+from ryu_si.nsh_signal import parse as parse_signal
+
+
+def test_down_after_multiplier_intervals_without_reply_and_up_at_first_reply():
+    lv = Liveness(interval=0.1, multiplier=3)
+    lv.track({"n1", "n2"}, now=0.0)
+    assert lv.tick(0.25) == []
+    lv.reply("n1", 0.28)
+    assert lv.tick(0.31) == [("n2", False)]          # n2 never answered: 3 intervals
+    assert lv.tick(0.5) == []                          # n1 heard at 0.28: still inside 0.3
+    assert lv.tick(0.59) == [("n1", False)]
+    lv.reply("n2", 0.6)
+    assert lv.tick(0.61) == [("n2", True)]
+    assert lv.view()["n2"]["changes"] == 2
+
+
+def test_force_down_is_immediate_and_once():
+    lv = Liveness()
+    lv.track({"n"}, now=0.0)
+    assert lv.force_down("n", 0.01) and not lv.force_down("n", 0.02)
+    assert lv.tick(0.03) == []                          # already down, no second change
+    lv.reply("n", 0.05)
+    assert lv.tick(0.06) == [("n", True)]
+
+
+def test_untracked_nodes_are_forgotten():
+    lv = Liveness()
+    lv.track({"a", "b"}, 0.0)
+    lv.track({"b"}, 0.1)
+    assert set(lv.view()) == {"b"}
+
+
+def test_probe_payload_round_trip_with_uuid_ids():
+    node = "0b5f6a3e-8d1c-4f7a-9c2e-1a2b3c4d5e6f"
+    assert parse_probe(probe_payload(node, 42)) == (node, 42)
+    assert parse_probe(b"not a probe at all, not at all, not at all") is None
+
+
+def _nsh_frame(c1: int, c2: int = 0) -> bytes:
+    outer = bytes.fromhex("020000005cff" "020000005c01" "894f")
+    nsh = struct.pack("!BBBBIIIII", 0x0F, 0xC6, 0x01, 0x03, (77 << 8) | 254, c1, c2, 0, 0)
+    inner = bytes.fromhex("02000000010202000000010108004500002800004000400600000"
+                          "a0a000ac63364" "0a" "0050" "9c40" "00000000" "00000000" "5010ffff00000000")
+    return outer + nsh + inner
+
+
+def test_signal_names_the_flow_and_the_action():
+    sig = parse_signal(_nsh_frame(2))
+    assert (sig.spi, sig.si, sig.action) == (77, 254, "accept")
+    body = sig.instruction()
+    assert body == {"ip_proto": 6, "ipv4_src": "10.10.0.10", "ipv4_dst": "198.51.100.10",
+                    "tp_src": 80, "tp_dst": 40000, "action": "accept"}
+    assert parse_signal(_nsh_frame(4, 1234)).instruction()["spi"] == 1234
+    assert parse_signal(_nsh_frame(0)) is None          # C1 zero: not a signal
