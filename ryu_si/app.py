@@ -181,23 +181,23 @@ class ServiceInsertionApp(app_manager.RyuApp):
             hub.sleep(self.liveness.interval)
 
     def _probe_round(self, now: float) -> None:
-        sent = list(probes.probes(self.service, self.ports))
-        self.liveness.track({p.node_id for p in sent if p.dpid in self.switches}, now)
-        for p in sent:
-            sw = self.switches.get(p.dpid)
-            if sw is not None:
-                sw.packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions)
+        """Probe every node whose switch holds our pipeline (reconciled) right now."""
+        ready = {dpid: sw for dpid, sw in self.switches.items() if sw.counters.last_resync}
+        sent = [p for p in probes.probes(self.service, self.ports) if p.dpid in ready]
+        self.liveness.track({p.node_id for p in sent})
         for node_id, up in self.liveness.tick(now):
             node = self.service.model.get("service-nodes", node_id)
             LOG.warning("service node %s %s", node.name if node else node_id,
                         "up" if up else "down")
             self.service.set_node_state(node_id, up)
+        for p in sent:
+            ready[p.dpid].packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions)
 
     def _probe_reply(self, msg) -> None:
         payload = packet.Packet(msg.data).protocols[-1]
         parsed = parse_probe(payload) if isinstance(payload, bytes) else None
         if parsed is not None:
-            self.liveness.reply(parsed[0], time.time())
+            self.liveness.reply(*parsed, time.time())
 
     # --- flow programming ------------------------------------------------------------------
     def _flow_program_loop(self) -> None:

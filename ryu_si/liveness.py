@@ -1,9 +1,11 @@
 """Liveness of service nodes: probes out, replies in, up/down decisions.
 
-Pure bookkeeping (no Ryu): the app sends a probe to every node each interval
-and reports replies; ``tick`` says which nodes changed state.  A node is down
-after ``multiplier`` intervals without a reply and up again at the first reply,
-so detection takes at most interval x (multiplier + 1).
+Pure bookkeeping (no Ryu).  Each round the app calls ``tick`` and then sends
+one probe per node.  A node is down when its last ``multiplier`` probes are all
+unanswered, and up again at the first answer.  Counting probes rather than
+wall time means a controller that is briefly late sends fewer probes instead
+of declaring healthy nodes dead; detection takes interval x multiplier to
+interval x (multiplier + 1).
 """
 from __future__ import annotations
 
@@ -18,12 +20,17 @@ PROBE_FORMAT = "!4sI40s"          # magic, sequence, node id (a UUID, ascii, pad
 class NodeState:
     node_id: str
     up: bool = True
+    sent: int = 0                   # sequence number of the last probe sent
+    replied: int = 0                # highest sequence number answered
+    floor: int = 0                  # after a link-down, only answers above this count
     last_sent: float = 0.0
     last_reply: float | None = None
-    sent: int = 0
     replies: int = 0
     changes: int = 0
     last_change: float | None = None
+
+    def alive(self, multiplier: int) -> bool:
+        return self.sent - self.replied < multiplier and self.replied >= self.floor
 
 
 @dataclass
@@ -31,16 +38,13 @@ class Liveness:
     interval: float = 0.1
     multiplier: int = 3
     nodes: dict[str, NodeState] = field(default_factory=dict)
-    started: dict[str, float] = field(default_factory=dict)
 
-    def track(self, node_ids: set[str], now: float) -> None:
-        """Follow exactly these nodes; a new one gets a grace period of one detection time."""
+    def track(self, node_ids: set[str]) -> None:
+        """Follow exactly these nodes (a new one starts up, with no probe missed)."""
         for gone in set(self.nodes) - node_ids:
             del self.nodes[gone]
-            self.started.pop(gone, None)
         for new in node_ids - set(self.nodes):
             self.nodes[new] = NodeState(new)
-            self.started[new] = now
 
     def sent(self, node_id: str, now: float) -> int:
         st = self.nodes[node_id]
@@ -48,31 +52,30 @@ class Liveness:
         st.last_sent = now
         return st.sent
 
-    def reply(self, node_id: str, now: float) -> None:
+    def reply(self, node_id: str, seq: int, now: float) -> None:
         st = self.nodes.get(node_id)
-        if st is not None:
+        if st is not None and seq <= st.sent:
             st.replies += 1
+            st.replied = max(st.replied, seq)
             st.last_reply = now
 
     def tick(self, now: float) -> list[tuple[str, bool]]:
-        """(node, up) for every node whose state changes now."""
+        """(node, up) for every node whose state changes now (call before sending)."""
         changes = []
-        deadline = self.interval * self.multiplier
         for st in self.nodes.values():
-            heard = st.last_reply if st.last_reply is not None else self.started[st.node_id]
-            alive = now - heard <= deadline
+            alive = st.alive(self.multiplier)
             if alive != st.up:
                 st.up, st.changes, st.last_change = alive, st.changes + 1, now
                 changes.append((st.node_id, alive))
         return changes
 
     def force_down(self, node_id: str, now: float) -> bool:
-        """Link down seen by the switch: no need to wait for missed probes."""
+        """Link down seen by the switch: down now, up only when a later probe is answered."""
         st = self.nodes.get(node_id)
         if st is None or not st.up:
             return False
         st.up, st.changes, st.last_change = False, st.changes + 1, now
-        st.last_reply = now - self.interval * (self.multiplier + 1)
+        st.floor = st.sent + 1
         return True
 
     def view(self) -> dict[str, dict]:

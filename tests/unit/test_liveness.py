@@ -7,32 +7,51 @@ from ryu_si.liveness import Liveness, parse_probe, probe_payload
 from ryu_si.nsh_signal import parse as parse_signal
 
 
-def test_down_after_multiplier_intervals_without_reply_and_up_at_first_reply():
+def _round(lv: Liveness, now: float, answer: set[str]) -> list:
+    """One probe round: tick, send to every node, the nodes in ``answer`` reply."""
+    changes = lv.tick(now)
+    for n in lv.nodes:
+        seq = lv.sent(n, now)
+        if n in answer:
+            lv.reply(n, seq, now + 0.001)
+    return changes
+
+
+def test_down_after_multiplier_missed_probes_and_up_at_first_reply():
     lv = Liveness(interval=0.1, multiplier=3)
-    lv.track({"n1", "n2"}, now=0.0)
-    assert lv.tick(0.25) == []
-    lv.reply("n1", 0.28)
-    assert lv.tick(0.31) == [("n2", False)]          # n2 never answered: 3 intervals
-    assert lv.tick(0.5) == []                          # n1 heard at 0.28: still inside 0.3
-    assert lv.tick(0.59) == [("n1", False)]
-    lv.reply("n2", 0.6)
-    assert lv.tick(0.61) == [("n2", True)]
+    lv.track({"n1", "n2"})
+    assert _round(lv, 0.0, {"n1"}) == []
+    assert _round(lv, 0.1, {"n1"}) == []
+    assert _round(lv, 0.2, {"n1"}) == []
+    assert _round(lv, 0.3, {"n1"}) == [("n2", False)]     # 3 probes to n2 unanswered
+    assert _round(lv, 0.4, set()) == []
+    assert _round(lv, 0.5, set()) == []
+    assert _round(lv, 0.6, {"n2"}) == []                  # n1: two probes missed so far
+    assert set(_round(lv, 0.7, {"n2"})) == {("n1", False), ("n2", True)}
     assert lv.view()["n2"]["changes"] == 2
 
 
-def test_force_down_is_immediate_and_once():
+def test_a_late_controller_sends_fewer_probes_and_declares_nothing():
+    lv = Liveness(interval=0.1, multiplier=3)
+    lv.track({"n"})
+    _round(lv, 0.0, {"n"})
+    assert _round(lv, 5.0, {"n"}) == []                  # 5 s late: still one probe answered
+
+
+def test_force_down_is_immediate_and_needs_a_new_answer():
     lv = Liveness()
-    lv.track({"n"}, now=0.0)
+    lv.track({"n"})
+    _round(lv, 0.0, {"n"})
     assert lv.force_down("n", 0.01) and not lv.force_down("n", 0.02)
-    assert lv.tick(0.03) == []                          # already down, no second change
-    lv.reply("n", 0.05)
-    assert lv.tick(0.06) == [("n", True)]
+    assert lv.tick(0.03) == []                            # old answers do not bring it back
+    assert _round(lv, 0.1, {"n"}) == []
+    assert _round(lv, 0.2, set()) == [("n", True)]
 
 
 def test_untracked_nodes_are_forgotten():
     lv = Liveness()
-    lv.track({"a", "b"}, 0.0)
-    lv.track({"b"}, 0.1)
+    lv.track({"a", "b"})
+    lv.track({"b"})
     assert set(lv.view()) == {"b"}
 
 
