@@ -1,0 +1,390 @@
+"""OpenAPI 3.0 description of /si/v1, generated from the code that serves it.
+
+Resource schemas come from ``validate.SCHEMAS`` (each checker is described by
+the JSON it accepts), the model's assigned fields and references; answers built
+from dataclasses and TypedDicts are described from their type hints.  A new
+field or kind appears without editing this file, and a checker nobody described
+stops the document from being built.  ``routes_of`` lists what a Ryu controller
+class really serves, so a test can hold the document and the routes together.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any, NamedTuple
+
+import ryu_si
+from openflow_tables.context import Generations
+from openflow_tables.stages.classify import TP_FIELDS
+from ryu_si import auth, flowprog, trace
+from ryu_si import model as m
+from ryu_si import validate as v
+from ryu_si.liveness import NodeState
+from ryu_si.paths import MAX_SPI, ServicePath
+
+Schema = dict[str, Any]
+OPENAPI_VERSION = "3.0.3"
+BASE = "/si/v1"
+JSON = "application/json"
+
+
+# --- checkers -> schemas ---------------------------------------------------------
+def _integer(lo: int, hi: int) -> Schema:
+    return {"type": "integer", "minimum": lo, "maximum": hi}
+
+
+def _one_or_many(item: Schema) -> Schema:
+    return {"anyOf": [*item.get("anyOf", [item]), {"type": "array", "items": item,
+                                                   "minItems": 1}]}
+
+
+def _nullable(s: Schema) -> Schema:
+    """Allow null (OpenAPI 3.0 has no null type; every alternative says so)."""
+    if "anyOf" in s:
+        return {**s, "anyOf": [_nullable(a) for a in s["anyOf"]]}
+    return {**s, "nullable": True}
+
+
+CIDR = {"type": "string", "format": "ipv4-prefix", "example": "10.0.0.0/24",
+        "description": "no host bits; a bare address means /32"}
+PORT_ITEM = {"anyOf": [_integer(0, 65535),
+                       {"type": "string", "pattern": r"^\d+(-\d+)?$", "example": "1000-2000"}]}
+IP_PROTO = {"anyOf": [_integer(0, 255), {"type": "string", "enum": list(v.IP_PROTOS)}]}
+MATCH_FIELD_SCHEMAS: dict[str, Schema] = {
+    "eth_type": {"anyOf": [{"type": "integer", "enum": [0x0800]},
+                           {"type": "string", "enum": ["ipv4"]}]},
+    "ip_proto": IP_PROTO,
+    "ipv4_src": _one_or_many(CIDR), "ipv4_dst": _one_or_many(CIDR),
+    "tp_src": _one_or_many(PORT_ITEM), "tp_dst": _one_or_many(PORT_ITEM),
+}
+
+# The plain checkers; checkers made by a factory are read from their closure below.
+CHECKER_SCHEMAS: dict[Callable, Schema] = {
+    v.string: {"type": "string", "minLength": 1},
+    v.name: {"type": "string", "pattern": v.NAME_RE.pattern},
+    v.boolean: {"type": "boolean"},
+    v.cidr: CIDR,
+    v.iface_cidr: {"type": "string", "format": "ipv4-interface", "example": "10.0.1.1/24"},
+    v.ipv4: {"type": "string", "format": "ipv4"},
+    v.mac: {"type": "string", "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"},
+    v.dpid: {"anyOf": [_integer(1, (1 << 64) - 1),
+                       {"type": "string", "pattern": "^(0[xX])?[0-9A-Fa-f]{1,16}$"}]},
+    v.string_list: {"type": "array", "items": {"type": "string", "minLength": 1}},
+    v.weights: {"type": "object", "additionalProperties": _integer(1, 1000)},
+    v.rule_match: {"type": "object", "additionalProperties": False,
+                   "properties": {f: MATCH_FIELD_SCHEMAS[f] for f in v.MATCH_FIELDS}},
+    trace.ip_proto: IP_PROTO,
+}
+FACTORY_SCHEMAS: dict[str, Callable[..., Schema]] = {
+    "enum": lambda choices: {"type": "string", "enum": list(choices)},
+    "integer": _integer,
+}
+
+
+def describe(checker: Callable) -> Schema:
+    """The JSON schema of the values ``checker`` accepts."""
+    if checker in CHECKER_SCHEMAS:
+        return copy.deepcopy(CHECKER_SCHEMAS[checker])
+    factory = checker.__qualname__.partition(".<locals>")[0]
+    if factory not in FACTORY_SCHEMAS:
+        raise LookupError(f"no schema for checker {checker.__qualname__}")
+    return FACTORY_SCHEMAS[factory](**inspect.getclosurevars(checker).nonlocals)
+
+
+def fields_schema(fields: dict[str, tuple[Callable, bool]], partial: bool = False,
+                  references: dict[str, str] | None = None) -> Schema:
+    """An object schema from ``field -> (checker, required)``; ``partial`` for updates."""
+    props = {}
+    for f, (checker, required) in fields.items():
+        s = describe(checker)
+        if f in (references or {}):
+            s["description"] = f"{references[f]}: id or name (answers give the id)"
+        props[f] = s if required else _nullable(s)
+    out: Schema = {"type": "object", "properties": props, "additionalProperties": False}
+    required = [f for f, (_, req) in fields.items() if req]
+    if required and not partial:
+        out["required"] = required
+    return out
+
+
+def kind_schema(kind: str, partial: bool = False) -> Schema:
+    """One resource: its checked fields, ``id`` and the read-only assigned numbers."""
+    out = fields_schema(v.SCHEMAS[kind], partial, m.REFERENCES[kind])
+    out["properties"] = {
+        "id": {"type": "string", "format": "uuid",
+               "description": "given by the client or assigned; never changes"},
+        **out["properties"],
+        **{f: {"type": "integer", "readOnly": True,
+               "description": "assigned by the controller, never changes"}
+           for f in m.ASSIGNED_FIELDS.get(kind, ())}}
+    return out
+
+
+# --- type hints -> schemas (answers built from dataclasses and TypedDicts) ---------
+PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def type_schema(tp: Any) -> Schema:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return _nullable(type_schema(inner))
+    if origin in (list, tuple):
+        return {"type": "array", "items": type_schema(args[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": type_schema(args[1])}
+    if dataclasses.is_dataclass(tp) or typing.is_typeddict(tp):
+        hints = typing.get_type_hints(tp)
+        return {"type": "object", "required": list(hints),
+                "properties": {f: type_schema(h) for f, h in hints.items()}}
+    return {"type": PRIMITIVES[tp]}
+
+
+def _object(**props: Schema) -> Schema:
+    """An answer object that always holds all of ``props``."""
+    return {"type": "object", "required": list(props), "properties": props}
+
+
+def _pick(s: Schema, names: tuple[str, ...], **extra: Schema) -> Schema:
+    """Some properties of an object schema, plus ``extra`` ones."""
+    return _object(**{n: s["properties"][n] for n in names}, **extra)
+
+
+# --- answers of the endpoints that are not resources --------------------------------
+ERROR = {"type": "object", "required": ["error", "status"], "properties": {
+    "error": {"type": "string", "description": "the reason"},
+    "field": {"type": "string", "description": "the request field at fault (4xx)"},
+    "status": {"type": "integer"}}}
+ERRORS = {400: "bad input: the response names the field and the reason",
+          401: "missing or invalid bearer token (when the controller has one)",
+          404: "no such object", 409: "conflict: a duplicate, or an object still in use",
+          422: "a reference names no existing object",
+          500: "internal error (logged by the controller)",
+          507: "a datapath number space is exhausted"}
+UP_DOWN = {"type": "string", "enum": ["up", "down"]}
+# rest.py's view of a service path: names instead of ids, and the operator's switch.
+SERVICE_PATH = _pick(type_schema(ServicePath),
+                     ("chain", "spi", "reverse_spi", "hops", "reverse_hops", "hosts",
+                      "host_crossings", "state", "backups"), admin_state=UP_DOWN)
+COUNTERS = {"packets": {"type": "integer"}, "bytes": {"type": "integer"}}
+STATS = {"type": "object", "properties": {
+    "rules": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "rule_num": {"type": "integer"}, **COUNTERS}}},
+    "paths": {"type": "array", "items": {"type": "object", "properties": {
+        "spi": {"type": "integer"}, **COUNTERS}}}}}
+# The app's liveness view: probe bookkeeping per node name, the failed sets, generations.
+NODE_LIVENESS = _pick(type_schema(NodeState), ("up", "last_sent", "last_reply", "sent", "replies",
+                                               "changes", "last_change"),
+                      transport=_nullable({"type": "string", "enum": list(m.TRANSPORTS)}))
+LIVENESS = _object(interval_s={"type": "number"}, multiplier={"type": "integer"},
+                   detection_time_s={"type": "number"},
+                   nodes={"type": "object", "additionalProperties": NODE_LIVENESS},
+                   down_nodes={"type": "array", "items": {"type": "string"}},
+                   failed_spis={"type": "array", "items": {"type": "integer"}},
+                   generations=type_schema(Generations))
+HEALTH = _object(
+    status={"type": "string", "enum": ["ok", "degraded"]},
+    switches={"type": "array", "items": {"type": "object", "properties": {
+        "dpid": {"type": "integer"}, "flows": {"type": "integer"},
+        "groups": {"type": "integer"}, "errors": {"type": "array", "items": {}}}}},
+    uptime_s={"type": "number"},
+    objects={"type": "object", "additionalProperties": {"type": "integer"}},
+    generations=type_schema(Generations))
+FLOW_PROGRAMMING_FIELDS = {
+    "router": (v.string, False), "ipv4_src": (v.ipv4, True), "ipv4_dst": (v.ipv4, True),
+    "tp_src": (v.integer(0, 65535), True), "tp_dst": (v.integer(0, 65535), True),
+    "action": (v.enum(*flowprog.ACTIONS), True), "spi": (v.integer(1, MAX_SPI), False)}
+
+
+def _flow_programming_request() -> Schema:
+    """Instructions name tcp or udp connections; ``spi`` goes with reroute only."""
+    s = fields_schema(FLOW_PROGRAMMING_FIELDS, references={"router": "routers"})
+    s["properties"]["ip_proto"] = {"anyOf": [
+        {"type": "integer", "enum": list(TP_FIELDS)},
+        {"type": "string", "enum": [trace.PROTO_NAMES[p] for p in TP_FIELDS]}]}
+    s["required"].append("ip_proto")
+    s["properties"]["spi"]["description"] = "the path to reroute to (action reroute only)"
+    return s
+
+
+def component_schemas() -> dict[str, Schema]:
+    kinds = {m.KINDS[k].__name__: kind_schema(k) for k in m.KINDS}
+    updates = {f"{m.KINDS[k].__name__}Update": kind_schema(k, partial=True) for k in m.KINDS}
+    config = {"type": "object", "additionalProperties": False, "properties": {
+        k: {"type": "array", "items": _ref(m.KINDS[k].__name__)} for k in m.KINDS}}
+    return {**kinds, **updates, "Config": config, "Error": ERROR,
+            "ServicePath": SERVICE_PATH, "TraceRequest": fields_schema(trace.REQUEST_FIELDS),
+            "TraceResult": type_schema(trace.TraceResult), "Stats": STATS,
+            "Liveness": LIVENESS, "Health": HEALTH,
+            "FlowProgrammingRequest": _flow_programming_request(),
+            "FlowProgrammingInstruction": type_schema(flowprog.Instruction)}
+
+
+# --- operations -----------------------------------------------------------------------
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _array_of(name: str) -> Schema:
+    return {"type": "array", "items": _ref(name)}
+
+
+class Op(NamedTuple):
+    """What an operation answers (``answer`` None: no body), takes and may refuse with."""
+
+    summary: str
+    answer: Schema | None
+    status: int = 200
+    body: Schema | None = None
+    errors: tuple[int, ...] = ()
+    body_types: tuple[str, ...] = (JSON,)
+
+
+def _operation(method: str, path: str, op: Op) -> Schema:
+    """Requests that change state carry the optional bearer token (and may get a 401)."""
+    ok: Schema = {"description": op.summary}
+    if op.answer is not None:
+        ok["content"] = {JSON: {"schema": op.answer}}
+    mutating = method.upper() not in auth.SAFE_METHODS
+    codes = sorted({*op.errors, *((401,) if mutating else ()), 500})
+    out: Schema = {
+        "operationId": re.sub(r"\W+", "_", f"{method}{path[len(BASE):]}").strip("_"),
+        "summary": op.summary,
+        "responses": {str(op.status): ok,
+                      **{str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}}}
+    if op.body is not None:
+        out["requestBody"] = {"required": True,
+                              "content": {t: {"schema": op.body} for t in op.body_types}}
+    if mutating:
+        out["security"] = [{"bearerAuth": []}, {}]
+    return out
+
+
+def _path_item(path: str, params: tuple[Schema, ...] = (), **ops: Op) -> dict[str, Schema]:
+    item: Schema = {method: _operation(method, path, op) for method, op in ops.items()}
+    if params:
+        item["parameters"] = list(params)
+    return {path: item}
+
+
+REF_PARAM = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "the object's id or name"}
+SPI_PARAM = {"name": "spi", "in": "path", "required": True, "schema": _integer(1, MAX_SPI)}
+ADMIN_STATE = {"type": "object", "required": ["admin_state"], "additionalProperties": False,
+               "properties": {"admin_state": UP_DOWN}}
+
+
+def _kind_paths(kind: str) -> dict[str, Schema]:
+    name = m.KINDS[kind].__name__
+    update = Op(f"Update a {name} (fields not given keep their value)", _ref(name), 200,
+                _ref(f"{name}Update"), (400, 404, 409, 422))
+    return {
+        **_path_item(f"{BASE}/{kind}", get=Op(f"List {kind}", _array_of(name)),
+                     post=Op(f"Create a {name}", _ref(name), 201, _ref(name),
+                             (400, 409, 422, 507))),
+        **_path_item(f"{BASE}/{kind}/{{ref}}", (REF_PARAM,),
+                     get=Op(f"One {name}", _ref(name), 200, None, (404,)),
+                     put=update, patch=update,
+                     delete=Op(f"Delete a {name} (409 while something refers to it)", None,
+                               204, None, (404, 409))),
+    }
+
+
+def paths() -> dict[str, Schema]:
+    set_admin = Op("Set a path's admin_state (down: no new flows use it)",
+                   _ref("ServicePath"), 200, ADMIN_STATE, (400, 404))
+    applied = {"type": "object", "properties": {"applied": {
+        "type": "object", "additionalProperties": {"type": "integer"}}}}
+    out = {
+        **_path_item(f"{BASE}/config", get=Op("The whole configuration", _ref("Config")),
+                     put=Op("Replace the whole configuration (YAML or JSON); objects keep "
+                            "their id and numbers by name", applied, 200, _ref("Config"),
+                            (400, 409, 422, 507), (JSON, "application/yaml"))),
+        **_path_item(f"{BASE}/health", get=Op("Switches, errors, uptime", _ref("Health"))),
+        **_path_item(f"{BASE}/openapi.json", get=Op("This document", {"type": "object"})),
+        **_path_item(f"{BASE}/trace",
+                     post=Op("Which rule a new connection entering at an interface would "
+                             "hit, and where it would go", _ref("TraceResult"), 200,
+                             _ref("TraceRequest"), (400, 422))),
+        **_path_item(f"{BASE}/stats", get=Op("Per-rule hits and per-path counters",
+                                             _ref("Stats"))),
+        **_path_item(f"{BASE}/service-paths",
+                     get=Op("Service paths generated from chains and nodes",
+                            _array_of("ServicePath"))),
+        **_path_item(f"{BASE}/service-paths/{{spi}}", (SPI_PARAM,),
+                     get=Op("One service path", _ref("ServicePath"), 200, None, (404,)),
+                     put=set_admin, patch=set_admin),
+        **_path_item(f"{BASE}/flow-programming",
+                     get=Op("Pending and executed instructions",
+                            _array_of("FlowProgrammingInstruction")),
+                     post=Op("Instruct the next packet of a flow (both directions)",
+                             _ref("FlowProgrammingInstruction"), 201,
+                             _ref("FlowProgrammingRequest"), (400, 422))),
+        **_path_item(f"{BASE}/liveness", get=Op("Node and path status, probes, generations",
+                                                _ref("Liveness"))),
+    }
+    for kind in m.KINDS:
+        out |= _kind_paths(kind)
+    return out
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document served at /si/v1/openapi.json."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "ryu-si", "version": _version(),
+                 "description": (ryu_si.__doc__ or "").strip()},
+        "paths": paths(),
+        "components": {
+            "schemas": component_schemas(),
+            "responses": {f"E{c}": {"description": d, "content": {JSON: {"schema":
+                                                                         _ref("Error")}}}
+                          for c, d in ERRORS.items()},
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": f"required for requests that change state when the controller "
+                               f"has a token ({auth.TOKEN_ENV} or [si] token); reads are open"}},
+        },
+    }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ryu-si")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+# --- what a controller really serves ------------------------------------------------
+LITERAL_ALTERNATION = re.compile(r"^[\w-]+(\|[\w-]+)*$")
+
+
+def routes_of(controller_class: type) -> set[tuple[str, str]]:
+    """(METHOD, path) of every route of a Ryu ControllerBase class.
+
+    ``ryu.app.wsgi.route`` leaves ``routing_info`` on each method; a path
+    variable whose requirement is a plain alternation (``routers|rules``) is
+    expanded into one path per choice, the way the document lists them.
+    """
+    out = set()
+    for _, fn in inspect.getmembers(controller_class, inspect.isfunction):
+        info = getattr(fn, "routing_info", None)
+        if info is not None:
+            out |= {(method.upper(), path)
+                    for path in _expand(info["path"], info.get("requirements") or {})
+                    for method in info.get("methods") or ["*"]}
+    return out
+
+
+def _expand(path: str, requirements: dict[str, str]) -> list[str]:
+    for var, pattern in requirements.items():
+        if "{" + var + "}" in path and LITERAL_ALTERNATION.match(pattern):
+            return [p for choice in pattern.split("|")
+                    for p in _expand(path.replace("{" + var + "}", choice), requirements)]
+    return [path]
