@@ -55,6 +55,8 @@ SUBFIELDS: dict[str, tuple[str, int]] = {
     "arp_tpa": ("NXM_OF_ARP_TPA", 32),
     "arp_sha": ("NXM_NX_ARP_SHA", 48),
     "arp_tha": ("NXM_NX_ARP_THA", 48),
+    "nsh_spi": ("NXOXM_NSH_SPI", 24),
+    "nsh_si": ("NXOXM_NSH_SI", 8),
 }
 _REGISTER = re.compile(r"(xx)?reg(\d+)$")
 

@@ -209,8 +209,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
                 continue
             hit = set()
             for sw in list(self.switches.values()):
-                counts = sw.flow_packets("flow_program", "flow_program")
-                hit |= {num for num, n in counts.items() if n and num in pending}
+                counts = sw.flow_counts("flow_program", "flow_program")
+                hit |= {num for num, (n, _) in counts.items() if n and num in pending}
             self.service.executed(hit)
 
     def _flow_program_signal(self, msg) -> None:
@@ -306,6 +306,27 @@ class ServiceInsertionApp(app_manager.RyuApp):
             "objects": {k: len(v) for k, v in self.service.model.objects.items()},
             "generations": dataclasses.asdict(self.service.generations),
         }
+
+    def stats(self) -> dict:
+        """Per-rule classify hits, per-path returns from the service plane, per-node sends."""
+        totals: dict[str, dict[int, tuple[int, int]]] = {"rule": {}, "path": {},
+                                                          "service_node": {}}
+        for sw in list(self.switches.values()):
+            for kind, acc in totals.items():
+                table = "classify" if kind == "rule" else None
+                for num, (pk, by) in sw.flow_counts(kind, table).items():
+                    old = acc.get(num, (0, 0))
+                    acc[num] = (old[0] + pk, old[1] + by)
+        model = self.service.model
+
+        def rows(kind: str, objs, key: str) -> list[dict]:
+            return [{"name": o.name, key: getattr(o, key),
+                     **dict(zip(("packets", "bytes"), totals[kind].get(getattr(o, key), (0, 0))))}
+                    for o in objs]
+        paths = [{"spi": spi, **dict(zip(("packets", "bytes"), c))}
+                 for spi, c in sorted(totals["path"].items())]
+        return {"rules": rows("rule", model.all("rules"), "rule_num"), "paths": paths,
+                "nodes": rows("service_node", model.all("service-nodes"), "num")}
 
     def liveness_view(self) -> dict:
         model = self.service.model

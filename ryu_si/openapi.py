@@ -35,15 +35,6 @@ JSON = "application/json"
 
 
 # --- checkers -> schemas ---------------------------------------------------------
-def _integer(lo: int, hi: int) -> Schema:
-    return {"type": "integer", "minimum": lo, "maximum": hi}
-
-
-def _one_or_many(item: Schema) -> Schema:
-    return {"anyOf": [*item.get("anyOf", [item]), {"type": "array", "items": item,
-                                                   "minItems": 1}]}
-
-
 def _nullable(s: Schema) -> Schema:
     """Allow null (OpenAPI 3.0 has no null type; every alternative says so)."""
     if "anyOf" in s:
@@ -51,50 +42,11 @@ def _nullable(s: Schema) -> Schema:
     return {**s, "nullable": True}
 
 
-CIDR = {"type": "string", "format": "ipv4-prefix", "example": "10.0.0.0/24",
-        "description": "no host bits; a bare address means /32"}
-PORT_ITEM = {"anyOf": [_integer(0, 65535),
-                       {"type": "string", "pattern": r"^\d+(-\d+)?$", "example": "1000-2000"}]}
-IP_PROTO = {"anyOf": [_integer(0, 255), {"type": "string", "enum": list(v.IP_PROTOS)}]}
-MATCH_FIELD_SCHEMAS: dict[str, Schema] = {
-    "eth_type": {"anyOf": [{"type": "integer", "enum": [0x0800]},
-                           {"type": "string", "enum": ["ipv4"]}]},
-    "ip_proto": IP_PROTO,
-    "ipv4_src": _one_or_many(CIDR), "ipv4_dst": _one_or_many(CIDR),
-    "tp_src": _one_or_many(PORT_ITEM), "tp_dst": _one_or_many(PORT_ITEM),
-}
-
-# The plain checkers; checkers made by a factory are read from their closure below.
-CHECKER_SCHEMAS: dict[Callable, Schema] = {
-    v.string: {"type": "string", "minLength": 1},
-    v.name: {"type": "string", "pattern": v.NAME_RE.pattern},
-    v.boolean: {"type": "boolean"},
-    v.cidr: CIDR,
-    v.iface_cidr: {"type": "string", "format": "ipv4-interface", "example": "10.0.1.1/24"},
-    v.ipv4: {"type": "string", "format": "ipv4"},
-    v.mac: {"type": "string", "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"},
-    v.dpid: {"anyOf": [_integer(1, (1 << 64) - 1),
-                       {"type": "string", "pattern": "^(0[xX])?[0-9A-Fa-f]{1,16}$"}]},
-    v.string_list: {"type": "array", "items": {"type": "string", "minLength": 1}},
-    v.weights: {"type": "object", "additionalProperties": _integer(1, 1000)},
-    v.rule_match: {"type": "object", "additionalProperties": False,
-                   "properties": {f: MATCH_FIELD_SCHEMAS[f] for f in v.MATCH_FIELDS}},
-    trace.ip_proto: IP_PROTO,
-}
-FACTORY_SCHEMAS: dict[str, Callable[..., Schema]] = {
-    "enum": lambda choices: {"type": "string", "enum": list(choices)},
-    "integer": _integer,
-}
-
-
 def describe(checker: Callable) -> Schema:
-    """The JSON schema of the values ``checker`` accepts."""
-    if checker in CHECKER_SCHEMAS:
-        return copy.deepcopy(CHECKER_SCHEMAS[checker])
-    factory = checker.__qualname__.partition(".<locals>")[0]
-    if factory not in FACTORY_SCHEMAS:
+    """The JSON schema of the values ``checker`` accepts (``validate.describes``)."""
+    if not hasattr(checker, "schema"):
         raise LookupError(f"no schema for checker {checker.__qualname__}")
-    return FACTORY_SCHEMAS[factory](**inspect.getclosurevars(checker).nonlocals)
+    return copy.deepcopy(checker.schema)
 
 
 def fields_schema(fields: dict[str, tuple[Callable, bool]], partial: bool = False,
@@ -177,7 +129,9 @@ STATS = {"type": "object", "properties": {
     "rules": {"type": "array", "items": {"type": "object", "properties": {
         "name": {"type": "string"}, "rule_num": {"type": "integer"}, **COUNTERS}}},
     "paths": {"type": "array", "items": {"type": "object", "properties": {
-        "spi": {"type": "integer"}, **COUNTERS}}}}}
+        "spi": {"type": "integer"}, **COUNTERS}}},
+    "nodes": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "num": {"type": "integer"}, **COUNTERS}}}}}
 # The app's liveness view: probe bookkeeping per node name, the failed sets, generations.
 NODE_LIVENESS = _pick(type_schema(NodeState), ("up", "last_sent", "last_reply", "sent", "replies",
                                                "changes", "last_change"),
@@ -275,7 +229,8 @@ def _path_item(path: str, params: tuple[Schema, ...] = (), **ops: Op) -> dict[st
 
 REF_PARAM = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"},
              "description": "the object's id or name"}
-SPI_PARAM = {"name": "spi", "in": "path", "required": True, "schema": _integer(1, MAX_SPI)}
+SPI_PARAM = {"name": "spi", "in": "path", "required": True,
+             "schema": v.integer(1, MAX_SPI).schema}
 ADMIN_STATE = {"type": "object", "required": ["admin_state"], "additionalProperties": False,
                "properties": {"admin_state": UP_DOWN}}
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from ryu.app.wsgi import ControllerBase, Response, route
 
+from ryu_si import auth, openapi, trace
 from ryu_si import model as m
 from ryu_si.config import parse_document
 from ryu_si.validate import ValidationError
@@ -41,10 +42,17 @@ def _body(req) -> Any:
 
 
 def handler(fn: Callable) -> Callable:
-    """Map ValidationError to its 4xx; anything else to a logged 500 (never a crash)."""
+    """Check the bearer token of mutating calls; map ValidationError to its 4xx and
+    anything else to a logged 500 (never a crash)."""
     def wrapped(self, req, **kw):
         try:
+            auth.check(req.method, req.headers.get("Authorization"),
+                       auth.token_from_env_or_conf())
             return fn(self, req, **kw)
+        except auth.Unauthorized as e:
+            resp = error_response(e)
+            resp.headers["WWW-Authenticate"] = e.challenge
+            return resp
         except ValidationError as e:
             return error_response(e)
         except Exception:  # noqa: BLE001 - the server must answer, whatever broke
@@ -87,6 +95,24 @@ class SIRestController(ControllerBase):
         except ValueError as e:
             raise ValidationError("body", f"malformed YAML/JSON: {e}") from None
         return json_response({"applied": self.service.replace_config(doc)})
+
+    @route("si", BASE + "/openapi.json", methods=["GET"])
+    @handler
+    def openapi_document(self, req, **_):
+        return json_response(openapi.document())
+
+    @route("si", BASE + "/trace", methods=["POST"])
+    @handler
+    def trace_tuple(self, req, **_):
+        svc = self.service
+        iface, pkt = trace.parse_request(_body(req), svc.model)
+        return json_response(trace.trace(svc.model, svc.applied_to_bits, iface, pkt,
+                                         down_nodes=svc.down_nodes, paths=svc.paths))
+
+    @route("si", BASE + "/stats", methods=["GET"])
+    @handler
+    def stats(self, req, **_):
+        return json_response(self.app.stats())
 
     @route("si", BASE + "/flow-programming", methods=["GET"])
     @handler

@@ -119,7 +119,7 @@ class Service:
 
     def _replacement(self, kind: str, n: int, body: Any, cand: m.Model) -> Any:
         try:
-            obj = build(kind, body, cand)
+            obj = build(kind, self._without_echoed_numbers(kind, body), cand)
         except ValidationError as e:
             raise ValidationError(f"{kind}[{n}].{e.field}", e.message, e.status) from None
         if cand.by_name(kind, obj.name) is not None:
@@ -129,6 +129,15 @@ class Service:
             return obj
         keep = {f: getattr(old, f) for f in ("id", *m.ASSIGNED_FIELDS.get(kind, ()))}
         return dataclasses.replace(obj, **keep)
+
+    def _without_echoed_numbers(self, kind: str, body: Any) -> Any:
+        """A document from GET /config carries assigned numbers; equal ones are fine."""
+        if not isinstance(body, dict):
+            return body
+        old = self.model.by_name(kind, body.get("name", ""))
+        return {k: v for k, v in body.items()
+                if not (k in m.ASSIGNED_FIELDS.get(kind, ()) and old is not None
+                        and getattr(old, k) == v)}
 
     def set_path_admin_state(self, spi: int, state: str) -> ServicePath:
         """Take one service path out of (or back into) its chain's select group."""

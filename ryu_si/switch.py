@@ -119,19 +119,20 @@ class Switch:
         dp.send_msg(p.OFPPacketOut(dp, o.OFP_NO_BUFFER, o.OFPP_CONTROLLER if in_port is None
                                    else in_port, R.actions(actions), data))
 
-    def flow_packets(self, table: str, kind: str) -> dict[int, int]:
-        """Packet counts of our flows of one cookie kind in one table, by object number."""
+    def flow_counts(self, kind: str, table: str | None = None) -> dict[int, tuple[int, int]]:
+        """(packets, bytes) of our flows of one cookie kind, summed by object number."""
         dp = self.datapath
         p, o = dp.ofproto_parser, dp.ofproto
         mask = L.COOKIE_APP_MASK | (0xFF << L.COOKIE_KIND_SHIFT)
-        req = p.OFPFlowStatsRequest(dp, 0, L.table_id(table), o.OFPP_ANY, o.OFPG_ANY,
-                                    L.cookie(kind), mask, p.OFPMatch())
+        req = p.OFPFlowStatsRequest(dp, 0, o.OFPTT_ALL if table is None else L.table_id(table),
+                                    o.OFPP_ANY, o.OFPG_ANY, L.cookie(kind), mask, p.OFPMatch())
         replies = ofctl_api.send_msg(self.app, req, reply_cls=p.OFPFlowStatsReply,
                                      reply_multi=True)
-        out: dict[int, int] = {}
+        out: dict[int, tuple[int, int]] = {}
         for s in (s for r in replies or [] for s in r.body):
             num = L.cookie_owner(s.cookie)[1]
-            out[num] = out.get(num, 0) + s.packet_count
+            packets, octets = out.get(num, (0, 0))
+            out[num] = (packets + s.packet_count, octets + s.byte_count)
         return out
 
     def health(self) -> dict:

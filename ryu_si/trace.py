@@ -20,7 +20,7 @@ from openflow_tables.stages.classify import TP_FIELDS, match_dimensions
 from openflow_tables.stages.ingress import returns_serviced
 from openflow_tables.stages.policy import nsh_data, policy_groups
 from ryu_si import model as m
-from ryu_si.validate import IP_PROTOS, Checker, ValidationError, integer, ipv4, string
+from ryu_si.validate import IP_PROTOS, Checker, ValidationError, integer, ip_proto, ipv4, string
 
 PROTO_NAMES = {num: name for name, num in IP_PROTOS.items()}
 TRACE_TTL = 64
@@ -35,15 +35,6 @@ class FiveTuple(NamedTuple):
     ipv4_dst: str
     tp_src: int | None = None
     tp_dst: int | None = None
-
-
-def ip_proto(f: str, v: Any) -> int:
-    """A protocol number or name, as rule matches accept it."""
-    if isinstance(v, str):
-        if v not in IP_PROTOS:
-            raise ValidationError(f, f"unknown protocol {v!r} (a number or {', '.join(IP_PROTOS)})")
-        return IP_PROTOS[v]
-    return integer(0, 255)(f, v)
 
 
 # A trace request body: field -> (checker, required), like validate.SCHEMAS.  The

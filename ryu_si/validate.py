@@ -39,16 +39,26 @@ class ValidationError(Exception):
 Checker = Callable[[str, Any], Any]
 
 
+def describes(schema: dict[str, Any]) -> Callable[[Checker], Checker]:
+    """Attach the JSON schema of the values a checker accepts (the OpenAPI document reads it)."""
+    def attach(checker: Checker) -> Checker:
+        checker.schema = schema
+        return checker
+    return attach
+
+
 def _fail(field: str, message: str) -> None:
     raise ValidationError(field, message)
 
 
+@describes({"type": "string", "minLength": 1})
 def string(f: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
         _fail(f, "must be a non-empty string")
     return v
 
 
+@describes({"type": "string", "pattern": NAME_RE.pattern})
 def name(f: str, v: Any) -> str:
     if not isinstance(v, str) or not NAME_RE.match(v):
         _fail(f, "must be 1-64 characters of letters, digits, '_.:-', starting alphanumeric")
@@ -56,6 +66,7 @@ def name(f: str, v: Any) -> str:
 
 
 def enum(*choices: str) -> Checker:
+    @describes({"type": "string", "enum": list(choices)})
     def check(f: str, v: Any) -> str:
         if v not in choices:
             _fail(f, f"must be one of {', '.join(choices)}")
@@ -64,6 +75,7 @@ def enum(*choices: str) -> Checker:
 
 
 def integer(lo: int, hi: int) -> Checker:
+    @describes({"type": "integer", "minimum": lo, "maximum": hi})
     def check(f: str, v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
             _fail(f, "must be an integer")
@@ -73,12 +85,15 @@ def integer(lo: int, hi: int) -> Checker:
     return check
 
 
+@describes({"type": "boolean"})
 def boolean(f: str, v: Any) -> bool:
     if not isinstance(v, bool):
         _fail(f, "must be true or false")
     return v
 
 
+@describes({"type": "string", "format": "ipv4-prefix", "example": "10.0.0.0/24",
+            "description": "no host bits; a bare address means /32"})
 def cidr(f: str, v: Any) -> str:
     """A prefix with no host bits (``10.0.0.0/24``); a bare address means /32."""
     if not isinstance(v, str):
@@ -89,6 +104,7 @@ def cidr(f: str, v: Any) -> str:
         _fail(f, f"bad CIDR {v!r}: {e}")
 
 
+@describes({"type": "string", "format": "ipv4-interface", "example": "10.0.1.1/24"})
 def iface_cidr(f: str, v: Any) -> str:
     """An interface address with its prefix length (``10.0.0.1/24``)."""
     if not isinstance(v, str) or "/" not in v:
@@ -99,6 +115,7 @@ def iface_cidr(f: str, v: Any) -> str:
         _fail(f, f"bad interface address {v!r}: {e}")
 
 
+@describes({"type": "string", "format": "ipv4"})
 def ipv4(f: str, v: Any) -> str:
     try:
         return str(ipaddress.IPv4Address(v))
@@ -106,12 +123,15 @@ def ipv4(f: str, v: Any) -> str:
         _fail(f, f"bad IPv4 address {v!r}")
 
 
+@describes({"type": "string", "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"})
 def mac(f: str, v: Any) -> str:
     if not isinstance(v, str) or not MAC_RE.match(v.lower()):
         _fail(f, f"bad MAC address {v!r}")
     return v.lower()
 
 
+@describes({"anyOf": [integer(1, (1 << 64) - 1).schema,
+                      {"type": "string", "pattern": "^(0[xX])?[0-9A-Fa-f]{1,16}$"}]})
 def dpid(f: str, v: Any) -> int:
     if isinstance(v, str):
         try:
@@ -121,19 +141,33 @@ def dpid(f: str, v: Any) -> int:
     return integer(1, (1 << 64) - 1)(f, v)
 
 
+@describes({"type": "array", "items": string.schema})
 def string_list(f: str, v: Any) -> list[str]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         _fail(f, "must be a list of strings")
     return list(v)
 
 
+@describes({"type": "object", "additionalProperties": integer(1, 1000).schema})
 def weights(f: str, v: Any) -> dict[str, int]:
     if not isinstance(v, dict):
         _fail(f, "must be an object of node -> weight")
     return {k: integer(1, 1000)(f"{f}.{k}", w) for k, w in v.items()}
 
 
+@describes({"anyOf": [integer(0, 255).schema, enum(*IP_PROTOS).schema]})
+def ip_proto(f: str, v: Any) -> int:
+    """A protocol number, or its name."""
+    if isinstance(v, str):
+        if v not in IP_PROTOS:
+            _fail(f, f"unknown protocol {v!r}")
+        return IP_PROTOS[v]
+    return integer(0, 255)(f, v)
+
+
 # --- rule match -------------------------------------------------------------
+@describes({"anyOf": [integer(0, 65535).schema,
+                      {"type": "string", "pattern": r"^\d+(-\d+)?$", "example": "1000-2000"}]})
 def _port_item(f: str, v: Any) -> str:
     """A port or an inclusive range 'lo-hi'; kept as text for round-trips."""
     if isinstance(v, int) and not isinstance(v, bool):
@@ -155,6 +189,22 @@ def _many(f: str, v: Any, one: Checker) -> list:
     return [one(f, x) for x in items]
 
 
+def _one_or_many(item: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [*item.get("anyOf", [item]), {"type": "array", "items": item,
+                                                   "minItems": 1}]}
+
+
+MATCH_SCHEMAS = {
+    "eth_type": {"anyOf": [{"type": "integer", "enum": [0x0800]},
+                           {"type": "string", "enum": ["ipv4"]}]},
+    "ip_proto": ip_proto.schema,
+    "ipv4_src": _one_or_many(cidr.schema), "ipv4_dst": _one_or_many(cidr.schema),
+    "tp_src": _one_or_many(_port_item.schema), "tp_dst": _one_or_many(_port_item.schema),
+}
+
+
+@describes({"type": "object", "additionalProperties": False,
+            "properties": {k: MATCH_SCHEMAS[k] for k in MATCH_FIELDS}})
 def rule_match(f: str, v: Any) -> dict[str, Any]:
     """Normalise a match: lists everywhere a field may hold several values."""
     if not isinstance(v, dict):
@@ -169,9 +219,7 @@ def rule_match(f: str, v: Any) -> dict[str, Any]:
                 _fail(fk, "only IPv4 (0x0800 or 'ipv4') is supported")
             out[k] = 0x0800
         elif k == "ip_proto":
-            out[k] = IP_PROTOS.get(x) if isinstance(x, str) else integer(0, 255)(fk, x)
-            if out[k] is None:
-                _fail(fk, f"unknown protocol {x!r}")
+            out[k] = ip_proto(fk, x)
         elif k in ("ipv4_src", "ipv4_dst"):
             out[k] = _many(fk, x, cidr)
         else:

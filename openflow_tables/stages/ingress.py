@@ -56,12 +56,11 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
     from an NSH-aware node: it goes to the controller (lower priority, any SI).
     """
     router = ctx.router(iface.router)
-    ck = L.cookie("router", router.num)
     out = [flow("ingress", 95, match(in_port=port, eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
                                      nsh_si=L.NSH_FIRST_SI - len(hops), nsh_c1=0),
                 [Decap(), Decap(), Load.field(L.ROUTER, router.num),
                  Load.field(L.IN_IFACE, iface.num), Load.field(L.FLAGS_SERVICED, 1)],
-                goto="routing", cookie=ck)
+                goto="routing", cookie=L.cookie("path", spi))
            for spi, hops in ctx.nsh_paths()]
     out.append(flow("ingress", 80, match(in_port=port, eth_type=ETH_NSH, nsh_mdtype=1),
                     [Controller()], cookie=L.cookie("pipeline", PIPELINE_FLOW_PROGRAM)))

@@ -110,3 +110,15 @@ def test_applied_to_bits_are_sticky(service):
     service.delete("rules", "alt-web-uplink1")
     kept = {k: v for k, v in bits.items() if k in service.applied_to_bits}
     assert all(service.applied_to_bits[k] == v for k, v in kept.items())
+
+
+def test_get_config_document_can_be_put_back_unchanged(service):
+    from ryu_si.model import KINDS, to_dict
+    doc = {k: [to_dict(o) for o in service.model.all(k)] for k in KINDS}
+    before = service.model.copy()
+    service.replace_config(doc)
+    assert service.model == before
+    doc["rules"][0]["rule_num"] += 100
+    with pytest.raises(ValidationError) as e:
+        service.replace_config(doc)
+    assert e.value.field.endswith("rule_num")
