@@ -1,0 +1,282 @@
+"""Classification in the datapath: new connections and throughput through the
+pipeline with 10,000 rules installed, against simpler forwarding on the same bridge.
+
+Two namespaces (bn-cli, bn-srv) hang off a userspace bridge by veths (tx
+checksum offload off on both ends).  The client's port is uplink0 of a
+generated router (16 uplinks, the others internal ports); the rules are the
+scale benchmark's mix plus one low-priority allow rule for the benchmark's
+own traffic, so a SYN is classified past every generated rule.  Three modes,
+measured one after the other in one run:
+
+* ``pipeline``: the controller's pipeline (classify + ct commit + routing);
+* ``ct``:       two flows by ovs-ofctl, controller stopped: ``ct(commit)`` + output;
+* ``normal``:   one ``NORMAL`` flow (the hosts' gateway entries point at each other).
+
+New connections: a client in bn-cli opens short TCP connections (connect, then
+close with RST: no TIME_WAIT to run out of ports) from several threads to a
+Python accept loop in bn-srv.  Throughput: iperf3, one TCP stream.  Packet-ins:
+the packet counters of every flow that outputs to the controller (the pipeline
+has no implicit table-miss), before and after the traffic.  Upcalls: misses of
+the userspace datapath (``dpctl/show``) per connection.
+
+    python -m benchmarks.datapath [--connections 100000] [--seconds 10] [--rules 10000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, ExitStack
+from dataclasses import dataclass
+
+from benchmarks import common
+from benchmarks.workload import Edge, document
+from mininet_topos.lab import COUNTER_LAG, REPO, ofctl, sh
+from openflow_tables import layout as L
+
+BRIDGE, DPID, IFACES = "bench2", 0xB2, 16
+CONN_PORT, IPERF_PORT = 5001, 5201
+BASELINE_ZONE = 9
+WORKERS = 4
+EDGE = Edge("b2", IFACES, DPID)
+
+
+@dataclass(frozen=True)
+class Host:
+    """A namespace with one veth into the bridge; ``gw`` is its router address."""
+
+    ns: str
+    port: str          # the bridge-side veth (an OVS port the config names)
+    ip: str
+    mac: str
+    gw: str
+    router_mac: str    # the router interface's MAC (config) the gateway resolves to
+
+    @property
+    def dev(self) -> str:
+        return f"{self.ns}-e"
+
+    def run(self, *argv: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", self.ns, *argv], cwd=REPO, **kw)
+
+    def set_gateway_mac(self, mac: str) -> None:
+        sh("ip", "-n", self.ns, "neigh", "replace", self.gw, "lladdr", mac, "dev", self.dev,
+           "nud", "permanent")
+
+
+CLI = Host("bn-cli", EDGE.uplink_ports()[0], "10.99.0.2", "02:bb:00:00:00:01", "10.99.0.1",
+           "02:b0:00:00:00:00")
+SRV = Host("bn-srv", EDGE.downlink_port(), "10.98.0.2", "02:bb:00:00:00:02", "10.98.0.1",
+           "02:b0:00:01:00:01")
+
+
+def config(n_rules: int) -> dict:
+    """The generated router, static neighbors for both hosts, and the benchmark's allow rule."""
+    doc = document(EDGE, n_rules)
+    doc["neighbors"] = [{"name": "cli", "ip": CLI.ip, "mac": CLI.mac, "interface": "uplink0"},
+                        {"name": "srv", "ip": SRV.ip, "mac": SRV.mac, "interface": "downlink"}]
+    doc["rules"].append({"name": "bench-allow", "priority": 1, "action": "allow",
+                         "applied_to": ["uplink0"],
+                         "match": {"ip_proto": "tcp", "ipv4_dst": "10.98.0.0/24"}})
+    return doc
+
+
+@contextmanager
+def attached(host: Host) -> Iterator[Host]:
+    """The namespace, its veth on the bridge, no IPv6 chatter, tx offload off; removed on exit."""
+    sh("ip", "netns", "del", host.ns, check=False)
+    sh("ip", "netns", "add", host.ns)
+    try:
+        sh("ip", "link", "add", host.port, "type", "veth", "peer", "name", host.dev,
+           "netns", host.ns)
+        for cmd in (["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+                    ["ip", "link", "set", host.dev, "address", host.mac],
+                    ["ip", "addr", "add", f"{host.ip}/24", "dev", host.dev],
+                    ["ip", "link", "set", host.dev, "up"], ["ip", "link", "set", "lo", "up"],
+                    ["ip", "route", "add", "default", "via", host.gw],
+                    ["ethtool", "-K", host.dev, "tx", "off"]):
+            sh("ip", "netns", "exec", host.ns, *cmd)
+        sh("sysctl", "-qw", f"net.ipv6.conf.{host.port}.disable_ipv6=1")
+        sh("ethtool", "-K", host.port, "tx", "off")
+        sh("ip", "link", "set", host.port, "up")
+        sh("ovs-vsctl", "add-port", BRIDGE, host.port)
+        yield host
+    finally:
+        sh("ovs-vsctl", "--if-exists", "del-port", BRIDGE, host.port, check=False)
+        sh("ip", "netns", "del", host.ns, check=False)
+
+
+@contextmanager
+def serving(host: Host, *argv: str) -> Iterator[subprocess.Popen]:
+    """A server process in the namespace, killed (by pid) on exit."""
+    proc = host.run(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# ----------------------------------------------------------- traffic (in namespaces)
+
+def accept_loop(port: int) -> None:
+    """Accept and close, forever (bn-srv)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port))
+    srv.listen(4096)
+    while True:
+        conn, _ = srv.accept()
+        conn.close()
+
+
+def connect_loop(dst: str, port: int, count: int, workers: int) -> dict:
+    """Open ``count`` connections from ``workers`` threads; each closes with RST (bn-cli)."""
+    done = {"ok": 0, "failed": 0}
+    lock = threading.Lock()
+    linger = struct.pack("ii", 1, 0)
+
+    def worker(n: int) -> None:
+        for _ in range(n):
+            s = socket.socket()
+            s.settimeout(3.0)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            try:
+                s.connect((dst, port))
+                outcome = "ok"
+            except OSError:
+                outcome = "failed"
+            finally:
+                s.close()
+            with lock:
+                done[outcome] += 1
+
+    threads = [threading.Thread(target=worker, args=(count // workers,)) for _ in range(workers)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {**done, "seconds": time.monotonic() - t0}
+
+
+def python(call: str) -> list[str]:
+    """argv running ``call`` (an expression over this module's names) in a namespace."""
+    return [sys.executable, "-c", f"import json; from benchmarks.datapath import *; {call}"]
+
+
+def connection_rate(n: int) -> dict:
+    """Connections per second from bn-cli to bn-srv, with upcalls per connection."""
+    _, miss0 = common.datapath_lookups()
+    proc = CLI.run(*python(f"print(json.dumps(connect_loop({SRV.ip!r}, {CONN_PORT}, {n}, "
+                           f"{WORKERS})))"), stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=600)
+    result = json.loads(out)
+    _, miss1 = common.datapath_lookups()
+    return {**result, "rate": result["ok"] / result["seconds"],
+            "upcalls_per_conn": (miss1 - miss0) / max(1, result["ok"])}
+
+
+def throughput(seconds: int) -> float:
+    """iperf3, one TCP stream bn-cli -> bn-srv, received Gbit/s."""
+    with serving(SRV, "iperf3", "-s", "-1", "-p", str(IPERF_PORT)):
+        out = sh("ip", "netns", "exec", CLI.ns, "iperf3", "-J", "-c", SRV.ip, "-p",
+                 str(IPERF_PORT), "-t", str(seconds), timeout=seconds + 60)
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+# ---------------------------------------------------------------- the three modes
+
+def _peer_gateways(on: bool) -> None:
+    """normal/ct: each host's gateway is the other host; pipeline: the router."""
+    CLI.set_gateway_mac(SRV.mac if on else CLI.router_mac)
+    SRV.set_gateway_mac(CLI.mac if on else SRV.router_mac)
+
+
+def _ofports() -> tuple[str, str]:
+    return tuple(sh("ovs-vsctl", "get", "Interface", h.port, "ofport").strip()
+                 for h in (CLI, SRV))
+
+
+def install_baseline(mode: str) -> None:
+    """Replace every flow with the baseline's: ct(commit) + output, or NORMAL."""
+    ofctl("del-flows", BRIDGE)
+    cli, srv = _ofports()
+    if mode == "normal":
+        ofctl("add-flow", BRIDGE, "priority=0,actions=NORMAL")
+        return
+    for src, dst in ((cli, srv), (srv, cli)):
+        ofctl("add-flow", BRIDGE,
+              f"priority=10,ip,in_port={src},actions=ct(commit,zone={BASELINE_ZONE}),output:{dst}")
+
+
+def measure(mode: str, args) -> dict:
+    """Connections, throughput and packet-ins of the mode whose flows are installed now."""
+    pins0 = common.controller_packets(BRIDGE)
+    with serving(SRV, *python(f"accept_loop({CONN_PORT})")):
+        conns = connection_rate(args.connections)
+    gbps = throughput(args.seconds)
+    time.sleep(COUNTER_LAG)
+    return {"mode": mode, **conns, "gbps": gbps,
+            "packet_ins": common.controller_packets(BRIDGE) - pins0}
+
+
+def classified(rule_num: int) -> int:
+    """Packets the benchmark's allow rule classified (one per new connection)."""
+    time.sleep(COUNTER_LAG)
+    table = f"table={L.table_id('classify')}"
+    return common.packets(BRIDGE, f"{table},{common.rule_filter(rule_num)}")
+
+
+HEADER = ["mode", "conn/s", "vs ct", "failed", "upcalls/conn", "Gbit/s", "vs normal",
+          "packet-ins"]
+
+
+def rows(results: dict[str, dict]) -> list[list]:
+    ct, normal = results["ct"], results["normal"]
+    return [[r["mode"], r["rate"], r["rate"] / ct["rate"], r["failed"], r["upcalls_per_conn"],
+             r["gbps"], r["gbps"] / normal["gbps"], r["packet_ins"]] for r in results.values()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--connections", type=int, default=10_000 if common.small() else 100_000)
+    ap.add_argument("--seconds", type=int, default=3 if common.small() else 10)
+    ap.add_argument("--rules", type=int, default=10_000)
+    args = ap.parse_args(argv)
+    internal = [p for p in EDGE.all_ports() if p not in (CLI.port, SRV.port)]
+    common.wait_until_quiet()
+    results: dict[str, dict] = {}
+    with ExitStack() as stack:
+        stack.enter_context(common.bridge(BRIDGE, DPID, internal))
+        for host in (CLI, SRV):
+            stack.enter_context(attached(host))
+        ctl = stack.enter_context(common.controller(config(args.rules)))
+        common.start_installed(ctl, BRIDGE)
+        flows = common.flow_count(BRIDGE)
+        rule_num = ctl.rest("GET", "rules/bench-allow")[1]["rule_num"]
+        _peer_gateways(False)
+        results["pipeline"] = measure("pipeline", args)
+        syns = classified(rule_num)
+        common.connect(BRIDGE, None)
+        ctl.stop()
+        _peer_gateways(True)
+        for mode in ("ct", "normal"):
+            install_baseline(mode)
+            results[mode] = measure(mode, args)
+    print(common.table(f"datapath, {args.rules:,} rules ({flows:,} flows), {args.connections:,} "
+                       f"connections, iperf3 {args.seconds} s ({common.scale_name()})",
+                       HEADER, rows(results)))
+    print(f"SYNs classified by the pipeline's allow rule: {syns:,} for "
+          f"{results['pipeline']['ok']:,} connections + 2 of iperf3 (control, data)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Incremental updates over REST with 10,000 rules installed.
+
+Each operation (add a rule, move a rule to another existing applied_to set,
+delete the rule added before) is one REST call.  Reported per kind: flow-mods
+the switch layer sent for it (``flow_mods_last`` in ``GET /si/v1/health``),
+REST response time, and REST-to-datapath latency: from sending the call until
+``ovs-ofctl dump-flows`` filtered on the rule's cookie shows the new state
+(flows present; flows with new content digests only; no flows).
+
+    python -m benchmarks.incremental [--ops 200] [--rules 10000] [--ifaces 16]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import time
+from collections.abc import Callable
+
+from benchmarks import common
+from benchmarks.workload import Edge, applied_to_pool, document, rule
+from mininet_topos.lab import ofctl
+
+BRIDGE, DPID = "bench1", 0xB1
+VISIBLE_TIMEOUT_S = 60.0
+HEADER = ["operation", "ops", "flow-mods median", "flow-mods max", "REST median ms",
+          "visible median ms", "visible p99 ms", "visible max ms"]
+
+
+def rule_cookies(rule_num: int) -> set[int]:
+    """Cookies (with digests) of the flows of one rule on the bridge."""
+    out = ofctl("dump-flows", BRIDGE, common.rule_filter(rule_num))
+    return {int(c, 16) for c in re.findall(r"cookie=0x([0-9a-f]+)", out)}
+
+
+class Bench:
+    """One controller with the rule base installed, and the operations timed against it."""
+
+    def __init__(self, ctl, edge: Edge, seed: int) -> None:
+        self.ctl = ctl
+        self.rnd = random.Random(seed)
+        self.pool = applied_to_pool(edge.uplink_names())
+        self.samples: dict[str, list[tuple[int, float, float]]] = {"add": [], "change": [],
+                                                                     "delete": []}
+
+    def _timed(self, kind: str, call: tuple, visible: Callable[[object], bool]) -> object:
+        """One REST call; ``visible(answer)`` says when the datapath shows its effect."""
+        t0 = time.monotonic()
+        status, body = self.ctl.rest(*call, timeout=120.0)
+        rest_s = time.monotonic() - t0
+        if status >= 300:
+            raise RuntimeError(f"{call[0]} {call[1]} -> {status}: {body}")
+        common.wait_for(lambda: visible(body), VISIBLE_TIMEOUT_S, f"{kind} visible",
+                        poll=0.002)
+        seen_s = time.monotonic() - t0
+        mods = sum(s["flow_mods_last"] for s in common.health(self.ctl)["switches"])
+        self.samples[kind].append((mods, rest_s, seen_s))
+        return body
+
+    def add(self, n: int) -> dict:
+        body = rule(n, self.rnd, self.pool) | {"name": f"inc{n}"}
+        return self._timed("add", ("POST", "rules", body),
+                           lambda created: bool(rule_cookies(created["rule_num"])))
+
+    def change(self, name: str) -> None:
+        """Move a rule to another applied_to set that other rules already use."""
+        _, current = self.ctl.rest("GET", f"rules/{name}")
+        names = {i["id"]: i["name"] for i in self.ctl.rest("GET", "interfaces")[1]}
+        now = sorted(names[i] for i in current["applied_to"])
+        target = self.rnd.choice([s for sets in self.pool.values() for s in sets
+                                  if sorted(s) != now])
+        before = rule_cookies(current["rule_num"])
+
+        def moved(_answer: object) -> bool:
+            after = rule_cookies(current["rule_num"])
+            return bool(after) and not after & before
+        self._timed("change", ("PATCH", f"rules/{name}", {"applied_to": target}), moved)
+
+    def delete(self, created: dict) -> None:
+        self._timed("delete", ("DELETE", f"rules/{created['name']}"),
+                    lambda _answer: not rule_cookies(created["rule_num"]))
+
+    def rows(self) -> list[list]:
+        out = []
+        for kind, samples in self.samples.items():
+            mods = [s[0] for s in samples]
+            rest = [s[1] * 1000 for s in samples]
+            seen = [s[2] * 1000 for s in samples]
+            out.append([kind, len(samples), common.median(mods), max(mods), common.median(rest),
+                        common.median(seen), common.percentile(seen, 99), max(seen)])
+        return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ops", type=int, default=20 if common.small() else 200,
+                    help="operations of each kind")
+    ap.add_argument("--rules", type=int, default=10_000)
+    ap.add_argument("--ifaces", type=int, default=16)
+    args = ap.parse_args(argv)
+    edge = Edge("b1", args.ifaces, DPID)
+    doc = document(edge, args.rules)
+    common.wait_until_quiet()
+    with common.bridge(BRIDGE, DPID, edge.all_ports()), common.controller(doc) as ctl:
+        common.start_installed(ctl, BRIDGE)
+        bench = Bench(ctl, edge, seed=2)
+        for n in range(args.ops):
+            created = bench.add(n)
+            bench.change(f"g{bench.rnd.randrange(args.rules)}")
+            bench.delete(created)
+        flows = common.flow_count(BRIDGE)
+    print(common.table(f"incremental REST updates, {args.rules:,} rules x {args.ifaces} "
+                       f"interfaces, {flows:,} flows installed ({common.scale_name()})",
+                       HEADER, bench.rows()))
+
+
+if __name__ == "__main__":
+    main()
