@@ -66,6 +66,7 @@ def main() -> int:
             ctl.start()
             say("2. starting the Mininet edge: bridge 'edge' (userspace datapath), hosts "
                 "cli, ext (ECMP router), srv, bw (bump-in-the-wire)")
+            lab.flush_conntrack()
             net = edge.start_edge(controller_port=of_port)
             health = ctl.wait_ready()
             rules = ctl.rest("GET", "rules")[1]

@@ -122,6 +122,8 @@ def default_rule_flows(ctx: Context) -> list[Flow]:
 
 
 def classify_flows(ctx: Context) -> list[Flow]:
+    """Rules, then each router's default rule at priority 0.  No catch-all drop here:
+    two overlapping flows of one priority are an undefined choice for OVS (the
+    table miss drops anything that is not IPv4 of a known router)."""
     flows = list(itertools.chain.from_iterable(rule_flows(r, ctx) for r in ctx.rules()))
-    return merge_conjunctions(flows) + default_rule_flows(ctx) + [
-        flow("classify", 0, (), cookie=L.cookie("pipeline"))]
+    return merge_conjunctions(flows) + default_rule_flows(ctx)

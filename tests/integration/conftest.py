@@ -62,6 +62,7 @@ def of_port() -> int:
 def edge_net(of_port: int):
     """A fresh edge network per test module.  start_edge() first removes what
     a crashed earlier run of this topology left (and only that)."""
+    harness.flush_conntrack()   # a stale entry with a reused 5-tuple would read as +inv
     net = harness.edge.start_edge(controller_port=of_port)
     try:
         yield net

@@ -132,3 +132,32 @@ def test_path_admin_down_leaves_the_group(svc):
     loaded = {a.value >> 8 for b in grp.buckets for a in b.actions
               if getattr(a, "dst", "") == L.FWD_DATA.register}
     assert first.spi not in loaded and loaded
+
+
+def _compatible(a, b) -> bool:
+    """Can one packet match both flows?  Fields present in both must agree where both care."""
+    ma = {k: (v, m) for k, v, m in a.match}
+    mb = {k: (v, m) for k, v, m in b.match}
+    for k in ma.keys() & mb.keys():
+        (va, xa), (vb, xb) = ma[k], mb[k]
+        if isinstance(va, int) and isinstance(vb, int):
+            both = (xa if xa is not None else -1) & (xb if xb is not None else -1)
+            if (va ^ vb) & both:
+                return False
+        elif (va, xa) != (vb, xb):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("dpid,ports", [(1, EDGE_PORTS), (2, PLANE_PORTS)])
+def test_no_two_flows_of_one_priority_overlap_with_different_actions(svc, dpid, ports):
+    """OVS picks arbitrarily between overlapping flows of equal priority: never rely on it."""
+    flows = compile_for(svc, ports, dpid=dpid).flows
+    by_slot: dict = {}
+    for f in flows:
+        by_slot.setdefault((f.table, f.priority), []).append(f)
+    for group in by_slot.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                if (a.actions, a.goto) != (b.actions, b.goto):
+                    assert not _compatible(a, b), (a, b)
