@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,13 @@ from openflow_tables import layout as L
 QUIET_WAIT_S = 300        # longest wait for a running test suite to finish
 CPU_HEAVY = ("pytest",)   # processes that would skew datapath figures
 _WAITING = threading.Event()   # set while wait_until_quiet waits (not measuring)
+
+
+def run_main(main: Callable[[], Any]) -> None:
+    """Run a benchmark's main so that SIGTERM still removes its bridges,
+    namespaces and processes (the context managers' exits run)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(main())
 
 
 def small() -> bool:

@@ -3,7 +3,7 @@ pipeline with 10,000 rules installed, against simpler forwarding on the same bri
 
 Two namespaces (bn-cli, bn-srv) hang off a userspace bridge by veths (tx
 checksum offload off on both ends).  The client's port is uplink0 of a
-generated router (16 uplinks, the others internal ports); the rules are the
+generated router (16 uplinks by default, the others internal ports); the rules are the
 scale benchmark's mix plus one low-priority allow rule for the benchmark's
 own traffic, so a SYN is classified past every generated rule.  Three modes,
 measured one after the other in one run:
@@ -14,17 +14,27 @@ measured one after the other in one run:
 
 New connections: a client in bn-cli opens short TCP connections (connect, then
 close with RST: no TIME_WAIT to run out of ports) from several threads to a
-Python accept loop in bn-srv.  Throughput: iperf3, one TCP stream.  Packet-ins:
-the packet counters of every flow that outputs to the controller (the pipeline
-has no implicit table-miss), before and after the traffic.  Upcalls: misses of
-the userspace datapath (``dpctl/show``) per connection.
+Python accept loop in bn-srv.  *Warm*: all from the client's one address, so
+after the first one the datapath's megaflow cache answers and the OpenFlow
+classifier is not on the path.  *Cold*: each from a new source address in
+100.64.0.0/10 (bn-cli treats the whole block as local), where the generated
+rules' source prefixes are dense: OVS must un-wildcard many source bits, so
+SYNs miss the megaflow cache and are classified in the slow path (upcalls).
 
-    python -m benchmarks.datapath [--connections 100000] [--seconds 10] [--rules 10000]
+Throughput: iperf3, one TCP stream.  Packet-ins: the packet counters of every
+flow that outputs to the controller (the pipeline has no implicit table-miss),
+before and after the traffic.  Upcalls: misses of the userspace datapath
+(``dpctl/show``) per connection.
+
+    python -m benchmarks.datapath [--connections 100000] [--cold 20000] [--seconds 10]
+                                  [--rules 10000] [--ifaces 16]
 """
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import random
 import socket
 import struct
 import subprocess
@@ -40,11 +50,12 @@ from benchmarks.workload import Edge, document
 from mininet_topos.lab import COUNTER_LAG, REPO, ofctl, sh
 from openflow_tables import layout as L
 
-BRIDGE, DPID, IFACES = "bench2", 0xB2, 16
-CONN_PORT, IPERF_PORT = 5001, 5201
+BRIDGE, DPID = "bench2", 0xB2
+CONN_PORT, IPERF_PORT = 5001, 5002
+COLD_NET = "100.64.0.0/10"   # the generated rules' source prefixes live here (workload.py)
 BASELINE_ZONE = 9
 WORKERS = 4
-EDGE = Edge("b2", IFACES, DPID)
+PORTS = Edge("b2", 1, DPID)   # port names: b2u0 (the client's uplink), b2d (the server's)
 
 
 @dataclass(frozen=True)
@@ -70,17 +81,20 @@ class Host:
            "nud", "permanent")
 
 
-CLI = Host("bn-cli", EDGE.uplink_ports()[0], "10.99.0.2", "02:bb:00:00:00:01", "10.99.0.1",
+CLI = Host("bn-cli", PORTS.uplink_ports()[0], "10.99.0.2", "02:bb:00:00:00:01", "10.99.0.1",
            "02:b0:00:00:00:00")
-SRV = Host("bn-srv", EDGE.downlink_port(), "10.98.0.2", "02:bb:00:00:00:02", "10.98.0.1",
+SRV = Host("bn-srv", PORTS.downlink_port(), "10.98.0.2", "02:bb:00:00:00:02", "10.98.0.1",
            "02:b0:00:01:00:01")
 
 
-def config(n_rules: int) -> dict:
-    """The generated router, static neighbors for both hosts, and the benchmark's allow rule."""
-    doc = document(EDGE, n_rules)
+def config(edge: Edge, n_rules: int) -> dict:
+    """The generated router, static neighbors for both hosts, a route back to the
+    cold clients' addresses, and the benchmark's allow rule."""
+    doc = document(edge, n_rules)
     doc["neighbors"] = [{"name": "cli", "ip": CLI.ip, "mac": CLI.mac, "interface": "uplink0"},
                         {"name": "srv", "ip": SRV.ip, "mac": SRV.mac, "interface": "downlink"}]
+    doc["routes"] = [{"name": "cold-clients", "router": "bench", "prefix": COLD_NET,
+                      "next_hop": CLI.ip, "interface": "uplink0"}]
     doc["rules"].append({"name": "bench-allow", "priority": 1, "action": "allow",
                          "applied_to": ["uplink0"],
                          "match": {"ip_proto": "tcp", "ipv4_dst": "10.98.0.0/24"}})
@@ -137,18 +151,36 @@ def accept_loop(port: int) -> None:
         conn.close()
 
 
-def connect_loop(dst: str, port: int, count: int, workers: int) -> dict:
-    """Open ``count`` connections from ``workers`` threads; each closes with RST (bn-cli)."""
+def cold_sources(count: int) -> list[str]:
+    """Distinct client addresses spread over COLD_NET (seeded: the same in every mode)."""
+    net = ipaddress.IPv4Network(COLD_NET)
+    picks = random.Random(3).sample(range(1, net.num_addresses - 1), count)
+    return [str(net.network_address + k) for k in picks]
+
+
+def connect_loop(dst: str, port: int, count: int, workers: int, cold: bool) -> dict:
+    """Open ``count`` connections from ``workers`` threads; each closes with RST (bn-cli).
+
+    ``cold``: each connection from its own source address in COLD_NET, where the
+    rules' source prefixes are dense, so each SYN misses the datapath's flow cache.
+    """
     done = {"ok": 0, "failed": 0}
     lock = threading.Lock()
     linger = struct.pack("ii", 1, 0)
+    sources = iter(cold_sources(count) if cold else [None] * count)
 
-    def worker(n: int) -> None:
-        for _ in range(n):
+    def worker() -> None:
+        while True:
+            with lock:
+                src = next(sources, "end")
+            if src == "end":
+                return
             s = socket.socket()
             s.settimeout(3.0)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
             try:
+                if src:
+                    s.bind((src, 0))
                 s.connect((dst, port))
                 outcome = "ok"
             except OSError:
@@ -158,7 +190,7 @@ def connect_loop(dst: str, port: int, count: int, workers: int) -> dict:
             with lock:
                 done[outcome] += 1
 
-    threads = [threading.Thread(target=worker, args=(count // workers,)) for _ in range(workers)]
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     t0 = time.monotonic()
     for t in threads:
         t.start()
@@ -172,11 +204,11 @@ def python(call: str) -> list[str]:
     return [sys.executable, "-c", f"import json; from benchmarks.datapath import *; {call}"]
 
 
-def connection_rate(n: int) -> dict:
+def connection_rate(n: int, cold: bool) -> dict:
     """Connections per second from bn-cli to bn-srv, with upcalls per connection."""
     _, miss0 = common.datapath_lookups()
     proc = CLI.run(*python(f"print(json.dumps(connect_loop({SRV.ip!r}, {CONN_PORT}, {n}, "
-                           f"{WORKERS})))"), stdout=subprocess.PIPE, text=True)
+                           f"{WORKERS}, {cold})))"), stdout=subprocess.PIPE, text=True)
     out, _ = proc.communicate(timeout=600)
     result = json.loads(out)
     _, miss1 = common.datapath_lookups()
@@ -221,10 +253,11 @@ def measure(mode: str, args) -> dict:
     """Connections, throughput and packet-ins of the mode whose flows are installed now."""
     pins0 = common.controller_packets(BRIDGE)
     with serving(SRV, *python(f"accept_loop({CONN_PORT})")):
-        conns = connection_rate(args.connections)
+        warm = connection_rate(args.connections, cold=False)
+        cold = connection_rate(args.cold, cold=True)
     gbps = throughput(args.seconds)
     time.sleep(COUNTER_LAG)
-    return {"mode": mode, **conns, "gbps": gbps,
+    return {"mode": mode, "warm": warm, "cold": cold, "gbps": gbps,
             "packet_ins": common.controller_packets(BRIDGE) - pins0}
 
 
@@ -235,30 +268,38 @@ def classified(rule_num: int) -> int:
     return common.packets(BRIDGE, f"{table},{common.rule_filter(rule_num)}")
 
 
-HEADER = ["mode", "conn/s", "vs ct", "failed", "upcalls/conn", "Gbit/s", "vs normal",
-          "packet-ins"]
+HEADER = ["mode", "warm conn/s", "vs ct", "upcalls/conn", "cold conn/s", "vs ct", "upcalls/conn",
+          "failed", "Gbit/s", "vs normal", "packet-ins"]
 
 
 def rows(results: dict[str, dict]) -> list[list]:
     ct, normal = results["ct"], results["normal"]
-    return [[r["mode"], r["rate"], r["rate"] / ct["rate"], r["failed"], r["upcalls_per_conn"],
-             r["gbps"], r["gbps"] / normal["gbps"], r["packet_ins"]] for r in results.values()]
+    return [[r["mode"],
+             *(x for k in ("warm", "cold") for x in (
+                 r[k]["rate"], r[k]["rate"] / ct[k]["rate"], r[k]["upcalls_per_conn"])),
+             r["warm"]["failed"] + r["cold"]["failed"], r["gbps"], r["gbps"] / normal["gbps"],
+             r["packet_ins"]] for r in results.values()]
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--connections", type=int, default=10_000 if common.small() else 100_000)
+    ap.add_argument("--cold", type=int, default=2_000 if common.small() else 20_000,
+                    help="connections, each from a new source address")
     ap.add_argument("--seconds", type=int, default=3 if common.small() else 10)
     ap.add_argument("--rules", type=int, default=10_000)
+    ap.add_argument("--ifaces", type=int, default=16)
     args = ap.parse_args(argv)
-    internal = [p for p in EDGE.all_ports() if p not in (CLI.port, SRV.port)]
+    edge = Edge(PORTS.prefix, args.ifaces, DPID)
+    internal = [p for p in edge.all_ports() if p not in (CLI.port, SRV.port)]
     common.wait_until_quiet()
     results: dict[str, dict] = {}
     with ExitStack() as stack:
         stack.enter_context(common.bridge(BRIDGE, DPID, internal))
         for host in (CLI, SRV):
             stack.enter_context(attached(host))
-        ctl = stack.enter_context(common.controller(config(args.rules)))
+        sh("ip", "-n", CLI.ns, "route", "add", "local", COLD_NET, "dev", "lo")
+        ctl = stack.enter_context(common.controller(config(edge, args.rules)))
         common.start_installed(ctl, BRIDGE)
         flows = common.flow_count(BRIDGE)
         rule_num = ctl.rest("GET", "rules/bench-allow")[1]["rule_num"]
@@ -271,12 +312,14 @@ def main(argv: list[str] | None = None) -> None:
         for mode in ("ct", "normal"):
             install_baseline(mode)
             results[mode] = measure(mode, args)
-    print(common.table(f"datapath, {args.rules:,} rules ({flows:,} flows), {args.connections:,} "
-                       f"connections, iperf3 {args.seconds} s ({common.scale_name()})",
+    print(common.table(f"datapath, {args.rules:,} rules x {args.ifaces} interfaces ({flows:,} "
+                       f"flows), {args.connections:,} warm + {args.cold:,} cold connections, "
+                       f"iperf3 {args.seconds} s ({common.scale_name()})",
                        HEADER, rows(results)))
-    print(f"SYNs classified by the pipeline's allow rule: {syns:,} for "
-          f"{results['pipeline']['ok']:,} connections + 2 of iperf3 (control, data)")
+    made = sum(results["pipeline"][k]["ok"] for k in ("warm", "cold"))
+    print(f"SYNs classified by the pipeline's allow rule: {syns:,} for {made:,} connections "
+          "+ 2 of iperf3 (control, data)")
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-RESERVED_PORTS = range(5000, 5300)   # the datapath benchmark's listeners live here
+RESERVED_PORTS = range(5000, 9000)   # the datapath benchmark's destination ports
 SRC_PREFIX_LENS = (16, 20, 24, 28, 32)
 DST_PREFIX_LENS = (16, 24, 32)
 
@@ -78,7 +78,8 @@ def _port(rnd: random.Random) -> int:
 
 def _port_range(rnd: random.Random) -> str:
     width = rnd.choice((8, 100, 1000, 4096))
-    lo = rnd.choice((rnd.randrange(5300, 65536 - width), rnd.randrange(1, 5000 - width)))
+    lo = rnd.choice((rnd.randrange(RESERVED_PORTS.stop, 65536 - width),
+                     rnd.randrange(1, RESERVED_PORTS.start - width)))
     return f"{lo}-{lo + width - 1}"
 
 
