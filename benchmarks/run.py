@@ -23,9 +23,12 @@ def machine() -> str:
     mem_kb = int(open("/proc/meminfo").read().split()[1])
     ovs = subprocess.run(["ovs-vsctl", "--version"], capture_output=True,
                          text=True).stdout.split("\n")[0]
+    tree = subprocess.run(["git", "describe", "--always", "--dirty=+local-changes"],
+                          capture_output=True, text=True).stdout.strip() or "unknown"
     return (f"{time.strftime('%Y-%m-%d %H:%M')}: {len(os.sched_getaffinity(0))} cores, "
             f"{mem_kb / 2**20:.1f} GiB, "
-            f"{ovs}, Python {platform.python_version()}, scale {common.scale_name()}")
+            f"{ovs}, Python {platform.python_version()}, tree {tree}, "
+            f"scale {common.scale_name()}")
 
 
 def main() -> int:
