@@ -106,13 +106,17 @@ TABLES: tuple[Table, ...] = (
           "Service plane: each hop by exact match on (SPI, SI). NSH-aware nodes get the "
           "NSH frame; NSH-unaware nodes go through their proxy (SPI/SI saved, NSH "
           "stripped); the final SI goes back to the router.",
+          ("sp_proxy_ct",)),
+    Table(21, "sp_proxy_ct",
+          "Proxy toward an NSH-unaware node, after decapsulation: look the plain packet "
+          "up in the node's conntrack zone to learn its direction.",
           ("sp_proxy_out",)),
-    Table(21, "sp_proxy_out",
+    Table(22, "sp_proxy_out",
           "Proxy toward an NSH-unaware node: remember SPI and the next SI in the node's "
           "conntrack zone (per direction), send the plain frame out side A (forward) "
           "or B (reverse).",
           ()),
-    Table(22, "sp_proxy_in",
+    Table(23, "sp_proxy_in",
           "Proxy back from an NSH-unaware node: restore SPI/SI from the node's zone, "
           "re-encapsulate and forward to the next hop.",
           ("sp_forward",)),

@@ -191,7 +191,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
                         "up" if up else "down")
             self.service.set_node_state(node_id, up)
         for p in sent:
-            ready[p.dpid].packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions)
+            ready[p.dpid].packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions,
+                                     p.in_port)
 
     def _probe_reply(self, msg) -> None:
         payload = packet.Packet(msg.data).protocols[-1]

@@ -7,17 +7,23 @@ path through the service plane.  Every probe returns to the router as
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Iterator
 
 from ryu.lib.packet import ethernet, ipv4, packet, udp
 
 from openflow_tables import layout as L
-from openflow_tables.flow import EncapEthernet, EncapNsh, Output, SetField
+from openflow_tables.flow import Load, Output, Resubmit
 from openflow_tables.stages.transport import PLANE_MAC
 from ryu_si import model as m
 from ryu_si.liveness import probe_payload
 from ryu_si.service import Service
+
+
+OFPP_TABLE = 0xFFFFFFF9
+NSH_MD1 = struct.Struct("!BBBBI16x")   # base header (TTL 63, length 6 words, MD type 1,
+NSH_BASE = (0x0F, 0xC6, 0x01, 0x03)    # next protocol Ethernet), SPI<<8|SI, 4 zero contexts
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class Probe:
     src_mac: str
     dst_mac: str
     actions: tuple
+    in_port: int | None = None     # set: the probe enters the switch's pipeline from this port
+    spi: int | None = None         # set: the frame is NSH on this path, starting at SI 255
 
     def frame(self, seq: int) -> bytes:
         pkt = packet.Packet()
@@ -35,7 +43,15 @@ class Probe:
         pkt.add_protocol(udp.udp(src_port=L.PROBE_PORT, dst_port=L.PROBE_PORT))
         pkt.add_protocol(probe_payload(self.node_id, seq))
         pkt.serialize()
-        return bytes(pkt.data)
+        if self.spi is None:
+            return bytes(pkt.data)
+        outer = _mac(self.dst_mac) + _mac(self.src_mac) + b"\x89\x4f"
+        nsh = NSH_MD1.pack(*NSH_BASE, (self.spi << 8) | L.NSH_FIRST_SI)
+        return outer + nsh + bytes(pkt.data)
+
+
+def _mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
 
 
 def probes(service: Service, ports: dict[int, dict[str, int]]) -> Iterator[Probe]:
@@ -79,16 +95,27 @@ def _neighbor_mac(service: Service, iface_id: str, ip: str) -> str | None:
 
 
 def _chain(service: Service, node: m.ServiceNode, ports) -> Probe | None:
+    """A probe on the node's one-hop probe path, put into the service plane as if it
+    came from the router; the plane hands it back to the router, which traps it.
+
+    An NSH-aware node gets the NSH frame.  For a plain node the probe starts
+    already stripped, at the proxy, with the registers the hop flow would set
+    (a packet-out that has to decapsulate does not make it through OVS).
+    """
     spi = service.probe_spis.get(node.id)
     for router in service.model.all("routers"):
-        rp = ports.get(router.dpid or -1, {})
         plane = ports.get(router.service_plane_dpid or -1, {})
         svc = next((i for i in service.model.interfaces_of(router.id) if i.service_plane), None)
-        if spi and svc is not None and svc.port in rp and node.port in plane:
-            return Probe(node.id, router.dpid, svc.mac, PLANE_MAC,
-                         (EncapNsh(), SetField("nsh_spi", spi), SetField("nsh_si", L.NSH_FIRST_SI),
-                          EncapEthernet(), SetField("eth_src", svc.mac),
-                          SetField("eth_dst", PLANE_MAC), Output(rp[svc.port])))
+        rtr = plane.get(router.service_plane_port or "")
+        if not (spi and svc is not None and rtr is not None and node.port in plane):
+            continue
+        if node.nsh_aware:
+            return Probe(node.id, router.service_plane_dpid, svc.mac, PLANE_MAC,
+                         (Output(OFPP_TABLE),), in_port=rtr, spi=spi)
+        return Probe(node.id, router.service_plane_dpid, svc.mac, PLANE_MAC,
+                     (Load.field(L.SP_NSH, (spi << 8) | (L.NSH_FIRST_SI - 1)),
+                      Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone),
+                      Resubmit("sp_proxy_ct")))
     return None
 
 

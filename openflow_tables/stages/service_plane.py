@@ -33,13 +33,16 @@ def _plane_nodes(ctx: Context) -> list[m.ServiceNode]:
             if n.transport == "chain" and n.port in ctx.ports]
 
 
-def _hop(ctx: Context, spi: int, si: int, node: m.ServiceNode) -> list:
-    """Actions that hand the packet at (spi, si) to ``node``."""
+def _hop(ctx: Context, spi: int, si: int, node: m.ServiceNode) -> tuple[list, str | None]:
+    """Actions (and next table) that hand the packet at (spi, si) to ``node``.
+
+    For the proxy, conntrack runs in the next table: OVS checks ct() against
+    the flow's match, which is still NSH here, not IPv4.
+    """
     if node.nsh_aware:
-        return [Output(ctx.ports[node.port])]
-    return [Load.field(L.SP_NSH, (spi << 8) | (si - 1)), Load.field(L.SP_NODE, node.num),
-            Load.field(L.CT_ZONE, node.ct_zone), Decap(), Decap(),
-            Ct(False, L.CT_ZONE, "sp_proxy_out")]
+        return [Output(ctx.ports[node.port])], None
+    return [Decap(), Decap(), Load.field(L.SP_NSH, (spi << 8) | (si - 1)),
+            Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone)], "sp_proxy_ct"
 
 
 def forward_flows(ctx: Context, router: m.Router) -> list:
@@ -57,7 +60,7 @@ def forward_flows(ctx: Context, router: m.Router) -> list:
         for k, node_id in enumerate(hops):
             si, node = L.NSH_FIRST_SI - k, ctx.node(node_id)
             if node.port in ctx.ports:
-                out.append(flow("sp_forward", 10, _nsh(spi, si), _hop(ctx, spi, si, node),
+                out.append(flow("sp_forward", 10, _nsh(spi, si), *_hop(ctx, spi, si, node),
                                 cookie=L.cookie("service_node", node.num)))
         out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)), [Output(rtr)],
                         cookie=L.cookie("router", router.num)))
@@ -79,15 +82,17 @@ def proxy_flows(ctx: Context) -> list:
         a, b = ctx.ports[node.port], ctx.ports[node.port_b]
         mac_a, mac_b = proxy_macs(node)
         nm = fields((L.SP_NODE, node.num))
+        out.append(flow("sp_proxy_ct", 10, match(eth_type=ETH_IP, **nm),
+                        [Ct(False, L.CT_ZONE, "sp_proxy_out")], cookie=ck))
         for rpl, ofs in DIRECTIONS:
             side, src, dst = (a, mac_a, mac_b) if not rpl else (b, mac_b, mac_a)
             state = (CT_TRK | rpl, CT_TRK | CT_RPL | CT_INV)
-            out.append(flow("sp_proxy_out", 10, match(ct_state=state, **nm),
+            out.append(flow("sp_proxy_out", 10, match(eth_type=ETH_IP, ct_state=state, **nm),
                             [Ct(True, L.CT_ZONE, None,
                                 (Move(L.SP_NSH.register, "ct_label", 0, ofs, 32),)),
                              SetField("eth_src", src), SetField("eth_dst", dst), Output(side)],
                             cookie=ck))
-            out.append(flow("sp_proxy_in", 10, match(ct_state=state, **nm),
+            out.append(flow("sp_proxy_in", 10, match(eth_type=ETH_IP, ct_state=state, **nm),
                             [Move("ct_label", L.SP_NSH.register, ofs, 0, 32), EncapNsh(),
                              Move(L.SP_NSH.register, "nsh_spi", 8, 0, 24),
                              Move(L.SP_NSH.register, "nsh_si", 0, 0, 8), EncapEthernet(),
@@ -114,4 +119,4 @@ def service_plane_flows(ctx: Context) -> list:
     for router in ctx.plane_routers:
         out += plane_ingress_flows(ctx, router) + forward_flows(ctx, router)
     return out + [flow(t, 0, (), cookie=PIPE)
-                  for t in ("ingress", "sp_forward", "sp_proxy_out", "sp_proxy_in")]
+                  for t in ("ingress", "sp_forward", "sp_proxy_ct", "sp_proxy_out", "sp_proxy_in")]

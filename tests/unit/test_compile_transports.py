@@ -78,9 +78,10 @@ def test_service_plane_forwards_each_hop_and_proxies_plain_nodes(svc):
            if "nsh_spi" in _match(f)}
     for k in range(3):
         hop = fwd[(path.spi, 255 - k)]
-        assert any(isinstance(a, Ct) and a.table == "sp_proxy_out" for a in hop.actions)
+        assert hop.goto == "sp_proxy_ct" and hop.actions[:2] == (Decap(), Decap())
     assert fwd[(path.spi, 252)].actions == (Output(1),)          # back to the router
     assert len(pipe.table("sp_proxy_out")) == 2 * 4 + 1            # 4 plain nodes, 2 sides
+    assert all(isinstance(f.actions[0], Ct) for f in pipe.table("sp_proxy_ct") if f.priority)
     aware = svc.model.by_name("service-nodes", "cn5")
     aware_hops = [f for (spi, si), f in fwd.items() if f.actions == (Output(10),)]
     assert aware_hops, "the NSH-aware node gets NSH frames as they are"

@@ -77,3 +77,13 @@ def test_signal_names_the_flow_and_the_action():
                     "tp_src": 80, "tp_dst": 40000, "action": "accept"}
     assert parse_signal(_nsh_frame(4, 1234)).instruction()["spi"] == 1234
     assert parse_signal(_nsh_frame(0)) is None          # C1 zero: not a signal
+
+
+def test_chain_probe_is_ethernet_nsh_md1_around_the_probe():
+    from ryu_si.probes import Probe
+    frame = Probe("n", 2, "02:00:00:00:5c:01", "02:00:00:00:5c:ff", (), in_port=1,
+                  spi=77).frame(3)
+    assert frame[12:14] == b"\x89\x4f" and frame[14:18] == bytes([0x0F, 0xC6, 0x01, 0x03])
+    assert struct.unpack("!I", frame[18:22])[0] == (77 << 8) | 255
+    assert frame[38 + 12:38 + 14] == b"\x08\x00"            # the inner frame is IPv4
+    assert parse_probe(frame[38 + 42:]) == ("n", 3)
