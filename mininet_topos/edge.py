@@ -138,12 +138,16 @@ class EdgeHost(Host):
         self.cmd("sysctl -qw net.ipv6.conf.default.disable_ipv6=1 "
                  "net.ipv6.conf.all.disable_ipv6=1")
 
-    def config(self, **params):
+    def config(self, mtu: int | None = None, **params):
+        """``mtu``: for every interface (room for a tunnel header on a path
+        that crosses one)."""
         result = super().config(**params)
         run(self, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
         for intf in self.intfNames():
             if intf != "lo":
                 run(self, "ethtool", "-K", intf, "tx", "off")
+                if mtu:
+                    run(self, "ip", "link", "set", intf, "mtu", str(mtu))
         return result
 
 

@@ -48,15 +48,17 @@ def paths_of(ctl, chain: str) -> list[dict]:
 
 
 def spi_of(sport: int, dport: int) -> int:
-    """Forward SPI stored in the connection's ct_label (bits 40..63)."""
-    lines = [c for c in harness.conntrack() if f"sport={sport},dport={dport})" in c]
+    """Forward SPI stored in the router's record of the connection (ct_label bits 40..63);
+    the proxy zones of the nodes hold entries of their own, without a mark."""
+    lines = [c for c in harness.conntrack()
+             if f"sport={sport},dport={dport})" in c and "mark=" in c]
     assert len(lines) == 1, lines
     label = int(re.search(r"labels=(0x[0-9a-f]+)", lines[0]).group(1), 16)
     return (label >> 40) & 0xFFFFFF
 
 
 def hop_packets(spi: int, si: int) -> int:
-    return harness.flow_packets("sp", "sp_forward", f"nsh_spi={spi:#x},nsh_si={si} ")
+    return harness.flow_packets("sp", "sp_forward", f"nsh_spi={spi:#x},nsh_si={si},")
 
 
 def node_delta(before: dict, after: dict) -> dict[str, tuple[int, int]]:
@@ -214,6 +216,9 @@ def test_in_band_accept_from_an_nsh_aware_node(controller, edge_net):
         controller.rest("PATCH", f"service-paths/{p['spi']}", {"admin_state": "down"})
     edge_net["cn5"].start_sf({p["spi"]: "accept" for p in paths if "cn5" in p["hops"]})
     try:
+        wait_until(lambda: controller.rest("GET", "liveness")[1]["nodes"]["cn5"]["up"])
+        wait_until(lambda: all(p["state"] == "up" for p in paths_of(controller, "fw-ids-dpi")
+                               if "cn5" in p["hops"]))
         sport = pick_sport(edge_net, 5201, "up1")
         t = run_transfer(edge_net, sport, 5201, chunks=40, interval=0.05)
         ins = wait_until(lambda: next((i for i in controller.rest("GET", "flow-programming")[1]
@@ -228,6 +233,7 @@ def test_in_band_accept_from_an_nsh_aware_node(controller, edge_net):
         assert all(f <= 1 and r <= 1 for f, r in after.values()), after   # without the chain
     finally:
         edge_net["cn5"].start_sf()
+        wait_until(lambda: controller.rest("GET", "liveness")[1]["nodes"]["cn5"]["up"])
         for p in others:
             controller.rest("PATCH", f"service-paths/{p['spi']}", {"admin_state": "up"})
 
@@ -255,7 +261,7 @@ def test_l3_node_failure_routes_unserviced_then_recovers(controller, edge_net):
     sport = pick_sport(edge_net, 5203, "up1")
     t = run_transfer(edge_net, sport, 5203, chunks=60, interval=0.05)
     time.sleep(0.8)
-    harness.edge.run(l3, "ip", "link", "set", "vxlan0", "down")   # silent: probes stop
+    harness.edge.run(l3, "nft", "insert", "rule", "ip", sp.L3_TABLE, "count", "drop")  # silent
     try:
         wait_until(lambda: "l3n" in controller.rest("GET", "liveness")[1]["down_nodes"])
         before = sp.l3_counters(edge_net)
@@ -263,7 +269,10 @@ def test_l3_node_failure_routes_unserviced_then_recovers(controller, edge_net):
         assert res["result"] == "ok", res
         assert sp.l3_counters(edge_net) == before          # pass policy: routed unserviced
     finally:
-        harness.edge.run(l3, "ip", "link", "set", "vxlan0", "up")
+        rules = harness.edge.run(l3, "nft", "-a", "list", "chain", "ip", sp.L3_TABLE, "count")
+        for handle in re.findall(r"drop # handle (\d+)", rules):
+            harness.edge.run(l3, "nft", "delete", "rule", "ip", sp.L3_TABLE, "count",
+                             "handle", handle)
     wait_until(lambda: "l3n" not in controller.rest("GET", "liveness")[1]["down_nodes"])
     before = sp.l3_counters(edge_net)
     transfer_ok(edge_net, pick_sport(edge_net, 5203, "up2"), 5203, chunks=10, interval=0.01)
