@@ -12,10 +12,10 @@ import subprocess
 import time
 import traceback
 
-from benchmarks import common, datapath, incremental, scale
+from benchmarks import common, datapath, failover, incremental, scale
 
 BENCHMARKS = (("scale", scale.main), ("incremental", incremental.main),
-              ("datapath", datapath.main))
+              ("datapath", datapath.main), ("failover", failover.main))
 
 
 def machine() -> str:

@@ -1,0 +1,147 @@
+"""Failover, flow programming and probe cost on the three-transport topology.
+
+* Failover: a 100 pps ping stream whose ICMP is redirected to chain fw-only (two
+  paths: cn1 or cn4); the node carrying it fails silently (an nftables drop
+  inside it); figures: detection time (node death -> controller marks it down),
+  gap (packets lost x interval, i.e. death -> first packet through the backup
+  path), over N trials, at 100 ms x 3 probes.
+* Flow programming: POST a drop instruction for the ping flow; time from the
+  REST call to the last echo reply that got through.
+* Probe cost: packet-ins per second spent on liveness for the nodes of the
+  topology (from the controller's probe counters).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from benchmarks import common
+from mininet_topos import lab
+from mininet_topos import service_plane as sp
+
+PING_INTERVAL = 0.01
+ICMP_RULE = {"name": "icmp-fw", "priority": 150, "action": "redirect", "policy": "fw",
+             "match": {"ip_proto": "icmp"}, "applied_to": ["uplink1", "uplink2"]}
+
+
+def _config() -> Path:
+    return Path(str(resources.files("ryu_si").joinpath("examples/three_transports.yaml")))
+
+
+def _ping(net, count: int) -> subprocess.Popen:
+    return net["cli"].popen(["ping", "-n", "-D", "-i", str(PING_INTERVAL), "-c", str(count),
+                             "-W", "1", "10.10.0.10"], stdout=subprocess.PIPE, text=True)
+
+
+def _reply_times(out: str) -> list[float]:
+    return [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M)]
+
+
+def _node_on_path(ctl) -> str:
+    """The node of the chain path the ping flow was committed to (ICMP id in conntrack)."""
+    line = next(c for c in lab.conntrack() if c.startswith("icmp") and "mark=" in c)
+    spi = (int(re.search(r"labels=(0x[0-9a-f]+)", line).group(1), 16) >> 40) & 0xFFFFFF
+    path = next(p for p in ctl.rest("GET", "service-paths")[1] if p["spi"] == spi)
+    return path["hops"][0]
+
+
+def _nft_node(net, node: str, verb: str) -> None:
+    if verb == "fail":
+        lab.edge.run(net[node], "nft", "insert", "rule", "bridge", lab.edge.NFT_TABLE, "count", "drop")
+        return
+    rules = lab.edge.run(net[node], "nft", "-a", "list", "chain", "bridge", lab.edge.NFT_TABLE,
+                         "count")
+    for handle in re.findall(r"drop # handle (\d+)", rules):
+        lab.edge.run(net[node], "nft", "delete", "rule", "bridge", lab.edge.NFT_TABLE, "count",
+                     "handle", handle)
+
+
+def _wait(pred, timeout: float = 10.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if pred():
+            return time.monotonic()
+        time.sleep(0.005)
+    raise TimeoutError("condition not met")
+
+
+def failover_trial(net, ctl) -> tuple[float, float]:
+    """(detection s, gap s) for one silent failure of the node carrying the pings."""
+    lab.flush_conntrack()
+    ping = _ping(net, 300)
+    time.sleep(0.8)
+    node = _node_on_path(ctl)
+    t_kill = time.monotonic()
+    _nft_node(net, node, "fail")
+    t_down = _wait(lambda: node in ctl.rest("GET", "liveness")[1]["down_nodes"])
+    out, _ = ping.communicate(timeout=30)
+    _nft_node(net, node, "heal")
+    _wait(lambda: node not in ctl.rest("GET", "liveness")[1]["down_nodes"])
+    times = _reply_times(out)
+    gap = max(b - a for a, b in zip(times, times[1:]))
+    return t_down - t_kill, gap
+
+
+def flow_programming_latency(net, ctl) -> float:
+    """REST drop instruction for a live TCP flow -> the controller sees the flow's next
+    packet execute it (the controller polls every 200 ms: an upper bound)."""
+    sport = lab.pick_sport(net, 5001, "up1")
+    t = lab.run_transfer(net, sport, 5001, chunks=300, interval=0.01)
+    time.sleep(0.8)
+    t_post = time.monotonic()
+    status, ins = ctl.rest("POST", "flow-programming", {
+        "ip_proto": "tcp", "ipv4_src": "198.51.100.10", "ipv4_dst": "10.10.0.10",
+        "tp_src": sport, "tp_dst": 5001, "action": "drop"})
+    done = _wait(lambda: any(i["num"] == ins["num"] and i["state"] == "executed"
+                             for i in ctl.rest("GET", "flow-programming")[1]))
+    t.kill()
+    return done - t_post if status == 201 else float("nan")
+
+
+def probe_cost(ctl, window: float = 2.0) -> tuple[int, float]:
+    def sent() -> int:
+        return sum(n["sent"] for n in ctl.rest("GET", "liveness")[1]["nodes"].values())
+    nodes = len(ctl.rest("GET", "liveness")[1]["nodes"])
+    s0 = sent()
+    time.sleep(window)
+    return nodes, (sent() - s0) / window
+
+
+def main(argv: list[str]) -> None:
+    trials = 5 if common.small() else 20
+    lab.flush_conntrack()
+    net = None
+    with lab.Controller(of_port=lab.free_port(), wsapi_port=lab.free_port(),
+                        config=_config()) as ctl:
+        try:
+            net = sp.start_full(controller_port=ctl.of_port)
+            ctl.wait_ready()
+            time.sleep(1.0)
+            assert ctl.rest("POST", "rules", ICMP_RULE)[0] == 201
+            results = [failover_trial(net, ctl) for _ in range(trials)]
+            det = [d * 1000 for d, _ in results]
+            gap = [g * 1000 for _, g in results]
+            rows = [["detection (ms)", *_mmm(det)], ["gap: death -> backup path (ms)", *_mmm(gap)]]
+            print(common.table(f"Failover, chain fw-only, {trials} trials, probes 100 ms x 3",
+                               ["figure", "min", "median", "max"], rows))
+            fp = flow_programming_latency(net, ctl)
+            print(f"flow programming (REST drop -> executed by the flow's next packet, "
+                  f"seen by a 200 ms poll): {fp * 1000:.0f} ms")
+            nodes, pps = probe_cost(ctl)
+            print(f"probe cost: {nodes} nodes -> {pps:.0f} probe packet-ins/s "
+                  f"({pps / max(1, nodes):.1f} per node)")
+        finally:
+            if net is not None:
+                sp.stop_full(net)
+
+
+def _mmm(values: list[float]) -> list[str]:
+    return [f"{min(values):.0f}", f"{common.median(values):.0f}", f"{max(values):.0f}"]
+
+
+if __name__ == "__main__":
+    common.run_main(lambda: main(sys.argv[1:]))
