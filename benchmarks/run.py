@@ -12,10 +12,11 @@ import subprocess
 import time
 import traceback
 
-from benchmarks import common, datapath, failover, incremental, scale
+from benchmarks import common, datapath, failover, incremental, scale, transports
 
 BENCHMARKS = (("scale", scale.main), ("incremental", incremental.main),
-              ("datapath", datapath.main), ("failover", failover.main))
+              ("datapath", datapath.main), ("transports", transports.main),
+              ("failover", failover.main))
 
 
 def machine() -> str:
