@@ -16,20 +16,14 @@ import re
 import subprocess
 import sys
 import time
-from importlib import resources
-from pathlib import Path
 
 from benchmarks import common
+from benchmarks.transports import three_transport_lab
 from mininet_topos import lab
-from mininet_topos import service_plane as sp
 
 PING_INTERVAL = 0.01
 ICMP_RULE = {"name": "icmp-fw", "priority": 150, "action": "redirect", "policy": "fw",
              "match": {"ip_proto": "icmp"}, "applied_to": ["uplink1", "uplink2"]}
-
-
-def _config() -> Path:
-    return Path(str(resources.files("ryu_si").joinpath("examples/three_transports.yaml")))
 
 
 def _ping(net, count: int) -> subprocess.Popen:
@@ -113,30 +107,20 @@ def probe_cost(ctl, window: float = 2.0) -> tuple[int, float]:
 
 def main(argv: list[str]) -> None:
     trials = 5 if common.small() else 20
-    lab.flush_conntrack()
-    net = None
-    with lab.Controller(of_port=lab.free_port(), wsapi_port=lab.free_port(),
-                        config=_config()) as ctl:
-        try:
-            net = sp.start_full(controller_port=ctl.of_port)
-            ctl.wait_ready()
-            time.sleep(1.0)
-            assert ctl.rest("POST", "rules", ICMP_RULE)[0] == 201
-            results = [failover_trial(net, ctl) for _ in range(trials)]
-            det = [d * 1000 for d, _ in results]
-            gap = [g * 1000 for _, g in results]
-            rows = [["detection (ms)", *_mmm(det)], ["gap: death -> backup path (ms)", *_mmm(gap)]]
-            print(common.table(f"Failover, chain fw-only, {trials} trials, probes 100 ms x 3",
-                               ["figure", "min", "median", "max"], rows))
-            fp = flow_programming_latency(net, ctl)
-            print(f"flow programming (REST drop -> executed by the flow's next packet, "
-                  f"seen by a 200 ms poll): {fp * 1000:.0f} ms")
-            nodes, pps = probe_cost(ctl)
-            print(f"probe cost: {nodes} nodes -> {pps:.0f} probe packet-ins/s "
-                  f"({pps / max(1, nodes):.1f} per node)")
-        finally:
-            if net is not None:
-                sp.stop_full(net)
+    with three_transport_lab() as (net, ctl):
+        assert ctl.rest("POST", "rules", ICMP_RULE)[0] == 201
+        results = [failover_trial(net, ctl) for _ in range(trials)]
+        det = [d * 1000 for d, _ in results]
+        gap = [g * 1000 for _, g in results]
+        rows = [["detection (ms)", *_mmm(det)], ["gap: death -> backup path (ms)", *_mmm(gap)]]
+        print(common.table(f"Failover, chain fw-only, {trials} trials, probes 100 ms x 3",
+                           ["figure", "min", "median", "max"], rows))
+        fp = flow_programming_latency(net, ctl)
+        print(f"flow programming (REST drop -> executed by the flow's next packet, "
+              f"seen by a 200 ms poll): {fp * 1000:.0f} ms")
+        nodes, pps = probe_cost(ctl)
+        print(f"probe cost: {nodes} nodes -> {pps:.0f} probe packet-ins/s "
+              f"({pps / max(1, nodes):.1f} per node)")
 
 
 def _mmm(values: list[float]) -> list[str]:
