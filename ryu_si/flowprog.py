@@ -72,6 +72,8 @@ def parse(body: Any, num: int, router_of: dict[str, str], source: str = "rest") 
 
 
 def _router(ref: Any, router_of: dict[str, str]) -> str:
+    if ref is not None and not isinstance(ref, str):
+        raise ValidationError("router", "must be a router name or id")
     if ref is None:
         if len(set(router_of.values())) != 1:
             raise ValidationError("router", "is required when there are several routers")

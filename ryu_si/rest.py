@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+
+import yaml
 from typing import Any, Callable
 
 from ryu.app.wsgi import ControllerBase, Response, route
@@ -37,8 +39,8 @@ def _body(req) -> Any:
         raise ValidationError("body", "is empty: send a JSON object")
     try:
         return json.loads(req.body)
-    except ValueError as e:
-        raise ValidationError("body", f"malformed JSON: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise ValidationError("body", f"malformed JSON: {str(e)[:200]}") from None
 
 
 def handler(fn: Callable) -> Callable:
@@ -92,8 +94,8 @@ class SIRestController(ControllerBase):
             raise ValidationError("body", "is empty: send a YAML or JSON config")
         try:
             doc = parse_document(req.body)
-        except ValueError as e:
-            raise ValidationError("body", f"malformed YAML/JSON: {e}") from None
+        except (ValueError, yaml.YAMLError, RecursionError) as e:
+            raise ValidationError("body", f"malformed YAML/JSON: {str(e)[:200]}") from None
         return json_response({"applied": self.service.replace_config(doc)})
 
     @route("si", BASE + "/openapi.json", methods=["GET"])

@@ -13,7 +13,9 @@ import time
 from typing import Any, Callable
 
 from openflow_tables import layout as L
+from openflow_tables.compile import compile_pipeline
 from openflow_tables.context import Context, Generations
+from openflow_tables.flow import FlowError
 from ryu_si import flowprog
 from ryu_si import model as m
 from ryu_si.paths import ServicePath, SpiTable, generate
@@ -46,7 +48,8 @@ class Service:
         self.paths: dict[str, list[ServicePath]] = {}
         self.instructions: list[flowprog.Instruction] = [
             flowprog.Instruction(**d) for d in state.get("instructions", [])]
-        self.applied_to_bits: dict[tuple[str, frozenset], int] = {}
+        self.applied_to_bits: dict[tuple[str, frozenset], int] = {
+            (r, frozenset(ids)): b for r, ids, b in state.get("applied_to_bits", [])}
         self.learned_neighbors: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
         self._allocate_bits()
@@ -191,6 +194,10 @@ class Service:
             self.counters = {**self.counters, "instruction": num + 1}
             if ins.action == "drop_message":
                 ins.state, ins.executed = "executed", ins.created
+            for old in self.instructions:
+                if old.state == "pending" and old.router == ins.router and \
+                        set(old.directions()) & set(ins.directions()):
+                    old.state = "superseded"       # one decision per connection
             self.instructions.append(ins)
             self._save_state(self._bump("flow_program"))
             self.on_change()
@@ -245,10 +252,32 @@ class Service:
         counters = self._assign_numbers(cand)
         check_model(cand)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
-        self.store.commit(self._changes(cand), counters, {"spis": self.spis.to_dict()})
+        self._trial_compile(cand, paths, probes)
+        bits = self._bits_for(cand, self.applied_to_bits)
+        self.store.commit(self._changes(cand), counters, {
+            "spis": self.spis.to_dict(),
+            "applied_to_bits": [[r, sorted(s), b] for (r, s), b in bits.items()]})
         self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
-        self._allocate_bits()
+        self.applied_to_bits = bits
         self.on_change()
+
+    def _trial_compile(self, cand: m.Model, paths, probes) -> None:
+        """Compile the candidate for every switch before anything is stored: a model the
+        datapath cannot hold (two flows with one match) is a 409, not a wedged store."""
+        ports = {i.port: n for n, i in enumerate(cand.all("interfaces"), start=1)}
+        ports.update({n.port: 1000 + k for k, n in enumerate(cand.all("service-nodes"))
+                      if n.port})
+        dpids = {d for r in cand.all("routers") for d in (r.dpid, r.service_plane_dpid) if d}
+        bits = self._bits_for(cand, self.applied_to_bits)
+        for dpid in dpids:
+            ctx = Context(cand, dpid, ports, bits, self.generations, down_nodes=self.down_nodes,
+                          paths=paths, failed_spis=self.failed_spis, probe_spis=probes,
+                          instructions=self.instructions)
+            try:
+                compile_pipeline(ctx)
+            except FlowError as e:
+                raise ValidationError("config", f"the datapath cannot hold this: {e}",
+                                      409) from None
 
     def _compute_paths(self, model: m.Model) -> dict[str, list[ServicePath]]:
         """Service paths of every chain; surviving paths keep their SPIs."""
@@ -281,13 +310,17 @@ class Service:
         return out
 
     def _allocate_bits(self) -> None:
+        self.applied_to_bits = self._bits_for(self.model, self.applied_to_bits)
+
+    @staticmethod
+    def _bits_for(model: m.Model, old: dict) -> dict[tuple[str, frozenset], int]:
         """Sticky applied_to-set bits: a set keeps its bit while any rule uses it."""
         wanted: dict[str, list[frozenset]] = {}
-        for rule in sorted(self.model.all("rules"), key=lambda r: r.rule_num):
+        for rule in sorted(model.all("rules"), key=lambda r: r.rule_num):
             sets = wanted.setdefault(rule.router, [])
             if frozenset(rule.applied_to) not in sets:
                 sets.append(frozenset(rule.applied_to))
-        bits = {k: b for k, b in self.applied_to_bits.items() if k[1] in wanted.get(k[0], [])}
+        bits = {k: b for k, b in old.items() if k[1] in wanted.get(k[0], [])}
         for router_id, sets in wanted.items():
             used = {b for (r, _), b in bits.items() if r == router_id}
             for s in sets:
@@ -295,4 +328,4 @@ class Service:
                     bit = next(b for b in range(L.APPLIED_TO_BITS) if b not in used)
                     bits[(router_id, s)] = bit
                     used.add(bit)
-        self.applied_to_bits = bits
+        return bits

@@ -60,7 +60,7 @@ def string(f: str, v: Any) -> str:
 
 @describes({"type": "string", "pattern": NAME_RE.pattern})
 def name(f: str, v: Any) -> str:
-    if not isinstance(v, str) or not NAME_RE.match(v):
+    if not isinstance(v, str) or not NAME_RE.fullmatch(v):
         _fail(f, "must be 1-64 characters of letters, digits, '_.:-', starting alphanumeric")
     return v
 
@@ -175,7 +175,8 @@ def _port_item(f: str, v: Any) -> str:
         return str(v)
     if isinstance(v, str):
         parts = v.split("-")
-        if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
+        if len(parts) in (1, 2) and all(p.strip().isascii() and p.strip().isdigit()
+                                         for p in parts):
             lo, hi = int(parts[0]), int(parts[-1])
             if 0 <= lo <= hi <= 65535:
                 return str(lo) if lo == hi else f"{lo}-{hi}"
@@ -368,6 +369,8 @@ def _unique(model: m.Model, kind: str, f: str) -> None:
 
 
 def _check_router(model: m.Model, r: m.Router) -> None:
+    if r.parent == r.id:
+        raise ValidationError("parent", "a router cannot be its own parent")
     if r.tier == "t1" and r.parent is None:
         raise ValidationError("parent", "a t1 router needs a t0 parent")
     if r.parent is not None and model.get("routers", r.parent).tier != "t0":

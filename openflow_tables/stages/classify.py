@@ -11,7 +11,7 @@ import itertools
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
-from openflow_tables.flow import Conjunction, Flow, Load, fields, flow, match
+from openflow_tables.flow import Conjunction, Flow, Load, flow, match
 from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM
 from ryu_si import model as m
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context
-from openflow_tables.flow import Ct, Load, Move, Resubmit, fields, flow, match
+from openflow_tables.flow import Ct, Load, Move, fields, flow, match
 
 ETH_IP = 0x0800
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -422,106 +422,7 @@ def listening(pid: int) -> list[str]:
     return [line.split()[3] for line in out.splitlines() if f"pid={pid}," in line]
 
 
-# ------------------------------------------------------------- known bugs
-
-KnownBug = Callable[[str, str, bytes], bool]
-
-
-def _json_or_yaml(path: str, method: str, raw: bytes) -> Any:
-    """What the controller decodes: JSON, or for PUT /config YAML too (may raise)."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        if (method, path) != ("PUT", "config"):
-            raise
-        return yaml.safe_load(raw)
-
-
-def deep_nesting(path: str, method: str, raw: bytes) -> bool:
-    try:
-        _json_or_yaml(path, method, raw)
-    except RecursionError:
-        return True
-    except Exception:  # noqa: BLE001 - any other outcome is not this bug
-        return False
-    return False
-
-
-def yaml_error(path: str, method: str, raw: bytes) -> bool:
-    if (method, path) != ("PUT", "config"):
-        return False
-    try:
-        json.loads(raw)
-        return False
-    except (ValueError, RecursionError):
-        pass
-    try:
-        yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-    return False
-
-
-def _port_strings(value: Any) -> list[str]:
-    """Strings given as tp_src / tp_dst (or their list items) in any 'match' object."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        match = value.get("match")
-        if isinstance(match, dict):
-            for k in ("tp_src", "tp_dst"):
-                v = match.get(k)
-                found += [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)]
-        for v in value.values():
-            found += _port_strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            found += _port_strings(v)
-    return found
-
-
-def _isdigit_but_not_int(s: str) -> bool:
-    parts = s.split("-")
-    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
-        return False
-    try:
-        [int(p) for p in parts]
-    except ValueError:
-        return True
-    return False
-
-
-def digit_port(path: str, method: str, raw: bytes) -> bool:
-    try:
-        body = _json_or_yaml(path, method, raw)
-    except Exception:  # noqa: BLE001
-        return False
-    return any(_isdigit_but_not_int(s) for s in _port_strings(body))
-
-
-def unhashable_router(path: str, method: str, raw: bytes) -> bool:
-    if (method, path) != ("POST", "flow-programming"):
-        return False
-    try:
-        body = json.loads(raw)
-    except Exception:  # noqa: BLE001
-        return False
-    return isinstance(body, dict) and isinstance(body.get("router"), (list, dict))
-
-
-# name -> predicate: the request would hit a 500 that the report describes.
-KNOWN_BUGS: dict[str, KnownBug] = {
-    "deep-nesting": deep_nesting,
-    "yaml-error": yaml_error,
-    "unicode-digit-port": digit_port,
-    "unhashable-router": unhashable_router,
-}
-
-
-def known_bug(path: str, method: str, raw: bytes) -> str | None:
-    return next((name for name, hit in KNOWN_BUGS.items() if hit(path, method, raw)), None)
-
+# ------------------------------------------------------------- fuzzing
 
 def instruction_tuples(raw: bytes) -> frozenset[tuple[str, ...]]:
     """Both directions of the connection a flow-programming body names (empty if none).
@@ -542,21 +443,6 @@ def _address(v: Any) -> str:
         return str(ipaddress.IPv4Address(v))
     except (ValueError, TypeError):
         return repr(v)
-
-
-COMPILE_CONFLICT = "FlowError: two flows share table/priority/match"
-
-
-def last_internal_error(log_text: str) -> str:
-    """The traceback of the controller's most recent 'internal error' ('' if none)."""
-    at = log_text.rfind("internal error on ")
-    return "" if at < 0 else log_text[at:]
-
-
-def compile_conflict(log_text: str) -> bool:
-    """Was the latest 500 the compiler refusing a model the checks let through
-    (two routes for one prefix...)?  That model is already committed."""
-    return COMPILE_CONFLICT in last_internal_error(log_text)
 
 
 @dataclass

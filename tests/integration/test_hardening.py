@@ -149,24 +149,13 @@ class Fuzzer:
         self.tally.by_status[reply.status] += 1
         self.tally.by_operation[(method, path.split("/")[0], reply.status)] += 1
         assert self.ctl.proc.poll() is None, f"controller died on {method} {path}"
-        if reply.status >= 500:
-            bug = self.known_5xx(method, path, raw)
-            assert bug, (f"{reply.status} on {method} {path} {raw[:300]!r}\nlast requests:\n"
-                         + "\n".join(self.recent) + f"\n{self.ctl.log_tail(30)}")
-            self.tally.known[bug] += 1
-        elif reply.status >= 400:
+        assert reply.status < 500, (f"{reply.status} on {method} {path} {raw[:300]!r}\n"
+                                    "last requests:\n" + "\n".join(self.recent)
+                                    + f"\n{self.ctl.log_tail(30)}")
+        if reply.status >= 400:
             assert_error_body(reply)
         elif (method, path) == ("PUT", "config"):
             self.restore()
-
-    def known_5xx(self, method: str, path: str, raw: bytes) -> str | None:
-        """A 5xx the report describes; a committed model that cannot compile is
-        replaced by the baseline (every later write would 500 too)."""
-        bug = hd.known_bug(path, method, raw)
-        if bug is None and hd.compile_conflict(self.ctl.log_path.read_text(errors="replace")):
-            self.restore()
-            bug = "compile-conflict"
-        return bug
 
     def restore(self) -> None:
         """Back to the baseline config (without its numbers: see the backup test)."""
@@ -218,31 +207,19 @@ def test_fuzzed_bodies_get_4xx_never_5xx_and_the_store_stays_consistent(
     assert canonical(get(ctl, "config")) == before        # GET -> PUT changes nothing
 
 
-# The 5xx the fuzzer tolerates (hardening_tools.KNOWN_BUGS) and one 4xx gap, each
-# pinned here: strict, so a fix turns these red until the marker goes.
+# Requests that once got a 500 (or a 201): each must now be a 4xx naming the field.
 KNOWN_BUG_REQUESTS = [
-    pytest.param("PUT", "config", b'{"rules": [}', id="yaml-error",
-                 marks=pytest.mark.xfail(strict=True, reason="YAMLError escapes parse "
-                                         "(config.parse_document) -> 500")),
-    pytest.param("PUT", "config", b"\xff\xfe{", id="yaml-reader-error",
-                 marks=pytest.mark.xfail(strict=True, reason="yaml ReaderError -> 500")),
-    pytest.param("POST", "rules", b"[" * 5000, id="deep-nesting",
-                 marks=pytest.mark.xfail(strict=True, reason="RecursionError from json.loads "
-                                         "is not a ValueError -> 500")),
+    pytest.param("PUT", "config", b'{"rules": [}', id="yaml-error"),
+    pytest.param("PUT", "config", b"\xff\xfe{", id="yaml-reader-error"),
+    pytest.param("POST", "rules", b"[" * 5000, id="deep-nesting"),
     pytest.param("POST", "rules", json.dumps(
         {"name": "sup", "priority": 5, "action": "drop", "applied_to": ["h-up1"],
-         "match": {"ip_proto": "tcp", "tp_dst": "\u00b2"}}).encode(), id="unicode-digit-port",
-        marks=pytest.mark.xfail(strict=True, reason="'²'.isdigit() but int('²') raises "
-                                "ValueError in validate._port_item -> 500")),
+         "match": {"ip_proto": "tcp", "tp_dst": "\u00b2"}}).encode(), id="unicode-digit-port"),
     pytest.param("POST", "flow-programming", json.dumps(
         {"router": [], "ip_proto": 6, "ipv4_src": "10.0.0.1", "ipv4_dst": "10.0.0.2",
-         "tp_src": 1, "tp_dst": 2, "action": "drop"}).encode(), id="unhashable-router",
-        marks=pytest.mark.xfail(strict=True, reason="flowprog._router: list in dict -> "
-                                "TypeError -> 500")),
+         "tp_src": 1, "tp_dst": 2, "action": "drop"}).encode(), id="unhashable-router"),
     pytest.param("POST", "routers", json.dumps({"name": "nl\n"}).encode(),
-                 id="trailing-newline-name",
-                 marks=pytest.mark.xfail(strict=True, reason="NAME_RE ends in '$', which "
-                                         "matches before a final newline: 201")),
+                 id="trailing-newline-name"),
 ]
 
 
@@ -284,8 +261,6 @@ def test_get_config_puts_back_when_a_router_precedes_its_parent(tmp_path: Path) 
         ctl.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="check_model accepts a router that is its own parent "
-                   "(or any parent cycle); GET /config of it cannot be PUT back")
 def test_a_router_cannot_be_its_own_parent(tmp_path: Path) -> None:
     ctl = hd.start_bare(tmp_path, hd.lab_config())
     try:
@@ -295,9 +270,6 @@ def test_a_router_cannot_be_its_own_parent(tmp_path: Path) -> None:
         ctl.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="check_model lets two routes for one prefix through; "
-                   "the compiler then raises FlowError after the commit: 500, and the switch "
-                   "gets nothing more until the route is deleted")
 def test_a_model_the_compiler_refuses_is_a_4xx_and_is_not_stored(start: Start) -> None:
     ctl = start()
     before = get(ctl, "config")
@@ -313,8 +285,6 @@ def test_a_model_the_compiler_refuses_is_a_4xx_and_is_not_stored(start: Start) -
         hd.call(ctl, "DELETE", "routes/far-again")   # the lab bridge gets the pipeline back
 
 
-@pytest.mark.xfail(strict=True, reason="applied_to bits are not stored: a restart allocates "
-                   "them afresh by rule number and rewrites ingress/classify flows")
 def test_a_restart_on_an_unchanged_config_sends_no_flow_mods(start: Start) -> None:
     ctl = start()
     recreate = next(r for r in hd.ANCHOR_RULES if r["name"] == "a0-both")
@@ -324,9 +294,6 @@ def test_a_restart_on_an_unchanged_config_sends_no_flow_mods(start: Start) -> No
     assert hd.switch_health(ctl)["flow_mods_last"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a second instruction for a pending connection compiles "
-                   "to flows that replace each other: FlowError after the commit, and every "
-                   "later write (PUT /config too, restarts too) fails until the store is wiped")
 def test_a_repeated_flow_programming_instruction_leaves_the_controller_working(
         start: Start) -> None:
     ctl = start()
@@ -339,21 +306,11 @@ def test_a_repeated_flow_programming_instruction_leaves_the_controller_working(
     assert hd.switch_matches_store(ctl.store) == ""
 
 
-def test_known_bug_classifier_matches_the_pinned_requests() -> None:
-    """The fuzzer excuses exactly these classes of 5xx, nothing broader."""
-    assert hd.known_bug("config", "PUT", b'{"rules": [}') == "yaml-error"
-    assert hd.known_bug("rules", "POST", b"[" * 5000) == "deep-nesting"
-    assert hd.known_bug("rules", "POST", b'{"match": {"tp_dst": ["80", "\xc2\xb2"]}}') \
-        == "unicode-digit-port"
-    assert hd.known_bug("flow-programming", "POST", b'{"router": {}}') == "unhashable-router"
+def test_instruction_tuples_name_one_connection_both_ways() -> None:
     assert hd.instruction_tuples(b'{"ip_proto": "tcp", "ipv4_src": "10.0.0.1", "ipv4_dst": '
                                  b'"10.0.0.2", "tp_src": 1, "tp_dst": 2}') \
         & hd.instruction_tuples(b'{"ip_proto": 6, "ipv4_src": "10.0.0.2", "ipv4_dst": '
                                 b'"10.0.0.1", "tp_src": 2, "tp_dst": 1, "action": "drop"}')
-    for path, method, raw in (("rules", "POST", b'{"rules": [}'), ("config", "PUT", b"{}"),
-                              ("rules", "POST", b'{"match": {"tp_dst": "80"}}'),
-                              ("rules", "POST", b'{"router": []}'), ("rules", "POST", b"[" * 50)):
-        assert hd.known_bug(path, method, raw) is None, (path, method, raw)
 
 
 # ---------------------------------------------------------------- 2. access
