@@ -74,7 +74,7 @@ def match_key(table_id: int, priority: int, ofpmatch: parser.OFPMatch) -> tuple:
     return table_id, priority, tuple(sorted(f for f in fields if f is not None))
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 19)   # a 50,000-rule pipeline holds ~220,000 flows
 def flow_key(flow: Flow) -> tuple:
     """Cached: every push keys the whole desired pipeline, and building matches is slow."""
     return match_key(L.table_id(flow.table), flow.priority, ofp_match(flow))

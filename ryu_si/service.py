@@ -115,29 +115,34 @@ class Service:
                 items = doc.get(kind) or []
                 if not isinstance(items, list):
                     raise ValidationError(kind, "must be a list")
+                old = {o.name: o for o in self.model.all(kind)}
                 for n, body in enumerate(items):
-                    cand.put(kind, self._replacement(kind, n, body, cand))
+                    cand.put(kind, self._replacement(kind, n, body, cand, old))
             self._apply(cand)
             return {k: len(v) for k, v in self.model.objects.items()}
 
-    def _replacement(self, kind: str, n: int, body: Any, cand: m.Model) -> Any:
+    def _replacement(self, kind: str, n: int, body: Any, cand: m.Model,
+                     old_by_name: dict[str, Any]) -> Any:
+        """One object of a whole document; names index the old objects (documents of
+        tens of thousands of rules must not be quadratic)."""
         try:
-            obj = build(kind, self._without_echoed_numbers(kind, body), cand)
+            obj = build(kind, self._without_echoed_numbers(kind, body, old_by_name), cand)
         except ValidationError as e:
             raise ValidationError(f"{kind}[{n}].{e.field}", e.message, e.status) from None
-        if cand.by_name(kind, obj.name) is not None:
+        old = old_by_name.get(obj.name)
+        if old is not None:
+            keep = {f: getattr(old, f) for f in ("id", *m.ASSIGNED_FIELDS.get(kind, ()))}
+            obj = dataclasses.replace(obj, **keep)
+        if cand.get(kind, obj.id) is not None:
             raise ValidationError(f"{kind}[{n}].name", f"duplicate name {obj.name!r}", 409)
-        old = self.model.by_name(kind, obj.name)
-        if old is None:
-            return obj
-        keep = {f: getattr(old, f) for f in ("id", *m.ASSIGNED_FIELDS.get(kind, ()))}
-        return dataclasses.replace(obj, **keep)
+        return obj
 
-    def _without_echoed_numbers(self, kind: str, body: Any) -> Any:
+    @staticmethod
+    def _without_echoed_numbers(kind: str, body: Any, old_by_name: dict[str, Any]) -> Any:
         """A document from GET /config carries assigned numbers; equal ones are fine."""
         if not isinstance(body, dict):
             return body
-        old = self.model.by_name(kind, body.get("name", ""))
+        old = old_by_name.get(body.get("name", "")) if isinstance(body.get("name"), str) else None
         return {k: v for k, v in body.items()
                 if not (k in m.ASSIGNED_FIELDS.get(kind, ()) and old is not None
                         and getattr(old, k) == v)}
