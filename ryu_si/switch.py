@@ -26,6 +26,7 @@ from openflow_tables.ofctl_render import render_flow, render_group
 
 LOG = logging.getLogger("ryu_si.switch")
 MAX_ERRORS = 50          # OpenFlow errors kept for /health
+YIELD_EVERY = 500   # flow-mods between yields to the other greenthreads
 MAX_SENT = 65536         # xids remembered to name the flow an error is about
 
 K = TypeVar("K")
@@ -53,8 +54,10 @@ def diff(installed: Mapping[K, V], desired: Mapping[K, V]) -> tuple[list[K], lis
 def flows_by_key(flows: Iterable[Flow]) -> dict[tuple, Flow]:
     """Desired flows by their OpenFlow identity; two different flows on one key is a bug."""
     out: dict[tuple, Flow] = {}
-    for f in flows:
+    for n, f in enumerate(flows, start=1):
         key = R.flow_key(f)
+        if n % (YIELD_EVERY * 4) == 0:
+            hub.sleep(0)          # keying 200,000 flows takes seconds: keep answering echoes
         if out.setdefault(key, f) != f:
             raise FlowError(f"flows replace each other on the switch: {f} and {out[key]}")
     return out
@@ -169,8 +172,10 @@ class Switch:
         group_send, group_delete = diff(self.installed_groups, prints)
         for gid in group_send:
             self._put_group(wanted_groups[gid], prints[gid])
-        for key in flow_send:
+        for n, key in enumerate(flow_send, start=1):
             self._put_flow(key, wanted[key], cookies[key])
+            if n % YIELD_EVERY == 0:
+                hub.sleep(0)      # let echo replies out: OVS drops a silent controller
         for key in flow_delete:
             self._delete_flow(key)
         for gid in group_delete:
