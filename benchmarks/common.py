@@ -8,6 +8,7 @@ no veth needed), veths into ``bn-`` namespaces when it does.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -26,16 +27,31 @@ from typing import Any
 from mininet_topos.lab import Controller, free_port, ofctl, sh
 from openflow_tables import layout as L
 
-QUIET_WAIT_S = 300        # longest wait for a running test suite to finish
+LOCK_NAME = "ryu-si-bench.lock"
+QUIET_WAIT_S = 60         # longest wait for a running test suite to finish
 CPU_HEAVY = ("pytest",)   # processes that would skew datapath figures
 _WAITING = threading.Event()   # set while wait_until_quiet waits (not measuring)
 
 
 def run_main(main: Callable[[], Any]) -> None:
-    """Run a benchmark's main so that SIGTERM still removes its bridges,
-    namespaces and processes (the context managers' exits run)."""
+    """Run a benchmark's main alone on this machine, so that SIGTERM still removes
+    its bridges, namespaces and processes (the context managers' exits run)."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    sys.exit(main())
+    with one_run_at_a_time():
+        sys.exit(main())
+
+
+@contextmanager
+def one_run_at_a_time() -> Iterator[None]:
+    """Two benchmark runs would delete each other's bridges and namespaces (same
+    names): the second waits for the first."""
+    with open(Path(tempfile.gettempdir()) / LOCK_NAME, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("waiting for another benchmark run to finish ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def small() -> bool:
