@@ -88,8 +88,13 @@ class ServiceInsertionApp(app_manager.RyuApp):
         return self.service.context(dpid, self.ports.get(dpid, {}))
 
     def _on_change(self) -> None:
+        """Push a committed change to every switch; a switch that fails is reported in
+        /health and reconciled when it reconnects (the change itself is stored)."""
         for dpid in list(self.switches):
-            self._sync(dpid, full=False)
+            try:
+                self._sync(dpid, full=False)
+            except Exception:  # noqa: BLE001 - one bad switch must not fail the request
+                LOG.exception("could not push the change to switch %016x", dpid)
 
     def _sync(self, dpid: int, full: bool) -> None:
         """Compile and send under one lock, so an older compile never lands last."""
