@@ -277,3 +277,28 @@ def test_l3_node_failure_routes_unserviced_then_recovers(controller, edge_net):
     before = sp.l3_counters(edge_net)
     transfer_ok(edge_net, pick_sport(edge_net, 5203, "up2"), 5203, chunks=10, interval=0.01)
     assert sp.l3_counters(edge_net)[0] - before[0] >= 10   # serviced again
+
+
+def test_reroute_moves_one_connection_to_another_path(controller, edge_net):
+    """REST reroute of one connection from its fw-only path to the other one: its
+    packets stop at the old node and go through the new one; others are untouched."""
+    sport = pick_sport(edge_net, 5202, "up1")
+    t = run_transfer(edge_net, sport, 5202, chunks=60, interval=0.05)
+    time.sleep(0.8)
+    old_spi = spi_of(sport, 5202)
+    paths = {p["spi"]: p["hops"][0] for p in paths_of(controller, "fw-only")}
+    new_spi = next(s for s in paths if s != old_spi)
+    status, ins = controller.rest("POST", "flow-programming", {
+        "ip_proto": "tcp", "ipv4_src": "198.51.100.10", "ipv4_dst": "10.10.0.10",
+        "tp_src": sport, "tp_dst": 5202, "action": "reroute", "spi": new_spi})
+    assert status == 201, ins
+    wait_until(lambda: any(i["num"] == ins["num"] and i["state"] == "executed"
+                           for i in controller.rest("GET", "flow-programming")[1]))
+    time.sleep(0.2)
+    before = sp.chain_counters(edge_net)
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    delta = node_delta(before, sp.chain_counters(edge_net))
+    assert spi_of(sport, 5202) == new_spi
+    assert delta[paths[old_spi]][0] <= 1, delta          # the old node is skipped
+    assert delta[paths[new_spi]][0] >= 10, delta         # the new path carries it
