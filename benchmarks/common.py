@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 import signal
@@ -82,7 +83,7 @@ def _fmt(v: Any) -> str:
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (p99 of 20 samples is the largest: say so, don't interpolate)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def median(values: list[float]) -> float:
