@@ -17,6 +17,7 @@ from mininet_topos.lab import (conntrack, flow_packets, move_connection, pick_sp
 
 pytestmark = pytest.mark.integration
 TAG = 0x80000000
+CLI_IP = "198.51.100.10"
 
 
 def biw(net) -> tuple[int, int]:
@@ -38,7 +39,8 @@ def classify_hits(rule: int) -> int:
 
 def mark_of(sport: int) -> int:
     """ct_mark of the one conntrack entry of a client source port."""
-    lines = [line for line in conntrack() if f"sport={sport}," in line]
+    lines = [line for line in conntrack()
+             if f"src={CLI_IP},dst=10.10.0.10,sport={sport}," in line]
     assert len(lines) == 1, f"expected one conntrack entry for sport {sport}: {lines}"
     m = re.search(r"mark=(\d+)", lines[0])
     return int(m.group(1)) if m else 0

@@ -51,7 +51,8 @@ def spi_of(sport: int, dport: int) -> int:
     """Forward SPI stored in the router's record of the connection (ct_label bits 40..63);
     the proxy zones of the nodes hold entries of their own, without a mark."""
     lines = [c for c in harness.conntrack()
-             if f"sport={sport},dport={dport})" in c and "mark=" in c]
+             if f"src=198.51.100.10,dst=10.10.0.10,sport={sport},dport={dport})" in c
+             and "mark=" in c]
     assert len(lines) == 1, lines
     label = int(re.search(r"labels=(0x[0-9a-f]+)", lines[0]).group(1), 16)
     return (label >> 40) & 0xFFFFFF
