@@ -1,13 +1,12 @@
 """Incremental updates over REST with 10,000 rules installed.
 
-Each operation (add a rule, move a rule to another existing applied_to set,
-delete the rule added before) is one REST call.  Reported per kind: flow-mods
-the switch layer sent for it (``flow_mods_total`` in ``GET /si/v1/health``,
-read before and after),
-REST response time, and REST-to-datapath latency: from sending the call until
-``ovs-ofctl dump-flows`` filtered on the rule's cookie shows the new state
-(flows present; the same number of flows, some with new content digests;
-no flows).
+The operations take turns (add a rule, move a rule to another existing
+applied_to set, delete the rule added before); each is one REST call.
+Reported per kind: flow-mods the switch layer sent for it (``flow_mods_total``
+in ``GET /si/v1/health``, read before and after), REST response time, and
+REST-to-datapath latency: from sending the call until ``ovs-ofctl dump-flows``
+filtered on the rule's cookie shows the new state (flows present; the same
+number of flows, some with new content digests; no flows).
 
     python -m benchmarks.incremental [--ops 200] [--rules 10000] [--ifaces 16]
 """
@@ -103,7 +102,7 @@ class Bench:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ops", type=int, default=20 if common.small() else 200,
-                    help="operations of each kind")
+                    help="operations in all, taking turns: add, change, delete")
     ap.add_argument("--rules", type=int, default=10_000)
     ap.add_argument("--ifaces", type=int, default=16)
     args = ap.parse_args(argv)
@@ -113,10 +112,13 @@ def main(argv: list[str] | None = None) -> None:
     with common.bridge(BRIDGE, DPID, edge.all_ports()), common.controller(doc) as ctl:
         common.start_installed(ctl, BRIDGE)
         bench = Bench(ctl, edge, seed=2)
-        for n in range(args.ops):
-            created = bench.add(n)
-            bench.change(f"g{bench.rnd.randrange(args.rules)}")
-            bench.delete(created)
+        for n in range(args.ops):   # add, change, delete, add, ...
+            if n % 3 == 0:
+                created = bench.add(n // 3)
+            elif n % 3 == 1:
+                bench.change(f"g{bench.rnd.randrange(args.rules)}")
+            else:
+                bench.delete(created)
         flows = common.flow_count(BRIDGE)
     print(common.table(f"incremental REST updates, {args.rules:,} rules x {args.ifaces} "
                        f"interfaces, {flows:,} flows installed ({common.scale_name()})",
