@@ -20,7 +20,7 @@ from ryu_si import flowprog
 from ryu_si import model as m
 from ryu_si.paths import ServicePath, SpiTable, generate
 from ryu_si.store import Store
-from ryu_si.validate import ValidationError, build, check_model
+from ryu_si.validate import ValidationError, build, check_model, integer
 
 # Datapath number spaces: (kind, field, counter name, first value, largest value).
 NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
@@ -103,7 +103,10 @@ class Service:
             self._apply(cand)
 
     def replace_config(self, doc: Any) -> dict[str, int]:
-        """Make the model exactly ``doc``; objects keep id and numbers by name."""
+        """Make the model exactly ``doc``.  Objects keep id and numbers by name; a new
+        object keeps the numbers the document gives it (a backup restored into a fresh
+        controller) unless they were handed out here before.  List order carries no
+        meaning: a router may come before its parent."""
         with self._lock:
             if not isinstance(doc, dict):
                 raise ValidationError("config", "must be an object of resource lists")
@@ -111,41 +114,60 @@ class Service:
                 if key not in m.KINDS:
                     raise ValidationError(f"config.{key}", "unknown resource")
             cand = m.Model()
+            claimed: dict[str, dict[int, str]] = {}
             for kind in m.KINDS:
                 items = doc.get(kind) or []
                 if not isinstance(items, list):
                     raise ValidationError(kind, "must be a list")
                 old = {o.name: o for o in self.model.all(kind)}
-                for n, body in enumerate(items):
-                    cand.put(kind, self._replacement(kind, n, body, cand, old))
+                for n, body in _referenced_first(kind, items):
+                    where = f"{kind}[{n}]"
+                    obj = self._replacement(kind, where, body, cand, old)
+                    self._claim_numbers(kind, where, obj, claimed)
+                    cand.put(kind, obj)
             self._apply(cand)
             return {k: len(v) for k, v in self.model.objects.items()}
 
-    def _replacement(self, kind: str, n: int, body: Any, cand: m.Model,
+    def _replacement(self, kind: str, where: str, body: Any, cand: m.Model,
                      old_by_name: dict[str, Any]) -> Any:
         """One object of a whole document; names index the old objects (documents of
         tens of thousands of rules must not be quadratic)."""
         try:
-            obj = build(kind, self._without_echoed_numbers(kind, body, old_by_name), cand)
+            body, numbers = _split_numbers(kind, body)
+            obj = build(kind, body, cand)
         except ValidationError as e:
-            raise ValidationError(f"{kind}[{n}].{e.field}", e.message, e.status) from None
+            raise ValidationError(f"{where}.{e.field}", e.message, e.status) from None
         old = old_by_name.get(obj.name)
-        if old is not None:
+        if old is None:
+            obj = dataclasses.replace(obj, **self._unissued(kind, numbers))
+        else:
+            for f, v in numbers.items():
+                if getattr(old, f) != v:
+                    raise ValidationError(f"{where}.{f}", f"is {getattr(old, f)} for "
+                                          f"{obj.name!r}: assigned numbers never change", 409)
             keep = {f: getattr(old, f) for f in ("id", *m.ASSIGNED_FIELDS.get(kind, ()))}
             obj = dataclasses.replace(obj, **keep)
         if cand.get(kind, obj.id) is not None:
-            raise ValidationError(f"{kind}[{n}].name", f"duplicate name {obj.name!r}", 409)
+            raise ValidationError(f"{where}.name", f"duplicate name {obj.name!r}", 409)
         return obj
 
+    def _unissued(self, kind: str, numbers: dict[str, int]) -> dict[str, int]:
+        """The numbers a new object may keep: those this controller never handed out
+        (a number is never reused: an old conntrack record may still carry it)."""
+        return {f: v for f, v in numbers.items()
+                if v >= self.counters.get(_space(kind, f), 1)}
+
     @staticmethod
-    def _without_echoed_numbers(kind: str, body: Any, old_by_name: dict[str, Any]) -> Any:
-        """A document from GET /config carries assigned numbers; equal ones are fine."""
-        if not isinstance(body, dict):
-            return body
-        old = old_by_name.get(body.get("name", "")) if isinstance(body.get("name"), str) else None
-        return {k: v for k, v in body.items()
-                if not (k in m.ASSIGNED_FIELDS.get(kind, ()) and old is not None
-                        and getattr(old, k) == v)}
+    def _claim_numbers(kind: str, where: str, obj: Any,
+                       claimed: dict[str, dict[int, str]]) -> None:
+        """Two objects of one document cannot hold one datapath number."""
+        for f in m.ASSIGNED_FIELDS.get(kind, ()):
+            value = getattr(obj, f)
+            if not value:
+                continue
+            holder = claimed.setdefault(_space(kind, f), {}).setdefault(value, where)
+            if holder != where:
+                raise ValidationError(f"{where}.{f}", f"{value} is also given to {holder}", 409)
 
     def set_path_admin_state(self, spi: int, state: str) -> ServicePath:
         """Take one service path out of (or back into) its chain's select group."""
@@ -295,6 +317,9 @@ class Service:
 
     def _assign_numbers(self, cand: m.Model) -> dict[str, int]:
         counters = dict(self.counters)
+        for kind, f, space, first, _ in NUMBERS:
+            held = [getattr(o, f) for o in cand.all(kind)]
+            counters[space] = max([counters.get(space, first), first, *(v + 1 for v in held)])
         for kind, f, space, first, last in NUMBERS:
             for obj in sorted(cand.all(kind), key=lambda o: o.name):
                 if getattr(obj, f):
@@ -334,3 +359,51 @@ class Service:
                     bits[(router_id, s)] = bit
                     used.add(bit)
         return bits
+
+
+def _space(kind: str, f: str) -> str:
+    """The number space of one assigned field (routers and nodes share ct zones)."""
+    return next(space for k, name, space, _, _ in NUMBERS if (k, name) == (kind, f))
+
+
+def _split_numbers(kind: str, body: Any) -> tuple[Any, dict[str, int]]:
+    """A document's object without its assigned numbers, and those numbers checked."""
+    if not isinstance(body, dict):
+        return body, {}
+    numbers = {}
+    for kind_, f, _, first, last in NUMBERS:
+        if kind_ == kind and body.get(f) not in (None, 0):
+            numbers[f] = integer(first, last)(f, body[f])
+    return {k: v for k, v in body.items() if k not in numbers and k not in
+            m.ASSIGNED_FIELDS.get(kind, ())}, numbers
+
+
+def _referenced_first(kind: str, items: list[Any]) -> list[tuple[int, Any]]:
+    """Items of one kind (with their index) ordered so that an item another one of the
+    same kind refers to (a t1 router's parent) comes first; the rest keep their order."""
+    self_refs = [f for f, target in m.REFERENCES[kind].items() if target == kind]
+    if not self_refs:
+        return list(enumerate(items))
+    keys = {}
+    for n, body in enumerate(items):
+        if isinstance(body, dict):
+            for k in ("id", "name"):
+                if isinstance(body.get(k), str):
+                    keys.setdefault(body[k], n)
+    placed: set[int] = set()
+    ordered: list[tuple[int, Any]] = []
+
+    def place(n: int, seen: frozenset[int]) -> None:
+        if n in placed or n in seen:
+            return           # a cycle is left to the model checks, which name it
+        body = items[n]
+        for f in self_refs:
+            ref = body.get(f) if isinstance(body, dict) else None
+            if isinstance(ref, str) and ref in keys:
+                place(keys[ref], seen | {n})
+        placed.add(n)
+        ordered.append((n, body))
+
+    for n in range(len(items)):
+        place(n, frozenset())
+    return ordered

@@ -371,6 +371,8 @@ def _unique(model: m.Model, kind: str, f: str) -> None:
 def _check_router(model: m.Model, r: m.Router) -> None:
     if r.parent == r.id:
         raise ValidationError("parent", "a router cannot be its own parent")
+    if r.tier == "t0" and r.parent is not None:
+        raise ValidationError("parent", "only a t1 router has a parent")
     if r.tier == "t1" and r.parent is None:
         raise ValidationError("parent", "a t1 router needs a t0 parent")
     if r.parent is not None and model.get("routers", r.parent).tier != "t0":

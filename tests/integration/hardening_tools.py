@@ -188,31 +188,6 @@ def without_assigned(config: dict[str, list[dict[str, Any]]]) -> dict[str, list[
                    for obj in objs] for kind, objs in config.items()}
 
 
-def forward_parents(config: dict[str, list[dict[str, Any]]]) -> bool:
-    """Does a router name itself or a router listed after it as parent?  (PUT /config
-    resolves references in list order, so such a GET /config document comes back 422.)"""
-    index = {r["id"]: n for n, r in enumerate(config.get("routers", []))}
-    return any(index.get(r.get("parent"), -1) >= n
-               for n, r in enumerate(config.get("routers", [])))
-
-
-def parents_first(config: dict[str, list[dict[str, Any]]]
-                  ) -> dict[str, list[dict[str, Any]]] | None:
-    """The same document with every router after its parent; None if parents form a
-    cycle (a router its own parent, or A under B under A), which no order puts back."""
-    routers = {r["id"]: r for r in config.get("routers", [])}
-    ordered: list[str] = []
-    for rid in routers:
-        chain: list[str] = []
-        while rid in routers and rid not in ordered:
-            if rid in chain:
-                return None
-            chain.append(rid)
-            rid = routers[rid].get("parent")
-        ordered += reversed(chain)
-    return {**config, "routers": [routers[rid] for rid in ordered]}
-
-
 def write_config(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ryu_si.config import default_document
+from ryu_si.model import ASSIGNED_FIELDS, KINDS, to_dict
 from ryu_si.service import Service
 from ryu_si.store import Store
 from ryu_si.validate import ValidationError
@@ -122,3 +123,85 @@ def test_get_config_document_can_be_put_back_unchanged(service):
     with pytest.raises(ValidationError) as e:
         service.replace_config(doc)
     assert e.value.field.endswith("rule_num")
+
+
+# --- whole documents: a backup restores anywhere, in any order ------------------------------
+def backup(svc: Service) -> dict:
+    """What GET /config answers: every object with its id and assigned numbers."""
+    return {k: [to_dict(o) for o in svc.model.all(k)] for k in KINDS}
+
+
+def numbers(svc: Service) -> dict:
+    return {(k, o.name): tuple(getattr(o, f) for f in ASSIGNED_FIELDS.get(k, ()))
+            for k in KINDS for o in svc.model.all(k)}
+
+
+def fresh(tmp_path, name: str = "fresh.sqlite") -> Service:
+    return Service(Store(str(tmp_path / name)))
+
+
+def test_a_backup_restores_into_a_fresh_controller_with_ids_and_numbers(service, tmp_path):
+    service.delete("rules", "alt-web-uplink1")           # leaves a gap below the high-water mark
+    doc = backup(service)
+    other = fresh(tmp_path)
+    other.replace_config(doc)
+    assert backup(other) == doc
+    assert numbers(other) == numbers(service)
+    added = other.create("rules", {**GOOD_RULE, "name": "later"})
+    assert added.rule_num == max(r.rule_num for r in service.model.all("rules")) + 1
+
+
+def test_a_restore_does_not_reuse_a_number_handed_out_before(service):
+    gone = service.find("rules", "alt-web-uplink1")
+    doc = backup(service)
+    service.delete("rules", gone.id)
+    service.replace_config(doc)                       # the deleted rule comes back
+    back = service.find("rules", "alt-web-uplink1")
+    assert back.rule_num != gone.rule_num
+    assert back.rule_num > max(r.rule_num for r in service.model.all("rules")
+                               if r.name != "alt-web-uplink1")
+
+
+def test_an_existing_object_keeps_its_number_and_refuses_another(service):
+    doc = backup(service)
+    before = service.model.copy()
+    rule = next(r for r in doc["rules"] if r["name"] == "alt-web-uplink1")
+    rule["rule_num"] += 100
+    with pytest.raises(ValidationError) as e:
+        service.replace_config(doc)
+    assert (e.value.status, e.value.field) == (409, f"rules[{doc['rules'].index(rule)}].rule_num")
+    assert service.model == before
+
+
+def test_two_objects_of_a_document_cannot_claim_one_number(tmp_path, service):
+    doc = backup(service)
+    doc["rules"][1]["rule_num"] = doc["rules"][0]["rule_num"]
+    with pytest.raises(ValidationError) as e:
+        fresh(tmp_path).replace_config(doc)
+    assert e.value.status == 409
+    assert e.value.field.endswith(".rule_num")
+
+
+def test_a_bad_number_in_a_document_is_a_400_naming_it(tmp_path):
+    doc = default_document()
+    doc["rules"][0]["rule_num"] = "seven"
+    with pytest.raises(ValidationError) as e:
+        fresh(tmp_path).replace_config(doc)
+    assert (e.value.status, e.value.field) == (400, "rules[0].rule_num")
+
+
+def test_a_router_may_be_listed_before_its_parent(tmp_path):
+    doc = default_document()
+    tenant = {"name": "tenant1", "tier": "t1", "parent": doc["routers"][0]["name"]}
+    doc["routers"] = [tenant, *doc["routers"]]
+    svc = fresh(tmp_path)
+    svc.replace_config(doc)
+    t1 = svc.find("routers", "tenant1")
+    assert svc.model.get("routers", t1.parent).name == doc["routers"][1]["name"]
+
+
+def test_a_t0_router_has_no_parent(service):
+    service.create("routers", {"name": "other-t0"})
+    with pytest.raises(ValidationError) as e:
+        service.update("routers", "other-t0", {"parent": "edge"})
+    assert (e.value.status, e.value.field) == (400, "parent")
