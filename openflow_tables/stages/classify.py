@@ -6,8 +6,10 @@ multi-valued fields become a conjunctive match with one clause per field.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
+from typing import NamedTuple
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
@@ -45,7 +47,10 @@ def _prefix(cidr: str):
 
 def match_dimensions(rule: m.Rule) -> dict[str, list]:
     """Each OpenFlow field of the rule with the list of values it may take."""
-    mt = rule.match
+    return _dimensions(rule.match)
+
+
+def _dimensions(mt: dict) -> dict[str, list]:
     dims: dict[str, list] = {}
     if "ip_proto" in mt:
         dims["ip_proto"] = [mt["ip_proto"]]
@@ -58,31 +63,59 @@ def match_dimensions(rule: m.Rule) -> dict[str, list]:
     return dims
 
 
-def decision(rule: m.Rule, ctx: Context) -> tuple[list, str]:
+class RuleInputs(NamedTuple):
+    """Everything a rule's classify flows depend on.  Equal inputs give equal flows, so
+    they are compiled once and reused by every later compile (a REST change recompiles
+    the pipeline; only the rules it touched are built again)."""
+
+    rule_num: int
+    priority: int
+    action: str
+    policy_num: int
+    router_num: int
+    bit: int
+    match: tuple        # the rule's match, frozen: ((field, value or tuple of values), ...)
+
+
+def rule_inputs(rule: m.Rule, ctx: Context) -> RuleInputs:
+    policy = ctx.model.get("policies", rule.policy) if rule.action == "redirect" else None
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                          for k, v in rule.match.items()))
+    return RuleInputs(rule.rule_num, rule.priority, rule.action, policy.num if policy else 0,
+                      ctx.router(rule.router).num, ctx.rule_bit(rule), frozen)
+
+
+def decision(rule: RuleInputs) -> tuple[list, str]:
     """Actions and next table for a rule's action."""
     loads = [Load.field(L.RULE_NUM, rule.rule_num)]
     if rule.action == "redirect":
-        policy = ctx.model.get("policies", rule.policy)
-        return loads + [Load.field(L.POLICY_NUM, policy.num)], "policy"
+        return loads + [Load.field(L.POLICY_NUM, rule.policy_num)], "policy"
     transport = L.TRANSPORT_DROP if rule.action == "drop" else L.TRANSPORT_NONE
     return loads + [Load.field(L.TRANSPORT, transport)], "commit"
 
 
-def rule_flows(rule: m.Rule, ctx: Context) -> list[Flow]:
-    reg, bit = L.applied_to_bit(ctx.rule_bit(rule))
-    base = {"metadata": router_match(ctx.router(rule.router)), "eth_type": ETH_IP}
-    if "ip_proto" in rule.match:
-        base["ip_proto"] = rule.match["ip_proto"]
-    dims = match_dimensions(rule)
+def rule_flows(rule: m.Rule, ctx: Context) -> tuple[Flow, ...]:
+    """The classify flows of one rule (from the cache when its inputs did not change)."""
+    return compiled_rule(rule_inputs(rule, ctx))
+
+
+@functools.lru_cache(maxsize=1 << 17)      # holds the rules of a 50,000-rule config twice
+def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
+    reg, bit = L.applied_to_bit(rule.bit)
+    mt = {k: list(v) if isinstance(v, tuple) else v for k, v in rule.match}
+    base = {"metadata": (rule.router_num, L.ROUTER.mask), "eth_type": ETH_IP}
+    if "ip_proto" in mt:
+        base["ip_proto"] = mt["ip_proto"]
+    dims = _dimensions(mt)
     single = {f: v[0] for f, v in dims.items() if len(v) == 1}
     multi = {f: v for f, v in dims.items() if len(v) > 1}
-    actions, goto = decision(rule, ctx)
+    actions, goto = decision(rule)
     prio, ck = rule.priority, L.cookie("rule", rule.rule_num)
     first = {**base, **single, reg: (bit, bit)}
     if len(multi) <= 1:
         f, values = next(iter(multi.items()), (None, [None]))
-        return [flow("classify", prio, match(**first, **({f: v} if f else {})), actions, goto, ck)
-                for v in values]
+        return tuple(flow("classify", prio, match(**first, **({f: v} if f else {})), actions,
+                          goto, ck) for v in values)
     out = []
     n = len(multi)
     for k, (f, values) in enumerate(multi.items(), start=1):
@@ -90,7 +123,7 @@ def rule_flows(rule: m.Rule, ctx: Context) -> list[Flow]:
         out += [flow("classify", prio, match(**extra, **{f: v}),
                      [Conjunction(rule.rule_num, k, n)], cookie=ck) for v in values]
     out.append(flow("classify", prio, match(conj_id=rule.rule_num), actions, goto, ck))
-    return out
+    return tuple(out)
 
 
 def merge_conjunctions(flows: list[Flow]) -> list[Flow]:

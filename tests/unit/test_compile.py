@@ -160,3 +160,42 @@ def test_generation_bump_changes_two_flows(service):
     after = set(compile_for(service).flows)
     assert len(after - before) == 2
     assert {f.table for f in after - before} == {"commit", "gen_check"}
+
+
+def _rule_flows(pipe, rule, table="classify"):
+    return [f for f in pipe.table(table) if f.cookie == L.cookie("rule", rule.rule_num)]
+
+
+def test_a_change_rebuilds_only_the_rules_it_touches(service):
+    before = compile_for(service)
+    web, alt = _rule(service, "web-inspect"), _rule(service, "alt-web-uplink1")
+    service.update("rules", "alt-web-uplink1", {"priority": 95,
+                                                        "applied_to": ["uplink1", "uplink2"]})
+    after = compile_for(service)
+    assert [f.priority for f in _rule_flows(after, alt)] == [95]
+    assert _rule_flows(after, alt, "applied_to") != _rule_flows(before, alt, "applied_to")
+    for table in ("classify", "applied_to"):       # the untouched rule: the very same objects
+        assert all(a is b for a, b in zip(_rule_flows(after, web, table),
+                                          _rule_flows(before, web, table), strict=True))
+
+
+def test_cached_rule_flows_equal_a_cold_compile(service):
+    from openflow_tables.stages import applied_to, classify
+    service.update("rules", "web-inspect", {"match": {"ip_proto": "tcp", "tp_dst": "80-90",
+                                                      "ipv4_src": ["198.51.100.0/25",
+                                                                   "203.0.113.0/24"]}})
+    warm = compile_for(service)
+    classify.compiled_rule.cache_clear()
+    applied_to._record_flow.cache_clear()
+    assert compile_for(service) == warm
+
+
+def test_a_policy_renumbered_under_a_rule_changes_its_flows(service):
+    from openflow_tables.stages.classify import rule_inputs
+    from tests.unit.conftest import DEMO_PORTS
+    web = _rule(service, "web-inspect")
+    ctx = service.context(1, DEMO_PORTS)
+    inputs = rule_inputs(web, ctx)
+    policy = service.model.get("policies", web.policy)
+    policy.num += 7                                   # what a cached key must notice
+    assert rule_inputs(web, ctx) != inputs
