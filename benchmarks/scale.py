@@ -158,7 +158,7 @@ def _alive(ctl) -> bool:
 
 def _connects(ctl) -> int:
     """Times the switch connected (the app logs each one): more than one is a lost session."""
-    return ctl.log_path.read_text(errors="replace").count(" connected, ports ")
+    return ctl.log_path.read_text(errors="replace").count("switch_connected ")
 
 
 def profile(n_rules: int, n_ifaces: int, top: int = 15) -> None:

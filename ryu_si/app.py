@@ -3,7 +3,8 @@
 Run it the way any Ryu app runs:  ``ryu-manager ryu_si.app``.
 Settings (oslo options in the ``[si]`` section of ``--config-file``, or the
 environment): ``store`` / RYU_SI_STORE (SQLite file), ``config`` /
-RYU_SI_CONFIG (YAML/JSON document applied at start).  REST listens on Ryu's
+RYU_SI_CONFIG (YAML/JSON document applied at start), ``log_format`` /
+RYU_SI_LOG_FORMAT (text or json lines).  REST listens on Ryu's
 ``--wsapi-host`` (127.0.0.1 by default here) and ``--wsapi-port``.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import subprocess
 import threading
 import time
 
@@ -31,13 +33,15 @@ from openflow_tables.flow import Load, Resubmit
 from openflow_tables.stages.ingress import (PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS,
                                             PIPELINE_FLOW_PROGRAM, PIPELINE_PROBE)
 from ryu_si import config as si_config
-from ryu_si import nsh_signal, probes
+from ryu_si import logs, nsh_signal, ofproto_trace, probes
 from ryu_si.liveness import Liveness, parse_probe
+from ryu_si.logs import dpid_str, event
 from ryu_si.rest import APP_KEY, SIRestController
-from ryu_si.ovsdb_names import name_tables
+from ryu_si.ovsdb_names import bridge_of, name_tables
 from ryu_si.service import Service
 from ryu_si.store import Store
 from ryu_si.switch import Switch
+from ryu_si.trace import Confirmation, TraceResult
 from ryu_si.validate import ValidationError
 
 LOG = logging.getLogger("ryu_si.app")
@@ -47,6 +51,7 @@ CONF.register_opts([
     cfg.StrOpt("config", help="YAML/JSON configuration applied at start"),
     cfg.FloatOpt("probe_interval", help="seconds between liveness probes (0: no probing)"),
     cfg.IntOpt("probe_multiplier", help="missed probes before a node is down"),
+    cfg.StrOpt("log_format", help="text (key=value) or json (one object per line)"),
 ], group="si")
 CONF.set_default("wsapi_host", "127.0.0.1")
 ARP_RETRY_S = 1.0
@@ -61,6 +66,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        logs.setup(si_config.log_format(CONF.si.log_format))
         self.switches: dict[int, Switch] = {}
         self.ports: dict[int, dict[str, int]] = {}
         self._arp_asked: dict[tuple[str, str], float] = {}
@@ -94,19 +100,27 @@ class ServiceInsertionApp(app_manager.RyuApp):
             try:
                 self._sync(dpid, full=False)
             except Exception:  # noqa: BLE001 - one bad switch must not fail the request
-                LOG.exception("could not push the change to switch %016x", dpid)
+                event(LOG, logging.ERROR, "switch_push_failed", dpid=dpid_str(dpid),
+                      exc_info=True)
 
     def _sync(self, dpid: int, full: bool) -> None:
-        """Compile and send under one lock, so an older compile never lands last."""
+        """Compile and send under one lock, so an older compile never lands last.
+        Logged: every reconcile, and every push that sent something (compile to barrier)."""
         with self._sync_lock:
             sw = self.switches.get(dpid)
             if sw is None:
                 return
+            started = time.monotonic()
             pipe = compile_pipeline(self.context(dpid))
             (sw.reconcile if full else sw.push)(pipe.flows, pipe.groups)
+            summary = {"flow_mods": sw.counters.flow_mods_last,
+                       "group_mods": sw.counters.group_mods_last,
+                       "seconds": round(time.monotonic() - started, 3)}
         if full:
-            LOG.info("switch %016x reconciled: %d flows, %d groups", dpid, len(pipe.flows),
-                     len(pipe.groups))
+            event(LOG, logging.INFO, "switch_reconciled", dpid=dpid_str(dpid),
+                  flows=len(pipe.flows), groups=len(pipe.groups), **summary)
+        elif summary["flow_mods"] or summary["group_mods"]:
+            event(LOG, logging.INFO, "switch_synced", dpid=dpid_str(dpid), **summary)
 
     # --- switch events -------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -117,7 +131,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
             hub.spawn(self._connected, dp)
         elif dp.id in self.switches:
             del self.switches[dp.id]
-            LOG.info("switch %016x disconnected", dp.id)
+            event(LOG, logging.INFO, "switch_disconnected", dpid=dpid_str(dp.id))
 
     def _connected(self, dp) -> None:
         parser = dp.ofproto_parser
@@ -126,7 +140,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.ports[dp.id] = {p.name.decode() if isinstance(p.name, bytes) else p.name: p.port_no
                              for r in replies or [] for p in r.body
                              if p.port_no < dp.ofproto.OFPP_MAX}
-        LOG.info("switch %016x connected, ports %s", dp.id, self.ports[dp.id])
+        event(LOG, logging.INFO, "switch_connected", dpid=dpid_str(dp.id),
+              ports=self.ports[dp.id])
         name_tables(dp.id)
         self._sync(dp.id, full=True)
 
@@ -151,7 +166,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
             ports |= {self.service.model.get("interfaces", i).port
                       for i in (node.interface, node.interface_a, node.interface_b) if i}
             if port_name in ports and self.liveness.force_down(node.id, time.time()):
-                LOG.warning("service node %s down: port %s", node.name, port_name)
+                event(LOG, logging.WARNING, "service_node_state", node=node.name,
+                      state="down", cause="port_down", port=port_name)
                 self.service.set_node_state(node.id, up=False)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
@@ -159,7 +175,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
         sw = self.switches.get(ev.msg.datapath.id)
         if sw is not None:
             sw.record_error(ev.msg)
-        LOG.warning("OpenFlow error type=%s code=%s", ev.msg.type, ev.msg.code)
+        event(LOG, logging.WARNING, "openflow_error", dpid=dpid_str(ev.msg.datapath.id),
+              type=ev.msg.type, code=ev.msg.code)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev) -> None:
@@ -182,7 +199,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
             try:
                 self._probe_round(time.time())
             except Exception:  # noqa: BLE001 - the loop must survive a bad round
-                LOG.exception("liveness round failed")
+                event(LOG, logging.ERROR, "liveness_round_failed", exc_info=True)
             hub.sleep(self.liveness.interval)
 
     def _probe_round(self, now: float) -> None:
@@ -192,8 +209,9 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.liveness.track({p.node_id for p in sent})
         for node_id, up in self.liveness.tick(now):
             node = self.service.model.get("service-nodes", node_id)
-            LOG.warning("service node %s %s", node.name if node else node_id,
-                        "up" if up else "down")
+            event(LOG, logging.WARNING, "service_node_state",
+                  node=node.name if node else node_id, state="up" if up else "down",
+                  cause="probes")
             self.service.set_node_state(node_id, up)
         for p in sent:
             ready[p.dpid].packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions,
@@ -228,7 +246,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
         try:
             ins = self.service.program(signal.instruction(), source="in-band")
         except ValidationError as e:
-            LOG.warning("ignored flow-programming signal: %s", e)
+            event(LOG, logging.WARNING, "flow_program_signal_ignored", field=e.field,
+                  reason=e.message)
             return
         if ins.action in ("drop", "drop_message"):
             return
@@ -253,7 +272,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
         iface = self._iface_by_port(msg.datapath.id, msg.match["in_port"])
         if a is not None and iface is not None:
             if self.service.learn_neighbor(iface.id, a.src_ip, a.src_mac):
-                LOG.info("learned neighbor %s at %s on %s", a.src_ip, a.src_mac, iface.name)
+                event(LOG, logging.INFO, "neighbor_learned", ip=a.src_ip, mac=a.src_mac,
+                      interface=iface.name)
 
     def _resolve(self, msg) -> None:
         """Ask for the next hop of a routed packet whose neighbor is unknown."""
@@ -333,6 +353,18 @@ class ServiceInsertionApp(app_manager.RyuApp):
                  for spi, c in sorted(totals["path"].items())]
         return {"rules": rows("rule", model.all("rules"), "rule_num"), "paths": paths,
                 "nodes": rows("service_node", model.all("service-nodes"), "num")}
+
+    def confirm_trace(self, iface_id: str, result: TraceResult) -> Confirmation:
+        """Trace the packet of a model trace on the router's local bridge, and compare."""
+        model = self.service.model
+        dpid = model.get("routers", model.get("interfaces", iface_id).router).dpid
+        try:
+            bridge = bridge_of(dpid) if dpid else None
+        except (subprocess.SubprocessError, OSError):
+            bridge = None
+        egress = result["route"] and model.by_name("interfaces", result["route"]["interface"])
+        return ofproto_trace.confirm(result, bridge, self.ports.get(dpid, {}),
+                                     egress.port if egress else None)
 
     def liveness_view(self) -> dict:
         model = self.service.model

@@ -204,18 +204,35 @@ def trace_text(r: dict) -> str:
     lines.append(f"outcome   {r['outcome']}")
     lines.append(f"route     {route['interface']} via {route['next_hop']} ({route['prefix']})"
                  if route else "route     - (no route: dropped)")
-    lines.append(f"check     ovs-appctl ofproto/trace BRIDGE '{r['ofproto_trace_flow']}' "
-                 f"--ct-next trk,new")
+    confirmed = r.get("confirmed")
+    if confirmed is None:
+        lines.append(f"check     ovs-appctl ofproto/trace BRIDGE '{r['ofproto_trace_flow']}' "
+                     f"--ct-next trk,new")
+    else:
+        lines += confirmation_lines(confirmed)
     return "\n".join(lines)
+
+
+def confirmation_lines(c: dict) -> list[str]:
+    """What the switch's own trace said, and whether it agrees with the model."""
+    if c["error"]:
+        return [f"switch    not confirmed: {c['error']}"]
+    verdict = "agrees" if c["agrees"] else "DISAGREES: " + "; ".join(c["disagreements"])
+    return [f"switch    {verdict} (rule_num {c['rule_num']}, out {c['output_port'] or '-'}, "
+            f"datapath {c['datapath_actions'][-1] if c['datapath_actions'] else '-'})",
+            f"tables    {' > '.join(c['tables'])}",
+            f"command   {c['command']}"]
 
 
 def trace_cmd(args: argparse.Namespace) -> None:
     body = {"interface": args.iface,
             "ip_proto": int(args.proto) if args.proto.isdigit() else args.proto,
             "ipv4_src": args.src, "ipv4_dst": args.dst, "tp_src": args.sport,
-            "tp_dst": args.dport}
+            "tp_dst": args.dport, "confirm": args.confirm or None}
     r = call(args, "POST", "/trace", {k: x for k, x in body.items() if x is not None})
     emit(args, r, lambda: trace_text(r))
+    if args.confirm and not (r.get("confirmed") or {}).get("agrees"):
+        raise CliError("the switch's trace does not confirm the model's")
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -265,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--dst", required=True, help="destination IPv4 address")
     t.add_argument("--sport", type=int, help="source port (tcp/udp)")
     t.add_argument("--dport", type=int, help="destination port (tcp/udp)")
+    t.add_argument("--confirm", action="store_true",
+                   help="also trace it through the switch's flows (ofproto/trace on the "
+                        "controller's host) and fail unless both agree")
     return top
 
 

@@ -48,3 +48,11 @@ def probe_settings(interval: float | None, multiplier: int | None) -> tuple[floa
     if multiplier is None:
         multiplier = int(os.environ.get("RYU_SI_PROBE_MULTIPLIER", DEFAULT_PROBE_MULTIPLIER))
     return interval, max(1, multiplier)
+
+
+DEFAULT_LOG_FORMAT = "text"
+
+
+def log_format(fmt: str | None) -> str:
+    """Log format: oslo option, else environment, else text (what a terminal reads best)."""
+    return fmt or os.environ.get("RYU_SI_LOG_FORMAT") or DEFAULT_LOG_FORMAT

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 from openflow_tables.layout import flow_table_names_args
+from ryu_si.logs import dpid_str, event
 
 LOG = logging.getLogger("ryu_si.ovsdb")
 
@@ -19,17 +20,22 @@ def _vsctl(*args: str) -> str:
                           text=True, check=True).stdout
 
 
+def bridge_of(dpid: int) -> str | None:
+    """The name of the local bridge with this datapath id; None if it is not on this host."""
+    if shutil.which("ovs-vsctl") is None:
+        return None
+    return _vsctl("--bare", "--columns=name", "find", "Bridge",
+                  f"datapath_id={dpid:016x}").strip() or None
+
+
 def name_tables(dpid: int) -> bool:
     """Set Flow_Table names on the local bridge with this datapath id, if there is one."""
-    if shutil.which("ovs-vsctl") is None:
-        return False
     try:
-        bridge = _vsctl("--bare", "--columns=name", "find", "Bridge",
-                        f"datapath_id={dpid:016x}").strip()
-        if not bridge:
+        bridge = bridge_of(dpid)
+        if bridge is None:
             return False
         _vsctl(*flow_table_names_args(bridge))
         return True
     except (subprocess.SubprocessError, OSError) as e:
-        LOG.info("could not name tables for %016x: %s", dpid, e)
+        event(LOG, logging.INFO, "tables_not_named", dpid=dpid_str(dpid), error=str(e))
         return False

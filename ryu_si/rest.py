@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import yaml
 from typing import Any, Callable
@@ -17,6 +18,7 @@ from ryu.app.wsgi import ControllerBase, Response, route
 from ryu_si import auth, openapi, trace
 from ryu_si import model as m
 from ryu_si.config import parse_document
+from ryu_si.logs import event
 from ryu_si.validate import ValidationError
 
 LOG = logging.getLogger("ryu_si.rest")
@@ -45,21 +47,27 @@ def _body(req) -> Any:
 
 def handler(fn: Callable) -> Callable:
     """Check the bearer token of mutating calls; map ValidationError to its 4xx and
-    anything else to a logged 500 (never a crash)."""
+    anything else to a logged 500 (never a crash).  Every mutating call, accepted or
+    not, is logged as ``rest_change`` (no header, no body: they may hold secrets)."""
     def wrapped(self, req, **kw):
+        started = time.monotonic()
         try:
             auth.check(req.method, req.headers.get("Authorization"),
                        auth.token_from_env_or_conf())
-            return fn(self, req, **kw)
+            resp = fn(self, req, **kw)
         except auth.Unauthorized as e:
             resp = error_response(e)
             resp.headers["WWW-Authenticate"] = e.challenge
-            return resp
         except ValidationError as e:
-            return error_response(e)
+            resp = error_response(e)
         except Exception:  # noqa: BLE001 - the server must answer, whatever broke
-            LOG.exception("internal error on %s %s", req.method, req.path)
-            return json_response({"error": "internal error", "status": 500}, 500)
+            event(LOG, logging.ERROR, "rest_internal_error", method=req.method,
+                  path=req.path, exc_info=True)
+            resp = json_response({"error": "internal error", "status": 500}, 500)
+        if req.method.upper() not in auth.SAFE_METHODS:
+            event(LOG, logging.INFO, "rest_change", method=req.method, path=req.path,
+                  status=resp.status_int, ms=round((time.monotonic() - started) * 1000, 1))
+        return resp
     wrapped.__name__ = fn.__name__
     return wrapped
 
@@ -107,9 +115,12 @@ class SIRestController(ControllerBase):
     @handler
     def trace_tuple(self, req, **_):
         svc = self.service
-        iface, pkt = trace.parse_request(_body(req), svc.model)
-        return json_response(trace.trace(svc.model, svc.applied_to_bits, iface, pkt,
-                                         down_nodes=svc.down_nodes, paths=svc.paths))
+        iface, pkt, confirm = trace.parse_request(_body(req), svc.model)
+        result = trace.trace(svc.model, svc.applied_to_bits, iface, pkt,
+                             down_nodes=svc.down_nodes, paths=svc.paths)
+        if confirm:
+            result["confirmed"] = self.app.confirm_trace(iface, result)
+        return json_response(result)
 
     @route("si", BASE + "/stats", methods=["GET"])
     @handler

@@ -23,6 +23,7 @@ from openflow_tables import layout as L
 from openflow_tables import ryu_render as R
 from openflow_tables.flow import Flow, FlowError, Group
 from openflow_tables.ofctl_render import render_flow, render_group
+from ryu_si.logs import dpid_str, event
 
 LOG = logging.getLogger("ryu_si.switch")
 MAX_ERRORS = 50          # OpenFlow errors kept for /health
@@ -104,8 +105,8 @@ class Switch:
         """Keep an OpenFlow error for /health; forget a failed add so the next push retries it."""
         command, obj = self._sent.get(msg.xid, (None, None))
         what = _describe(obj)
-        LOG.warning("switch %016x rejected %s %s: type=%s code=%s", self.datapath.id, command,
-                    what, msg.type, msg.code)
+        event(LOG, logging.WARNING, "switch_rejected", dpid=dpid_str(self.datapath.id),
+              command=command, what=what, type=msg.type, code=msg.code)
         self.errors.append({"time": round(time.time(), 3), "type": msg.type, "code": msg.code,
                             "xid": msg.xid, "command": command, "what": what})
         del self.errors[:-MAX_ERRORS]

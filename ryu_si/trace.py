@@ -20,7 +20,8 @@ from openflow_tables.stages.classify import TP_FIELDS, match_dimensions
 from openflow_tables.stages.ingress import returns_serviced
 from openflow_tables.stages.policy import nsh_data, policy_groups
 from ryu_si import model as m
-from ryu_si.validate import IP_PROTOS, Checker, ValidationError, integer, ip_proto, ipv4, string
+from ryu_si.validate import (IP_PROTOS, Checker, ValidationError, boolean, integer, ip_proto,
+                            ipv4, string)
 
 PROTO_NAMES = {num: name for name, num in IP_PROTOS.items()}
 TRACE_TTL = 64
@@ -43,8 +44,10 @@ FIVE_TUPLE_FIELDS: dict[str, tuple[Checker, bool]] = {
     "ip_proto": (ip_proto, True), "ipv4_src": (ipv4, True), "ipv4_dst": (ipv4, True),
     "tp_src": (integer(0, 65535), False), "tp_dst": (integer(0, 65535), False),
 }
+# ``confirm``: also trace the packet through the switch's flows (ofproto/trace).
 REQUEST_FIELDS: dict[str, tuple[Checker, bool]] = {"interface": (string, True),
-                                                   **FIVE_TUPLE_FIELDS}
+                                                   **FIVE_TUPLE_FIELDS,
+                                                   "confirm": (boolean, False)}
 
 
 class RuleHit(TypedDict):
@@ -78,6 +81,24 @@ class RouteHit(TypedDict):
     next_hop: str
 
 
+class Confirmation(TypedDict):
+    """The same packet traced through the switch's flows (``ryu_si.ofproto_trace``):
+    the flows' tables, the rule and policy their cookies name, the OpenFlow output, the
+    datapath actions of each conntrack pass, and where the switch disagrees with the
+    model.  ``error`` says why it could not be confirmed (no bridge on this host...)."""
+
+    bridge: str | None
+    command: str | None
+    tables: list[str]
+    rule_num: int | None
+    policy_num: int | None
+    output_port: str | None
+    datapath_actions: list[str]
+    agrees: bool
+    disagreements: list[str]
+    error: str | None
+
+
 class TraceResult(TypedDict):
     """``classified_at`` is null when the packet is not classified at all (it comes
     back from a service node, or leaves by an interface that does not classify);
@@ -96,14 +117,16 @@ class TraceResult(TypedDict):
     outcome: str
     route: RouteHit | None
     ofproto_trace_flow: str
+    confirmed: Confirmation | None
 
 
 DEFAULT_RULE = RuleHit(id=None, name="default", rule_num=DEFAULT_RULE_NUM, priority=0,
                        action="allow")
 
 
-def parse_request(body: Any, model: m.Model) -> tuple[str, FiveTuple]:
-    """The interface id and packet of a trace request body; a 4xx naming the field otherwise."""
+def parse_request(body: Any, model: m.Model) -> tuple[str, FiveTuple, bool]:
+    """The interface id, packet and ``confirm`` of a trace request body; a 4xx naming the
+    field otherwise."""
     if not isinstance(body, dict):
         raise ValidationError("body", "must be a JSON object")
     values: dict[str, Any] = {}
@@ -125,7 +148,7 @@ def parse_request(body: Any, model: m.Model) -> tuple[str, FiveTuple]:
             raise ValidationError(f, "is required for tcp and udp")
         if packet.ip_proto not in TP_FIELDS and getattr(packet, f) is not None:
             raise ValidationError(f, "only tcp and udp have ports")
-    return iface.id, packet
+    return iface.id, packet, values.get("confirm", False)
 
 
 def trace(model: m.Model, applied_to_bits: dict[tuple[str, frozenset], int],
@@ -151,7 +174,8 @@ def trace(model: m.Model, applied_to_bits: dict[tuple[str, frozenset], int],
         ambiguous=len(matched) > 1 and matched[0].priority == matched[1].priority, policy=policy,
         outcome=_outcome(hit, policy),
         route=_route_hit(model, route) if route else None,
-        ofproto_trace_flow=expected_ofproto_trace_flow(model, interface_id, five_tuple))
+        ofproto_trace_flow=expected_ofproto_trace_flow(model, interface_id, five_tuple),
+        confirmed=None)
 
 
 def expected_ofproto_trace_flow(model: m.Model, interface_id: str, five_tuple: FiveTuple) -> str:

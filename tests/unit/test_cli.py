@@ -212,7 +212,7 @@ TRACE = {"ingress": "uplink1", "classified_at": "uplink1",
                     "failure_policy": "pass", "live_nodes": ["fw1"], "live_paths": []},
          "outcome": "redirect",
          "route": {"interface": "downlink1", "prefix": "10.10.0.0/24", "next_hop": "10.10.0.10"},
-         "ofproto_trace_flow": "tcp,in_port=up1"}
+         "ofproto_trace_flow": "tcp,in_port=up1", "confirmed": None}
 
 
 def test_trace_posts_the_five_tuple_and_summarises(api, capsys):
@@ -253,3 +253,35 @@ def test_every_kind_has_its_commands():
     with pytest.raises(SystemExit) as e:
         p.parse_args(["rules"])
     assert e.value.code == 2
+
+
+CONFIRMED = {"bridge": "edge", "command": "ovs-appctl ofproto/trace edge 'tcp,in_port=up1' "
+             "--ct-next trk,new", "tables": ["ingress", "ct", "ct_result", "classify", "policy"],
+             "rule_num": 3, "policy_num": 1, "output_port": None,
+             "datapath_actions": ["ct(zone=1),recirc(0x1)", "hash(sym_l4(0)),recirc(0x2)"],
+             "agrees": True, "disagreements": [], "error": None}
+TRACE_ARGS = ("trace", "--iface", "uplink1", "--src", "198.51.100.7", "--dst", "10.10.0.10",
+              "--sport", "40000", "--dport", "80", "--confirm")
+
+
+def test_trace_confirm_asks_the_switch_and_prints_its_answer(api, capsys):
+    api.answer("POST", "/trace", {**TRACE, "confirmed": CONFIRMED})
+    code, out, _ = run(capsys, *TRACE_ARGS)
+    assert code == 0
+    assert json.loads(api.seen[0].body)["confirm"] is True
+    assert out.splitlines()[-3:] == [
+        "switch    agrees (rule_num 3, out -, datapath hash(sym_l4(0)),recirc(0x2))",
+        "tables    ingress > ct > ct_result > classify > policy",
+        f"command   {CONFIRMED['command']}"]
+
+
+@pytest.mark.parametrize("confirmed,shown", [
+    ({**CONFIRMED, "agrees": False, "disagreements": ["rule: model 3, switch 0"]},
+     "switch    DISAGREES: rule: model 3, switch 0"),
+    ({**CONFIRMED, "agrees": False, "error": "ovs-appctl not found on the controller's host"},
+     "switch    not confirmed: ovs-appctl not found on the controller's host")])
+def test_trace_confirm_fails_when_the_switch_does_not_agree(api, capsys, confirmed, shown):
+    api.answer("POST", "/trace", {**TRACE, "confirmed": confirmed})
+    code, out, err = run(capsys, *TRACE_ARGS)
+    assert code == 1 and "does not confirm" in err
+    assert any(line.startswith(shown) for line in out.splitlines())

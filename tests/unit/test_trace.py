@@ -225,13 +225,15 @@ def test_covers_agrees_with_the_plain_reading_of_the_match(service):
 
 
 def test_parse_request_resolves_names_and_normalises(service):
-    iface, packet = parse_request({"interface": "uplink2", "ip_proto": "tcp",
-                                   "ipv4_src": CLIENT, "ipv4_dst": SERVER, "tp_src": 1,
-                                   "tp_dst": 2}, service.model)
+    iface, packet, confirm = parse_request({"interface": "uplink2", "ip_proto": "tcp",
+                                            "ipv4_src": CLIENT, "ipv4_dst": SERVER,
+                                            "tp_src": 1, "tp_dst": 2}, service.model)
     assert iface == service.find("interfaces", "uplink2").id
     assert packet == FiveTuple(6, CLIENT, SERVER, 1, 2)
+    assert confirm is False
     assert parse_request({"interface": iface, "ip_proto": 1, "ipv4_src": CLIENT,
                           "ipv4_dst": SERVER}, service.model)[1] == FiveTuple(1, CLIENT, SERVER)
+    assert parse_request({**GOOD, "confirm": True}, service.model)[2] is True
 
 
 GOOD = {"interface": "uplink1", "ip_proto": "tcp", "ipv4_src": CLIENT, "ipv4_dst": SERVER,

@@ -1,0 +1,74 @@
+"""Reading ofproto/trace output and comparing it with the model's trace.
+
+The texts in ``data/`` are real ``ovs-appctl ofproto/trace`` answers of the demo
+edge (OVS 3.1, userspace datapath) for the packets below; the live comparison runs
+in tests/integration/test_trace_live.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ryu_si import ofproto_trace as ot
+from ryu_si.trace import FiveTuple, trace
+from tests.unit.conftest import DEMO_PORTS
+
+DATA = Path(__file__).parent / "data"
+CLIENT, SERVER = "198.51.100.10", "10.10.0.10"
+CASES = {   # capture -> (interface the packet enters on, packet, egress OVS port)
+    "redirect_up1_tcp80": ("uplink1", FiveTuple(6, CLIENT, SERVER, 40000, 80), "down1"),
+    "drop_up2_tcp23": ("uplink2", FiveTuple(6, CLIENT, SERVER, 40000, 23), "down1"),
+    "allow_down1_reply": ("downlink1", FiveTuple(6, SERVER, CLIENT, 80, 40000), "up1"),
+}
+
+
+def reading(name: str) -> ot.Reading:
+    return ot.read((DATA / f"ofproto_trace_{name}.txt").read_text())
+
+
+def model_trace(service, name: str):
+    iface, packet, _ = CASES[name]
+    return trace(service.model, service.applied_to_bits, service.find("interfaces", iface).id,
+                 packet, down_nodes=service.down_nodes, paths=service.paths)
+
+
+def test_read_names_tables_rules_and_passes():
+    r = reading("redirect_up1_tcp80")
+    assert [v.table for v in r.visits] == ["ingress", "ct", "ct_result", "classify", "policy"]
+    assert ot.classified_rule(r) == 3 and ot.policy_hit(r) == 1
+    assert len(r.datapath_actions) == 2 and r.datapath_actions[0].startswith("ct(zone=1)")
+    allow = reading("allow_down1_reply")
+    assert ot.classified_rule(allow) == 0           # the router's default rule
+    assert allow.outputs == [DEMO_PORTS["up1"]]
+    assert reading("drop_up2_tcp23").datapath_actions[-1] == "drop"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_switch_agrees_with_the_model(service, name):
+    assert ot.compare(model_trace(service, name), reading(name), DEMO_PORTS,
+                      CASES[name][2]) == []
+
+
+def test_a_different_rule_or_outcome_is_a_disagreement(service):
+    web = model_trace(service, "redirect_up1_tcp80")
+    found = ot.compare(web, reading("drop_up2_tcp23"), DEMO_PORTS, "down1")
+    assert any(d.startswith("rule: model 3, switch 2") for d in found)
+    allow = model_trace(service, "allow_down1_reply")
+    found = ot.compare(allow, reading("allow_down1_reply"), DEMO_PORTS, "up2")
+    assert found == [f"output: model up2, switch OpenFlow ports [{DEMO_PORTS['up1']}]"]
+
+
+def test_confirm_reports_what_the_switch_did(service, monkeypatch):
+    text = (DATA / "ofproto_trace_drop_up2_tcp23.txt").read_text()
+    monkeypatch.setattr(ot, "run", lambda bridge, flow: text)
+    monkeypatch.setattr(ot.shutil, "which", lambda _: "/usr/bin/ovs-appctl")
+    got = ot.confirm(model_trace(service, "drop_up2_tcp23"), "edge", DEMO_PORTS, "down1")
+    assert got["agrees"] and got["rule_num"] == 2 and got["error"] is None
+    assert got["command"].startswith("ovs-appctl ofproto/trace edge 'tcp,in_port=up2,")
+    assert got["tables"][-1] == "transport" and got["datapath_actions"][-1] == "drop"
+
+
+def test_confirm_without_a_local_bridge_says_why(service):
+    got = ot.confirm(model_trace(service, "drop_up2_tcp23"), None, DEMO_PORTS, "down1")
+    assert not got["agrees"] and "not a bridge on this host" in got["error"]
