@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -150,6 +151,36 @@ def ping(src: str, dst_ip: str, count: int = 3) -> int:
                     check=False)
     got = re.search(r"(\d+) received", out)
     return int(got.group(1)) if got else 0
+
+
+OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+VSWITCHD_PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
+
+
+def crash_and_restart_vswitchd() -> float:
+    """SIGKILL ovs-vswitchd (a crash: no flows saved, its monitor does not restart it),
+    then start it again from OVSDB; returns the seconds it was away.  The bridges come
+    back empty, with the fail mode and controller OVSDB holds."""
+    began = time.monotonic()
+    pid = int(VSWITCHD_PIDFILE.read_text())
+    os.kill(pid, signal.SIGKILL)
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() - began < 10, f"ovs-vswitchd {pid} did not die"
+        time.sleep(0.02)
+    sh(OVS_CTL, "--no-ovsdb-server", "start")
+    sh("ovs-ofctl", "-O", "OpenFlow13", "show", BRIDGE)      # answers once the bridge is back
+    return time.monotonic() - began
+
+
+def background(host: str, *argv: str) -> subprocess.Popen:
+    """A command in a lab host, in the background, text output."""
+    return subprocess.Popen(["ip", "netns", "exec", NETNS[host], *argv], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def ping_stamps(output: str) -> list[float]:
+    """Arrival times of the echo replies in ``ping -D`` output."""
+    return [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", output, re.M)]
 
 
 def lab_config(extra_rules: list[dict[str, Any]] | tuple = ()) -> dict[str, Any]:
