@@ -9,6 +9,7 @@ connections keep their records across resyncs and restarts.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import zlib
@@ -34,8 +35,11 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+@functools.lru_cache(maxsize=1 << 19)   # as ryu_render.flow_key: a whole pipeline's flows
 def flow_digest(flow: Flow) -> int:
-    """Stable 24-bit hash of what the flow does (repr of frozen dataclasses is stable)."""
+    """Stable 24-bit hash of what the flow does (repr of frozen dataclasses is stable).
+    Cached: every push digests the whole desired pipeline, and the compiler hands back
+    the same Flow objects for what did not change."""
     content = repr((flow.table, flow.priority, flow.match, flow.actions, flow.goto))
     return zlib.crc32(content.encode()) & L.COOKIE_DIGEST_MASK
 

@@ -24,16 +24,32 @@ TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 SECRET = "s3cret-token"
 
 
+def children() -> list[logging.Logger]:
+    return [lg for name, lg in logging.root.manager.loggerDict.items()
+            if name.startswith(logs.ROOT_LOGGER + ".") and isinstance(lg, logging.Logger)]
+
+
 @pytest.fixture(autouse=True)
 def root():
     """setup() changes the process-wide root and "ryu_si" loggers: a test may swap the
-    root's handlers (pytest's own among them) for its stand-ins; give both back after."""
+    root's handlers (pytest's own among them) for its stand-ins; give both back after.
+    Importing Mininet (the integration modules do, in the same pytest process) makes
+    every logger created afterwards a MininetLogger with its own level and console
+    handler: the ryu_si children are made plain for the test, as in the controller."""
     root, ours = logging.getLogger(), logging.getLogger(logs.ROOT_LOGGER)
     saved = (list(root.handlers), list(ours.handlers), ours.propagate, ours.level)
+    saved_children = [(lg, lg.level, list(lg.handlers)) for lg in children()]
+    for lg, _, _ in saved_children:
+        lg.setLevel(logging.NOTSET)
+        lg.handlers[:] = []
+    ours.handlers[:] = []
     ours.setLevel(logging.DEBUG)
     yield root
     root.handlers[:], ours.handlers[:], ours.propagate = saved[:3]
     ours.setLevel(saved[3])
+    for lg, level, handlers in saved_children:
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
 
 
 def lines(fmt: str, log) -> list[str]:
