@@ -36,7 +36,7 @@ from ryu_si import config as si_config
 from ryu_si import logs, nsh_signal, ofproto_trace, probes
 from ryu_si.liveness import Liveness, parse_probe
 from ryu_si.logs import dpid_str, event
-from ryu_si.rest import APP_KEY, SIRestController
+from ryu_si.rest import APP_KEY, SIFallbackController, SIRestController
 from ryu_si.ovsdb_names import bridge_of, name_tables
 from ryu_si.service import Service
 from ryu_si.store import Store
@@ -77,6 +77,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.liveness = Liveness(*si_config.probe_settings(CONF.si.probe_interval,
                                                           CONF.si.probe_multiplier))
         kwargs["wsgi"].register(SIRestController, {APP_KEY: self})
+        kwargs["wsgi"].register(SIFallbackController, {APP_KEY: self})
         if self.liveness.interval > 0:
             hub.spawn(self._liveness_loop)
         hub.spawn(self._flow_program_loop)

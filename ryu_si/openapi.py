@@ -36,9 +36,12 @@ JSON = "application/json"
 
 # --- checkers -> schemas ---------------------------------------------------------
 def _nullable(s: Schema) -> Schema:
-    """Allow null (OpenAPI 3.0 has no null type; every alternative says so)."""
+    """Allow null (OpenAPI 3.0 has no null type; every alternative says so, and an enum
+    must list null too, or validators refuse it)."""
     if "anyOf" in s:
         return {**s, "anyOf": [_nullable(a) for a in s["anyOf"]]}
+    if "enum" in s:
+        return {**s, "nullable": True, "enum": [*s["enum"], None]}
     return {**s, "nullable": True}
 
 
@@ -57,7 +60,7 @@ def fields_schema(fields: dict[str, tuple[Callable, bool]], partial: bool = Fals
         s = describe(checker)
         if f in (references or {}):
             s["description"] = f"{references[f]}: id or name (answers give the id)"
-        props[f] = s if required else _nullable(s)
+        props[f] = s if required and not partial else _nullable(s)   # null: leave as is
     out: Schema = {"type": "object", "properties": props, "additionalProperties": False}
     required = [f for f, (_, req) in fields.items() if req]
     if required and not partial:
@@ -171,7 +174,8 @@ def component_schemas() -> dict[str, Schema]:
     kinds = {m.KINDS[k].__name__: kind_schema(k) for k in m.KINDS}
     updates = {f"{m.KINDS[k].__name__}Update": kind_schema(k, partial=True) for k in m.KINDS}
     config = {"type": "object", "additionalProperties": False, "properties": {
-        k: {"type": "array", "items": _ref(m.KINDS[k].__name__)} for k in m.KINDS}}
+        k: _nullable({"type": "array", "items": _ref(m.KINDS[k].__name__)})   # YAML "rules:"
+        for k in m.KINDS}}
     return {**kinds, **updates, "Config": config, "Error": ERROR,
             "ServicePath": SERVICE_PATH, "TraceRequest": fields_schema(trace.REQUEST_FIELDS),
             "TraceResult": type_schema(trace.TraceResult), "Stats": STATS,
@@ -343,3 +347,16 @@ def _expand(path: str, requirements: dict[str, str]) -> list[str]:
             return [p for choice in pattern.split("|")
                     for p in _expand(path.replace("{" + var + "}", choice), requirements)]
     return [path]
+
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the document declares for a concrete request path (empty: no such
+    path), for 405 answers."""
+    for template, item in paths().items():
+        pattern = re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            return sorted(m.upper() for m in item if m in HTTP_METHODS)
+    return []

@@ -197,3 +197,20 @@ class SIRestController(ControllerBase):
     def delete(self, req, kind, ref, **_):
         self.service.delete(kind, ref)
         return Response(status=204)
+
+
+class SIFallbackController(ControllerBase):
+    """Registered after SIRestController, so it only sees what no route took: a JSON
+    404 for an unknown path or id, and a 405 naming the allowed methods for a method
+    the path does not have (never Ryu's HTML 404)."""
+
+    @route("si-fallback", BASE + "/{tail:.*}")
+    @handler
+    def fallback(self, req, **_):
+        allowed = openapi.allowed_methods(req.path)
+        if allowed and req.method.upper() not in allowed:
+            resp = json_response({"error": f"{req.method} is not allowed on {req.path}",
+                                  "field": "method", "status": 405}, 405)
+            resp.headers["Allow"] = ", ".join(allowed)
+            return resp
+        raise ValidationError("path", f"no such resource: {req.path}", 404)

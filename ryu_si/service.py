@@ -116,7 +116,8 @@ class Service:
             cand = m.Model()
             claimed: dict[str, dict[int, str]] = {}
             for kind in m.KINDS:
-                items = doc.get(kind) or []
+                items = doc.get(kind)
+                items = [] if items is None else items
                 if not isinstance(items, list):
                     raise ValidationError(kind, "must be a list")
                 old = {o.name: o for o in self.model.all(kind)}

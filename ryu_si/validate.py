@@ -117,6 +117,9 @@ def iface_cidr(f: str, v: Any) -> str:
 
 @describes({"type": "string", "format": "ipv4"})
 def ipv4(f: str, v: Any) -> str:
+    """A dotted-quad string (ipaddress would also take an int, and a bool as 0 or 1)."""
+    if not isinstance(v, str):
+        _fail(f, f"must be an IPv4 address string like 10.0.0.1, got {v!r}")
     try:
         return str(ipaddress.IPv4Address(v))
     except (ValueError, TypeError):

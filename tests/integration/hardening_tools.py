@@ -213,12 +213,6 @@ def bulk_rules(prefix: str, count: int) -> list[dict[str, Any]]:
             for n in range(count)]
 
 
-def without_assigned(config: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    """A GET /config document minus the numbers the controller assigns."""
-    return {kind: [{k: v for k, v in obj.items() if k not in m.ASSIGNED_FIELDS.get(kind, ())}
-                   for obj in objs] for kind, objs in config.items()}
-
-
 def write_config(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

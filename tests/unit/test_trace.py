@@ -248,6 +248,9 @@ GOOD = {"interface": "uplink1", "ip_proto": "tcp", "ipv4_src": CLIENT, "ipv4_dst
     ({**GOOD, "ip_proto": "sctp"}, "ip_proto", 400),
     ({**GOOD, "tp_dst": 70000}, "tp_dst", 400),
     ({**GOOD, "ipv4_src": "10.0.0.256"}, "ipv4_src", 400),
+    ({**GOOD, "ipv4_dst": True}, "ipv4_dst", 400),        # once 0.0.0.1 (found by schemathesis)
+    ({**GOOD, "ipv4_src": 167772161}, "ipv4_src", 400),
+    ({**GOOD, "confirm": "yes"}, "confirm", 400),
     ({**GOOD, "interface": "uplink9"}, "interface", 422),
     (["not", "an", "object"], "body", 400),
 ])
