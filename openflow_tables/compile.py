@@ -44,9 +44,10 @@ def router_flows(ctx: Context) -> list[Flow]:
 
 def _unique(flows: list[Flow]) -> tuple[Flow, ...]:
     """Drop exact repeats; two different flows with one key would replace each other."""
+    unique = tuple(dict.fromkeys(flows))        # Flow hashes are cached: the cheap pass
     seen: dict[tuple, Flow] = {}
-    for f in flows:
-        if f.key() in seen and seen[f.key()] != f:
-            raise FlowError(f"two flows share table/priority/match: {f} and {seen[f.key()]}")
-        seen[f.key()] = f
-    return tuple(seen.values())
+    for f in unique:
+        other = seen.setdefault(f.key(), f)
+        if other is not f:
+            raise FlowError(f"two flows share table/priority/match: {f} and {other}")
+    return unique

@@ -124,6 +124,17 @@ class Flow:
         """What OpenFlow identifies a flow by: a second flow with the same key replaces it."""
         return (self.table, self.priority, self.match)
 
+    def __hash__(self) -> int:
+        """Computed once: every compile and push puts each flow of a pipeline (tens of
+        thousands, mostly the same objects from the compiler's caches) in dicts several
+        times, and hashing the nested match and action tuples anew dominated a change."""
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.table, self.priority, self.match, self.actions, self.goto,
+                      self.cookie))
+            object.__setattr__(self, "_hash", h)
+        return h
+
 
 @dataclass(frozen=True)
 class Bucket:

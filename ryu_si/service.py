@@ -322,13 +322,12 @@ class Service:
             held = [getattr(o, f) for o in cand.all(kind)]
             counters[space] = max([counters.get(space, first), first, *(v + 1 for v in held)])
         for kind, f, space, first, last in NUMBERS:
-            for obj in sorted(cand.all(kind), key=lambda o: o.name):
-                if getattr(obj, f):
-                    continue
+            for obj in sorted((o for o in cand.all(kind) if not getattr(o, f)),
+                              key=lambda o: o.name):
                 value = max(counters.get(space, first), first)
                 if value > last:
                     raise ValidationError(f, f"no {space} numbers left", 507)
-                setattr(obj, f, value)
+                cand.put(kind, dataclasses.replace(cand.get(kind, obj.id), **{f: value}))
                 counters[space] = value + 1
         return counters
 

@@ -136,10 +136,10 @@ def merge_conjunctions(flows: list[Flow]) -> list[Flow]:
     """
     by_key: dict[tuple, Flow] = {}
     for f in flows:
-        old = by_key.get(f.key())
-        if old is None:
-            by_key[f.key()] = f
-        elif all(isinstance(a, Conjunction) for a in old.actions + f.actions):
+        old = by_key.setdefault(f.key(), f)
+        if old is f:
+            continue
+        if all(isinstance(a, Conjunction) for a in old.actions + f.actions):
             acts = tuple(sorted(set(old.actions + f.actions), key=lambda a: (a.id, a.clause)))
             by_key[f.key()] = Flow(old.table, old.priority, old.match, acts, None,
                                    L.cookie("pipeline"))
