@@ -85,6 +85,7 @@ class Switch:
         self.app = app
         self.datapath = datapath
         self.installed: dict[tuple, int] = {}        # flow key -> cookie on the switch
+        self.wanted: dict[tuple, Flow] = {}           # flow key -> the flow it should hold
         self.installed_groups: dict[int, int] = {}   # group id -> fingerprint on the switch
         self.counters = Counters()
         self.errors: list[dict] = []
@@ -97,13 +98,15 @@ class Switch:
         with self._lock:
             self.installed = self._dump_flows()
             self.installed_groups = self._dump_groups()
-            self._apply(flows, groups)
+            self.wanted = flows_by_key(flows)
+            self._apply(self.wanted.keys() | self.installed.keys(), groups)
             self.counters.last_resync = time.time()
 
     def push(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
-        """Send the difference from what we installed last: O(changes) messages."""
+        """Send the difference from what we wanted last: O(changes) messages, and O(changes)
+        keys and digests (a set difference finds the flows that changed)."""
         with self._lock:
-            self._apply(flows, groups)
+            self._apply(self._rewant(flows), groups)
 
     def record_error(self, msg) -> None:
         """Keep an OpenFlow error for /health; forget a failed add so the next push retries it."""
@@ -116,7 +119,10 @@ class Switch:
         del self.errors[:-MAX_ERRORS]
         self.counters.errors_total += 1
         if isinstance(obj, Flow):
-            self.installed.pop(R.flow_key(obj), None)
+            key = R.flow_key(obj)
+            self.installed.pop(key, None)
+            if self.wanted.get(key) == obj:
+                del self.wanted[key]      # the next push sees it as new and sends it again
         elif isinstance(obj, Group):
             self.installed_groups.pop(obj.group_id, None)
 
@@ -167,18 +173,37 @@ class Switch:
         return {d.group_id: R.desc_fingerprint(d) for r in replies or [] for d in r.body}
 
     # --- changing the switch -------------------------------------------------------------
-    def _apply(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
-        """Groups first (flows point at them), deletes last, then wait for a barrier."""
-        wanted = flows_by_key(flows)
-        cookies = {k: final_cookie(f) for k, f in wanted.items()}
+    def _rewant(self, flows: Iterable[Flow]) -> set[tuple]:
+        """Make ``wanted`` the new pipeline; the keys whose flow changed.  Flows hash once
+        (cached), so the two set differences over a whole pipeline take milliseconds."""
+        new, old = set(flows), set(self.wanted.values())
+        wanted = dict(self.wanted)
+        touched = set()
+        for f in old - new:
+            key = R.flow_key(f)
+            del wanted[key]
+            touched.add(key)
+        for f in new - old:
+            key = R.flow_key(f)
+            if wanted.setdefault(key, f) is not f:
+                raise FlowError(f"flows replace each other on the switch: {f} and {wanted[key]}")
+            touched.add(key)
+        self.wanted = wanted
+        return touched
+
+    def _apply(self, keys: Iterable[tuple], groups: Iterable[Group]) -> None:
+        """Bring these flow keys to ``wanted`` (groups: all of them).  Groups first (flows
+        point at them), deletes last, then wait for a barrier."""
+        cookies = {k: final_cookie(self.wanted[k]) for k in keys if k in self.wanted}
+        flow_send = [k for k, c in cookies.items() if self.installed.get(k) != c]
+        flow_delete = [k for k in keys if k not in self.wanted and k in self.installed]
         wanted_groups = {g.group_id: g for g in groups}
         prints = {i: R.group_fingerprint(g) for i, g in wanted_groups.items()}
-        flow_send, flow_delete = diff(self.installed, cookies)
         group_send, group_delete = diff(self.installed_groups, prints)
         for gid in group_send:
             self._put_group(wanted_groups[gid], prints[gid])
         for n, key in enumerate(flow_send, start=1):
-            self._put_flow(key, wanted[key], cookies[key])
+            self._put_flow(key, self.wanted[key], cookies[key])
             if n % YIELD_EVERY == 0:
                 hub.sleep(0)      # let echo replies out: OVS drops a silent controller
         for key in flow_delete:
