@@ -173,7 +173,14 @@ REFERENCES: dict[str, dict[str, str]] = {
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
+    """A deep copy of the object's fields: the caller may change it."""
     return dataclasses.asdict(obj)
+
+
+def fields_of(obj: Any) -> dict[str, Any]:
+    """The object's fields, sharing their values (objects are never changed in place):
+    for serialising and merging, where a deep copy of 50,000 rules costs seconds."""
+    return dict(vars(obj))
 
 
 def field_names(kind: str) -> tuple[str, ...]:

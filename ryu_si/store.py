@@ -55,7 +55,7 @@ class Store:
                         cur.execute("DELETE FROM objects WHERE kind=? AND id=?", (kind, obj_id))
                     else:
                         cur.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)",
-                                    (kind, obj_id, json.dumps(m.to_dict(obj), sort_keys=True)))
+                                    (kind, obj_id, json.dumps(m.fields_of(obj), sort_keys=True)))
                 cur.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?)",
                                 counters.items())
                 for k, v in (state or {}).items():

@@ -313,7 +313,7 @@ def build(kind: str, body: Any, model: m.Model, existing: Any | None = None) -> 
                 raise ValidationError(f, "is required")
     _resolve_refs(kind, values, model)
     if existing is not None:
-        merged = m.to_dict(existing) | values
+        merged = m.fields_of(existing) | values
         return m.KINDS[kind](**merged)
     values.setdefault("id", str(uuid.uuid4()))
     if "name" not in values:
