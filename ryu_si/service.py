@@ -120,7 +120,7 @@ class Service:
                 items = [] if items is None else items
                 if not isinstance(items, list):
                     raise ValidationError(kind, "must be a list")
-                old = {o.name: o for o in self.model.all(kind)}
+                old = (self.model.objects[kind], {o.name: o for o in self.model.all(kind)})
                 for n, body in _referenced_first(kind, items):
                     where = f"{kind}[{n}]"
                     obj = self._replacement(kind, where, body, cand, old)
@@ -130,15 +130,20 @@ class Service:
             return {k: len(v) for k, v in self.model.objects.items()}
 
     def _replacement(self, kind: str, where: str, body: Any, cand: m.Model,
-                     old_by_name: dict[str, Any]) -> Any:
-        """One object of a whole document; names index the old objects (documents of
-        tens of thousands of rules must not be quadratic)."""
+                     old: tuple[dict[str, Any], dict[str, Any]]) -> Any:
+        """One object of a whole document.  The old object it replaces is the one with
+        its id when the document gives ids (a rename keeps the numbers; a backup from
+        another controller brings its own ids, which its references use), else the one
+        with its name.  Both are indexed: documents of 50,000 rules must not be
+        quadratic."""
         try:
             body, numbers = _split_numbers(kind, body)
             obj = build(kind, body, cand)
         except ValidationError as e:
             raise ValidationError(f"{where}.{e.field}", e.message, e.status) from None
-        old = old_by_name.get(obj.name)
+        by_id, by_name = old
+        given_id = isinstance(body, dict) and body.get("id") is not None
+        old = by_id.get(obj.id) if given_id else by_name.get(obj.name)
         if old is None:
             obj = dataclasses.replace(obj, **self._unissued(kind, numbers))
         else:
@@ -149,7 +154,9 @@ class Service:
             keep = {f: getattr(old, f) for f in ("id", *m.ASSIGNED_FIELDS.get(kind, ()))}
             obj = dataclasses.replace(obj, **keep)
         if cand.get(kind, obj.id) is not None:
-            raise ValidationError(f"{where}.name", f"duplicate name {obj.name!r}", 409)
+            raise ValidationError(f"{where}.id" if given_id else f"{where}.name",
+                                  f"duplicate {'id' if given_id else 'name'} "
+                                  f"{obj.id if given_id else obj.name!r}", 409)
         return obj
 
     def _unissued(self, kind: str, numbers: dict[str, int]) -> dict[str, int]:
@@ -379,31 +386,15 @@ def _split_numbers(kind: str, body: Any) -> tuple[Any, dict[str, int]]:
 
 
 def _referenced_first(kind: str, items: list[Any]) -> list[tuple[int, Any]]:
-    """Items of one kind (with their index) ordered so that an item another one of the
-    same kind refers to (a t1 router's parent) comes first; the rest keep their order."""
+    """Items of one kind (with their index), those another item of the same kind refers
+    to (a t1 router's parent) first; otherwise in document order.  One level is all a
+    valid document has (a t0 has no parent); deeper chains are refused by the checks."""
     self_refs = [f for f, target in m.REFERENCES[kind].items() if target == kind]
     if not self_refs:
         return list(enumerate(items))
-    keys = {}
-    for n, body in enumerate(items):
-        if isinstance(body, dict):
-            for k in ("id", "name"):
-                if isinstance(body.get(k), str):
-                    keys.setdefault(body[k], n)
-    placed: set[int] = set()
-    ordered: list[tuple[int, Any]] = []
-
-    def place(n: int, seen: frozenset[int]) -> None:
-        if n in placed or n in seen:
-            return           # a cycle is left to the model checks, which name it
-        body = items[n]
-        for f in self_refs:
-            ref = body.get(f) if isinstance(body, dict) else None
-            if isinstance(ref, str) and ref in keys:
-                place(keys[ref], seen | {n})
-        placed.add(n)
-        ordered.append((n, body))
-
-    for n in range(len(items)):
-        place(n, frozenset())
-    return ordered
+    refs = {b.get(f) for b in items if isinstance(b, dict) for f in self_refs
+            if isinstance(b.get(f), str)}
+    first = [(n, b) for n, b in enumerate(items) if isinstance(b, dict)
+             and any(isinstance(b.get(k), str) and b[k] in refs for k in ("id", "name"))]
+    taken = {n for n, _ in first}
+    return first + [(n, b) for n, b in enumerate(items) if n not in taken]

@@ -106,7 +106,12 @@ class Switch:
         """Send the difference from what we wanted last: O(changes) messages, and O(changes)
         keys and digests (a set difference finds the flows that changed)."""
         with self._lock:
-            self._apply(self._rewant(flows), groups)
+            before = self.wanted
+            try:
+                self._apply(self._rewant(flows), groups)
+            except BaseException:
+                self.wanted = before     # what was not sent is found again by the next push
+                raise
 
     def record_error(self, msg) -> None:
         """Keep an OpenFlow error for /health; forget a failed add so the next push retries it."""
@@ -194,16 +199,17 @@ class Switch:
     def _apply(self, keys: Iterable[tuple], groups: Iterable[Group]) -> None:
         """Bring these flow keys to ``wanted`` (groups: all of them).  Groups first (flows
         point at them), deletes last, then wait for a barrier."""
-        cookies = {k: final_cookie(self.wanted[k]) for k in keys if k in self.wanted}
+        flows = {k: self.wanted[k] for k in keys if k in self.wanted}   # errors may edit wanted
+        cookies = {k: final_cookie(f) for k, f in flows.items()}
         flow_send = [k for k, c in cookies.items() if self.installed.get(k) != c]
-        flow_delete = [k for k in keys if k not in self.wanted and k in self.installed]
+        flow_delete = [k for k in keys if k not in flows]   # harmless if the switch lacks it
         wanted_groups = {g.group_id: g for g in groups}
         prints = {i: R.group_fingerprint(g) for i, g in wanted_groups.items()}
         group_send, group_delete = diff(self.installed_groups, prints)
         for gid in group_send:
             self._put_group(wanted_groups[gid], prints[gid])
         for n, key in enumerate(flow_send, start=1):
-            self._put_flow(key, self.wanted[key], cookies[key])
+            self._put_flow(key, flows[key], cookies[key])
             if n % YIELD_EVERY == 0:
                 hub.sleep(0)      # let echo replies out: OVS drops a silent controller
         for key in flow_delete:

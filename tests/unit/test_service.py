@@ -205,3 +205,34 @@ def test_a_t0_router_has_no_parent(service):
     with pytest.raises(ValidationError) as e:
         service.update("routers", "other-t0", {"parent": "edge"})
     assert (e.value.status, e.value.field) == (400, "parent")
+
+
+def test_a_renamed_object_keeps_its_id_and_numbers(service):
+    doc = backup(service)
+    router = doc["routers"][0]
+    before = service.find("routers", router["id"])
+    router["name"] = "edge-renamed"
+    service.replace_config(doc)
+    after = service.find("routers", router["id"])
+    assert after.name == "edge-renamed"
+    assert (after.num, after.ct_zone) == (before.num, before.ct_zone)
+
+
+def test_a_backup_from_another_controller_restores_over_the_same_names(service, tmp_path):
+    other = fresh(tmp_path)
+    other.replace_config(default_document())          # same names, other ids
+    doc = backup(service)
+    other.replace_config(doc)
+    assert {o.id for o in other.model.all("rules")} == {r["id"] for r in doc["rules"]}
+    assert other.find("interfaces", "uplink1").router == doc["routers"][0]["id"]
+
+
+def test_a_long_chain_of_parents_is_a_4xx(tmp_path):
+    doc = default_document()
+    doc["routers"] += [{"name": f"r{n}", "tier": "t1", "parent": f"r{n + 1}"}
+                       for n in range(3000)]
+    svc = fresh(tmp_path)
+    with pytest.raises(ValidationError) as e:
+        svc.replace_config(doc)
+    assert 400 <= e.value.status < 500
+    assert not svc.model.all("routers")

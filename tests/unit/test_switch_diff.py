@@ -214,3 +214,34 @@ def test_an_error_names_the_flow_and_the_next_push_retries_it(switch):
     switch.datapath.sent.clear()
     switch.push([f], [])
     assert _kinds(switch.datapath.sent) == ["flow-add"]
+
+
+def test_a_push_cut_short_is_completed_by_the_next_one(switch, monkeypatch):
+    base = [_flow(priority=p) for p in range(10, 13)]
+    switch.push(base, [])
+    more = base + [_flow(priority=p) for p in range(20, 23)]
+    sent_before = len(switch.datapath.sent)
+    real_send = switch.datapath.send_msg
+    monkeypatch.setattr(switch.datapath, "send_msg",
+                        lambda msg: len(switch.datapath.sent) < sent_before + 1
+                        and real_send(msg))           # the connection drops after one
+    with pytest.raises(ConnectionError):
+        switch.push(more, [])
+    got_through = switch.datapath.sent[-1].priority
+    monkeypatch.setattr(switch.datapath, "send_msg", real_send)
+    switch.datapath.sent.clear()
+    switch.push(more, [])
+    assert sorted(m.priority for m in switch.datapath.sent) == sorted(
+        {20, 21, 22} - {got_through})
+
+
+def test_a_late_error_for_a_replaced_flow_does_not_keep_its_successor(switch):
+    f, g1, g2 = _flow(priority=10), _flow(priority=11, out=2), _flow(priority=11, out=3)
+    switch.push([f, g1], [])
+    g1_xid = next(m.xid for m in switch.datapath.sent if m.priority == 11)
+    switch.push([f, g2], [])                          # g2 replaces g1 (same match)
+    switch.record_error(SimpleNamespace(xid=g1_xid, type=4, code=9))   # g1's, late
+    switch.datapath.sent.clear()
+    switch.push([f], [])                              # g2 leaves the pipeline
+    assert [(k, m.priority) for k, m in zip(_kinds(switch.datapath.sent),
+                                            switch.datapath.sent)] == [("flow-del", 11)]
