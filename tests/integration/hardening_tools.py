@@ -262,10 +262,12 @@ class LabController(harness.Controller):
         self.proc.wait(10)
 
 
-def start_bare(workdir: Path, doc: dict[str, Any], timeout: float = 30.0) -> LabController:
+def start_bare(workdir: Path, doc: dict[str, Any], timeout: float = 30.0,
+               env: Mapping[str, str] | None = None) -> LabController:
     """A controller on ``doc`` that no switch connects to, once REST answers."""
     ctl = LabController(of_port=harness.free_port(), wsapi_port=harness.free_port(),
-                        workdir=workdir, config=write_config(workdir / "doc.yaml", doc))
+                        workdir=workdir, config=write_config(workdir / "doc.yaml", doc),
+                        env=env)
     ctl.start()
     deadline = time.monotonic() + timeout
     while not _answers(ctl):

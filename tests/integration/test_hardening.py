@@ -455,6 +455,29 @@ class Writer:
             del self.alive[name]
 
 
+def test_json_logs_are_one_object_per_line_with_events_and_no_secret(tmp_path: Path) -> None:
+    """``RYU_SI_LOG_FORMAT=json``: every line the app writes once running is a JSON object;
+    a refused and an accepted change each leave a rest_change event; the token never."""
+    ctl = hd.start_bare(tmp_path, hd.lab_config(),
+                        env={"RYU_SI_LOG_FORMAT": "json", "RYU_SI_TOKEN": TOKEN})
+    try:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        assert hd.call(ctl, "POST", "rules", RULE, headers={"Authorization": "Bearer x"}
+                       ).status == 401
+        assert hd.call(ctl, "POST", "rules", RULE, headers=bearer).status == 201
+    finally:
+        ctl.stop()
+    text = ctl.log_path.read_text(errors="replace")
+    assert TOKEN not in text
+    started = text[text.index("instantiating app ryu_si.app"):].splitlines()[1:]
+    lines = [json.loads(line) for line in started if line.strip()]
+    assert lines and all({"ts", "level", "logger", "event", "msg"} <= line.keys()
+                         for line in lines)
+    changes = [(c["method"], c["path"], c["status"]) for c in lines
+               if c["event"] == "rest_change"]
+    assert ("POST", "/si/v1/rules", 401) in changes and ("POST", "/si/v1/rules", 201) in changes
+
+
 def test_concurrent_writers_lose_nothing_and_the_switch_agrees(start: Start,
                                                                tmp_path: Path) -> None:
     ctl = start()
