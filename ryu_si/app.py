@@ -27,8 +27,6 @@ from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3
 
 from openflow_tables import layout as L
-from openflow_tables.compile import compile_pipeline
-from openflow_tables.context import Context
 from openflow_tables.flow import Load, Resubmit
 from openflow_tables.stages.ingress import (PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS,
                                             PIPELINE_FLOW_PROGRAM, PIPELINE_PROBE)
@@ -72,7 +70,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self._arp_asked: dict[tuple[str, str], float] = {}
         self._sync_lock = threading.RLock()
         self.started = time.time()
-        self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change)
+        self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change,
+                               self._connected_ports)
         self._load_initial_config()
         self.liveness = Liveness(*si_config.probe_settings(CONF.si.probe_interval,
                                                           CONF.si.probe_multiplier))
@@ -91,8 +90,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
             self.service.replace_config(si_config.default_document())
 
     # --- compiling and pushing ---------------------------------------------------
-    def context(self, dpid: int) -> Context:
-        return self.service.context(dpid, self.ports.get(dpid, {}))
+    def _connected_ports(self, dpid: int) -> dict[str, int] | None:
+        return self.ports.get(dpid) if dpid in self.switches else None
 
     def _on_change(self) -> None:
         """Push a committed change to every switch; a switch that fails is reported in
@@ -112,7 +111,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
             if sw is None:
                 return
             started = time.monotonic()
-            pipe = compile_pipeline(self.context(dpid))
+            pipe = self.service.pipeline(dpid, self.ports.get(dpid, {}))
             (sw.reconcile if full else sw.push)(pipe.flows, pipe.groups)
             summary = {"flow_mods": sw.counters.flow_mods_last,
                        "group_mods": sw.counters.group_mods_last,

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable
 
 from openflow_tables import layout as L
-from openflow_tables.compile import compile_pipeline
+from openflow_tables.compile import Pipeline, compile_pipeline
 from openflow_tables.context import Context, Generations
 from openflow_tables.flow import FlowError
 from ryu_si import flowprog
@@ -36,9 +36,12 @@ NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
 
 
 class Service:
-    def __init__(self, store: Store, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Store, on_change: Callable[[], None] = lambda: None,
+                 ports_of: Callable[[int], dict[str, int] | None] = lambda dpid: None) -> None:
         self.store = store
         self.on_change = on_change
+        self.ports_of = ports_of            # a connected switch's port numbers, or None
+        self._fresh: dict[int, tuple[dict[str, int], Pipeline]] = {}
         self.model, self.counters, state = store.load()
         self.generations = Generations(**state.get("generations", {}))
         self.spis = SpiTable.from_dict(state.get("spis", {}))
@@ -59,10 +62,23 @@ class Service:
     # --- reads ----------------------------------------------------------------
     def context(self, dpid: int, ports: dict[str, int]) -> Context:
         """Everything the compiler needs for one switch, as of now."""
-        return Context(self.model, dpid, ports, self.applied_to_bits, self.generations,
-                       down_nodes=self.down_nodes, learned_neighbors=self.learned_neighbors,
-                       paths=self.paths, failed_spis=self.failed_spis,
-                       probe_spis=self.probe_spis, instructions=self.instructions)
+        return self._context(self.model, dpid, ports, self.applied_to_bits, self.paths,
+                             self.probe_spis)
+
+    def _context(self, model: m.Model, dpid: int, ports: dict[str, int], bits: dict,
+                 paths: dict, probes: dict[str, int]) -> Context:
+        return Context(model, dpid, ports, bits, self.generations, down_nodes=self.down_nodes,
+                       learned_neighbors=self.learned_neighbors, paths=paths,
+                       failed_spis=self.failed_spis, probe_spis=probes,
+                       instructions=self.instructions)
+
+    def pipeline(self, dpid: int, ports: dict[str, int]) -> Pipeline:
+        """The pipeline of one switch as of now.  Right after a change, the one its check
+        compiled for this switch's ports (a change would otherwise compile it twice)."""
+        fresh = self._fresh.get(dpid)
+        if fresh is not None and fresh[0] == ports:
+            return fresh[1]
+        return compile_pipeline(self.context(dpid, ports))
 
     def find(self, kind: str, ref: str) -> Any:
         """An object by id or name, or a 404."""
@@ -287,32 +303,41 @@ class Service:
         counters = self._assign_numbers(cand)
         check_model(cand)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
-        self._trial_compile(cand, paths, probes)
         bits = self._bits_for(cand, self.applied_to_bits)
+        fresh = self._trial_compile(cand, paths, probes, bits)
         self.store.commit(self._changes(cand), counters, {
             "spis": self.spis.to_dict(),
             "applied_to_bits": [[r, sorted(s), b] for (r, s), b in bits.items()]})
         self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
         self.applied_to_bits = bits
-        self.on_change()
+        self._fresh = fresh
+        try:
+            self.on_change()
+        finally:
+            self._fresh = {}
 
-    def _trial_compile(self, cand: m.Model, paths, probes) -> None:
+    def _trial_compile(self, cand: m.Model, paths, probes, bits
+                       ) -> dict[int, tuple[dict[str, int], Pipeline]]:
         """Compile the candidate for every switch before anything is stored: a model the
-        datapath cannot hold (two flows with one match) is a 409, not a wedged store."""
-        ports = {i.port: n for n, i in enumerate(cand.all("interfaces"), start=1)}
-        ports.update({n.port: 1000 + k for k, n in enumerate(cand.all("service-nodes"))
+        datapath cannot hold (two flows with one match) is a 409, not a wedged store.
+        Every port the model names gets a number; a connected switch that has them all
+        is compiled with its own numbers, and that pipeline is the one pushed next."""
+        names = {i.port: n for n, i in enumerate(cand.all("interfaces"), start=1)}
+        names.update({n.port: 1000 + k for k, n in enumerate(cand.all("service-nodes"))
                       if n.port})
         dpids = {d for r in cand.all("routers") for d in (r.dpid, r.service_plane_dpid) if d}
-        bits = self._bits_for(cand, self.applied_to_bits)
+        fresh = {}
         for dpid in dpids:
-            ctx = Context(cand, dpid, ports, bits, self.generations, down_nodes=self.down_nodes,
-                          paths=paths, failed_spis=self.failed_spis, probe_spis=probes,
-                          instructions=self.instructions)
+            real = self.ports_of(dpid)
+            ports = dict(real) if real is not None and names.keys() <= real.keys() else names
             try:
-                compile_pipeline(ctx)
+                pipe = compile_pipeline(self._context(cand, dpid, ports, bits, paths, probes))
             except FlowError as e:
                 raise ValidationError("config", f"the datapath cannot hold this: {e}",
                                       409) from None
+            if ports is not names:
+                fresh[dpid] = (ports, pipe)
+        return fresh
 
     def _compute_paths(self, model: m.Model) -> dict[str, list[ServicePath]]:
         """Service paths of every chain; surviving paths keep their SPIs."""

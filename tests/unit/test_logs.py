@@ -284,10 +284,9 @@ class FakeSwitch:
 
 
 def sync_events(monkeypatch, full: bool, mods: tuple[int, int]) -> list[dict]:
-    monkeypatch.setattr("ryu_si.app.compile_pipeline",
-                        lambda ctx: SimpleNamespace(flows=["f1", "f2"], groups=["g1"]))
+    pipe = SimpleNamespace(flows=["f1", "f2"], groups=["g1"])
     app = SimpleNamespace(_sync_lock=threading.RLock(), switches={1: FakeSwitch(*mods)},
-                          context=lambda dpid: None)
+                          ports={}, service=SimpleNamespace(pipeline=lambda dpid, ports: pipe))
     return json_lines(lambda: ServiceInsertionApp._sync(app, 1, full))
 
 

@@ -236,3 +236,40 @@ def test_a_long_chain_of_parents_is_a_4xx(tmp_path):
         svc.replace_config(doc)
     assert 400 <= e.value.status < 500
     assert not svc.model.all("routers")
+
+
+# --- one compile per change when the switch has every port --------------------------
+def counting_service(tmp_path, monkeypatch, ports):
+    """A service whose on_change asks for dpid 1's pipeline, as the app's push does;
+    ``calls`` counts the compiles of the whole pipeline."""
+    import ryu_si.service as service_module
+    calls, pushed = [], []
+    real = service_module.compile_pipeline
+    monkeypatch.setattr(service_module, "compile_pipeline",
+                        lambda ctx: calls.append(ctx.dpid) or real(ctx))
+    svc = Service(Store(str(tmp_path / "si.sqlite")), ports_of=lambda dpid: ports)
+    svc.on_change = lambda: pushed.append(svc.pipeline(1, dict(ports or {})))
+    svc.replace_config(default_document())
+    calls.clear()
+    pushed.clear()
+    return svc, calls, pushed
+
+
+def test_a_change_compiles_once_when_the_switch_has_every_port(tmp_path, monkeypatch):
+    from openflow_tables.compile import compile_pipeline
+    from tests.unit.conftest import DEMO_PORTS
+    svc, calls, pushed = counting_service(tmp_path, monkeypatch, DEMO_PORTS)
+    svc.create("rules", GOOD_RULE)
+    assert calls == [1]
+    assert pushed[-1] == compile_pipeline(svc.context(1, DEMO_PORTS))
+    assert svc.pipeline(1, DEMO_PORTS) == pushed[-1] and calls == [1, 1]   # later: compiled
+
+
+def test_a_switch_missing_a_port_is_checked_with_every_port(tmp_path, monkeypatch):
+    from tests.unit.conftest import DEMO_PORTS
+    partial = {k: v for k, v in DEMO_PORTS.items() if k != "bwb"}
+    svc, calls, pushed = counting_service(tmp_path, monkeypatch, partial)
+    svc.create("rules", GOOD_RULE)
+    assert calls == [1, 1]                     # the check (all ports), then the push
+    assert not any(f.match and ("in_port", DEMO_PORTS["bwb"], None) in f.match
+                   for f in pushed[-1].flows)
