@@ -112,4 +112,9 @@ class Context:
 
 def router_match(router: Any) -> tuple[int, int]:
     """Masked metadata match selecting one router's slice of a shared table."""
-    return (router.num, L.ROUTER.mask)
+    return router_num_match(router.num)
+
+
+def router_num_match(num: int) -> tuple[int, int]:
+    """The same, from the router's number (the compiler's caches key on numbers)."""
+    return (num, L.ROUTER.mask)

@@ -10,6 +10,7 @@ class really serves, so a test can hold the document and the routes together.
 from __future__ import annotations
 
 import copy
+import functools
 import dataclasses
 import inspect
 import re
@@ -355,8 +356,13 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 def allowed_methods(path: str) -> list[str]:
     """The methods the document declares for a concrete request path (empty: no such
     path), for 405 answers."""
-    for template, item in paths().items():
-        pattern = re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(template))
-        if re.fullmatch(pattern, path):
-            return sorted(m.upper() for m in item if m in HTTP_METHODS)
-    return []
+    return next((methods for pattern, methods in _path_patterns() if pattern.fullmatch(path)),
+                [])
+
+
+@functools.cache
+def _path_patterns() -> tuple[tuple[re.Pattern, list[str]], ...]:
+    """Each documented path as a regex ({ref} matches one segment) with its methods."""
+    return tuple((re.compile(re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(template))),
+                  sorted(m.upper() for m in item if m in HTTP_METHODS))
+                 for template, item in paths().items())

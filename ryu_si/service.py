@@ -119,7 +119,8 @@ class Service:
             self._apply(cand)
 
     def replace_config(self, doc: Any) -> dict[str, int]:
-        """Make the model exactly ``doc``.  Objects keep id and numbers by name; a new
+        """Make the model exactly ``doc``.  An object keeps its numbers when it replaces
+        an old one (matched by the document's id, or by name when it gives none); a new
         object keeps the numbers the document gives it (a backup restored into a fresh
         controller) unless they were handed out here before.  List order carries no
         meaning: a router may come before its parent."""
@@ -359,7 +360,7 @@ class Service:
                 value = max(counters.get(space, first), first)
                 if value > last:
                     raise ValidationError(f, f"no {space} numbers left", 507)
-                cand.put(kind, dataclasses.replace(cand.get(kind, obj.id), **{f: value}))
+                cand.put(kind, dataclasses.replace(obj, **{f: value}))
                 counters[space] = value + 1
         return counters
 

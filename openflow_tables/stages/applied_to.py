@@ -4,11 +4,9 @@ from __future__ import annotations
 import functools
 
 from openflow_tables import layout as L
-from openflow_tables.context import Context, router_match
+from openflow_tables.context import Context, router_match, router_num_match
 from openflow_tables.flow import Flow, flow, match
-from openflow_tables.stages.conntrack import CT_MARK_RULE_MASK, restore_decision
-
-RESTORE_DECISION = tuple(restore_decision())
+from openflow_tables.stages.conntrack import CT_MARK_RULE_MASK, RESTORE_DECISION
 
 DEFAULT_RULE_NUM = 0
 
@@ -39,6 +37,6 @@ def _record_flow(rule_num: int, router_num: int, bit: int) -> Flow:
     """The applied_to entry of one rule (cached: a REST change rebuilds only its own)."""
     reg, mask = L.applied_to_bit(bit)
     return flow("applied_to", 10,
-                match(metadata=(router_num, L.ROUTER.mask), ct_mark=_record(rule_num),
+                match(metadata=router_num_match(router_num), ct_mark=_record(rule_num),
                       **{reg: (mask, mask)}),
                 RESTORE_DECISION, goto="gen_check", cookie=L.cookie("rule", rule_num))

@@ -12,7 +12,7 @@ import itertools
 from typing import NamedTuple
 
 from openflow_tables import layout as L
-from openflow_tables.context import Context, router_match
+from openflow_tables.context import Context, router_match, router_num_match
 from openflow_tables.flow import Conjunction, Flow, Load, flow, match
 from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM
 from ryu_si import model as m
@@ -103,7 +103,7 @@ def rule_flows(rule: m.Rule, ctx: Context) -> tuple[Flow, ...]:
 def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
     reg, bit = L.applied_to_bit(rule.bit)
     mt = {k: list(v) if isinstance(v, tuple) else v for k, v in rule.match}
-    base = {"metadata": (rule.router_num, L.ROUTER.mask), "eth_type": ETH_IP}
+    base = {"metadata": router_num_match(rule.router_num), "eth_type": ETH_IP}
     if "ip_proto" in mt:
         base["ip_proto"] = mt["ip_proto"]
     dims = _dimensions(mt)

@@ -31,10 +31,10 @@ def ct_result_flows() -> list:
     ]
 
 
-def restore_decision() -> list:
-    """Copy the record's decision back into the registers (ct_label mirrors xxreg1)."""
-    moves = [Move("ct_label", reg, ofs, 0, 32) for reg, ofs in L.CT_LABEL_OFFSETS.items()]
-    return moves + [Move("ct_mark", L.RULE_NUM.register, 0, 0, L.CT_MARK_RULE.nbits)]
+# Copy the record's decision back into the registers (ct_label mirrors xxreg1).
+RESTORE_DECISION = (
+    *(Move("ct_label", reg, ofs, 0, 32) for reg, ofs in L.CT_LABEL_OFFSETS.items()),
+    Move("ct_mark", L.RULE_NUM.register, 0, 0, L.CT_MARK_RULE.nbits))
 
 
 def commit_flows(ctx: Context) -> list:
