@@ -82,11 +82,12 @@ class ServiceInsertionApp(app_manager.RyuApp):
         hub.spawn(self._flow_program_loop)
 
     def _load_initial_config(self) -> None:
-        """A given config file wins; an empty store gets the embedded example edge."""
+        """A given config file wins; a store never written gets the embedded example edge
+        (one emptied on purpose stays empty)."""
         path = CONF.si.config or si_config.config_path()
         if path:
             self.service.replace_config(si_config.load_file(path))
-        elif not any(self.service.model.objects.values()):
+        elif self.service.store.fresh():
             self.service.replace_config(si_config.default_document())
 
     # --- compiling and pushing ---------------------------------------------------

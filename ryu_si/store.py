@@ -43,6 +43,13 @@ class Store:
         state = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM state")}
         return model, counters, state
 
+    def fresh(self) -> bool:
+        """True until the first commit.  A store the user has emptied on purpose is not
+        fresh, so a restart does not bring the example edge back into it."""
+        row = self._db.execute("SELECT 1 FROM objects UNION ALL SELECT 1 FROM counters "
+                               "UNION ALL SELECT 1 FROM state LIMIT 1").fetchone()
+        return row is None
+
     def commit(self, changes: Iterable[Change], counters: dict[str, int],
                state: dict[str, Any] | None = None) -> None:
         """Write all changes, counters and state atomically (all or nothing)."""

@@ -262,20 +262,26 @@ class LabController(harness.Controller):
         self.proc.wait(10)
 
 
-def start_bare(workdir: Path, doc: dict[str, Any], timeout: float = 30.0,
+def start_bare(workdir: Path, doc: dict[str, Any] | None, timeout: float = 30.0,
                env: Mapping[str, str] | None = None) -> LabController:
-    """A controller on ``doc`` that no switch connects to, once REST answers."""
+    """A controller on ``doc`` (None: no config file, the store alone) that no switch
+    connects to, once REST answers."""
+    config = None if doc is None else write_config(workdir / "doc.yaml", doc)
     ctl = LabController(of_port=harness.free_port(), wsapi_port=harness.free_port(),
-                        workdir=workdir, config=write_config(workdir / "doc.yaml", doc),
-                        env=env)
+                        workdir=workdir, config=config, env=env)
     ctl.start()
+    wait_answering(ctl, timeout)
+    return ctl
+
+
+def wait_answering(ctl: LabController, timeout: float = 30.0) -> None:
+    """Until REST answers /health; stop the controller and raise if it never does."""
     deadline = time.monotonic() + timeout
     while not _answers(ctl):
         if time.monotonic() > deadline or ctl.proc.poll() is not None:
             ctl.stop()
             raise RuntimeError(f"controller did not answer\n{ctl.log_tail()}")
         time.sleep(0.2)
-    return ctl
 
 
 def _answers(ctl: harness.Controller) -> bool:

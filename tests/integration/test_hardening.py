@@ -276,6 +276,23 @@ def test_a_config_backup_restores_into_a_fresh_controller(bare_controller: hd.La
         fresh.stop()
 
 
+def test_a_configuration_emptied_on_purpose_stays_empty_after_a_restart(
+        tmp_path: Path) -> None:
+    """A store never written gets the example edge; one the user emptied stays empty."""
+    ctl = hd.start_bare(tmp_path, None)
+    try:
+        example = get(ctl, "config")
+        assert example["rules"] and example["routers"]
+        empty = {kind: [] for kind in example}
+        assert hd.call(ctl, "PUT", "config", empty).status == 200
+        ctl.stop()
+        ctl.start()
+        hd.wait_answering(ctl)
+        assert get(ctl, "config") == empty
+    finally:
+        ctl.stop()
+
+
 def test_get_config_puts_back_when_a_router_precedes_its_parent(tmp_path: Path) -> None:
     ctl = hd.start_bare(tmp_path, hd.lab_config())
     try:

@@ -136,6 +136,20 @@ def numbers(svc: Service) -> dict:
             for k in KINDS for o in svc.model.all(k)}
 
 
+def test_a_store_emptied_on_purpose_is_not_fresh(tmp_path):
+    """The app loads the example edge only into a store never written: a user who
+    emptied the configuration must not find the example back after a restart."""
+    path = str(tmp_path / "si.sqlite")
+    svc = Service(Store(path))
+    assert svc.store.fresh()
+    svc.replace_config(default_document())
+    svc.replace_config({kind: [] for kind in KINDS})
+    svc.store.close()
+    again = Service(Store(path))
+    assert not again.store.fresh()
+    assert not any(again.model.objects.values())
+
+
 def fresh(tmp_path, name: str = "fresh.sqlite") -> Service:
     return Service(Store(str(tmp_path / name)))
 
