@@ -1,4 +1,4 @@
-"""The only code that talks to a switch: diff, send, barrier, reconcile by cookie.
+"""The only code that talks to a switch: diff, send, bundle, barrier, reconcile by cookie.
 
 Every flow we install carries ``flow.cookie | digest``, the digest being a
 24-bit hash of its content, so a flow dump alone says which installed flows
@@ -6,6 +6,14 @@ are ours (app tag) and which are current (digest).  Groups have no cookie: the
 controller owns every group on its bridge, and a group is current when its
 buckets encode the same bytes as the wanted ones.  Conntrack is never touched:
 connections keep their records across resyncs and restarts.
+
+A change is sent as one atomic bundle (the ONF extension of OpenFlow 1.3): packets
+see the old pipeline or the new one, never a mix.  That matters where flows work
+together: a generation bump makes every record stale at once, and the flows that
+handle stale records (a flow-programming instruction, a failed path's
+revalidation) must be there when it lands.  If the switch refuses a bundle,
+nothing of it is applied; the switch is then read back and the difference sent
+flow by flow, so only the refused flow is missing (and reported in /health).
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import TypeVar
 
 from ryu.app.ofctl import api as ofctl_api
+from ryu.app.ofctl import exception as ofctl_exception
 from ryu.lib import hub
 
 from openflow_tables import layout as L
@@ -78,6 +87,10 @@ class Counters:
     last_resync: float | None = None
 
 
+class BundleRefused(Exception):
+    """The switch refused a bundle: none of it was applied."""
+
+
 class Switch:
     """One datapath as the app sees it: what is installed, and the way to change it."""
 
@@ -90,17 +103,16 @@ class Switch:
         self.counters = Counters()
         self.errors: list[dict] = []
         self._sent: dict[int, tuple[str, object]] = {}   # xid -> (command, flow/key/group/id)
+        self._bundle: int | None = None        # the bundle being filled, if any
+        self._bundles = 0                      # bundle ids used on this connection
         self._lock = hub.BoundedSemaphore(1)   # one change at a time: diffs read `installed`
 
     # --- public ------------------------------------------------------------------
     def reconcile(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
         """Read what the switch holds (our cookie tag only), then send the difference."""
         with self._lock:
-            self.installed = self._dump_flows()
-            self.installed_groups = self._dump_groups()
             self.wanted = flows_by_key(flows)
-            self._apply(self.wanted.keys() | self.installed.keys(), groups)
-            self.counters.last_resync = time.time()
+            self._resync(groups, atomic=True)
 
     def push(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
         """Send the difference from what we wanted last: O(changes) messages, and O(changes)
@@ -108,7 +120,7 @@ class Switch:
         with self._lock:
             before = self.wanted
             try:
-                self._apply(self._rewant(flows), groups)
+                self._apply(self._rewant(flows), groups, atomic=True)
             except BaseException:
                 self.wanted = before     # what was not sent is found again by the next push
                 raise
@@ -117,9 +129,10 @@ class Switch:
         """Keep an OpenFlow error for /health; forget a failed add so the next push retries it."""
         command, obj = self._sent.get(msg.xid, (None, None))
         what = _describe(obj)
+        code = msg.code if msg.code is not None else getattr(msg, "exp_type", None)  # ONF errors
         event(LOG, logging.WARNING, "switch_rejected", dpid=dpid_str(self.datapath.id),
-              command=command, what=what, type=msg.type, code=msg.code)
-        self.errors.append({"time": round(time.time(), 3), "type": msg.type, "code": msg.code,
+              command=command, what=what, type=msg.type, code=code)
+        self.errors.append({"time": round(time.time(), 3), "type": msg.type, "code": code,
                             "xid": msg.xid, "command": command, "what": what})
         del self.errors[:-MAX_ERRORS]
         self.counters.errors_total += 1
@@ -196,9 +209,20 @@ class Switch:
         self.wanted = wanted
         return touched
 
-    def _apply(self, keys: Iterable[tuple], groups: Iterable[Group]) -> None:
+    def _resync(self, groups: Iterable[Group], atomic: bool) -> None:
+        """Read the switch, then bring it to ``wanted``.  A switch holding none of our
+        flows has no pipeline to keep consistent: its first install is not bundled
+        (a 200,000-flow bundle would only add memory and a long commit)."""
+        self.installed = self._dump_flows()
+        self.installed_groups = self._dump_groups()
+        self._apply(self.wanted.keys() | self.installed.keys(), groups,
+                    atomic=atomic and bool(self.installed))
+        self.counters.last_resync = time.time()
+
+    def _apply(self, keys: Iterable[tuple], groups: Iterable[Group], atomic: bool) -> None:
         """Bring these flow keys to ``wanted`` (groups: all of them).  Groups first (flows
-        point at them), deletes last, then wait for a barrier."""
+        point at them), deletes last; in one bundle when ``atomic``, then a barrier."""
+        groups = list(groups)
         flows = {k: self.wanted[k] for k in keys if k in self.wanted}   # errors may edit wanted
         cookies = {k: final_cookie(f) for k, f in flows.items()}
         flow_send = [k for k, c in cookies.items() if self.installed.get(k) != c]
@@ -206,19 +230,50 @@ class Switch:
         wanted_groups = {g.group_id: g for g in groups}
         prints = {i: R.group_fingerprint(g) for i, g in wanted_groups.items()}
         group_send, group_delete = diff(self.installed_groups, prints)
-        for gid in group_send:
-            self._put_group(wanted_groups[gid], prints[gid])
-        for n, key in enumerate(flow_send, start=1):
-            self._put_flow(key, flows[key], cookies[key])
-            if n % YIELD_EVERY == 0:
-                hub.sleep(0)      # let echo replies out: OVS drops a silent controller
-        for key in flow_delete:
-            self._delete_flow(key)
-        for gid in group_delete:
-            self._delete_group(gid)
         self._count(len(flow_send) + len(flow_delete), len(group_send) + len(group_delete))
-        if self.counters.flow_mods_last or self.counters.group_mods_last:
-            self._barrier()
+        if not (self.counters.flow_mods_last or self.counters.group_mods_last):
+            return
+        before = self._installed_of(flow_send + flow_delete, group_send + group_delete)
+        try:
+            if atomic:
+                self._open_bundle()
+            for gid in group_send:
+                self._put_group(wanted_groups[gid], prints[gid])
+            for n, key in enumerate(flow_send, start=1):
+                self._put_flow(key, flows[key], cookies[key])
+                if n % YIELD_EVERY == 0:
+                    hub.sleep(0)      # let echo replies out: OVS drops a silent controller
+            for key in flow_delete:
+                self._delete_flow(key)
+            for gid in group_delete:
+                self._delete_group(gid)
+            if atomic:
+                self._commit_bundle()
+            else:
+                self._barrier()
+        except BundleRefused as refused:
+            self._restore_installed(before)          # nothing of it was applied
+            event(LOG, logging.WARNING, "switch_bundle_refused", dpid=dpid_str(self.datapath.id),
+                  flow_mods=self.counters.flow_mods_last, reason=str(refused))
+            self._resync(groups, atomic=False)
+        except BaseException:
+            if atomic:                # an uncommitted bundle dies with the connection
+                self._bundle = None
+                self._restore_installed(before)
+            raise
+
+    def _installed_of(self, keys: list[tuple], gids: list[int]) -> tuple[dict, dict]:
+        """What we believe the switch holds for these flows and groups (None: nothing)."""
+        return ({k: self.installed.get(k) for k in keys},
+                {g: self.installed_groups.get(g) for g in gids})
+
+    def _restore_installed(self, before: tuple[dict, dict]) -> None:
+        for held, now in zip(before, (self.installed, self.installed_groups)):
+            for k, v in held.items():
+                if v is None:
+                    now.pop(k, None)
+                else:
+                    now[k] = v
 
     def _put_group(self, group: Group, fingerprint: int) -> None:
         command = "modify" if group.group_id in self.installed_groups else "add"
@@ -245,12 +300,42 @@ class Switch:
         c.group_mods_total += group_mods
 
     def _send(self, msg, command: str, obj: object) -> None:
+        """Send one change, into the open bundle if there is one (the wrapper carries the
+        message's xid, so an error names the flow either way)."""
+        if self._bundle is not None:
+            p, o = self.datapath.ofproto_parser, self.datapath.ofproto
+            msg = p.ONFBundleAddMsg(self.datapath, self._bundle,
+                                    o.ONF_BF_ATOMIC | o.ONF_BF_ORDERED, msg, [])
         self.datapath.set_xid(msg)
         self._sent[msg.xid] = (command, obj)
         if len(self._sent) > MAX_SENT:
             del self._sent[next(iter(self._sent))]
         if not self.datapath.send_msg(msg):
             raise ConnectionError(f"switch {self.datapath.id:016x} is gone")
+
+    def _bundle_ctrl(self, kind: int) -> object:
+        p, o = self.datapath.ofproto_parser, self.datapath.ofproto
+        return p.ONFBundleCtrlMsg(self.datapath, self._bundle, kind,
+                                  o.ONF_BF_ATOMIC | o.ONF_BF_ORDERED, [])
+
+    def _open_bundle(self) -> None:
+        self._bundles = (self._bundles + 1) & 0xFFFFFFFF
+        self._bundle = self._bundles
+        msg = self._bundle_ctrl(self.datapath.ofproto.ONF_BCT_OPEN_REQUEST)
+        self.datapath.set_xid(msg)
+        if not self.datapath.send_msg(msg):
+            raise ConnectionError(f"switch {self.datapath.id:016x} is gone")
+
+    def _commit_bundle(self) -> None:
+        """Commit and wait: the switch answers the commit (or refuses it) before the
+        barrier the ofctl service sends after it."""
+        msg = self._bundle_ctrl(self.datapath.ofproto.ONF_BCT_COMMIT_REQUEST)
+        self._bundle = None
+        try:
+            ofctl_api.send_msg(self.app, msg)
+        except ofctl_exception.OFError as err:
+            raise BundleRefused(", ".join(f"type={e.type} code={e.code}"
+                                          for e in err.result)) from None
 
     def _barrier(self) -> None:
         """Returns once the switch has processed (or rejected) everything sent before."""

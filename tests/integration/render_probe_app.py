@@ -161,6 +161,12 @@ REMOVED_KEY = ("neighbor", 0)       # ... and of the one it drops
 PUSHED = flow("ingress", 80, match(in_port=6, eth_type=ETH_IP), [Output(1)],
               cookie=L.cookie("interface", 6))
 
+# Step 6 pushes two new flows in one change; the switch refuses one (no group 99).
+ALSO_PUSHED = flow("ingress", 81, match(in_port=10, eth_type=ETH_IP), [Output(1)],
+                   cookie=L.cookie("interface", 10))
+REFUSED = flow("ingress", 82, match(in_port=11, eth_type=ETH_IP), [GroupAction(99)],
+               cookie=L.cookie("interface", 11))
+
 
 def _changed(f: Flow) -> Flow:
     if (f.table, f.priority) != CHANGED_KEY:
@@ -183,6 +189,7 @@ STEPS: tuple[tuple[str, Callable[[], tuple[list, list]]], ...] = (
     ("reconcile", lambda: (changed_flows(), changed_groups())),
     ("push", lambda: (changed_flows() + [PUSHED], changed_groups())),
     ("reconcile", lambda: (changed_flows() + [PUSHED], changed_groups())),
+    ("push", lambda: (changed_flows() + [PUSHED, ALSO_PUSHED, REFUSED], changed_groups())),
 )
 ERROR_DRAIN_S = 0.3   # errors precede the barrier reply, but reach this app on its own queue
 # ryu-manager reads _REQUIRED_APP from the app's module, not from the class.

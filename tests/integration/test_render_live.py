@@ -200,3 +200,19 @@ def test_reconcile_after_push_finds_nothing_to_do(probe):
     assert_no_errors(result)
     assert (result["flow_mods_last"], result["group_mods_last"]) == (0, 0)
     assert any("cookie=0x1234," in ln for ln in probe.all_flows[4])
+
+
+ONFERR_BUNDLE_MSG_FAILED = 2313     # ONF bundle extension: a message in it failed
+
+
+def test_a_refused_bundle_applies_nothing_then_all_but_the_refused_flow(probe):
+    """The bundle with a flow the switch refuses is dropped whole (an ONF bundle error);
+    the switch is read back and the rest sent flow by flow."""
+    result = probe.step(6)
+    errors = result["errors"]
+    assert any(e["type"] == 0xFFFF and e["code"] == ONFERR_BUNDLE_MSG_FAILED
+               for e in errors), errors                                    # the bundle failed
+    refused = [e for e in errors if e["command"] == "add" and "group:99" in (e["what"] or "")]
+    assert refused, errors       # in the bundle (and again alone if the resync was first)
+    assert_same_flows(probe.flows[5], probe_app.changed_flows()
+                      + [probe_app.PUSHED, probe_app.ALSO_PUSHED])

@@ -133,6 +133,16 @@ class FakeDatapath(ProtocolDesc):
         super().__init__(ofproto_v1_3.OFP_VERSION)
         self.id, self.xid, self.sent = 1, 0, []
 
+    @property
+    def changes(self) -> list:
+        """The flow-mods and group-mods sent, out of their bundle wrappers."""
+        return [m.message if isinstance(m, parser.ONFBundleAddMsg) else m for m in self.sent
+                if not isinstance(m, parser.ONFBundleCtrlMsg)]
+
+    def bundles(self) -> list[tuple[int, int]]:
+        """(bundle id, control type) of every bundle message, in order."""
+        return [(m.bundle_id, m.type) for m in self.sent if isinstance(m, parser.ONFBundleCtrlMsg)]
+
     def set_xid(self, msg) -> int:
         self.xid += 1
         msg.set_xid(self.xid)
@@ -151,10 +161,13 @@ def switch(monkeypatch):
 
     def send_msg(app, msg, reply_cls=None, reply_multi=False):
         requests.append(msg)
+        if isinstance(msg, parser.ONFBundleCtrlMsg) and app.refuse:
+            app.refuse -= 1
+            raise S.ofctl_exception.OFError(result=[SimpleNamespace(type=0xFFFF, code=3003)])
         return [SimpleNamespace(body=app.dump.get(type(msg), []))] if reply_multi else msg
 
     monkeypatch.setattr(S.ofctl_api, "send_msg", send_msg)
-    app = SimpleNamespace(dump={}, requests=requests)
+    app = SimpleNamespace(dump={}, requests=requests, refuse=0)
     return S.Switch(app, FakeDatapath())
 
 
@@ -168,43 +181,78 @@ def _kinds(msgs) -> list[str]:
 GROUP = Group(1, "select", (Bucket((Load.field(L.FWD_DATA, 3), Resubmit("commit"))),))
 
 
-def test_push_sends_only_the_difference_in_order(switch):
+def test_push_sends_only_the_difference_in_one_bundle(switch):
+    o = ofproto_v1_3
     flows = [_flow(priority=p) for p in range(10, 20)]
     switch.push(flows, [GROUP])
-    assert _kinds(switch.datapath.sent) == ["group-add"] + ["flow-add"] * 10
-    assert isinstance(switch.app.requests[-1], parser.OFPBarrierRequest)
+    dp = switch.datapath
+    assert _kinds(dp.changes) == ["group-add"] + ["flow-add"] * 10
+    assert dp.bundles() == [(1, o.ONF_BCT_OPEN_REQUEST)]
+    assert all(m.bundle_id == 1 and m.flags == o.ONF_BF_ATOMIC | o.ONF_BF_ORDERED
+               for m in dp.sent[1:])
+    commit = switch.app.requests[-1]            # sent through ofctl: it waits for the answer
+    assert (commit.bundle_id, commit.type) == (1, o.ONF_BCT_COMMIT_REQUEST)
 
-    switch.datapath.sent.clear()
+    dp.sent.clear()
     switch.push(flows[1:] + [_flow(priority=30)], [])
-    assert _kinds(switch.datapath.sent) == ["flow-add", "flow-del", "group-del"]
+    assert _kinds(dp.changes) == ["flow-add", "flow-del", "group-del"]
+    assert dp.bundles() == [(2, o.ONF_BCT_OPEN_REQUEST)]
     assert (switch.counters.flow_mods_last, switch.counters.flow_mods_total) == (2, 12)
     assert (switch.counters.group_mods_last, switch.counters.group_mods_total) == (1, 2)
 
-    switch.datapath.sent.clear()
-    barriers = len(switch.app.requests)
+    dp.sent.clear()
+    requests = len(switch.app.requests)
     switch.push(flows[1:] + [_flow(priority=30)], [])
-    assert switch.datapath.sent == [] and len(switch.app.requests) == barriers
+    assert dp.sent == [] and len(switch.app.requests) == requests
 
 
-def test_reconcile_reads_our_flows_and_groups_then_fixes_them(switch):
+def _installed_on_switch(flows: list) -> list:
+    return [SimpleNamespace(table_id=0, priority=f.priority, match=_from_wire(R.ofp_match(f)),
+                            cookie=S.final_cookie(f)) for f in flows]
+
+
+def test_reconcile_reads_our_flows_and_groups_then_fixes_them_in_one_bundle(switch):
     current, stale, changed = _flow(priority=10), _flow(priority=11), _flow(priority=12, out=9)
-    stats = [SimpleNamespace(table_id=0, priority=f.priority, match=_from_wire(R.ofp_match(f)),
-                             cookie=S.final_cookie(f)) for f in (current, stale, changed)]
     desc = parser.OFPGroupDescStats(ofproto_v1_3.OFPGT_SELECT, 1, R.buckets(GROUP))
-    switch.app.dump = {parser.OFPFlowStatsRequest: stats,
+    switch.app.dump = {parser.OFPFlowStatsRequest: _installed_on_switch([current, stale, changed]),
                        parser.OFPGroupDescStatsRequest: [desc]}
     switch.reconcile([current, _flow(priority=12)], [GROUP])
     request = switch.app.requests[0]
     assert (request.cookie, request.cookie_mask) == (R.OWN_COOKIE, L.COOKIE_APP_MASK)
-    assert _kinds(switch.datapath.sent) == ["flow-add", "flow-del"]
-    assert switch.datapath.sent[0].priority == 12 and switch.datapath.sent[1].priority == 11
+    changes = switch.datapath.changes
+    assert _kinds(changes) == ["flow-add", "flow-del"]
+    assert changes[0].priority == 12 and changes[1].priority == 11
+    assert len(switch.datapath.bundles()) == 1
     assert switch.counters.last_resync is not None
+
+
+def test_a_switch_without_our_flows_gets_its_first_install_unbundled(switch):
+    switch.reconcile([_flow(priority=p) for p in range(10, 13)], [])
+    assert _kinds(switch.datapath.sent) == ["flow-add"] * 3
+    assert isinstance(switch.app.requests[-1], parser.OFPBarrierRequest)
+
+
+def test_a_refused_bundle_is_redone_flow_by_flow_from_what_the_switch_holds(switch):
+    base = [_flow(priority=p) for p in range(10, 13)]
+    switch.push(base, [])
+    switch.app.refuse = 1                           # the switch refuses the next bundle
+    switch.app.dump = {parser.OFPFlowStatsRequest: _installed_on_switch(base)}
+    switch.datapath.sent.clear()
+    switch.push(base[1:] + [_flow(priority=20)], [])
+    dp = switch.datapath
+    assert len(dp.bundles()) == 1                    # the refused one, then plain messages
+    plain = dp.sent[dp.sent.index(next(m for m in dp.sent[1:]
+                                       if not isinstance(m, parser.ONFBundleAddMsg))):]
+    assert _kinds(plain) == ["flow-add", "flow-del"]
+    assert [m.priority for m in plain] == [20, 10]
+    assert isinstance(switch.app.requests[-1], parser.OFPBarrierRequest)
 
 
 def test_an_error_names_the_flow_and_the_next_push_retries_it(switch):
     f = _flow()
     switch.push([f], [])
-    xid = switch.datapath.sent[0].xid
+    xid = switch.datapath.changes[0].xid
+    assert xid == switch.datapath.sent[1].xid       # the bundle wrapper carries it
     switch.record_error(SimpleNamespace(xid=xid, type=4, code=9))
     error = switch.errors[-1]
     assert (error["type"], error["code"], error["command"]) == (4, 9, "add")
@@ -213,35 +261,35 @@ def test_an_error_names_the_flow_and_the_next_push_retries_it(switch):
 
     switch.datapath.sent.clear()
     switch.push([f], [])
-    assert _kinds(switch.datapath.sent) == ["flow-add"]
+    assert _kinds(switch.datapath.changes) == ["flow-add"]
 
 
-def test_a_push_cut_short_is_completed_by_the_next_one(switch, monkeypatch):
+def test_a_push_cut_short_is_sent_whole_by_the_next_one(switch, monkeypatch):
+    """An uncommitted bundle is gone with its connection: nothing of it counts as sent."""
     base = [_flow(priority=p) for p in range(10, 13)]
     switch.push(base, [])
     more = base + [_flow(priority=p) for p in range(20, 23)]
     sent_before = len(switch.datapath.sent)
     real_send = switch.datapath.send_msg
     monkeypatch.setattr(switch.datapath, "send_msg",
-                        lambda msg: len(switch.datapath.sent) < sent_before + 1
-                        and real_send(msg))           # the connection drops after one
+                        lambda msg: len(switch.datapath.sent) < sent_before + 2
+                        and real_send(msg))           # the connection drops after two
     with pytest.raises(ConnectionError):
         switch.push(more, [])
-    got_through = switch.datapath.sent[-1].priority
+    assert len(switch.datapath.changes) == 3 + 1      # one of the new flows was in the bundle
     monkeypatch.setattr(switch.datapath, "send_msg", real_send)
     switch.datapath.sent.clear()
     switch.push(more, [])
-    assert sorted(m.priority for m in switch.datapath.sent) == sorted(
-        {20, 21, 22} - {got_through})
+    assert sorted(m.priority for m in switch.datapath.changes) == [20, 21, 22]
 
 
 def test_a_late_error_for_a_replaced_flow_does_not_keep_its_successor(switch):
     f, g1, g2 = _flow(priority=10), _flow(priority=11, out=2), _flow(priority=11, out=3)
     switch.push([f, g1], [])
-    g1_xid = next(m.xid for m in switch.datapath.sent if m.priority == 11)
+    g1_xid = next(m.xid for m in switch.datapath.changes if m.priority == 11)
     switch.push([f, g2], [])                          # g2 replaces g1 (same match)
     switch.record_error(SimpleNamespace(xid=g1_xid, type=4, code=9))   # g1's, late
     switch.datapath.sent.clear()
     switch.push([f], [])                              # g2 leaves the pipeline
-    assert [(k, m.priority) for k, m in zip(_kinds(switch.datapath.sent),
-                                            switch.datapath.sent)] == [("flow-del", 11)]
+    changes = switch.datapath.changes
+    assert [(k, m.priority) for k, m in zip(_kinds(changes), changes)] == [("flow-del", 11)]
