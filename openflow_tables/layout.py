@@ -73,7 +73,8 @@ TABLES: tuple[Table, ...] = (
     Table(9, "flow_program",
           "Flow-programming instructions, one flow per direction of each programmed "
           "connection: drop, accept (skip the rest of the chain), reroute (a new "
-          "SPI). The decision is re-committed, so the next packets take the fast path.",
+          "SPI). The decision is re-committed, so the next packets take the fast path; "
+          "a zero-byte packet-in tells the controller the instruction was carried out.",
           ("revalidate", "commit")),
     Table(10, "revalidate",
           "A record whose service node or path is in the failed set is sent through "

@@ -53,7 +53,6 @@ CONF.register_opts([
 ], group="si")
 CONF.set_default("wsapi_host", "127.0.0.1")
 ARP_RETRY_S = 1.0
-FLOW_PROGRAM_POLL_S = 0.2
 # ryu-manager reads this at module level: the ofctl service answers send_msg requests.
 _REQUIRED_APP = ["ryu.app.ofctl.service"]
 
@@ -79,7 +78,6 @@ class ServiceInsertionApp(app_manager.RyuApp):
         kwargs["wsgi"].register(SIFallbackController, {APP_KEY: self})
         if self.liveness.interval > 0:
             hub.spawn(self._liveness_loop)
-        hub.spawn(self._flow_program_loop)
 
     def _load_initial_config(self) -> None:
         """A given config file wins; a store never written gets the embedded example edge
@@ -181,8 +179,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev) -> None:
-        """ARP (to learn, to resolve), liveness probes and flow-programming signals:
-        nothing else reaches the controller."""
+        """ARP (to learn, to resolve), liveness probes, flow-programming signals and
+        notices that an instruction was carried out: nothing else reaches the controller."""
         msg = ev.msg
         owner = L.cookie_owner(msg.cookie)
         if owner == ("pipeline", PIPELINE_ARP_LEARN):
@@ -193,6 +191,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
             self._probe_reply(msg)
         elif owner == ("pipeline", PIPELINE_FLOW_PROGRAM):
             self._flow_program_signal(msg)
+        elif owner[0] == "flow_program":
+            self.service.executed({owner[1]})     # a packet carried the instruction out
 
     # --- liveness -----------------------------------------------------------------------
     def _liveness_loop(self) -> None:
@@ -225,19 +225,6 @@ class ServiceInsertionApp(app_manager.RyuApp):
             self.liveness.reply(*parsed, time.time())
 
     # --- flow programming ------------------------------------------------------------------
-    def _flow_program_loop(self) -> None:
-        """An instruction is done once its flow has carried a packet: poll while any is pending."""
-        while True:
-            hub.sleep(FLOW_PROGRAM_POLL_S)
-            pending = {i.num for i in self.service.instructions if i.state == "pending"}
-            if not pending:
-                continue
-            hit = set()
-            for sw in list(self.switches.values()):
-                counts = sw.flow_counts("flow_program", "flow_program")
-                hit |= {num for num, (n, _) in counts.items() if n and num in pending}
-            self.service.executed(hit)
-
     def _flow_program_signal(self, msg) -> None:
         """An NSH-aware node set C1 on a packet: record the instruction, then re-inject
         the packet as serviced (or drop it, for drop and drop_message)."""

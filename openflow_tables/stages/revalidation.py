@@ -3,17 +3,24 @@
 A generation bump makes every record stale at once with one flow-mod; each
 connection is then revalidated lazily by its own next packet, never by a
 sweep over connections.
+
+An instruction's flows tell the controller when a packet has carried them out: a
+zero-byte packet-in, sent only when the datapath runs the actions for a real packet.
+Flow counters cannot say it: when OVS re-translates its cached datapath flows after
+a change, it credits the packets those flows carried before the change to the flows
+of the new translation, so an instruction can count a packet it never touched.
 """
 from __future__ import annotations
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
-from openflow_tables.flow import Load, Resubmit, fields, flow, match
+from openflow_tables.flow import Controller, Load, Resubmit, fields, flow, match
 from openflow_tables.stages.policy import nsh_data
 
 ETH_IP = 0x0800
 TP = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
 PIPE = L.cookie("pipeline")
+EXECUTED = Controller(max_len=0)   # "this instruction was carried out" (no packet bytes)
 
 
 def _program_actions(ctx: Context, ins) -> tuple[list, str | None]:
@@ -36,6 +43,7 @@ def flow_program_flows(ctx: Context) -> list:
         if ins.state != "pending" or ins.action == "drop_message" or not ctx.on_switch(ins.router):
             continue
         actions, goto = _program_actions(ctx, ins)
+        actions = [EXECUTED, *actions]
         sport_f, dport_f = TP[ins.ip_proto]
         for src, dst, sp, dp in ins.directions():
             out.append(flow("flow_program", 10,

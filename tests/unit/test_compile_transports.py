@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from openflow_tables import layout as L
-from openflow_tables.flow import Ct, Decap, EncapNsh, Output
+from openflow_tables.flow import Controller, Ct, Decap, EncapNsh, Load, Output, Resubmit
 from ryu_si.service import Service
 from ryu_si.store import Store
 from tests.unit.conftest import compile_for
@@ -162,3 +162,24 @@ def test_no_two_flows_of_one_priority_overlap_with_different_actions(svc, dpid, 
             for b in group[i + 1:]:
                 if (a.actions, a.goto) != (b.actions, b.goto):
                     assert not _compatible(a, b), (a, b)
+
+
+def test_a_reroute_is_one_flow_per_direction_that_reports_then_recommits(svc):
+    """The instruction's flows say "carried out" with a zero-byte packet-in (flow counters
+    can be credited with packets that never went through them), load the new path for
+    both directions and commit it; once executed they leave the pipeline."""
+    fw = next(p for p in svc.paths.values() for p in p if p.chain == _chain(svc, "fw-only").id)
+    ins = svc.program({"ip_proto": "tcp", "ipv4_src": "198.51.100.10",
+                       "ipv4_dst": "10.10.0.10", "tp_src": 40000, "tp_dst": 5202,
+                       "action": "reroute", "spi": fw.spi})
+    flows = [f for f in compile_for(svc, EDGE_PORTS).table("flow_program")
+             if f.cookie == L.cookie("flow_program", ins.num)]
+    assert sorted((_match(f)["ipv4_src"], _match(f)["tcp_src"]) for f in flows) == [
+        ("10.10.0.10", 5202), ("198.51.100.10", 40000)]
+    for f in flows:
+        assert f.actions[0] == Controller(max_len=0)
+        assert f.actions[-1] == Resubmit("commit")
+        assert Load.field(L.FWD_DATA, fw.spi << 8 | 255) in f.actions
+    svc.executed({ins.num})
+    assert not [f for f in compile_for(svc, EDGE_PORTS).table("flow_program")
+                if f.cookie == L.cookie("flow_program", ins.num)]
