@@ -127,10 +127,17 @@ def sh(*argv: str, check: bool = True) -> str:
 
 # ------------------------------------------------------------------ nodes
 
+# Source ports tests choose themselves (to steer ECMP), kept out of the hosts' ephemeral
+# range: a closed connection from an ephemeral port sits in TIME_WAIT without
+# SO_REUSEADDR, and binding that port again fails at once (EADDRINUSE).
+TEST_SPORTS = range(40000, 42000)
+
+
 class EdgeHost(Host):
     """A namespace host fit for a userspace OVS datapath: IPv6 off before any
     interface exists (clean counters), tx checksum offload off on every
-    interface (else TCP through a netdev bridge carries bad checksums)."""
+    interface (else TCP through a netdev bridge carries bad checksums), and
+    the test source ports reserved."""
 
     def __init__(self, name: str, **params) -> None:
         super().__init__(name, **params)
@@ -142,7 +149,8 @@ class EdgeHost(Host):
         """``mtu``: for every interface (room for a tunnel header on a path
         that crosses one)."""
         result = super().config(**params)
-        run(self, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        run(self, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+            f"net.ipv4.ip_local_reserved_ports={TEST_SPORTS.start}-{TEST_SPORTS.stop - 1}")
         for intf in self.intfNames():
             if intf != "lo":
                 run(self, "ethtool", "-K", intf, "tx", "off")

@@ -263,14 +263,15 @@ def predict_uplink(net, sport: int, dport: int, dst: str | None = None,
     return dev.group(1)[len("ext-"):]
 
 
-def pick_sport(net, dport: int, uplink: str, start: int = 40000, tries: int = 2000) -> int:
+def pick_sport(net, dport: int, uplink: str) -> int:
     """A client source port the ECMP hash sends to ``uplink``; never the same
-    port twice in one test run, so no test meets another's TIME_WAIT state."""
-    for sport in range(start, start + tries):
+    port twice in one test run, so no test meets another's TIME_WAIT state (the
+    hosts keep these ports out of their ephemeral range for the same reason)."""
+    for sport in edge.TEST_SPORTS:
         if sport not in _USED_SPORTS and predict_uplink(net, sport, dport) == uplink:
             _USED_SPORTS.add(sport)
             return sport
-    raise LookupError(f"no source port in {start}..{start + tries} hashes to {uplink}")
+    raise LookupError(f"no source port in {edge.TEST_SPORTS} hashes to {uplink}")
 
 
 def move_connection(net, sport: int, uplink: str) -> None:

@@ -6,6 +6,7 @@ Config: ryu_si/examples/three_transports.yaml.  Ports: 5201 -> chain fw-ids-dpi
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -68,7 +69,7 @@ def node_delta(before: dict, after: dict) -> dict[str, tuple[int, int]]:
 
 def transfer_ok(net, sport: int, dport: int, **kw) -> dict:
     res = run_transfer(net, sport, dport, **kw).wait(60)
-    assert res["result"] == "ok", res
+    assert res["result"] == "ok", json.dumps(res)      # a string: shown whole, with its error
     return res
 
 
@@ -171,7 +172,8 @@ def test_three_transports_at_once(controller, edge_net):
                          sp.l3_counters(edge_net))
     runs = [run_transfer(edge_net, pick_sport(edge_net, d, "up1"), d, chunks=20, interval=0.02)
             for d in (80, 5202, 5203)]
-    assert all(r.wait(60)["result"] == "ok" for r in runs)
+    results = [r.wait(60) for r in runs]
+    assert all(r["result"] == "ok" for r in results), json.dumps(results)
     wait_counters()
     assert harness.edge.biw_counters(edge_net)[0] - biw0[0] >= 20
     assert sum(v[0] for v in node_delta(chain0, sp.chain_counters(edge_net)).values()) >= 20
