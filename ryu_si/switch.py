@@ -21,6 +21,7 @@ import functools
 import logging
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TypeVar
@@ -102,7 +103,9 @@ class Switch:
         self.installed_groups: dict[int, int] = {}   # group id -> fingerprint on the switch
         self.counters = Counters()
         self.errors: list[dict] = []
-        self._sent: dict[int, tuple[str, object]] = {}   # xid -> (command, flow/key/group/id)
+        # xid -> (command, flow/key/group/id), oldest first.  An OrderedDict: dropping the
+        # oldest of a plain dict is O(n) once many were dropped (it skips the dead slots).
+        self._sent: OrderedDict[int, tuple[str, object]] = OrderedDict()
         self._bundle: int | None = None        # the bundle being filled, if any
         self._bundles = 0                      # bundle ids used on this connection
         self._lock = hub.BoundedSemaphore(1)   # one change at a time: diffs read `installed`
@@ -211,8 +214,9 @@ class Switch:
 
     def _resync(self, groups: Iterable[Group], atomic: bool) -> None:
         """Read the switch, then bring it to ``wanted``.  A switch holding none of our
-        flows has no pipeline to keep consistent: its first install is not bundled
-        (a 200,000-flow bundle would only add memory and a long commit)."""
+        flows has no pipeline to keep consistent, so its first install is not bundled:
+        there the controller's encoding sets the pace, and a bundle would only add its
+        commit at the end (OVS applies flow-mods as they come, on the other core)."""
         self.installed = self._dump_flows()
         self.installed_groups = self._dump_groups()
         self._apply(self.wanted.keys() | self.installed.keys(), groups,
@@ -309,7 +313,7 @@ class Switch:
         self.datapath.set_xid(msg)
         self._sent[msg.xid] = (command, obj)
         if len(self._sent) > MAX_SENT:
-            del self._sent[next(iter(self._sent))]
+            self._sent.popitem(last=False)
         if not self.datapath.send_msg(msg):
             raise ConnectionError(f"switch {self.datapath.id:016x} is gone")
 
