@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Iterable
+from typing import Any
 
 from ryu.lib.pack_utils import msg_pack_into
 from ryu.ofproto import nicira_ext
@@ -50,11 +52,6 @@ REG_LOAD_BITS = 64        # NXAST_REG_LOAD carries a 64-bit value
 
 
 # --- match ------------------------------------------------------------------
-def ofp_match(flow: Flow) -> parser.OFPMatch:
-    return parser.OFPMatch(**{name: value if mask is None else (value, mask)
-                              for name, value, mask in flow.match})
-
-
 def _normal_field(name: str, user_value) -> tuple | None:
     """(name, value-or-(value, mask)) in Ryu's user form, masked bits cleared,
     a full mask dropped; None for a fully wildcarded field."""
@@ -68,16 +65,24 @@ def _normal_field(name: str, user_value) -> tuple | None:
     return ofp.oxm_to_user(num, value, mask)
 
 
+def _key(table_id: int, priority: int, user_fields: Iterable[tuple[str, Any]]) -> tuple:
+    fields = (_normal_field(name, uv) for name, uv in user_fields)
+    return table_id, priority, tuple(sorted(f for f in fields if f is not None))
+
+
 def match_key(table_id: int, priority: int, ofpmatch: parser.OFPMatch) -> tuple:
     """What OpenFlow identifies a flow by, in one hashable form whatever produced the match."""
-    fields = (_normal_field(name, uv) for name, uv in ofpmatch.items())
-    return table_id, priority, tuple(sorted(f for f in fields if f is not None))
+    return _key(table_id, priority, ofpmatch.items())
 
 
 @functools.lru_cache(maxsize=1 << 19)   # a 50,000-rule pipeline holds ~220,000 flows
 def flow_key(flow: Flow) -> tuple:
-    """Cached: every push keys the whole desired pipeline, and building matches is slow."""
-    return match_key(L.table_id(flow.table), flow.priority, ofp_match(flow))
+    """The flow's ``match_key``, from its own fields: building an OFPMatch first would
+    normalise every field twice (218,571 flows: 6.6 s instead of 16.5 s).  Cached:
+    every push keys the whole desired pipeline."""
+    return _key(L.table_id(flow.table), flow.priority,
+                ((name, value if mask is None else (value, mask))
+                 for name, value, mask in flow.match))
 
 
 # --- actions ------------------------------------------------------------------
