@@ -307,28 +307,30 @@ class Switch:
         """Send one change, into the open bundle if there is one (the wrapper carries the
         message's xid, so an error names the flow either way)."""
         if self._bundle is not None:
-            p, o = self.datapath.ofproto_parser, self.datapath.ofproto
-            msg = p.ONFBundleAddMsg(self.datapath, self._bundle,
-                                    o.ONF_BF_ATOMIC | o.ONF_BF_ORDERED, msg, [])
-        self.datapath.set_xid(msg)
+            msg = self.datapath.ofproto_parser.ONFBundleAddMsg(
+                self.datapath, self._bundle, self._bundle_flags(), msg, [])
+        self._write(msg)
         self._sent[msg.xid] = (command, obj)
         if len(self._sent) > MAX_SENT:
             self._sent.popitem(last=False)
+
+    def _write(self, msg) -> None:
+        self.datapath.set_xid(msg)
         if not self.datapath.send_msg(msg):
             raise ConnectionError(f"switch {self.datapath.id:016x} is gone")
 
+    def _bundle_flags(self) -> int:
+        o = self.datapath.ofproto
+        return o.ONF_BF_ATOMIC | o.ONF_BF_ORDERED
+
     def _bundle_ctrl(self, kind: int) -> object:
-        p, o = self.datapath.ofproto_parser, self.datapath.ofproto
-        return p.ONFBundleCtrlMsg(self.datapath, self._bundle, kind,
-                                  o.ONF_BF_ATOMIC | o.ONF_BF_ORDERED, [])
+        return self.datapath.ofproto_parser.ONFBundleCtrlMsg(
+            self.datapath, self._bundle, kind, self._bundle_flags(), [])
 
     def _open_bundle(self) -> None:
         self._bundles = (self._bundles + 1) & 0xFFFFFFFF
         self._bundle = self._bundles
-        msg = self._bundle_ctrl(self.datapath.ofproto.ONF_BCT_OPEN_REQUEST)
-        self.datapath.set_xid(msg)
-        if not self.datapath.send_msg(msg):
-            raise ConnectionError(f"switch {self.datapath.id:016x} is gone")
+        self._write(self._bundle_ctrl(self.datapath.ofproto.ONF_BCT_OPEN_REQUEST))
 
     def _commit_bundle(self) -> None:
         """Commit and wait: the switch answers the commit (or refuses it) before the
