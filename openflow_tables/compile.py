@@ -32,8 +32,10 @@ def compile_pipeline(ctx: Context) -> Pipeline:
 def router_flows(ctx: Context) -> list[Flow]:
     return [
         *ingress.ingress_flows(ctx), *ingress.arp_flows(ctx),
-        *conntrack.ct_flows(), *conntrack.ct_result_flows(),
-        *applied_to.applied_to_flows(ctx), *classify.classify_flows(ctx),
+        *conntrack.ct_flows(), *conntrack.ct_result_flows(ctx),
+        *applied_to.applied_to_flows(ctx), *applied_to.class_check_flows(ctx),
+        *classify.orient_flows("orient", "classify"), *classify.classify_flows(ctx),
+        *classify.orient_flows("reorient", "keep_decision"), *classify.keep_decision_flows(ctx),
         *policy.policy_flows(ctx), *conntrack.commit_flows(ctx),
         *conntrack.gen_check_flows(ctx), *revalidation.flow_program_flows(ctx),
         *revalidation.revalidate_flows(ctx), *transport.transport_flows(ctx),

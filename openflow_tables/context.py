@@ -5,17 +5,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openflow_tables import layout as L
+from openflow_tables.flow import FlowError
 from ryu_si import model as m
 
 
 @dataclass(frozen=True)
 class Generations:
-    """The four global state generations (SPEC section 6), 8 bits each."""
+    """The global state generations (SPEC section 6), 8 bits each: the four that say a
+    record's service node, path or flow-programming state may be stale, and the
+    classification generation that says its rule may no longer be what its
+    interface's rules give (a rule, applied_to or interface edit)."""
 
     flow_program: int = 0
     bfd: int = 0
     spi_fail: int = 0
     sn: int = 0
+    classify: int = 0
 
     def packed(self) -> int:
         """The value of the generations register (and ct_label bits 96-127)."""
@@ -51,6 +56,7 @@ class Context:
         self.plane_routers = [r for r in self.model.all("routers")
                               if r.service_plane_dpid == self.dpid]
         self._router_ids = {r.id for r in self.routers}
+        self._classes: dict[str, dict[int, int]] = {}
 
     def on_switch(self, router_id: str) -> bool:
         return router_id in self._router_ids
@@ -84,6 +90,28 @@ class Context:
             if router_id == iface.router and iface.id in members:
                 bits |= 1 << bit
         return bits
+
+    def router_classes(self, router_id: str) -> dict[int, int]:
+        """applied_to bits -> class number of the router's classifying interfaces.
+
+        Interfaces with the same applied_to sets are one class.  Numbered from the
+        model alone (sorted by bits), so every switch and every compile of one model
+        agree; any change that could renumber them bumps the classification
+        generation, which makes older records re-classify instead of comparing
+        classes of another numbering."""
+        cached = self._classes.get(router_id)
+        if cached is None:
+            masks = sorted({self.iface_bits(i) for i in self.model.all("interfaces")
+                            if i.router == router_id and i.classifies})
+            if len(masks) > L.MAX_CLASSES:
+                raise FlowError(f"router {self.router(router_id).name} has {len(masks)} "
+                                f"interface classes (distinct applied_to memberships); the "
+                                f"limit is {L.MAX_CLASSES} per router")
+            cached = self._classes[router_id] = {bits: n for n, bits in enumerate(masks)}
+        return cached
+
+    def iface_class(self, iface: m.Interface) -> int:
+        return self.router_classes(iface.router)[self.iface_bits(iface)]
 
     def node_live(self, node: m.ServiceNode) -> bool:
         return node.admin_state == "up" and node.id not in self.down_nodes

@@ -41,65 +41,90 @@ TABLES: tuple[Table, ...] = (
           ("ct_result",)),
     Table(3, "ct_result",
           "Invalid packets drop; records made by service insertion (tag bit in "
-          "ct_mark) go to the applied_to check; anything else is classified.",
-          ("applied_to", "classify")),
+          "ct_mark) under the current classification generation go to the applied_to "
+          "check; anything else (new connections, records made before a rule or "
+          "applied_to edit) is classified.",
+          ("applied_to", "orient")),
     Table(4, "applied_to",
           "Reuse a stored decision only if the record's rule is applied at the "
           "interface the packet is classified at: (ct_mark rule, interface "
-          "applied_to bits) hit restores the decision from ct_label; a miss "
-          "re-classifies (patent claim 2).",
-          ("gen_check", "classify"), miss="classify"),
-    Table(5, "classify",
+          "applied_to bits) hit goes on to the class check; a miss re-classifies "
+          "(patent claim 2).",
+          ("class_check", "orient"), miss="orient"),
+    Table(5, "class_check",
+          "The record's rule is applied here; reuse it only if it is also what this "
+          "interface's rules give the connection: the interface class the record was "
+          "classified at (ct_mark) must carry every applied_to set this interface "
+          "carries (then no rule of this interface can outrank the record's). A hit "
+          "restores the decision from ct_label; a miss re-classifies.",
+          ("gen_check", "orient"), miss="orient"),
+    Table(6, "orient",
+          "Rules classify connections, not packets: a reply-direction packet (ct_state "
+          "+rpl) has its addresses and ports swapped into the connection's original "
+          "direction for the classify lookup (conntrack's original tuple, without NAT), "
+          "so a reply never classifies on its own swapped headers.",
+          ("classify",), miss="classify"),
+    Table(7, "classify",
           "Service insertion rules. A rule matches the applied_to-set bit it "
           "belongs to (interfaces carry the bits of every set they are in), so "
           "flows grow with rules, not rules x interfaces. Multi-valued fields use "
           "conjunctive matches. The highest priority wins; the default rule "
           "(priority 0) allows without service.",
+          ("reorient",)),
+    Table(8, "reorient",
+          "Swap a reply-direction packet's addresses and ports back.",
+          ("keep_decision",), miss="keep_decision"),
+    Table(9, "keep_decision",
+          "A re-classification that gives the record's own rule (same action, same "
+          "policy) keeps the stored decision: its service path or node, and what flow "
+          "programming made of it. Anything else takes the new rule's decision.",
           ("policy", "commit")),
-    Table(6, "policy",
+    Table(10, "policy",
           "A redirect rule's policy selects a service node with a select group "
           "(stable per connection); a policy with no live node follows its "
           "failure policy (pass: route unserviced, fail: drop).",
           ("commit",)),
-    Table(7, "commit",
-          "Commit the decision to conntrack: ct_mark = tag + rule number, "
-          "ct_label = transport, forward/reverse data, policy, generations.",
+    Table(11, "commit",
+          "Commit the decision to conntrack: ct_mark = tag + interface class + rule "
+          "number, ct_label = transport, rule action, classification generation, "
+          "forward/reverse data, policy, generations. A kept decision keeps its "
+          "transport generations (revalidated next).",
           ("gen_check",)),
-    Table(8, "gen_check",
+    Table(12, "gen_check",
           "Records stamped with the current generations take the fast path (one "
           "lookup); stale ones are revalidated by this packet: flow programming first, "
           "then the failed set, else they are re-stamped.",
           ("transport", "flow_program")),
-    Table(9, "flow_program",
+    Table(13, "flow_program",
           "Flow-programming instructions, one flow per direction of each programmed "
           "connection: drop, accept (skip the rest of the chain), reroute (a new "
           "SPI). The decision is re-committed, so the next packets take the fast path; "
           "a zero-byte packet-in tells the controller the instruction was carried out.",
           ("revalidate", "commit")),
-    Table(10, "revalidate",
+    Table(14, "revalidate",
           "A record whose service node or path is in the failed set is sent through "
           "its policy again (a live node or the backup path); anything else is "
           "re-committed with the current generations.",
           ("policy", "commit")),
-    Table(11, "transport",
+    Table(15, "transport",
           "Send the packet the way the decision says: biw forward out side A, "
           "reverse out side B; chain: NSH into the service plane; l3: routed out the "
           "node's VTI; allow continues to routing (or output when the packet was "
           "classified at its egress); drop drops.",
           ("routing", "neighbor")),
-    Table(12, "routing",
+    Table(16, "routing",
           "Longest-prefix match per router: egress interface and next hop. Liveness "
           "probes that came back through a service node go to the controller.",
           ("egress_si",)),
-    Table(13, "egress_si",
+    Table(17, "egress_si",
           "Traffic routed out of a classifying interface that has not been "
           "through service insertion yet is classified there, at its egress.",
           ("ct", "neighbor")),
-    Table(14, "neighbor",
+    Table(18, "neighbor",
           "Next hop IPv4 to MAC (static and learned neighbors); a miss asks the "
           "controller to resolve it (ARP miss).",
           ("output",)),
-    Table(15, "output",
+    Table(19, "output",
           "Rewrite the source MAC to the egress interface, decrement TTL, output.",
           ()),
     # --- the service plane bridge (the patent's logical service forwarding element)
@@ -161,8 +186,15 @@ FLAGS_SI_DONE = Field("si_done", "reg1", 1, 1,
                       "packet has been through service insertion at this router")
 FLAGS_EGRESS = Field("egress_si", "reg1", 2, 1,
                      "classification happens at the egress interface (routed already)")
+FLAGS_KEPT = Field("kept", "reg1", 3, 1,
+                   "re-classification kept the record's decision: re-commit it as it is")
 SI_IFACE = Field("si_iface", "reg2", 0, 16,
                  "interface the packet is classified at (ingress or egress)")
+SWAP_SCRATCH = Field("swap_scratch", "reg11", 0, 32,
+                     "orient/reorient: holds one address or port while it is swapped")
+SI_CLASS = Field("si_class", "reg2", 16, 7,
+                 "class of the interface the packet is classified at: interfaces of a "
+                 "router with the same applied_to sets share a class")
 # On the service plane bridge the same registers carry the proxy's state.
 SP_NSH = Field("sp_nsh", "reg0", 0, 32, "service plane: SPI<<8 | next SI of a proxied packet")
 SP_NODE = Field("sp_node", "reg2", 0, 32, "service plane: the proxied node's number")
@@ -188,6 +220,11 @@ def applied_to_bit(bit: int) -> tuple[str, int]:
 # xxreg1 = reg4 (bits 96-127) : reg5 (64-95) : reg6 (32-63) : reg7 (0-31).
 DECISION_REG = "xxreg1"
 TRANSPORT = Field("transport", "reg7", 0, 4, "transport of the decision (TRANSPORT_* below)")
+RULE_ACTION = Field("rule_action", "reg7", 4, 2,
+                    "action of the rule that made the decision (ACTION_* below)")
+GEN_CLASSIFY = Field("classify_gen", "reg7", 8, 8,
+                     "classification generation: bumped by every rule, applied_to or "
+                     "interface edit, so open connections are classified again")
 POLICY_NUM = Field("policy_num", "reg7", 16, 16, "policy number of a redirect decision")
 FWD_DATA = Field("fwd_data", "reg6", 0, 32,
                  "forward-direction data: service node number (biw/l3) or SPI<<8|SI")
@@ -204,6 +241,9 @@ TRANSPORT_DROP = 1
 TRANSPORT_BIW = 2
 TRANSPORT_CHAIN = 3
 TRANSPORT_L3 = 4
+ACTION_ALLOW = 1
+ACTION_DROP = 2
+ACTION_REDIRECT = 3
 NSH_FIRST_SI = 255   # the router sends SI 255; each hop takes one off
 
 # Liveness probes: UDP from PROBE_SRC to PROBE_DST that must come back through a node.
@@ -215,6 +255,9 @@ PROBE_PORT = 47474   # not a well-known port: Ryu would parse 3784 as BFD
 CT_MARK_TAG = Field("si_tag", "ct_mark", 31, 1,
                     "record made by service insertion (other features may share conntrack)")
 CT_MARK_RULE = Field("rule_num", "ct_mark", 0, 24, "rule number that made the record")
+CT_MARK_CLASS = Field("ct_class", "ct_mark", 24, 7,
+                      "class of the interface the record was classified at")
+MAX_CLASSES = 1 << CT_MARK_CLASS.nbits   # interface classes per router
 
 # ct_label mirrors xxreg1 bit for bit: label bits 96-127 = reg4 (generations),
 # 64-95 = reg5 (reverse data), 32-63 = reg6 (forward data), 0-31 = reg7.
@@ -262,11 +305,12 @@ def cookie_owner(value: int) -> tuple[str, int] | None:
 
 
 REGISTER_FIELDS: tuple[Field, ...] = (
-    ROUTER, IN_IFACE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_EGRESS, SI_IFACE, RULE_NUM,
-    TRANSPORT, POLICY_NUM, FWD_DATA, REV_DATA, *GENERATIONS, CT_ZONE, EGRESS_IFACE, NEXT_HOP,
+    ROUTER, IN_IFACE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_EGRESS, FLAGS_KEPT, SI_IFACE,
+    SI_CLASS, RULE_NUM, TRANSPORT, RULE_ACTION, GEN_CLASSIFY, POLICY_NUM, FWD_DATA, REV_DATA,
+    *GENERATIONS, CT_ZONE, EGRESS_IFACE, NEXT_HOP, SWAP_SCRATCH,
     SP_NSH, SP_NODE,
 )
-CT_FIELDS: tuple[Field, ...] = (CT_MARK_TAG, CT_MARK_RULE)
+CT_FIELDS: tuple[Field, ...] = (CT_MARK_TAG, CT_MARK_CLASS, CT_MARK_RULE)
 
 
 # Sizes the layout imposes on the model (validation checks them).

@@ -35,6 +35,12 @@ NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
 )
 
 
+# Objects whose change can change what a rule gives an open connection at an interface
+# (rules, their applied_to sets, interfaces and their classes, routers): every record
+# is then classified again by its next packet.
+RECLASSIFYING_KINDS = frozenset({"rules", "interfaces", "routers"})
+
+
 class Service:
     def __init__(self, store: Store, on_change: Callable[[], None] = lambda: None,
                  ports_of: Callable[[int], dict[str, int] | None] = lambda dpid: None) -> None:
@@ -66,8 +72,10 @@ class Service:
                              self.probe_spis)
 
     def _context(self, model: m.Model, dpid: int, ports: dict[str, int], bits: dict,
-                 paths: dict, probes: dict[str, int]) -> Context:
-        return Context(model, dpid, ports, bits, self.generations, down_nodes=self.down_nodes,
+                 paths: dict, probes: dict[str, int], gens: Generations | None = None
+                 ) -> Context:
+        return Context(model, dpid, ports, bits, gens or self.generations,
+                       down_nodes=self.down_nodes,
                        learned_neighbors=self.learned_neighbors, paths=paths,
                        failed_spis=self.failed_spis, probe_spis=probes,
                        instructions=self.instructions)
@@ -305,19 +313,23 @@ class Service:
         check_model(cand)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
         bits = self._bits_for(cand, self.applied_to_bits)
-        fresh = self._trial_compile(cand, paths, probes, bits)
-        self.store.commit(self._changes(cand), counters, {
-            "spis": self.spis.to_dict(),
+        changes = self._changes(cand)
+        gens = self.generations
+        if any(kind in RECLASSIFYING_KINDS for kind, _, _ in changes):
+            gens = self._bump("classify")
+        fresh = self._trial_compile(cand, paths, probes, bits, gens)
+        self.store.commit(changes, counters, {
+            "spis": self.spis.to_dict(), "generations": dataclasses.asdict(gens),
             "applied_to_bits": [[r, sorted(s), b] for (r, s), b in bits.items()]})
         self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
-        self.applied_to_bits = bits
+        self.applied_to_bits, self.generations = bits, gens
         self._fresh = fresh
         try:
             self.on_change()
         finally:
             self._fresh = {}
 
-    def _trial_compile(self, cand: m.Model, paths, probes, bits
+    def _trial_compile(self, cand: m.Model, paths, probes, bits, gens: Generations
                        ) -> dict[int, tuple[dict[str, int], Pipeline]]:
         """Compile the candidate for every switch before anything is stored: a model the
         datapath cannot hold (two flows with one match) is a 409, not a wedged store.
@@ -332,7 +344,8 @@ class Service:
             real = self.ports_of(dpid)
             ports = dict(real) if real is not None and names.keys() <= real.keys() else names
             try:
-                pipe = compile_pipeline(self._context(cand, dpid, ports, bits, paths, probes))
+                pipe = compile_pipeline(self._context(cand, dpid, ports, bits, paths, probes,
+                                                      gens))
             except FlowError as e:
                 raise ValidationError("config", f"the datapath cannot hold this: {e}",
                                       409) from None

@@ -1,17 +1,19 @@
-"""applied_to: reuse a record only where its rule applies (patent claims 1 and 2)."""
+"""applied_to and class_check: reuse a record only where its rule applies (patent claims
+1 and 2), and only where it is what the interface's own rules give the connection."""
 from __future__ import annotations
 
 import functools
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
-from openflow_tables.flow import Flow, flow, match
+from openflow_tables.flow import Flow, fields, flow, match
 from openflow_tables.stages.conntrack import CT_MARK_RULE_MASK, RESTORE_DECISION
 
 DEFAULT_RULE_NUM = 0
 
 
-def _record(rule_num: int) -> tuple[int, int]:
+def record_match(rule_num: int) -> tuple[int, int]:
+    """ct_mark of a service-insertion record made by ``rule_num`` (any class)."""
     return (L.CT_MARK_TAG.mask | rule_num, CT_MARK_RULE_MASK)
 
 
@@ -26,9 +28,10 @@ def applied_to_flows(ctx: Context) -> list:
            for rule in ctx.rules()]
     for router in ctx.routers:
         out.append(flow("applied_to", 10,
-                        match(metadata=router_match(router), ct_mark=_record(DEFAULT_RULE_NUM)),
-                        RESTORE_DECISION, goto="gen_check", cookie=L.cookie("router", router.num)))
-    out.append(flow("applied_to", 0, (), goto="classify", cookie=L.cookie("pipeline")))
+                        match(metadata=router_match(router),
+                              ct_mark=record_match(DEFAULT_RULE_NUM)),
+                        goto="class_check", cookie=L.cookie("router", router.num)))
+    out.append(flow("applied_to", 0, (), goto="orient", cookie=L.cookie("pipeline")))
     return out
 
 
@@ -37,6 +40,32 @@ def _record_flow(rule_num: int, router_num: int, bit: int) -> Flow:
     """The applied_to entry of one rule (cached: a REST change rebuilds only its own)."""
     reg, mask = L.applied_to_bit(bit)
     return flow("applied_to", 10,
-                match(metadata=router_num_match(router_num), ct_mark=_record(rule_num),
+                match(metadata=router_num_match(router_num), ct_mark=record_match(rule_num),
                       **{reg: (mask, mask)}),
-                RESTORE_DECISION, goto="gen_check", cookie=L.cookie("rule", rule_num))
+                goto="class_check", cookie=L.cookie("rule", rule_num))
+
+
+def class_check_flows(ctx: Context) -> list:
+    """Reuse where the record's class carries every applied_to set this class carries.
+
+    The record's rule R won among the rules of class I.  If every set of class J
+    is also a set of class I, J's rules are a subset of I's that contains R (the
+    applied_to check said so), so R wins at J too and reusing the record gives
+    exactly what classifying at J would.  Otherwise J may hold a rule that
+    outranks R for this connection: classify again.  One flow per such pair of
+    classes of a router (classes are few: interfaces with equal memberships share one).
+    """
+    out = []
+    for router in ctx.routers:
+        classes = ctx.router_classes(router.id)
+        for bits_i, i in classes.items():
+            for bits_j, j in classes.items():
+                if bits_j & ~bits_i == 0:
+                    out.append(flow("class_check", 10,
+                                    match(metadata=router_match(router),
+                                          ct_mark=(L.CT_MARK_CLASS.value(i), L.CT_MARK_CLASS.mask),
+                                          **fields((L.SI_CLASS, j))),
+                                    RESTORE_DECISION, goto="gen_check",
+                                    cookie=L.cookie("router", router.num)))
+    out.append(flow("class_check", 0, (), goto="orient", cookie=L.cookie("pipeline")))
+    return out

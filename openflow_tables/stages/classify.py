@@ -1,8 +1,18 @@
-"""classify: service insertion rules, without copying a rule per interface.
+"""orient, classify, reorient and keep_decision: service insertion rules, without copying
+a rule per interface, matched against connections rather than packets.
 
 A rule matches the single applied_to-set bit of its set, so it is one flow (or
 one flow per value of one multi-valued field); rules with two or more
 multi-valued fields become a conjunctive match with one clause per field.
+
+Rules match the connection's original direction (the tuple of its first packet).  A
+reply that is classified — because it crosses an interface where the record's rule is
+not applied, or after an edit — has its addresses and ports swapped into that
+direction around the classify lookup (orient / reorient), so it gets the rule its
+connection gets there, never one matched on its own swapped headers.  The router does
+no NAT, so the swapped reply tuple is conntrack's original tuple.  OVS also offers that
+tuple as ``ct_nw_src``...``ct_tp_dst``, but ``ofproto/trace`` cannot set them, and the
+switch's own trace confirms the model's classification (ryu_si.ofproto_trace).
 """
 from __future__ import annotations
 
@@ -13,12 +23,14 @@ from typing import NamedTuple
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
-from openflow_tables.flow import Conjunction, Flow, Load, flow, match
-from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM
+from openflow_tables.flow import Conjunction, Flow, Load, Move, fields, flow, match
+from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM, record_match
+from openflow_tables.stages.conntrack import CT_RPL, CT_TRK, RESTORE_DECISION, label_match
 from ryu_si import model as m
 
 ETH_IP = 0x0800
 TP_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
+ACTION_CODES = {"allow": L.ACTION_ALLOW, "drop": L.ACTION_DROP, "redirect": L.ACTION_REDIRECT}
 
 
 def port_range_masks(lo: int, hi: int) -> list[tuple[int, int]]:
@@ -85,13 +97,13 @@ def rule_inputs(rule: m.Rule, ctx: Context) -> RuleInputs:
                       ctx.router(rule.router).num, ctx.rule_bit(rule), frozen)
 
 
-def decision(rule: RuleInputs) -> tuple[list, str]:
-    """Actions and next table for a rule's action."""
-    loads = [Load.field(L.RULE_NUM, rule.rule_num)]
-    if rule.action == "redirect":
-        return loads + [Load.field(L.POLICY_NUM, rule.policy_num)], "policy"
-    transport = L.TRANSPORT_DROP if rule.action == "drop" else L.TRANSPORT_NONE
-    return loads + [Load.field(L.TRANSPORT, transport)], "commit"
+def decision(rule_num: int, action: str, policy_num: int) -> list:
+    """The registers a rule's classification loads (keep_decision reads them next)."""
+    loads = [Load.field(L.RULE_NUM, rule_num), Load.field(L.RULE_ACTION, ACTION_CODES[action])]
+    if action == "redirect":
+        return loads + [Load.field(L.POLICY_NUM, policy_num)]
+    transport = L.TRANSPORT_DROP if action == "drop" else L.TRANSPORT_NONE
+    return loads + [Load.field(L.TRANSPORT, transport)]
 
 
 def rule_flows(rule: m.Rule, ctx: Context) -> tuple[Flow, ...]:
@@ -109,7 +121,7 @@ def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
     dims = _dimensions(mt)
     single = {f: v[0] for f, v in dims.items() if len(v) == 1}
     multi = {f: v for f, v in dims.items() if len(v) > 1}
-    actions, goto = decision(rule)
+    actions, goto = decision(rule.rule_num, rule.action, rule.policy_num), "reorient"
     prio, ck = rule.priority, L.cookie("rule", rule.rule_num)
     first = {**base, **single, reg: (bit, bit)}
     if len(multi) <= 1:
@@ -149,9 +161,55 @@ def merge_conjunctions(flows: list[Flow]) -> list[Flow]:
 def default_rule_flows(ctx: Context) -> list[Flow]:
     """The lowest-priority rule of every router: allow, no service."""
     return [flow("classify", 0, match(metadata=router_match(r), eth_type=ETH_IP),
-                 [Load.field(L.RULE_NUM, DEFAULT_RULE_NUM), Load.field(L.TRANSPORT,
-                                                                       L.TRANSPORT_NONE)],
-                 "commit", L.cookie("router", r.num)) for r in ctx.routers]
+                 decision(DEFAULT_RULE_NUM, "allow", 0), "reorient",
+                 L.cookie("router", r.num)) for r in ctx.routers]
+
+
+def _swap(a: str, b: str, nbits: int) -> list[Move]:
+    tmp = L.SWAP_SCRATCH.register
+    return [Move(a, tmp, 0, 0, nbits), Move(b, a, 0, 0, nbits), Move(tmp, b, 0, 0, nbits)]
+
+
+def orient_flows(table: str, then: str) -> list[Flow]:
+    """Swap a reply-direction packet's addresses and ports (its own inverse, so the same
+    flows orient before classify and reorient after it)."""
+    ck = L.cookie("pipeline")
+    reply = (CT_TRK | CT_RPL, CT_TRK | CT_RPL)
+    addrs = _swap("ipv4_src", "ipv4_dst", 32)
+    out = [flow(table, 20, match(ct_state=reply, eth_type=ETH_IP, ip_proto=proto),
+                [*addrs, *_swap(src, dst, 16)], goto=then, cookie=ck)
+           for proto, (src, dst) in TP_FIELDS.items()]
+    return out + [flow(table, 10, match(ct_state=reply, eth_type=ETH_IP), addrs, goto=then,
+                       cookie=ck),
+                  flow(table, 0, (), goto=then, cookie=ck)]
+
+
+def keep_decision_flows(ctx: Context) -> list[Flow]:
+    """Re-classified to the record's own rule, with the same action and policy: keep the
+    stored decision (its node or path, and what flow programming made of it) and
+    re-commit it with this interface's class.  A rule whose action or policy changed
+    since the record was made takes its new decision instead."""
+    out = [_keep_flow(r.rule_num, ctx.router(r.router).num, r.action,
+                      rule_inputs(r, ctx).policy_num) for r in ctx.rules()]
+    out += [_keep_flow(DEFAULT_RULE_NUM, r.num, "allow", 0) for r in ctx.routers]
+    return out + [
+        flow("keep_decision", 1, match(**fields((L.RULE_ACTION, L.ACTION_REDIRECT))),
+             goto="policy", cookie=L.cookie("pipeline")),
+        flow("keep_decision", 0, (), goto="commit", cookie=L.cookie("pipeline")),
+    ]
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _keep_flow(rule_num: int, router_num: int, action: str, policy_num: int) -> Flow:
+    stored = (L.RULE_ACTION, ACTION_CODES[action]), (L.POLICY_NUM, policy_num)
+    label = [label_match(f, v) for f, v in stored]
+    return flow("keep_decision", 10,
+                match(metadata=router_num_match(router_num),
+                      ct_mark=record_match(rule_num),
+                      ct_label=(label[0][0] | label[1][0], label[0][1] | label[1][1]),
+                      **fields((L.RULE_NUM, rule_num))),
+                [*RESTORE_DECISION, Load.field(L.FLAGS_KEPT, 1)], goto="commit",
+                cookie=L.cookie("rule", rule_num) if rule_num else L.cookie("router", router_num))
 
 
 def classify_flows(ctx: Context) -> list[Flow]:

@@ -20,13 +20,24 @@ def ct_flows() -> list:
     ]
 
 
-def ct_result_flows() -> list:
+def label_match(f: L.Field, value: int) -> tuple[int, int]:
+    """Masked ct_label match on a decision field (ct_label mirrors xxreg1)."""
+    shift = L.CT_LABEL_OFFSETS[f.register]
+    return f.value(value) << shift, f.mask << shift
+
+
+def ct_result_flows(ctx: Context) -> list:
+    """Only records of the current classification generation may be reused: after a
+    rule or applied_to edit every open connection is classified again by its next
+    packet (one flow-mod here, no sweep), in both directions."""
     tag = L.CT_MARK_TAG.mask
+    gen = L.GEN_CLASSIFY
     return [
         flow("ct_result", 30, match(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV)), cookie=PIPE),
-        flow("ct_result", 20, match(ct_state=(CT_TRK, CT_TRK), ct_mark=(tag, tag)),
-             goto="applied_to", cookie=PIPE),
-        flow("ct_result", 10, match(ct_state=(CT_TRK, CT_TRK)), goto="classify", cookie=PIPE),
+        flow("ct_result", 20, match(ct_state=(CT_TRK, CT_TRK), ct_mark=(tag, tag),
+                                    ct_label=label_match(gen, ctx.generations.classify)),
+             goto="applied_to", cookie=L.cookie("generation")),
+        flow("ct_result", 10, match(ct_state=(CT_TRK, CT_TRK)), goto="orient", cookie=PIPE),
         flow("ct_result", 0, (), cookie=PIPE),
     ]
 
@@ -37,21 +48,35 @@ RESTORE_DECISION = (
     Move("ct_mark", L.RULE_NUM.register, 0, 0, L.CT_MARK_RULE.nbits))
 
 
+# Write the decision registers into the record (ct_label mirrors xxreg1; ct_mark
+# takes the rule, the class of the interface it was classified at, and the tag).
+STAMP = (
+    *(Move(reg, "ct_label", 0, ofs, 32) for reg, ofs in L.CT_LABEL_OFFSETS.items()),
+    Move(L.RULE_NUM.register, "ct_mark", 0, L.CT_MARK_RULE.ofs, L.CT_MARK_RULE.nbits),
+    Move(L.SI_CLASS.register, "ct_mark", L.SI_CLASS.ofs, L.CT_MARK_CLASS.ofs,
+         L.CT_MARK_CLASS.nbits),
+    Load("ct_mark", 1, L.CT_MARK_TAG.ofs, 1))
+
+
 def commit_flows(ctx: Context) -> list:
     """One flow commits every decision: values come from registers, not constants.
 
-    The generations register is loaded with the current generations right
-    before the commit, so bumping a generation changes this flow and the
-    gen_check flow only — never one flow per connection.
+    The generations are loaded right before the commit, so bumping a generation
+    changes these flows and the gen_check flow only — never one flow per
+    connection.  A kept decision (keep_decision) gets only the current
+    classification generation: its transport generations stay as stored, so
+    gen_check still revalidates it if its node, path or flow-programming state
+    changed meanwhile.
     """
-    stamp = [Move(reg, "ct_label", 0, ofs, 32) for reg, ofs in L.CT_LABEL_OFFSETS.items()]
-    stamp += [Move(L.RULE_NUM.register, "ct_mark", 0, 0, L.CT_MARK_RULE.nbits),
-              Load("ct_mark", 1, L.CT_MARK_TAG.ofs, 1)]
-    gen = L.cookie("generation")
+    gens = ctx.generations
+    classify_gen = Load.field(L.GEN_CLASSIFY, gens.classify)
+    commit = Ct(True, L.CT_ZONE, "gen_check", STAMP)
+    ck = L.cookie("generation")
     return [
+        flow("commit", 20, match(eth_type=ETH_IP, **fields((L.FLAGS_KEPT, 1))),
+             [classify_gen, commit], cookie=ck),
         flow("commit", 10, match(eth_type=ETH_IP),
-             [Load(L.GENERATIONS_REG, ctx.generations.packed(), 0, 32),
-              Ct(True, L.CT_ZONE, "gen_check", tuple(stamp))], cookie=gen),
+             [Load(L.GENERATIONS_REG, gens.packed(), 0, 32), classify_gen, commit], cookie=ck),
         flow("commit", 0, (), cookie=PIPE),
     ]
 

@@ -21,8 +21,10 @@ def applied_to_loads(bits: int) -> list[Load]:
 
 
 def classify_here(ctx: Context, iface: m.Interface) -> list[Load]:
-    """Make ``iface`` the interface the packet is classified at."""
-    return [Load.field(L.SI_IFACE, iface.num), *applied_to_loads(ctx.iface_bits(iface))]
+    """Make ``iface`` the interface the packet is classified at (its number, class and
+    applied_to bits)."""
+    return [Load.field(L.SI_IFACE, iface.num), Load.field(L.SI_CLASS, ctx.iface_class(iface)),
+            *applied_to_loads(ctx.iface_bits(iface))]
 
 
 def returns_serviced(iface: m.Interface) -> bool:

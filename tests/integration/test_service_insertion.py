@@ -17,6 +17,7 @@ from mininet_topos.lab import (conntrack, flow_packets, move_connection, pick_sp
 
 pytestmark = pytest.mark.integration
 TAG = 0x80000000
+RULE_BITS = 0xFFFFFF
 CLI_IP = "198.51.100.10"
 
 
@@ -38,12 +39,13 @@ def classify_hits(rule: int) -> int:
 
 
 def mark_of(sport: int) -> int:
-    """ct_mark of the one conntrack entry of a client source port."""
+    """Tag and rule of the ct_mark of the one conntrack entry of a client source port
+    (the interface-class bits in between are left out)."""
     lines = [line for line in conntrack()
              if f"src={CLI_IP},dst=10.10.0.10,sport={sport}," in line]
     assert len(lines) == 1, f"expected one conntrack entry for sport {sport}: {lines}"
     m = re.search(r"mark=(\d+)", lines[0])
-    return int(m.group(1)) if m else 0
+    return int(m.group(1)) & (TAG | RULE_BITS) if m else 0
 
 
 @pytest.fixture(autouse=True)
@@ -86,12 +88,18 @@ def test_drop_rule_stops_the_connection(controller, edge_net):
     assert res["result"] != "ok"
 
 
-def test_serviced_packets_are_classified_once(controller, edge_net):
+@pytest.mark.parametrize("uplink, classifications", [("up1", 1), ("up2", 2)])
+def test_serviced_packets_are_classified_once_per_interface_class(controller, edge_net,
+                                                                 uplink, classifications):
+    """The SYN is classified where it enters.  Replies leave by uplink1: entered there
+    too, the record is reused at once; entered at uplink2, the first reply is
+    classified once more at uplink1, which carries a rule set uplink2 lacks (a rule
+    of uplink1 could outrank web-inspect), then both directions reuse the record."""
     web = rule_num(controller, "web-inspect")
     before = classify_hits(web)
-    transfer(edge_net, pick_sport(edge_net, 80, "up2"), 80, chunks=20, interval=0.01)
+    transfer(edge_net, pick_sport(edge_net, 80, uplink), 80, chunks=20, interval=0.01)
     wait_counters()
-    assert classify_hits(web) - before == 1   # the SYN; replies and returns reuse the record
+    assert classify_hits(web) - before == classifications
 
 
 def test_ecmp_move_keeps_the_service_node(controller, edge_net):
@@ -128,16 +136,17 @@ def test_reclassified_where_the_rule_is_not_applied(controller, edge_net):
     assert res["result"] == "ok", res
     assert f_after_move - f_start >= 5                 # it was being serviced at uplink1
     assert biw(edge_net)[0] - f_after_move <= 2        # and stopped once re-classified
-    assert mark_of(sport) == TAG | 0                   # the record follows the default rule
 
 
 def test_record_follows_the_latest_classification(controller, edge_net):
     """One conntrack entry per connection: re-classification re-commits it.
 
     Rule A (8080, prio 90) applies at uplink1; rule B (8080, allow, prio 80) at both
-    uplinks.  Uplink1 -> A.  Uplink2: A is not applied there -> re-classified -> B.
-    Back at uplink1: B *is* applied there, so the record is reused and stays B
-    (claim 1), although A has the higher priority.
+    uplinks.  Uplink1 -> A.  Uplink2: A is not applied there -> re-classified -> B,
+    and the client's packets bypass the node.  Back at uplink1: B is applied there
+    too, but A outranks it at uplink1, so the connection is A's again (uplink2 lacks
+    a set uplink1 carries: the record is not reused there).  Replies leave by
+    uplink1 all along, where A is the rule, so they go through the node throughout.
     """
     status, rule_b = controller.rest("POST", "rules", {
         "name": "alt-web-anywhere", "priority": 80, "action": "allow",
@@ -149,33 +158,62 @@ def test_record_follows_the_latest_classification(controller, edge_net):
         t = run_transfer(edge_net, sport, 8080, chunks=60, interval=0.05)
         time.sleep(0.7)
         assert mark_of(sport) == TAG | a
+        hits_b = classify_hits(b)
         move_connection(edge_net, sport, "up2")
+        time.sleep(0.3)
+        fwd_at_up2 = biw(edge_net)[0]
         time.sleep(0.7)
-        assert mark_of(sport) == TAG | b
+        fwd_at_up2 = biw(edge_net)[0] - fwd_at_up2
         move_connection(edge_net, sport, "up1")
+        time.sleep(0.3)
+        fwd_back = biw(edge_net)[0]
         time.sleep(0.7)
-        assert mark_of(sport) == TAG | b
+        fwd_back = biw(edge_net)[0] - fwd_back
+        assert mark_of(sport) == TAG | a
         assert t.wait(60)["result"] == "ok"
+        assert classify_hits(b) > hits_b      # B decided at uplink2
+        assert fwd_at_up2 == 0                # so the client's packets bypassed the node
+        assert fwd_back >= 5                  # and A took them back to it at uplink1
     finally:
         assert controller.rest("DELETE", "rules/alt-web-anywhere")[0] == 204
 
 
-def test_editing_applied_to_changes_existing_connections(controller, edge_net):
-    sport = pick_sport(edge_net, 80, "up1")
-    t = run_transfer(edge_net, sport, 80, chunks=40, interval=0.05)
-    time.sleep(0.8)
-    f0 = biw(edge_net)[0]
-    status, body = controller.rest("PATCH", "rules/web-inspect", {"applied_to": ["uplink2"]})
+def _patch_applied_to(ctl, rule: str, applied_to: list[str]) -> None:
+    status, body = ctl.rest("PATCH", f"rules/{rule}", {"applied_to": applied_to})
     assert status == 200, body
+
+
+def _node_packets_during(net, seconds: float, settle: float = 0.3) -> tuple[int, int]:
+    """Packets the node saw (forward, reverse) in ``seconds`` after letting in-flight
+    packets of the previous phase drain for ``settle``."""
+    time.sleep(settle)
+    f0, r0 = biw(net)
+    time.sleep(seconds)
+    f1, r1 = biw(net)
+    return f1 - f0, r1 - r0
+
+
+def test_editing_applied_to_changes_existing_connections_both_ways(controller, edge_net):
+    """Removing uplink1 takes the open connection off the node at once; adding it back
+    brings the same connection back to the node (not only new connections)."""
+    sport = pick_sport(edge_net, 80, "up1")
+    t = run_transfer(edge_net, sport, 80, chunks=80, interval=0.04)
     try:
-        time.sleep(0.4)
-        f1 = biw(edge_net)[0]
+        time.sleep(0.5)
+        on = _node_packets_during(edge_net, 0.6)
+        _patch_applied_to(controller, "web-inspect", ["uplink2"])
+        off = _node_packets_during(edge_net, 0.8)
+        assert mark_of(sport) == TAG | 0
+        _patch_applied_to(controller, "web-inspect", ["uplink1", "uplink2"])
+        back = _node_packets_during(edge_net, 0.8)
         res = t.wait(60)
         assert res["result"] == "ok", res
-        assert f1 > f0 - 1 and biw(edge_net)[0] - f1 <= 2   # no longer serviced at uplink1
-        assert mark_of(sport) == TAG | 0
     finally:
-        controller.rest("PATCH", "rules/web-inspect", {"applied_to": ["uplink1", "uplink2"]})
+        _patch_applied_to(controller, "web-inspect", ["uplink1", "uplink2"])
+    assert on[0] >= 5 and on[1] >= 5, on
+    assert off == (0, 0), off
+    assert back[0] >= 5 and back[1] >= 5, back
+    assert mark_of(sport) == TAG | rule_num(controller, "web-inspect")
 
 
 def test_priority_prefix_and_allow(controller, edge_net):

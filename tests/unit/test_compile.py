@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 
 from openflow_tables import layout as L
@@ -25,7 +26,7 @@ def test_each_rule_is_one_classify_flow_on_its_applied_to_bit(service):
     reg, bit = L.applied_to_bit(service.applied_to_bits[(web.router, frozenset(web.applied_to))])
     assert m[reg] == (bit, bit)
     assert m["tcp_dst"] == (80, None) and flows[0].priority == 100
-    assert flows[0].goto == "policy"
+    assert flows[0].goto == "reorient"
 
 
 def test_interfaces_carry_bits_of_every_set_they_belong_to(service):
@@ -140,26 +141,45 @@ def test_flows_grow_like_rules_plus_interfaces_not_their_product(service):
     assert subtables(pipe.flows, "classify") <= 3
 
 
-def test_adding_one_rule_changes_few_flows(service):
-    doc, ports = _scaled_doc(300, 8)
+def _flows_one_rule_changes(service, n_rules: int) -> set:
+    doc, ports = _scaled_doc(n_rules, 8)
     service.replace_config(doc)
     before = set(compile_for(service, ports).flows)
     service.create("rules", {"name": "extra", "priority": 7, "action": "drop",
                              "applied_to": ["uplink1", "uplink3"],
                              "match": {"ip_proto": "tcp", "tp_dst": 9}})
-    after = set(compile_for(service, ports).flows)
-    changed = len(before ^ after)
-    # classify + applied_to for the rule, plus ingress/egress_si of its 2 interfaces (new set bit)
-    assert changed <= 2 + 2 * 2 * 2, changed
+    return before ^ set(compile_for(service, ports).flows)
+
+
+def test_adding_one_rule_changes_few_flows_whatever_the_rule_count(service):
+    """A rule costs its own flows (classify, applied_to, keep_decision), the interfaces
+    whose sets or class change (ingress and egress_si) and the pair of class_check
+    flows of new classes; the classify generation bump changes ct_result and commit.
+    None of it grows with the rules already there."""
+    changed = _flows_one_rule_changes(service, 300)
+    assert changed and {f.table for f in changed} <= {
+        "classify", "applied_to", "keep_decision", "ingress", "egress_si", "class_check",
+        "ct_result", "commit"}
+    assert len(changed) == len(_flows_one_rule_changes(service, 30))
+    assert len([f for f in changed if L.cookie_owner(f.cookie)[0] == "rule"]) == 3
 
 
 def test_generation_bump_changes_two_flows(service):
-    from openflow_tables.context import Generations
     before = set(compile_for(service).flows)
-    service.set_generations(Generations(flow_program=1))
+    gens = service.generations
+    service.set_generations(dataclasses.replace(gens, flow_program=gens.flow_program + 1))
     after = set(compile_for(service).flows)
-    assert len(after - before) == 2
     assert {f.table for f in after - before} == {"commit", "gen_check"}
+    assert len(after - before) == 2       # gen_check, and the commit of new decisions
+
+
+def test_classify_generation_bump_changes_ct_result_and_commit_only(service):
+    before = set(compile_for(service).flows)
+    gens = service.generations
+    service.set_generations(dataclasses.replace(gens, classify=gens.classify + 1))
+    after = set(compile_for(service).flows)
+    assert {(f.table, f.priority) for f in after - before} == {
+        ("ct_result", 20), ("commit", 20), ("commit", 10)}
 
 
 def _rule_flows(pipe, rule, table="classify"):

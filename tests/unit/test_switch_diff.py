@@ -78,9 +78,10 @@ def test_match_key_of_a_built_match_equals_the_parsed_one():
                                     ipv4_src=("10.0.0.0", "255.255.255.0"),
                                     tcp_dst=(0x400, 0xFC00), ct_label=(1 << 100, 1 << 100),
                                     ct_state=(0x22, 0x22), eth_dst="02:00:00:00:0A:01"),
-             goto="policy")
-    built = _ofp_match(f)
-    assert R.match_key(5, 100, built) == R.match_key(5, 100, _from_wire(built)) == R.flow_key(f)
+             goto="reorient")
+    built, table = _ofp_match(f), L.table_id("classify")
+    assert (R.match_key(table, 100, built) == R.match_key(table, 100, _from_wire(built))
+            == R.flow_key(f))
 
 
 @pytest.mark.parametrize("a, b", [
