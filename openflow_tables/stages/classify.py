@@ -185,13 +185,14 @@ def orient_flows(table: str, then: str) -> list[Flow]:
 
 
 def keep_decision_flows(ctx: Context) -> list[Flow]:
-    """Re-classified to the record's own rule, with the same action and policy: keep the
+    """Re-classified to the record's own redirect rule, with the same policy: keep the
     stored decision (its node or path, and what flow programming made of it) and
     re-commit it with this interface's class.  A rule whose action or policy changed
-    since the record was made takes its new decision instead."""
-    out = [_keep_flow(r.rule_num, ctx.router(r.router).num, r.action,
-                      rule_inputs(r, ctx).policy_num) for r in ctx.rules()]
-    out += [_keep_flow(DEFAULT_RULE_NUM, r.num, "allow", 0) for r in ctx.routers]
+    since the record was made takes its new decision instead.  Allow and drop carry
+    no state to keep: deciding them again gives the same decision, so they have no
+    flow here (one flow per redirect rule)."""
+    out = [_keep_flow(r.rule_num, ctx.router(r.router).num, rule_inputs(r, ctx).policy_num)
+           for r in ctx.rules() if r.action == "redirect"]
     return out + [
         flow("keep_decision", 1, match(**fields((L.RULE_ACTION, L.ACTION_REDIRECT))),
              goto="policy", cookie=L.cookie("pipeline")),
@@ -200,8 +201,8 @@ def keep_decision_flows(ctx: Context) -> list[Flow]:
 
 
 @functools.lru_cache(maxsize=1 << 17)
-def _keep_flow(rule_num: int, router_num: int, action: str, policy_num: int) -> Flow:
-    stored = (L.RULE_ACTION, ACTION_CODES[action]), (L.POLICY_NUM, policy_num)
+def _keep_flow(rule_num: int, router_num: int, policy_num: int) -> Flow:
+    stored = (L.RULE_ACTION, L.ACTION_REDIRECT), (L.POLICY_NUM, policy_num)
     label = [label_match(f, v) for f, v in stored]
     return flow("keep_decision", 10,
                 match(metadata=router_num_match(router_num),
@@ -209,7 +210,7 @@ def _keep_flow(rule_num: int, router_num: int, action: str, policy_num: int) -> 
                       ct_label=(label[0][0] | label[1][0], label[0][1] | label[1][1]),
                       **fields((L.RULE_NUM, rule_num))),
                 [*RESTORE_DECISION, Load.field(L.FLAGS_KEPT, 1)], goto="commit",
-                cookie=L.cookie("rule", rule_num) if rule_num else L.cookie("router", router_num))
+                cookie=L.cookie("rule", rule_num))
 
 
 def classify_flows(ctx: Context) -> list[Flow]:
