@@ -196,27 +196,35 @@ class ServiceInsertionApp(app_manager.RyuApp):
 
     # --- liveness -----------------------------------------------------------------------
     def _liveness_loop(self) -> None:
+        """Rounds one interval apart, counted from when a round's probes left
+        (``Liveness.next_round``: what ``detection_time`` is derived from)."""
         while True:
             try:
-                self._probe_round(time.time())
+                sent_at = self._probe_round(time.time())
             except Exception:  # noqa: BLE001 - the loop must survive a bad round
                 event(LOG, logging.ERROR, "liveness_round_failed", exc_info=True)
-            hub.sleep(self.liveness.interval)
+                sent_at = time.time()
+            hub.sleep(max(0.0, self.liveness.next_round(sent_at) - time.time()))
 
-    def _probe_round(self, now: float) -> None:
-        """Probe every node whose switch holds our pipeline (reconciled) right now."""
+    def _probe_round(self, now: float) -> float:
+        """Probe every node whose switch holds our pipeline (reconciled) right now; the
+        probes leave before the state changes this round found are pushed, so a push
+        does not delay them.  Returns when they left."""
         ready = {dpid: sw for dpid, sw in self.switches.items() if sw.counters.last_resync}
         sent = [p for p in probes.probes(self.service, self.ports) if p.dpid in ready]
         self.liveness.track({p.node_id for p in sent})
-        for node_id, up in self.liveness.tick(now):
+        changes = self.liveness.tick(now)
+        for p in sent:
+            ready[p.dpid].packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions,
+                                     p.in_port)
+        sent_at = time.time()
+        for node_id, up in changes:
             node = self.service.model.get("service-nodes", node_id)
             event(LOG, logging.WARNING, "service_node_state",
                   node=node.name if node else node_id, state="up" if up else "down",
                   cause="probes")
             self.service.set_node_state(node_id, up)
-        for p in sent:
-            ready[p.dpid].packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions,
-                                     p.in_port)
+        return sent_at
 
     def _probe_reply(self, msg) -> None:
         payload = packet.Packet(msg.data).protocols[-1]
@@ -361,7 +369,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
             node = model.get("service-nodes", node_id)
             nodes[node.name if node else node_id] = {**st, "transport": node and node.transport}
         return {"interval_s": self.liveness.interval, "multiplier": self.liveness.multiplier,
-                "detection_time_s": round(self.liveness.interval * self.liveness.multiplier, 3),
+                "detection_time_s": self.liveness.detection_time(),
                 "nodes": nodes, "down_nodes": sorted(
                     model.get("service-nodes", n).name for n in self.service.down_nodes
                     if model.get("service-nodes", n)),

@@ -119,7 +119,9 @@ ERROR = {"type": "object", "required": ["error", "status"], "properties": {
     "status": {"type": "integer"}}}
 ERRORS = {400: "bad input: the response names the field and the reason",
           401: "missing or invalid bearer token (when the controller has one)",
-          404: "no such object", 409: "conflict: a duplicate, or an object still in use",
+          404: "no such object",
+          409: "conflict: a duplicate, an object still in use, or a datapath limit "
+               "(applied_to sets, interface classes per router)",
           422: "a reference names no existing object",
           500: "internal error (logged by the controller)",
           507: "a datapath number space is exhausted"}
@@ -141,7 +143,10 @@ NODE_LIVENESS = _pick(type_schema(NodeState), ("up", "last_sent", "last_reply", 
                                                "changes", "last_change"),
                       transport=_nullable({"type": "string", "enum": list(m.TRANSPORTS)}))
 LIVENESS = _object(interval_s={"type": "number"}, multiplier={"type": "integer"},
-                   detection_time_s={"type": "number"},
+                   detection_time_s={"type": "number", "description": (
+                       "the longest a silent node failure can take to be declared: "
+                       "(multiplier + 1) x interval plus the probe loop's measured "
+                       "lateness over its last rounds")},
                    nodes={"type": "object", "additionalProperties": NODE_LIVENESS},
                    down_nodes={"type": "array", "items": {"type": "string"}},
                    failed_spis={"type": "array", "items": {"type": "integer"}},

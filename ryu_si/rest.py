@@ -17,7 +17,7 @@ from ryu.app.wsgi import ControllerBase, Response, route
 
 from ryu_si import auth, openapi, trace
 from ryu_si import model as m
-from ryu_si.config import parse_document
+from ryu_si.config import DuplicateKeyError, parse_document, parse_json
 from ryu_si.logs import event
 from ryu_si.validate import ValidationError
 
@@ -36,13 +36,20 @@ def error_response(e: ValidationError) -> Response:
     return json_response(e.to_dict(), e.status)
 
 
-def _body(req) -> Any:
+def _body(req, document: bool = False) -> Any:
+    """The one place a request body is parsed: JSON, or with ``document`` a YAML or JSON
+    config.  An object that gives one key twice is refused (parsers keep the last value
+    silently, and a rule whose action is both redirect and drop must not be guessed)."""
+    what = "a YAML or JSON config" if document else "a JSON object"
     if not req.body:
-        raise ValidationError("body", "is empty: send a JSON object")
+        raise ValidationError("body", f"is empty: send {what}")
     try:
-        return json.loads(req.body)
-    except (ValueError, RecursionError) as e:
-        raise ValidationError("body", f"malformed JSON: {str(e)[:200]}") from None
+        return parse_document(req.body) if document else parse_json(req.body)
+    except DuplicateKeyError as e:
+        raise ValidationError(e.field, f'duplicate key "{e.key}": give each key once') from None
+    except (ValueError, yaml.YAMLError, RecursionError) as e:
+        kind = "YAML/JSON" if document else "JSON"
+        raise ValidationError("body", f"malformed {kind}: {str(e)[:200]}") from None
 
 
 def handler(fn: Callable) -> Callable:
@@ -98,13 +105,7 @@ class SIRestController(ControllerBase):
     @route("si", BASE + "/config", methods=["PUT"])
     @handler
     def put_config(self, req, **_):
-        if not req.body:
-            raise ValidationError("body", "is empty: send a YAML or JSON config")
-        try:
-            doc = parse_document(req.body)
-        except (ValueError, yaml.YAMLError, RecursionError) as e:
-            raise ValidationError("body", f"malformed YAML/JSON: {str(e)[:200]}") from None
-        return json_response({"applied": self.service.replace_config(doc)})
+        return json_response({"applied": self.service.replace_config(_body(req, document=True))})
 
     @route("si", BASE + "/openapi.json", methods=["GET"])
     @handler

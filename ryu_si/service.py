@@ -20,7 +20,7 @@ from ryu_si import flowprog
 from ryu_si import model as m
 from ryu_si.paths import ServicePath, SpiTable, generate
 from ryu_si.store import Store
-from ryu_si.validate import ValidationError, build, check_model, integer
+from ryu_si.validate import ValidationError, build, check_model, integer, noun
 
 # Datapath number spaces: (kind, field, counter name, first value, largest value).
 NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
@@ -94,7 +94,7 @@ class Service:
             raise ValidationError("kind", f"unknown resource {kind!r}", 404)
         obj = self.model.get(kind, ref) or self.model.by_name(kind, ref)
         if obj is None:
-            raise ValidationError("id", f"no {kind[:-1]} {ref!r}", 404)
+            raise ValidationError("id", f"no {noun(kind)} {ref!r}", 404)
         return obj
 
     # --- writes ---------------------------------------------------------------
@@ -120,8 +120,8 @@ class Service:
         with self._lock:
             old = self.find(kind, ref)
             for other, obj, f in self.model.referrers(kind, old.id):
-                raise ValidationError(f"{other}.{f}", f"{kind[:-1]} {old.name!r} is still used by "
-                                      f"{other[:-1]} {obj.name!r}", 409)
+                raise ValidationError(f"{other}.{f}", f"{noun(kind)} {old.name!r} is still used by "
+                                      f"{noun(other)} {obj.name!r}", 409)
             cand = self.model.copy()
             cand.remove(kind, old.id)
             self._apply(cand)

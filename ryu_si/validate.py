@@ -12,7 +12,7 @@ import re
 import uuid
 from typing import Any, Callable
 
-from openflow_tables.layout import APPLIED_TO_BITS
+from openflow_tables.layout import APPLIED_TO_BITS, MAX_CLASSES
 from ryu_si import model as m
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -20,6 +20,18 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MIN_PRIORITY, MAX_PRIORITY = 1, 65000
 MATCH_FIELDS = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "tp_src", "tp_dst")
 IP_PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
+
+# What one object of each kind is called in messages ("no policy 'x'"; a kind is not
+# made singular by cutting its last letter, which gave "policie").
+NOUNS: dict[str, str] = {
+    "routers": "router", "interfaces": "interface", "routes": "route",
+    "neighbors": "neighbor", "service-nodes": "service node", "chains": "chain",
+    "policies": "policy", "rules": "rule"}
+
+
+def noun(kind: str) -> str:
+    """The singular noun of a kind, for messages."""
+    return NOUNS[kind]
 
 
 class ValidationError(Exception):
@@ -151,6 +163,15 @@ def string_list(f: str, v: Any) -> list[str]:
     return list(v)
 
 
+@describes({"type": "array", "items": string.schema, "minItems": 1})
+def interface_list(f: str, v: Any) -> list[str]:
+    """applied_to: a rule that applies nowhere is refused, not stored silently inert
+    (``enabled: false`` is how a rule is switched off)."""
+    if not isinstance(v, list) or not v:
+        _fail(f, "must be a non-empty list of interfaces (ids or names)")
+    return string_list(f, v)
+
+
 @describes({"type": "object", "additionalProperties": integer(1, 1000).schema})
 def weights(f: str, v: Any) -> dict[str, int]:
     if not isinstance(v, dict):
@@ -262,7 +283,7 @@ SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
                  "failure_policy": (enum(*m.FAILURE_POLICIES), False)},
     "rules": {"name": (name, True), "router": (string, False),
               "priority": (integer(MIN_PRIORITY, MAX_PRIORITY), True),
-              "action": (enum(*m.ACTIONS), True), "applied_to": (string_list, True),
+              "action": (enum(*m.ACTIONS), True), "applied_to": (interface_list, True),
               "match": (rule_match, False), "policy": (string, False),
               "enabled": (boolean, False)},
 }
@@ -274,7 +295,7 @@ def _resolve(model: m.Model, kind: str, f: str, ref: str) -> str:
         return ref
     obj = model.by_name(kind, ref)
     if obj is None:
-        raise ValidationError(f, f"unknown {kind[:-1].replace('-', ' ')} {ref!r}", 422)
+        raise ValidationError(f, f"unknown {noun(kind)} {ref!r}", 422)
     return obj.id
 
 
@@ -317,7 +338,7 @@ def build(kind: str, body: Any, model: m.Model, existing: Any | None = None) -> 
         return m.KINDS[kind](**merged)
     values.setdefault("id", str(uuid.uuid4()))
     if "name" not in values:
-        values["name"] = f"{kind[:-1]}-{values['id'][:8]}"
+        values["name"] = f"{noun(kind).replace(' ', '-')}-{values['id'][:8]}"
     if kind == "rules" and "router" not in values:
         values["router"] = _router_of_applied_to(values["applied_to"], model)
     return m.KINDS[kind](**values)
@@ -331,9 +352,7 @@ def _uuid(v: Any) -> str:
 
 
 def _router_of_applied_to(applied_to: list[str], model: m.Model) -> str:
-    if not applied_to:
-        raise ValidationError("applied_to", "must name at least one interface (or give router)")
-    return model.get("interfaces", applied_to[0]).router
+    return model.get("interfaces", applied_to[0]).router   # never empty: interface_list
 
 
 # --- whole-model checks -------------------------------------------------------
@@ -355,11 +374,27 @@ def check_model(model: m.Model) -> None:
     for rule in model.all("rules"):
         _check_rule(model, rule)
     for r in model.all("routers"):
-        sets = {frozenset(x.applied_to) for x in model.rules_of(r.id)}
-        if len(sets) > APPLIED_TO_BITS:
-            raise ValidationError("applied_to", f"router {r.name!r} would have {len(sets)} "
-                                  f"distinct applied_to sets; the datapath holds {APPLIED_TO_BITS}",
-                                  409)
+        _check_capacity(model, r)
+
+
+def _check_capacity(model: m.Model, r: m.Router) -> None:
+    """The datapath's per-router limits, refused as a 409 naming the limit (a model
+    past them cannot be compiled).  Each distinct applied_to set takes one of
+    APPLIED_TO_BITS register bits; each distinct membership of a classifying interface
+    in those sets (its interface class) one of MAX_CLASSES values of the ct_mark class
+    field.  The compiler refuses the same models; this names the field."""
+    sets = {frozenset(x.applied_to) for x in model.rules_of(r.id)}
+    if len(sets) > APPLIED_TO_BITS:
+        raise ValidationError("applied_to", f"router {r.name!r} would have {len(sets)} "
+                              f"distinct applied_to sets; the limit is {APPLIED_TO_BITS} per "
+                              f"router (rules with the same applied_to share one)", 409)
+    classes = {frozenset(s for s in sets if i.id in s) for i in model.interfaces_of(r.id)
+               if i.classifies}
+    if len(classes) > MAX_CLASSES:
+        raise ValidationError("applied_to", f"router {r.name!r} would have {len(classes)} "
+                              f"interface classes (distinct applied_to memberships of its "
+                              f"classifying interfaces); the limit is {MAX_CLASSES} per "
+                              f"router", 409)
 
 
 def _unique(model: m.Model, kind: str, f: str) -> None:
@@ -367,7 +402,7 @@ def _unique(model: m.Model, kind: str, f: str) -> None:
     for o in model.all(kind):
         v = getattr(o, f)
         if v in seen and seen[v] != o.id:
-            raise ValidationError(f, f"{kind[:-1]} {f} {v!r} is already used", 409)
+            raise ValidationError(f, f"{noun(kind)} {f} {v!r} is already used", 409)
         seen[v] = o.id
 
 

@@ -71,7 +71,8 @@ def test_liveness_reports_the_node_up_without_flapping_at_start(controller):
     body = controller.rest("GET", "liveness")[1]
     fw1 = body["nodes"]["fw1"]
     assert fw1["up"] and fw1["replies"] >= 5 and fw1["changes"] == 0, fw1
-    assert body["detection_time_s"] == pytest.approx(0.3)
+    # (multiplier + 1) x interval, plus the probe loop's measured lateness
+    assert DETECTION_S <= body["detection_time_s"] < 2 * DETECTION_S, body["detection_time_s"]
     assert body["generations"]["bfd"] == 0
 
 

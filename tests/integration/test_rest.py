@@ -87,6 +87,15 @@ BAD = [
                        "applied_to": ["biw-a"]}, 400, "applied_to"),
     ("DELETE", "policies/inspect", None, 409, "rules.policy"),
     ("POST", "rules", b"{not json", 400, "body"),
+    ("POST", "rules", b'{"name": "b", "priority": 5, "action": "redirect", "policy": "inspect", '
+                      b'"applied_to": ["uplink1"], "action": "drop"}', 400, "action"),
+    ("PATCH", "rules/web-inspect", b'{"match": {"ip_proto": "tcp", "tp_dst": 80, "tp_dst": 81}}',
+     400, "match.tp_dst"),
+    ("PUT", "config", b"rules:\n- {name: z, priority: 1, action: allow, applied_to: [uplink1],"
+                      b" priority: 2}\n", 400, "rules[0].priority"),
+    ("POST", "rules", {"name": "b", "priority": 5, "action": "allow", "router": "edge",
+                       "applied_to": []}, 400, "applied_to"),
+    ("PATCH", "rules/web-inspect", {"applied_to": []}, 400, "applied_to"),
     ("POST", "interfaces", {"name": "x", "router": "edge", "port": "p", "role": "uplink",
                             "ip": "10.1.1.1", "mac": "02:00:00:00:99:02"}, 400, "ip"),
     ("POST", "routes", {"router": "edge", "prefix": "10.0.0.0/8", "interface": "uplink1",

@@ -152,8 +152,8 @@ def _flows_one_rule_changes(service, n_rules: int) -> set:
 
 
 def test_adding_one_rule_changes_few_flows_whatever_the_rule_count(service):
-    """A rule costs its own flows (classify, applied_to; keep_decision for a redirect), the interfaces
-    whose sets or class change (ingress and egress_si) and the pair of class_check
+    """A rule costs its own flows (classify, applied_to; keep_decision for a redirect),
+    the interfaces whose sets or class change (ingress and egress_si) and the pair of class_check
     flows of new classes; the classify generation bump changes ct_result and commit.
     None of it grows with the rules already there."""
     changed = _flows_one_rule_changes(service, 300)

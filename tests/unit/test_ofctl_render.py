@@ -115,7 +115,8 @@ def test_conntrack_fields_and_128_bit_label():
                                     ct_label=(1 << 100, 0xF << 100)), goto="applied_to",
              cookie=PIPE)
     assert render_flow(f) == (
-        f"table={T('ct_result')},cookie=0x5101000000000000,priority=20,ct_label=0x10000000000000000000000000/"
+        f"table={T('ct_result')},cookie=0x5101000000000000,priority=20,"
+        "ct_label=0x10000000000000000000000000/"
         "0xf0000000000000000000000000,ct_mark=0x80000000/0x80000000,ct_state=+trk+est "
         f"actions=goto_table:{T('applied_to')}")
 
@@ -128,7 +129,8 @@ def test_arp_nsh_and_conj_id_fields():
     conj = Flow("classify", 90, match(conj_id=7), (DecTtl(),))
     assert render_flow(arp) == ("table=1,cookie=0x5101000000000000,priority=100,arp_op=1,"
                                 "arp_tpa=10.0.1.1,eth_type=0x806,reg0=0x1/0xffff actions=IN_PORT")
-    assert render_flow(nsh) == (f"table={T('transport')},cookie=0x0,priority=40,eth_type=0x894f,nsh_c1=0x5,"
+    assert render_flow(nsh) == (f"table={T('transport')},cookie=0x0,priority=40,"
+                                "eth_type=0x894f,nsh_c1=0x5,"
                                 "nsh_mdtype=1,nsh_si=255,nsh_spi=0x10 actions=output:5")
     assert render_flow(conj) == (f"table={T('classify')},cookie=0x0,priority=90,conj_id=7 "
                                  "actions=dec_ttl")

@@ -1,0 +1,259 @@
+"""Bad input through the REST layer (Ryu's WSGI routing, the handlers, the service):
+a 4xx naming the field, nothing stored, nothing already stored lost."""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import webob
+import yaml
+from ryu.app.wsgi import WSGIApplication
+
+from openflow_tables import layout as L
+from ryu_si import model as m
+from ryu_si import rest
+from ryu_si import service as service_module
+from ryu_si import validate as v
+from ryu_si.config import default_document
+from ryu_si.openapi import BASE, routes_of
+from ryu_si.rest import APP_KEY, SIFallbackController, SIRestController
+from ryu_si.service import Service
+from ryu_si.store import Store
+from tests.unit.test_openapi import _three_transports
+
+GOOD_RULE = {"name": "ssh", "priority": 50, "action": "allow", "applied_to": ["uplink1"],
+             "match": {"ip_proto": "tcp", "tp_dst": 22}}
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class Api:
+    """Requests through the same WSGI application ryu-manager serves."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.wsgi = WSGIApplication()
+        app = SimpleNamespace(service=service)
+        self.wsgi.register(SIRestController, {APP_KEY: app})
+        self.wsgi.register(SIFallbackController, {APP_KEY: app})
+
+    def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        raw = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
+        req = webob.Request.blank(f"{BASE}/{path}", method=method,
+                                  body=raw.encode() if isinstance(raw, str) else raw or b"")
+        resp = req.get_response(self.wsgi)
+        return resp.status_int, json.loads(resp.body) if resp.body else None
+
+
+@pytest.fixture
+def api(service, monkeypatch) -> Api:
+    monkeypatch.delenv("RYU_SI_TOKEN", raising=False)
+    return Api(service)
+
+
+def unchanged(api: Api, before: m.Model, stored: m.Model) -> bool:
+    return api.service.model == before and api.service.store.load()[0] == stored
+
+
+def refused(api: Api, method: str, path: str, body: Any) -> dict:
+    """Send a bad request; it must change neither the model nor the store."""
+    before, stored = api.service.model.copy(), api.service.store.load()[0]
+    status, answer = api(method, path, body)
+    assert 400 <= status < 500, (status, answer)
+    assert answer["status"] == status
+    assert unchanged(api, before, stored)
+    return {"status": status, **answer}
+
+
+# --- duplicated keys ------------------------------------------------------------------
+def test_a_duplicated_action_is_refused_not_last_wins(api):
+    body = ('{"name": "ssh", "priority": 50, "action": "redirect", "policy": "inspect", '
+            '"applied_to": ["uplink1"], "action": "drop"}')
+    err = refused(api, "POST", "rules", body)
+    assert (err["status"], err["field"]) == (400, "action")
+    assert 'duplicate key "action"' in err["error"]
+    assert api.service.model.by_name("rules", "ssh") is None
+
+
+def test_a_duplicated_key_deep_in_a_body_names_its_path(api):
+    body = ('{"name": "ssh", "priority": 50, "action": "allow", "applied_to": ["uplink1"], '
+            '"match": {"ip_proto": "tcp", "tp_dst": 22, "tp_dst": 23}}')
+    err = refused(api, "POST", "rules", body)
+    assert (err["status"], err["field"]) == (400, "match.tp_dst")
+    assert 'duplicate key "tp_dst"' in err["error"]
+
+
+def test_a_patch_with_a_duplicated_key_keeps_the_stored_rule(api):
+    rule = m.to_dict(api.service.find("rules", "no-telnet"))
+    err = refused(api, "PATCH", "rules/no-telnet",
+                  '{"action": "allow", "priority": 7, "action": "drop"}')
+    assert err["field"] == "action"
+    assert m.to_dict(api.service.find("rules", "no-telnet")) == rule
+
+
+def _document_text(fmt: str) -> str:
+    doc = default_document()
+    if fmt == "json":
+        text, once, twice = json.dumps(doc), '"tp_dst": 23', '"tp_dst": 23, "tp_dst": 24'
+    else:
+        text, once = yaml.safe_dump(doc, sort_keys=False), "    tp_dst: 23\n"
+        twice = once + "    tp_dst: 24\n"
+    assert text.count(once) == 1
+    return text.replace(once, twice)
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_a_config_document_with_a_duplicated_key_is_refused_whole(api, fmt):
+    api("POST", "rules", GOOD_RULE)
+    text = _document_text(fmt)
+    index = [r["name"] for r in default_document()["rules"]].index("no-telnet")
+    err = refused(api, "PUT", "config", text)
+    assert (err["status"], err["field"]) == (400, f"rules[{index}].match.tp_dst")
+    assert api.service.model.by_name("rules", "ssh") is not None   # nothing stored is lost
+
+
+def test_a_duplicated_key_in_a_list_of_objects_names_the_item(api):
+    doc = json.dumps(default_document()).replace(
+        '"name": "uplink2"', '"name": "uplink2", "name": "uplink3"')
+    err = refused(api, "PUT", "config", doc)
+    assert err["field"] == "interfaces[1].name"
+
+
+def test_yaml_merge_keys_may_still_be_overridden(api):
+    merged = ("rules:\n- &base {name: r1, priority: 10, action: allow, applied_to: [uplink1]}\n"
+              "- {<<: *base, name: r2}\n")
+    doc = yaml.safe_dump({k: x for k, x in default_document().items() if k != "rules"})
+    status, answer = api("PUT", "config", doc + merged)
+    assert status == 200, answer
+    assert api.service.find("rules", "r2").priority == 10
+
+
+def _fill(path: str, api: Api) -> str:
+    """A concrete path for a route template: an existing object of the kind."""
+    kind = path[len(BASE) + 1:].split("/")[0]
+    if "{spi}" in path:
+        spi = next(p.spi for ps in api.service.paths.values() for p in ps)
+        return path.replace("{spi}", str(spi))
+    if "{ref}" in path:
+        return path.replace("{ref}", api.service.model.all(kind)[0].id)
+    return path
+
+
+def test_every_body_the_api_parses_refuses_duplicated_keys(tmp_path, monkeypatch):
+    """Every route that takes a body, found from the routes really served (a new one is
+    covered without editing this test)."""
+    svc = Service(Store(str(tmp_path / "si.sqlite")))
+    svc.replace_config(_three_transports())
+    monkeypatch.delenv("RYU_SI_TOKEN", raising=False)
+    api = Api(svc)
+    routes = sorted((meth, path) for meth, path in routes_of(SIRestController)
+                    if meth in BODY_METHODS)
+    assert len(routes) >= 3 * len(m.KINDS)
+    for method, template in routes:
+        path = _fill(template, api)[len(BASE) + 1:]
+        err = refused(api, method, path, '{"name": "a", "nested": {"k": 1, "k": 2}}')
+        assert (err["status"], err["field"]) == (400, "nested.k"), (method, path, err)
+
+
+# --- applied_to: [] -------------------------------------------------------------------
+@pytest.mark.parametrize("extra", [{}, {"router": "edge"}])
+def test_an_empty_applied_to_is_refused_on_post(api, extra):
+    err = refused(api, "POST", "rules", {**GOOD_RULE, **extra, "applied_to": []})
+    assert (err["status"], err["field"]) == (400, "applied_to")
+    assert "non-empty list" in err["error"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_an_empty_applied_to_is_refused_on_update(api, method):
+    err = refused(api, method, "rules/no-telnet", {"applied_to": []})
+    assert (err["status"], err["field"]) == (400, "applied_to")
+    assert api.service.find("rules", "no-telnet").applied_to
+
+
+def test_an_empty_applied_to_is_refused_in_a_config_document(api):
+    doc = default_document()
+    doc["rules"][1]["applied_to"] = []
+    err = refused(api, "PUT", "config", doc)
+    assert (err["status"], err["field"]) == (400, "rules[1].applied_to")
+
+
+def test_the_schema_says_applied_to_is_non_empty():
+    assert v.SCHEMAS["rules"]["applied_to"][0].schema["minItems"] == 1
+
+
+# --- capacity -------------------------------------------------------------------------
+def _uplinks(count: int) -> list[dict]:
+    return [{"name": f"u{n}", "router": "edge", "port": f"pu{n}", "role": "uplink",
+             "ip": f"10.{100 + n // 200}.{n % 200}.1/24",
+             "mac": f"02:00:00:{n // 256:02x}:{n % 256:02x}:77"} for n in range(count)]
+
+
+def test_too_many_applied_to_sets_is_a_409_naming_the_limit(api):
+    doc = default_document()
+    doc["interfaces"] += _uplinks(8)
+    sets = [[f"u{b}" for b in range(8) if n >> b & 1] for n in range(1, 256)]
+    existing = len({frozenset(r["applied_to"]) for r in doc["rules"]})
+    doc["rules"] += [{"name": f"r{n}", "priority": 10, "action": "allow", "applied_to": s}
+                     for n, s in enumerate(sets[:L.APPLIED_TO_BITS - existing])]
+    status, answer = api("PUT", "config", doc)
+    assert status == 200, answer
+    err = refused(api, "POST", "rules", {**GOOD_RULE, "applied_to": sets[-1]})
+    assert (err["status"], err["field"]) == (409, "applied_to")
+    assert f"limit is {L.APPLIED_TO_BITS}" in err["error"] and "applied_to sets" in err["error"]
+    ok = api("POST", "rules", {**GOOD_RULE, "applied_to": sets[0]})   # an existing set
+    assert ok[0] == 201, ok
+
+
+def test_too_many_interface_classes_is_a_409_naming_the_limit(api):
+    """Eight applied_to sets, but interfaces in 129 distinct combinations of them."""
+    count = L.MAX_CLASSES + 1
+    doc = default_document()
+    doc["interfaces"] += _uplinks(count)
+    doc["rules"] += [{"name": f"bit{b}", "priority": 10, "action": "allow",
+                      "applied_to": [f"u{n}" for n in range(count) if n >> b & 1]}
+                     for b in range(8)]
+    err = refused(api, "PUT", "config", doc)
+    assert (err["status"], err["field"]) == (409, "applied_to")
+    assert f"limit is {L.MAX_CLASSES}" in err["error"]
+    assert "interface classes" in err["error"]
+
+
+def test_the_compilers_class_limit_is_a_409_through_rest(api, monkeypatch):
+    """A limit only the trial compile finds still answers 409 naming the limit, and
+    stores nothing."""
+    monkeypatch.setattr(L, "MAX_CLASSES", 2)   # the compiler reads it, validate has its own
+    doc = default_document()
+    doc["interfaces"] += _uplinks(3)
+    doc["rules"] += [{"name": "one", "priority": 10, "action": "allow", "applied_to": ["u1"]},
+                     {"name": "two", "priority": 10, "action": "allow", "applied_to": ["u2"]}]
+    err = refused(api, "PUT", "config", doc)
+    assert err["status"] == 409
+    assert "limit is 2 per router" in err["error"]
+
+
+# --- nouns ----------------------------------------------------------------------------
+def test_every_kind_has_a_singular_noun():
+    assert set(v.NOUNS) == set(m.KINDS)
+    assert v.noun("policies") == "policy" and v.noun("service-nodes") == "service node"
+
+
+def test_messages_name_kinds_in_the_singular(api):
+    err = refused(api, "POST", "rules", {**GOOD_RULE, "action": "redirect", "policy": "nope"})
+    assert err["error"] == "unknown policy 'nope'"
+    err = refused(api, "GET", "policies/nope", None)
+    assert (err["status"], err["error"]) == (404, "no policy 'nope'")
+    err = refused(api, "DELETE", "policies/inspect", None)
+    assert err["status"] == 409 and err["error"].startswith("policy 'inspect' is still used "
+                                                            "by rule ")
+    err = refused(api, "POST", "policies", {"name": "inspect", "biw_nodes": ["fw1"]})
+    assert err["error"] == "policy name 'inspect' is already used"
+
+
+def test_no_message_cuts_a_kind_to_make_it_singular():
+    """The bug class: ``kind[:-1]`` made 'policie' and 'service-node'."""
+    for module in (rest, service_module, v):
+        src = inspect.getsource(module)
+        assert not re.search(r"(kind|other)\[:-1\]|rstrip\(.s.\)", src), module.__name__
