@@ -103,8 +103,10 @@ def config(edge: Edge, n_rules: int) -> dict:
 
 @contextmanager
 def attached(host: Host) -> Iterator[Host]:
-    """The namespace, its veth on the bridge, no IPv6 chatter, tx offload off; removed on exit."""
+    """The namespace, its veth on the bridge, no IPv6 chatter, tx offload off; removed on
+    exit (and first removed if a killed earlier run left them)."""
     sh("ip", "netns", "del", host.ns, check=False)
+    sh("ip", "link", "del", host.port, check=False)
     sh("ip", "netns", "add", host.ns)
     try:
         sh("ip", "link", "add", host.port, "type", "veth", "peer", "name", host.dev,
