@@ -11,16 +11,27 @@ from ryu_si import model as m
 
 @dataclass(frozen=True)
 class Generations:
-    """The global state generations (SPEC section 6), 8 bits each: the four that say a
-    record's service node, path or flow-programming state may be stale, and the
-    classification generation that says its rule may no longer be what its
-    interface's rules give (a rule, applied_to or interface edit)."""
+    """The global state generations (SPEC section 6): the four that say a record's
+    service node, path or flow-programming state may be stale (8 bits each, wrapping),
+    and the classification generation that says its rule may no longer be what its
+    interface's rules give (a rule, applied_to or interface edit).  ``classify`` counts
+    every bump; records carry its low bits (``classify_stamp``), and each time those
+    wrap (a new ``classify_epoch``) the controller flushes the routers' conntrack zones,
+    so no record can pass for current 256 bumps after it was made."""
 
     flow_program: int = 0
     bfd: int = 0
     spi_fail: int = 0
     sn: int = 0
     classify: int = 0
+
+    @property
+    def classify_stamp(self) -> int:
+        return self.classify % (1 << L.GEN_CLASSIFY.nbits)
+
+    @property
+    def classify_epoch(self) -> int:
+        return self.classify >> L.GEN_CLASSIFY.nbits
 
     def packed(self) -> int:
         """The value of the generations register (and ct_label bits 96-127)."""

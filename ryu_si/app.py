@@ -115,11 +115,24 @@ class ServiceInsertionApp(app_manager.RyuApp):
             summary = {"flow_mods": sw.counters.flow_mods_last,
                        "group_mods": sw.counters.group_mods_last,
                        "seconds": round(time.monotonic() - started, 3)}
+            self._flush_if_wrapped(dpid, sw)
         if full:
             event(LOG, logging.INFO, "switch_reconciled", dpid=dpid_str(dpid),
                   flows=len(pipe.flows), groups=len(pipe.groups), **summary)
         elif summary["flow_mods"] or summary["group_mods"]:
             event(LOG, logging.INFO, "switch_synced", dpid=dpid_str(dpid), **summary)
+
+    def _flush_if_wrapped(self, dpid: int, sw: Switch) -> None:
+        """After the pipeline of a new classification epoch is on the switch, empty its
+        routers' conntrack zones: an idle record stamped 256 bumps ago would otherwise
+        read as current.  Open connections carry on (conntrack picks them up mid-stream,
+        and their next packet is classified)."""
+        zones = self.service.conntrack_flush_due(dpid)
+        if zones:
+            sw.flush_conntrack(zones)
+            self.service.conntrack_flushed(dpid)
+            event(LOG, logging.INFO, "conntrack_flushed", dpid=dpid_str(dpid), zones=zones,
+                  epoch=self.service.generations.classify_epoch)
 
     # --- switch events -------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])

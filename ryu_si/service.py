@@ -60,6 +60,7 @@ class Service:
         self.applied_to_bits: dict[tuple[str, frozenset], int] = {
             (r, frozenset(ids)): b for r, ids, b in state.get("applied_to_bits", [])}
         self.learned_neighbors: dict[tuple[str, str], str] = {}
+        self.flushed_epochs: dict[int, int] = dict(state.get("conntrack_flushed", []))
         self._lock = threading.RLock()
         self._allocate_bits()
         self.paths = self._compute_paths(self.model)
@@ -235,10 +236,33 @@ class Service:
             "instructions": [i.to_dict() for i in self.instructions if i.state == "pending"]})
         self.generations = gens
 
+    # --- conntrack epochs ---------------------------------------------------------------
+    def conntrack_flush_due(self, dpid: int) -> list[int]:
+        """The router zones of a switch to flush because the classification generation
+        wrapped (a new epoch) since that switch was last flushed; empty if none is due.
+        A switch seen for the first time is taken as current."""
+        with self._lock:
+            seen = self.flushed_epochs.get(dpid)
+            if seen is None:
+                self.conntrack_flushed(dpid)
+            if seen in (None, self.generations.classify_epoch):
+                return []
+            return sorted(r.ct_zone for r in self.model.all("routers") if r.dpid == dpid)
+
+    def conntrack_flushed(self, dpid: int) -> None:
+        """Remember (persistently: a switch away during a wrap is flushed when it is back,
+        even after a controller restart) that a switch is flushed up to this epoch."""
+        with self._lock:
+            self.flushed_epochs[dpid] = self.generations.classify_epoch
+            self.store.commit([], self.counters, {
+                "conntrack_flushed": sorted(self.flushed_epochs.items())})
+
     def _bump(self, which: str) -> Generations:
-        """The next value of one generation (8 bits, wrapping)."""
+        """The next value of one generation (8 bits, wrapping; the classification
+        generation counts on, see Generations)."""
+        value = getattr(self.generations, which) + 1
         return dataclasses.replace(self.generations,
-                                   **{which: (getattr(self.generations, which) + 1) & 0xFF})
+                                   **{which: value if which == "classify" else value & 0xFF})
 
     # --- flow programming -------------------------------------------------------------
     def program(self, body: Any, source: str = "rest") -> flowprog.Instruction:

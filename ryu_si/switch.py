@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import struct
 import time
 import zlib
 from collections import OrderedDict
@@ -29,6 +30,7 @@ from typing import TypeVar
 from ryu.app.ofctl import api as ofctl_api
 from ryu.app.ofctl import exception as ofctl_exception
 from ryu.lib import hub
+from ryu.ofproto import ofproto_common
 
 from openflow_tables import layout as L
 from openflow_tables import ryu_render as R
@@ -40,6 +42,7 @@ LOG = logging.getLogger("ryu_si.switch")
 MAX_ERRORS = 50          # OpenFlow errors kept for /health
 YIELD_EVERY = 500   # flow-mods between yields to the other greenthreads
 MAX_SENT = 65536         # xids remembered to name the flow an error is about
+NXT_CT_FLUSH_ZONE = 29   # Nicira message: struct nx_zone_id (6 zero bytes, zone)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -313,6 +316,14 @@ class Switch:
         self._sent[msg.xid] = (command, obj)
         if len(self._sent) > MAX_SENT:
             self._sent.popitem(last=False)
+
+    def flush_conntrack(self, zones: Iterable[int]) -> None:
+        """Empty conntrack zones: NXT_CT_FLUSH_ZONE, which Ryu 4.34 does not define."""
+        dp = self.datapath
+        for zone in zones:
+            self._write(dp.ofproto_parser.OFPExperimenter(
+                dp, ofproto_common.NX_EXPERIMENTER_ID, NXT_CT_FLUSH_ZONE,
+                struct.pack("!6xH", zone)))
 
     def _write(self, msg) -> None:
         self.datapath.set_xid(msg)

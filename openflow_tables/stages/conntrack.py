@@ -35,7 +35,7 @@ def ct_result_flows(ctx: Context) -> list:
     return [
         flow("ct_result", 30, match(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV)), cookie=PIPE),
         flow("ct_result", 20, match(ct_state=(CT_TRK, CT_TRK), ct_mark=(tag, tag),
-                                    ct_label=label_match(gen, ctx.generations.classify)),
+                                    ct_label=label_match(gen, ctx.generations.classify_stamp)),
              goto="applied_to", cookie=L.cookie("generation")),
         flow("ct_result", 10, match(ct_state=(CT_TRK, CT_TRK)), goto="orient", cookie=PIPE),
         flow("ct_result", 0, (), cookie=PIPE),
@@ -69,7 +69,7 @@ def commit_flows(ctx: Context) -> list:
     changed meanwhile.
     """
     gens = ctx.generations
-    classify_gen = Load.field(L.GEN_CLASSIFY, gens.classify)
+    classify_gen = Load.field(L.GEN_CLASSIFY, gens.classify_stamp)
     commit = Ct(True, L.CT_ZONE, "gen_check", STAMP)
     ck = L.cookie("generation")
     return [

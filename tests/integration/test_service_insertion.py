@@ -234,3 +234,23 @@ def test_priority_prefix_and_allow(controller, edge_net):
         finally:
             assert controller.rest("DELETE", "rules/trusted")[0] == 204
         sport = pick_sport(edge_net, 80, "up1")
+
+
+def test_a_wrapped_classification_generation_flushes_the_router_zone(controller, edge_net):
+    """Records carry 8 bits of the classification generation.  Within 256 edits the
+    stamp wraps: the controller then empties the router's conntrack zone, so an idle
+    record (here: a ping's) cannot pass for current; a running stream carries on."""
+    assert harness.ping(edge_net, "cli", "10.10.0.10", count=1) == 1
+    icmp = [c for c in conntrack() if c.startswith("icmp") and f"src={CLI_IP}" in c]
+    assert icmp, conntrack()
+    t = run_transfer(edge_net, pick_sport(edge_net, 80, "up1"), 80, chunks=600,
+                     interval=0.03)
+    for n in range(256):
+        status, body = controller.rest("PATCH", "rules/no-telnet", {"priority": 201 + n % 2})
+        assert status == 200, body
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    assert not [c for c in conntrack() if c in icmp]          # the idle record is gone
+    flushed = [line for line in controller.log_tail(2000).splitlines()
+               if "conntrack_flushed" in line]
+    assert len(flushed) == 1 and "zones=[1]" in flushed[0], flushed

@@ -286,7 +286,8 @@ class FakeSwitch:
 def sync_events(monkeypatch, full: bool, mods: tuple[int, int]) -> list[dict]:
     pipe = SimpleNamespace(flows=["f1", "f2"], groups=["g1"])
     app = SimpleNamespace(_sync_lock=threading.RLock(), switches={1: FakeSwitch(*mods)},
-                          ports={}, service=SimpleNamespace(pipeline=lambda dpid, ports: pipe))
+                          ports={}, service=SimpleNamespace(pipeline=lambda dpid, ports: pipe),
+                          _flush_if_wrapped=lambda dpid, sw: None)
     return json_lines(lambda: ServiceInsertionApp._sync(app, 1, full))
 
 

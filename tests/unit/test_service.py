@@ -287,3 +287,37 @@ def test_a_switch_missing_a_port_is_checked_with_every_port(tmp_path, monkeypatc
     assert calls == [1, 1]                     # the check (all ports), then the push
     assert not any(f.match and ("in_port", DEMO_PORTS["bwb"], None) in f.match
                    for f in pushed[-1].flows)
+
+
+def test_a_wrap_of_the_classification_stamp_makes_a_conntrack_flush_due_once(service):
+    """Records carry 8 bits of the classification generation: every 256th bump makes the
+    switch's router zones due for a flush (and a switch seen first is current)."""
+    router = service.find("routers", "edge")
+    dpid = router.dpid
+    assert service.conntrack_flush_due(dpid) == []
+    start = service.generations.classify
+    bumps = 0
+    for n in range(300):
+        service.update("rules", "no-telnet", {"priority": 200 + n % 2 + 1})
+        bumps += 1
+        due = service.conntrack_flush_due(dpid)
+        crossed = (start + bumps) // 256 != start // 256
+        if due:
+            assert crossed and due == [router.ct_zone]
+            service.conntrack_flushed(dpid)
+            assert service.conntrack_flush_due(dpid) == []
+            break
+        assert not crossed
+    else:
+        raise AssertionError("300 bumps never made a flush due")
+    assert service.generations.classify_stamp == service.generations.classify % 256
+
+
+def test_the_flushed_epoch_survives_a_restart(service, tmp_path):
+    dpid = service.find("routers", "edge").dpid
+    service.conntrack_flush_due(dpid)
+    for n in range(256):
+        service.update("rules", "no-telnet", {"priority": 201 + n % 2})
+    assert service.conntrack_flush_due(dpid)
+    again = Service(service.store)
+    assert again.conntrack_flush_due(dpid) == service.conntrack_flush_due(dpid) != []
