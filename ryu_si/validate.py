@@ -7,6 +7,8 @@ changes any state: the service applies a change only after both pass.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import ipaddress
 import re
 import uuid
@@ -326,7 +328,9 @@ def build(kind: str, body: Any, model: m.Model, existing: Any | None = None) -> 
                 raise ValidationError(f, "is assigned by the controller (read-only)")
         elif f not in schema:
             raise ValidationError(f, "unknown field")
-        elif v is not None:
+        elif v is None:
+            values[f] = _cleared(kind, f, schema[f][1])
+        else:
             values[f] = schema[f][0](f, v)
     if existing is None:
         for f, (_, required) in schema.items():
@@ -337,11 +341,21 @@ def build(kind: str, body: Any, model: m.Model, existing: Any | None = None) -> 
         merged = m.fields_of(existing) | values
         return m.KINDS[kind](**merged)
     values.setdefault("id", str(uuid.uuid4()))
-    if "name" not in values:
+    if values.get("name") is None:
         values["name"] = f"{noun(kind).replace(' ', '-')}-{values['id'][:8]}"
-    if kind == "rules" and "router" not in values:
+    if kind == "rules" and values.get("router") is None:
         values["router"] = _router_of_applied_to(values["applied_to"], model)
     return m.KINDS[kind](**values)
+
+
+def _cleared(kind: str, f: str, required: bool) -> Any:
+    """``null`` gives an optional field its default (a redirect rule PATCHed to drop
+    sheds its policy with ``"policy": null``); a required field cannot be cleared."""
+    if required:
+        raise ValidationError(f, "is required: null cannot clear it")
+    default = m.KINDS[kind].__dataclass_fields__[f]
+    return default.default_factory() if default.default_factory is not dataclasses.MISSING \
+        else default.default
 
 
 def _uuid(v: Any) -> str:

@@ -23,6 +23,7 @@ from ryu_si.openapi import BASE, routes_of
 from ryu_si.rest import APP_KEY, SIFallbackController, SIRestController
 from ryu_si.service import Service
 from ryu_si.store import Store
+from ryu_si.validate import ValidationError
 from tests.unit.test_openapi import _three_transports
 
 GOOD_RULE = {"name": "ssh", "priority": 50, "action": "allow", "applied_to": ["uplink1"],
@@ -257,3 +258,14 @@ def test_no_message_cuts_a_kind_to_make_it_singular():
     for module in (rest, service_module, v):
         src = inspect.getsource(module)
         assert not re.search(r"(kind|other)\[:-1\]|rstrip\(.s.\)", src), module.__name__
+
+
+def test_null_clears_an_optional_field_and_is_refused_on_a_required_one(service):
+    """A redirect rule PATCHed to drop sheds its policy with "policy": null (null used to
+    be ignored, so the change was refused); a required field cannot be nulled."""
+    rule = service.update("rules", "web-inspect", {"action": "drop", "policy": None})
+    assert (rule.action, rule.policy) == ("drop", None)
+    with pytest.raises(ValidationError) as err:
+        service.update("rules", "web-inspect", {"priority": None})
+    assert err.value.field == "priority"
+    assert service.find("rules", "web-inspect").priority == 100
