@@ -52,7 +52,7 @@ bench: install ovs-start
 	$(PY) -m benchmarks.run
 
 docs: install
-	$(PY) -m openflow_tables.docgen > docs/pipeline.md
+	$(PY) -m openflow_tables.docgen ryu_si/default_config.yaml > docs/pipeline.md
 
 clean:
 	-mn -c >/dev/null 2>&1

@@ -6,7 +6,9 @@ from typing import Any
 
 from openflow_tables import layout as L
 from openflow_tables.flow import FlowError
-from ryu_si import model as m
+from si_model import model as m
+from si_model.flowprog import Instruction
+from si_model.paths import ServicePath
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,10 @@ class Context:
     generations: Generations = Generations()
     down_nodes: frozenset = frozenset()
     learned_neighbors: dict[tuple[str, str], str] = field(default_factory=dict)
-    paths: dict[str, list[Any]] = field(default_factory=dict)   # chain id -> ServicePath list
+    paths: dict[str, list[ServicePath]] = field(default_factory=dict)   # chain id -> paths
     failed_spis: frozenset = frozenset()        # SPIs of paths that went down (revalidated)
     probe_spis: dict[str, int] = field(default_factory=dict)   # chain node id -> probe SPI
-    instructions: list[Any] = field(default_factory=list)      # flow-programming instructions
+    instructions: list[Instruction] = field(default_factory=list)  # flow programming
     routers: list[m.Router] = field(init=False)
     plane_routers: list[m.Router] = field(init=False)
 

@@ -313,12 +313,6 @@ REGISTER_FIELDS: tuple[Field, ...] = (
 CT_FIELDS: tuple[Field, ...] = (CT_MARK_TAG, CT_MARK_CLASS, CT_MARK_RULE)
 
 
-# Sizes the layout imposes on the model (validation checks them).
-MAX_RULE_NUM = (1 << CT_MARK_RULE.nbits) - 1
-MAX_POLICY_NUM = (1 << POLICY_NUM.nbits) - 1
-MAX_IFACE_NUM = (1 << IN_IFACE.nbits) - 1
-
-
 def flow_table_names_args(bridge: str) -> list[str]:
     """``ovs-vsctl`` arguments that name every table in OVS (readable dump-flows)."""
     args: list[str] = []

@@ -40,7 +40,7 @@ from ryu_si.service import Service
 from ryu_si.store import Store
 from ryu_si.switch import Switch
 from ryu_si.trace import Confirmation, TraceResult
-from ryu_si.validate import ValidationError
+from si_model.validate import ValidationError
 
 LOG = logging.getLogger("ryu_si.app")
 CONF = cfg.CONF

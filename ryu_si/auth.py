@@ -10,7 +10,7 @@ import os
 
 from ryu import cfg
 
-from ryu_si.validate import ValidationError
+from si_model.validate import ValidationError
 
 TOKEN_ENV = "RYU_SI_TOKEN"
 SAFE_METHODS = frozenset({"GET", "HEAD"})

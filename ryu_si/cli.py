@@ -15,9 +15,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from ryu_si import model as m
+from si_model import model as m
 from ryu_si.auth import TOKEN_ENV
-from ryu_si.config import parse_document
+from si_model.document import parse_document
 
 URL_ENV = "RYU_SI_URL"
 DEFAULT_URL = "http://127.0.0.1:8080"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ryu.lib.packet import ipv4, packet, tcp, udp
 
-from ryu_si.flowprog import ACTION_CODES
+from si_model.flowprog import ACTION_CODES
 
 ETH_LEN = 14
 NSH_MD1_LEN = 24   # base (4) + service path (4) + four 4-byte context headers

@@ -23,11 +23,12 @@ from typing import Any, NamedTuple
 import ryu_si
 from openflow_tables.context import Generations
 from openflow_tables.stages.classify import TP_FIELDS
-from ryu_si import auth, flowprog, trace
-from ryu_si import model as m
-from ryu_si import validate as v
+from ryu_si import auth, trace
+from si_model import flowprog
+from si_model import model as m
+from si_model import validate as v
 from ryu_si.liveness import NodeState
-from ryu_si.paths import MAX_SPI, ServicePath
+from si_model.paths import MAX_SPI, ServicePath
 
 Schema = dict[str, Any]
 OPENAPI_VERSION = "3.0.3"

@@ -16,7 +16,7 @@ from ryu.lib.packet import ethernet, ipv4, packet, udp
 from openflow_tables import layout as L
 from openflow_tables.flow import Load, Output, Resubmit
 from openflow_tables.stages.transport import PLANE_MAC
-from ryu_si import model as m
+from si_model import model as m
 from ryu_si.liveness import probe_payload
 from ryu_si.service import Service
 

@@ -16,10 +16,10 @@ from typing import Any, Callable
 from ryu.app.wsgi import ControllerBase, Response, route
 
 from ryu_si import auth, openapi, trace
-from ryu_si import model as m
-from ryu_si.config import DuplicateKeyError, parse_document, parse_json
+from si_model import model as m
+from si_model.document import DuplicateKeyError, parse_document, parse_json
 from ryu_si.logs import event
-from ryu_si.validate import ValidationError
+from si_model.validate import ValidationError
 
 LOG = logging.getLogger("ryu_si.rest")
 BASE = "/si/v1"

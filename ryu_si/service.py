@@ -12,28 +12,16 @@ import threading
 import time
 from typing import Any, Callable
 
-from openflow_tables import layout as L
 from openflow_tables.compile import Pipeline, compile_pipeline
 from openflow_tables.context import Context, Generations
 from openflow_tables.flow import FlowError
-from ryu_si import flowprog
-from ryu_si import model as m
-from ryu_si.paths import ServicePath, SpiTable, generate
 from ryu_si.store import Store
-from ryu_si.validate import ValidationError, build, check_model, integer, noun
-
-# Datapath number spaces: (kind, field, counter name, first value, largest value).
-NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
-    ("routers", "num", "router", 1, 0xFFFF),
-    ("routers", "ct_zone", "ct_zone", 1, 0xFFFF),
-    ("interfaces", "num", "interface", 1, L.MAX_IFACE_NUM),
-    ("service-nodes", "num", "service_node", 1, 0xFFFFFFFF),
-    ("service-nodes", "ct_zone", "ct_zone", 1, 0xFFFF),
-    ("chains", "num", "chain", 1, 0xFFFF),
-    ("policies", "num", "policy", 1, L.MAX_POLICY_NUM),
-    ("rules", "rule_num", "rule", 1, L.MAX_RULE_NUM),
-)
-
+from si_model import flowprog
+from si_model import model as m
+from si_model.document import model_from_document
+from si_model.numbering import applied_to_bits, assign_numbers
+from si_model.paths import ServicePath, SpiTable, chain_paths, probe_spis
+from si_model.validate import ValidationError, build, check_model, noun
 
 # Objects whose change can change what a rule gives an open connection at an interface
 # (rules, their applied_to sets, interfaces and their classes, routers): every record
@@ -62,7 +50,7 @@ class Service:
         self.learned_neighbors: dict[tuple[str, str], str] = {}
         self.flushed_epochs: dict[int, int] = dict(state.get("conntrack_flushed", []))
         self._lock = threading.RLock()
-        self._allocate_bits()
+        self.applied_to_bits = applied_to_bits(self.model, self.applied_to_bits)
         self.paths = self._compute_paths(self.model)
         self.probe_spis = self._probe_spis(self.model)
 
@@ -128,80 +116,10 @@ class Service:
             self._apply(cand)
 
     def replace_config(self, doc: Any) -> dict[str, int]:
-        """Make the model exactly ``doc``.  An object keeps its numbers when it replaces
-        an old one (matched by the document's id, or by name when it gives none); a new
-        object keeps the numbers the document gives it (a backup restored into a fresh
-        controller) unless they were handed out here before.  List order carries no
-        meaning: a router may come before its parent."""
+        """Make the model exactly ``doc`` (see ``si_model.document.model_from_document``)."""
         with self._lock:
-            if not isinstance(doc, dict):
-                raise ValidationError("config", "must be an object of resource lists")
-            for key in doc:
-                if key not in m.KINDS:
-                    raise ValidationError(f"config.{key}", "unknown resource")
-            cand = m.Model()
-            claimed: dict[str, dict[int, str]] = {}
-            for kind in m.KINDS:
-                items = doc.get(kind)
-                items = [] if items is None else items
-                if not isinstance(items, list):
-                    raise ValidationError(kind, "must be a list")
-                old = (self.model.objects[kind], {o.name: o for o in self.model.all(kind)})
-                for n, body in _referenced_first(kind, items):
-                    where = f"{kind}[{n}]"
-                    obj = self._replacement(kind, where, body, cand, old)
-                    self._claim_numbers(kind, where, obj, claimed)
-                    cand.put(kind, obj)
-            self._apply(cand)
+            self._apply(model_from_document(doc, self.model, self.counters))
             return {k: len(v) for k, v in self.model.objects.items()}
-
-    def _replacement(self, kind: str, where: str, body: Any, cand: m.Model,
-                     old: tuple[dict[str, Any], dict[str, Any]]) -> Any:
-        """One object of a whole document.  The old object it replaces is the one with
-        its id when the document gives ids (a rename keeps the numbers; a backup from
-        another controller brings its own ids, which its references use), else the one
-        with its name.  Both are indexed: documents of 50,000 rules must not be
-        quadratic."""
-        try:
-            body, numbers = _split_numbers(kind, body)
-            obj = build(kind, body, cand)
-        except ValidationError as e:
-            raise ValidationError(f"{where}.{e.field}", e.message, e.status) from None
-        by_id, by_name = old
-        given_id = isinstance(body, dict) and body.get("id") is not None
-        old = by_id.get(obj.id) if given_id else by_name.get(obj.name)
-        if old is None:
-            obj = dataclasses.replace(obj, **self._unissued(kind, numbers))
-        else:
-            for f, v in numbers.items():
-                if getattr(old, f) != v:
-                    raise ValidationError(f"{where}.{f}", f"is {getattr(old, f)} for "
-                                          f"{obj.name!r}: assigned numbers never change", 409)
-            keep = {f: getattr(old, f) for f in ("id", *m.ASSIGNED_FIELDS.get(kind, ()))}
-            obj = dataclasses.replace(obj, **keep)
-        if cand.get(kind, obj.id) is not None:
-            raise ValidationError(f"{where}.id" if given_id else f"{where}.name",
-                                  f"duplicate {'id' if given_id else 'name'} "
-                                  f"{obj.id if given_id else obj.name!r}", 409)
-        return obj
-
-    def _unissued(self, kind: str, numbers: dict[str, int]) -> dict[str, int]:
-        """The numbers a new object may keep: those this controller never handed out
-        (a number is never reused: an old conntrack record may still carry it)."""
-        return {f: v for f, v in numbers.items()
-                if v >= self.counters.get(_space(kind, f), 1)}
-
-    @staticmethod
-    def _claim_numbers(kind: str, where: str, obj: Any,
-                       claimed: dict[str, dict[int, str]]) -> None:
-        """Two objects of one document cannot hold one datapath number."""
-        for f in m.ASSIGNED_FIELDS.get(kind, ()):
-            value = getattr(obj, f)
-            if not value:
-                continue
-            holder = claimed.setdefault(_space(kind, f), {}).setdefault(value, where)
-            if holder != where:
-                raise ValidationError(f"{where}.{f}", f"{value} is also given to {holder}", 409)
 
     def set_path_admin_state(self, spi: int, state: str) -> ServicePath:
         """Take one service path out of (or back into) its chain's select group."""
@@ -319,9 +237,7 @@ class Service:
         return {p.spi for ps in self.paths.values() for p in ps if p.state == "up"}
 
     def _probe_spis(self, model: m.Model) -> dict[str, int]:
-        """A one-hop probe path per chain node (stable SPI), for liveness."""
-        return {n.id: self.spis.allocate(f"probe:{n.id}") for n in model.all("service-nodes")
-                if n.transport == "chain"}
+        return probe_spis(model, self.spis)
 
     def learn_neighbor(self, iface_id: str, ip: str, mac: str) -> bool:
         """Remember a neighbor seen in an ARP reply; True if it is new or moved."""
@@ -333,10 +249,10 @@ class Service:
 
     # --- the one path every change takes ----------------------------------------
     def _apply(self, cand: m.Model) -> None:
-        counters = self._assign_numbers(cand)
+        counters = assign_numbers(cand, self.counters)
         check_model(cand)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
-        bits = self._bits_for(cand, self.applied_to_bits)
+        bits = applied_to_bits(cand, self.applied_to_bits)
         changes = self._changes(cand)
         gens = self.generations
         if any(kind in RECLASSIFYING_KINDS for kind, _, _ in changes):
@@ -378,28 +294,8 @@ class Service:
         return fresh
 
     def _compute_paths(self, model: m.Model) -> dict[str, list[ServicePath]]:
-        """Service paths of every chain; surviving paths keep their SPIs."""
-        nodes = [n for n in model.all("service-nodes") if n.transport == "chain"]
-        return {c.id: generate(c, nodes, spi_allocator=self.spis.allocate,
-                               down=self.down_nodes,
-                               admin_down=frozenset(self.paths_admin_down),
-                               previous=self.paths.get(c.id, ()))
-                for c in model.all("chains")}
-
-    def _assign_numbers(self, cand: m.Model) -> dict[str, int]:
-        counters = dict(self.counters)
-        for kind, f, space, first, _ in NUMBERS:
-            held = [getattr(o, f) for o in cand.all(kind)]
-            counters[space] = max([counters.get(space, first), first, *(v + 1 for v in held)])
-        for kind, f, space, first, last in NUMBERS:
-            for obj in sorted((o for o in cand.all(kind) if not getattr(o, f)),
-                              key=lambda o: o.name):
-                value = max(counters.get(space, first), first)
-                if value > last:
-                    raise ValidationError(f, f"no {space} numbers left", 507)
-                cand.put(kind, dataclasses.replace(obj, **{f: value}))
-                counters[space] = value + 1
-        return counters
+        return chain_paths(model, self.spis, down=self.down_nodes,
+                           admin_down=frozenset(self.paths_admin_down), previous=self.paths)
 
     def _changes(self, cand: m.Model) -> list[tuple[str, str, Any]]:
         out = []
@@ -408,56 +304,3 @@ class Service:
             out += [(kind, i, o) for i, o in new.items() if old.get(i) != o]
             out += [(kind, i, None) for i in old if i not in new]
         return out
-
-    def _allocate_bits(self) -> None:
-        self.applied_to_bits = self._bits_for(self.model, self.applied_to_bits)
-
-    @staticmethod
-    def _bits_for(model: m.Model, old: dict) -> dict[tuple[str, frozenset], int]:
-        """Sticky applied_to-set bits: a set keeps its bit while any rule uses it."""
-        wanted: dict[str, list[frozenset]] = {}
-        for rule in sorted(model.all("rules"), key=lambda r: r.rule_num):
-            sets = wanted.setdefault(rule.router, [])
-            if frozenset(rule.applied_to) not in sets:
-                sets.append(frozenset(rule.applied_to))
-        bits = {k: b for k, b in old.items() if k[1] in wanted.get(k[0], [])}
-        for router_id, sets in wanted.items():
-            used = {b for (r, _), b in bits.items() if r == router_id}
-            for s in sets:
-                if (router_id, s) not in bits:
-                    bit = next(b for b in range(L.APPLIED_TO_BITS) if b not in used)
-                    bits[(router_id, s)] = bit
-                    used.add(bit)
-        return bits
-
-
-def _space(kind: str, f: str) -> str:
-    """The number space of one assigned field (routers and nodes share ct zones)."""
-    return next(space for k, name, space, _, _ in NUMBERS if (k, name) == (kind, f))
-
-
-def _split_numbers(kind: str, body: Any) -> tuple[Any, dict[str, int]]:
-    """A document's object without its assigned numbers, and those numbers checked."""
-    if not isinstance(body, dict):
-        return body, {}
-    numbers = {}
-    for kind_, f, _, first, last in NUMBERS:
-        if kind_ == kind and body.get(f) not in (None, 0):
-            numbers[f] = integer(first, last)(f, body[f])
-    return {k: v for k, v in body.items() if k not in numbers and k not in
-            m.ASSIGNED_FIELDS.get(kind, ())}, numbers
-
-
-def _referenced_first(kind: str, items: list[Any]) -> list[tuple[int, Any]]:
-    """Items of one kind (with their index), those another item of the same kind refers
-    to (a t1 router's parent) first; otherwise in document order.  One level is all a
-    valid document has (a t0 has no parent); deeper chains are refused by the checks."""
-    self_refs = [f for f, target in m.REFERENCES[kind].items() if target == kind]
-    if not self_refs:
-        return list(enumerate(items))
-    refs = {b.get(f) for b in items if isinstance(b, dict) for f in self_refs
-            if isinstance(b.get(f), str)}
-    first = [(n, b) for n, b in enumerate(items) if isinstance(b, dict)
-             and any(isinstance(b.get(k), str) and b[k] in refs for k in ("id", "name"))]
-    taken = {n for n, _ in first}
-    return first + [(n, b) for n, b in enumerate(items) if n not in taken]

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from typing import Any, Iterable
 
-from ryu_si import model as m
+from si_model import model as m
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,

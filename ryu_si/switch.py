@@ -33,7 +33,7 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_common
 
 from openflow_tables import layout as L
-from openflow_tables import ryu_render as R
+from ryu_si import ryu_render as R
 from openflow_tables.flow import Flow, FlowError, Group
 from openflow_tables.ofctl_render import render_flow, render_group
 from ryu_si.logs import dpid_str, event

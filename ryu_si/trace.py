@@ -19,8 +19,8 @@ from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM
 from openflow_tables.stages.classify import TP_FIELDS, match_dimensions
 from openflow_tables.stages.ingress import returns_serviced
 from openflow_tables.stages.policy import nsh_data, policy_groups
-from ryu_si import model as m
-from ryu_si.validate import (IP_PROTOS, Checker, ValidationError, boolean, integer, ip_proto,
+from si_model import model as m
+from si_model.validate import (IP_PROTOS, Checker, ValidationError, boolean, integer, ip_proto,
                             ipv4, string)
 
 PROTO_NAMES = {num: name for name, num in IP_PROTOS.items()}

@@ -26,7 +26,7 @@ from openflow_tables.context import Context, router_match, router_num_match
 from openflow_tables.flow import Conjunction, Flow, Load, Move, fields, flow, match
 from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM, record_match
 from openflow_tables.stages.conntrack import CT_RPL, CT_TRK, RESTORE_DECISION, label_match
-from ryu_si import model as m
+from si_model import model as m
 
 ETH_IP = 0x0800
 TP_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}

@@ -5,7 +5,7 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
 from openflow_tables.flow import (Controller, Decap, Load, Move, Output, SetField, fields, flow,
                                   match)
-from ryu_si import model as m
+from si_model import model as m
 
 ETH_IP, ETH_ARP, ETH_NSH = 0x0800, 0x0806, 0x894F
 PIPELINE_ARP_LEARN = 1   # cookie numbers of the pipeline's packet-in flows

@@ -4,8 +4,8 @@ from __future__ import annotations
 from openflow_tables import layout as L
 from openflow_tables.context import Context
 from openflow_tables.flow import Bucket, Group, GroupAction, Load, Resubmit, fields, flow, match
-from ryu_si import model as m
-from ryu_si.paths import select_weights
+from si_model import model as m
+from si_model.paths import select_weights
 
 TRANSPORT_CODES = {"biw": L.TRANSPORT_BIW, "l3": L.TRANSPORT_L3, "chain": L.TRANSPORT_CHAIN}
 

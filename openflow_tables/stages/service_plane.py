@@ -15,7 +15,7 @@ from openflow_tables.context import Context
 from openflow_tables.flow import (Ct, Decap, EncapEthernet, EncapNsh, Load, Move, Output,
                                   Resubmit, SetField, fields, flow, match)
 from openflow_tables.stages.conntrack import CT_INV, CT_RPL, CT_TRK
-from ryu_si import model as m
+from si_model import model as m
 
 ETH_IP, ETH_NSH = 0x0800, 0x894F
 PIPE = L.cookie("pipeline")

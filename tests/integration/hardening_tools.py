@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from mininet_topos import lab as harness
 from openflow_tables import layout as L
 from openflow_tables.compile import compile_pipeline
-from ryu_si import model as m
+from si_model import model as m
 from ryu_si.service import Service
 from ryu_si.store import Store
 from ryu_si.switch import final_cookie

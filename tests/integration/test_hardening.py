@@ -34,7 +34,7 @@ except ImportError:  # CI must fail, not skip, when a test dependency is missing
                 allow_module_level=True)
 
 from mininet_topos import lab as harness
-from ryu_si import model as m
+from si_model import model as m
 from tests.integration import hardening_tools as hd
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import pytest
 from ryu import cfg
 
 from ryu_si import auth
-from ryu_si.validate import ValidationError
+from si_model.validate import ValidationError
 
 TOKEN = "s3cret-token"
 

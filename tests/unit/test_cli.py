@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ryu_si import cli
-from ryu_si import model as m
+from si_model import model as m
 from ryu_si.auth import TOKEN_ENV
 
 API = "/si/v1"

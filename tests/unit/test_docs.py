@@ -3,9 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from openflow_tables.docgen import document
+from openflow_tables import docgen
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "pipeline.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "pipeline.md"
+EXAMPLE = ROOT / "ryu_si" / "default_config.yaml"
+
+
+def document() -> str:
+    return docgen.document(EXAMPLE)
 
 
 def test_pipeline_doc_is_current():

@@ -12,9 +12,9 @@ from openapi_schema_validator import validate as validate_instance
 from openapi_spec_validator import validate as validate_spec
 from ryu.app.wsgi import ControllerBase, route
 
-from ryu_si import flowprog
-from ryu_si import model as m
-from ryu_si import validate as v
+from si_model import flowprog
+from si_model import model as m
+from si_model import validate as v
 from ryu_si.app import ServiceInsertionApp
 from ryu_si.config import default_document
 from ryu_si.liveness import Liveness, NodeState

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from ryu_si.model import Chain, ServiceNode
-from ryu_si.paths import MAX_SPI, ServicePath, SpiTable, generate, select_weights
+from si_model.model import Chain, ServiceNode
+from si_model.paths import MAX_SPI, ServicePath, SpiTable, generate, select_weights
 
 
 def _node(node_id: str, profile: str, host: str | None = "h1", num: int = 0,

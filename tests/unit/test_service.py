@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from ryu_si.config import default_document
-from ryu_si.model import ASSIGNED_FIELDS, KINDS, to_dict
+from si_model.model import ASSIGNED_FIELDS, KINDS, to_dict
 from ryu_si.service import Service
 from ryu_si.store import Store
-from ryu_si.validate import ValidationError
+from si_model.validate import ValidationError
 
 GOOD_RULE = {"name": "ssh", "priority": 50, "action": "allow", "applied_to": ["uplink1"],
              "match": {"ip_proto": "tcp", "tp_dst": 22}}
@@ -114,7 +114,7 @@ def test_applied_to_bits_are_sticky(service):
 
 
 def test_get_config_document_can_be_put_back_unchanged(service):
-    from ryu_si.model import KINDS, to_dict
+    from si_model.model import KINDS, to_dict
     doc = {k: [to_dict(o) for o in service.model.all(k)] for k in KINDS}
     before = service.model.copy()
     service.replace_config(doc)

@@ -11,7 +11,7 @@ import yaml
 from ryu_si.service import Service
 from ryu_si.store import Store
 from ryu_si.trace import FiveTuple, covers, expected_ofproto_trace_flow, parse_request, trace
-from ryu_si.validate import ValidationError
+from si_model.validate import ValidationError
 
 CLIENT, SERVER = "198.51.100.7", "10.10.0.10"
 

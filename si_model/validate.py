@@ -14,8 +14,7 @@ import re
 import uuid
 from typing import Any, Callable
 
-from openflow_tables.layout import APPLIED_TO_BITS, MAX_CLASSES
-from ryu_si import model as m
+from si_model import model as m
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -394,20 +393,20 @@ def check_model(model: m.Model) -> None:
 def _check_capacity(model: m.Model, r: m.Router) -> None:
     """The datapath's per-router limits, refused as a 409 naming the limit (a model
     past them cannot be compiled).  Each distinct applied_to set takes one of
-    APPLIED_TO_BITS register bits; each distinct membership of a classifying interface
-    in those sets (its interface class) one of MAX_CLASSES values of the ct_mark class
-    field.  The compiler refuses the same models; this names the field."""
+    MAX_APPLIED_TO_SETS register bits; each distinct membership of a classifying
+    interface in those sets (its interface class) one of MAX_INTERFACE_CLASSES values of
+    the ct_mark class field.  The compiler refuses the same models; this names the field."""
     sets = {frozenset(x.applied_to) for x in model.rules_of(r.id)}
-    if len(sets) > APPLIED_TO_BITS:
+    if len(sets) > m.MAX_APPLIED_TO_SETS:
         raise ValidationError("applied_to", f"router {r.name!r} would have {len(sets)} "
-                              f"distinct applied_to sets; the limit is {APPLIED_TO_BITS} per "
+                              f"distinct applied_to sets; the limit is {m.MAX_APPLIED_TO_SETS} per "
                               f"router (rules with the same applied_to share one)", 409)
     classes = {frozenset(s for s in sets if i.id in s) for i in model.interfaces_of(r.id)
                if i.classifies}
-    if len(classes) > MAX_CLASSES:
+    if len(classes) > m.MAX_INTERFACE_CLASSES:
         raise ValidationError("applied_to", f"router {r.name!r} would have {len(classes)} "
                               f"interface classes (distinct applied_to memberships of its "
-                              f"classifying interfaces); the limit is {MAX_CLASSES} per "
+                              f"classifying interfaces); the limit is {m.MAX_INTERFACE_CLASSES} per "
                               f"router", 409)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import networkx as nx
 
-from ryu_si.model import Chain, ServiceNode
+from si_model.model import Chain, Model, ServiceNode
 
 MAX_SPI = (1 << 24) - 1
 ROUTER_HOSTS = (None, "router")
@@ -322,3 +322,20 @@ def _inverse_load_weights(paths: Sequence[ServicePath]) -> dict[int, int]:
     raw = {p.spi: max(1, round(WEIGHT_SCALE * (1 + least) / (1 + p.load))) for p in paths}
     div = math.gcd(*raw.values())
     return {spi: w // div for spi, w in raw.items()}
+
+
+def chain_paths(model: Model, spis: SpiTable, down: Iterable[str] = frozenset(),
+                admin_down: frozenset[int] = frozenset(),
+                previous: Mapping[str, Sequence[ServicePath]] | None = None
+                ) -> dict[str, list[ServicePath]]:
+    """Service paths of every chain of the model; surviving paths keep their SPIs."""
+    nodes = [n for n in model.all("service-nodes") if n.transport == "chain"]
+    return {c.id: generate(c, nodes, spi_allocator=spis.allocate, down=frozenset(down),
+                           admin_down=admin_down, previous=(previous or {}).get(c.id, ()))
+            for c in model.all("chains")}
+
+
+def probe_spis(model: Model, spis: SpiTable) -> dict[str, int]:
+    """A one-hop probe path per chain node (stable SPI), for liveness."""
+    return {n.id: spis.allocate(f"probe:{n.id}") for n in model.all("service-nodes")
+            if n.transport == "chain"}

@@ -18,6 +18,14 @@ FAILURE_POLICIES = ("pass", "fail")
 STRATEGIES = ("hash", "round_robin", "local")
 TIERS = ("t0", "t1")
 
+# What one router may hold, as the model promises it: the datapath layout is sized for
+# these (tests/unit/test_layout.py checks every field holds its number space).
+MAX_APPLIED_TO_SETS = 128      # distinct applied_to sets of a router's rules
+MAX_INTERFACE_CLASSES = 128    # distinct memberships of its classifying interfaces
+MAX_RULE_NUM = (1 << 24) - 1
+MAX_POLICY_NUM = (1 << 16) - 1
+MAX_IFACE_NUM = (1 << 16) - 1
+
 
 @dataclass
 class Router:

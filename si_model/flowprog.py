@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ryu_si.validate import IP_PROTOS, ValidationError, integer, ipv4
+from si_model.validate import IP_PROTOS, ValidationError, integer, ipv4
 
 ACTIONS = ("none", "drop", "accept", "drop_message", "reroute")
 ACTION_CODES = {1: "drop", 2: "accept", 3: "drop_message", 4: "reroute"}  # NSH C1 in-band
