@@ -12,11 +12,11 @@ import subprocess
 import time
 import traceback
 
-from benchmarks import common, datapath, failover, incremental, scale, transports
+from benchmarks import common, datapath, failover, incremental, reclassify, scale, transports
 
 BENCHMARKS = (("scale", scale.main), ("incremental", incremental.main),
-              ("datapath", datapath.main), ("transports", transports.main),
-              ("failover", failover.main))
+              ("datapath", datapath.main), ("reclassify", reclassify.main),
+              ("transports", transports.main), ("failover", failover.main))
 
 
 def machine() -> str:
