@@ -23,8 +23,7 @@ from si_model.paths import SpiTable, chain_paths, probe_spis
 from si_model.validate import check_model
 
 EXAMPLE_PORTS = {"up1": 1, "up2": 2, "down1": 3, "bwa": 4, "bwb": 5}
-REGISTERS = {f.register for f in L.REGISTER_FIELDS} | set(L.APPLIED_TO_REGS) | {
-    "ct_mark", "ct_label"}
+REGISTERS = {f.register for f in L.FIELDS}
 
 
 def example_pipeline(doc: object) -> Pipeline:
@@ -64,6 +63,9 @@ def table_section(t: L.Table, pipe: Pipeline) -> list[str]:
     lines = [f"## Table {t.id}: `{t.name}`", "", t.purpose, "",
              f"- next tables: {', '.join(t.next_tables) or '(none: output or drop)'}",
              f"- on a miss: {t.miss}",
+             f"- bridges: {', '.join(t.bridges)}",
+             f"- may match: {_declared(t.match)}",
+             f"- may write: {_declared(t.sets)}",
              f"- registers read: {', '.join(reads) or '-'}",
              f"- registers written: {', '.join(writes) or '-'}",
              f"- match shapes (classifier subtables) in the example: "
@@ -73,18 +75,27 @@ def table_section(t: L.Table, pipe: Pipeline) -> list[str]:
     return lines + ["```", ""]
 
 
+def _declared(declared: tuple) -> str:
+    return ", ".join(d.name if isinstance(d, L.Field) else d for d in declared) or "-"
+
+
 def field_table() -> list[str]:
+    """Every field, on the bridges it lives on.  Fields of one bridge never share a bit,
+    except a part with the field it is part of (tests/unit/test_layout.py)."""
     lines = ["## Register and conntrack layout", "",
-             "| field | where | bits | meaning |", "| --- | --- | --- | --- |"]
-    for f in (*L.REGISTER_FIELDS, *L.CT_FIELDS):
-        lines.append(f"| {f.name} | {f.register} | {f.ofs}..{f.ofs + f.nbits - 1} | {f.doc} |")
-    lines.append(f"| applied_to bits | {', '.join(L.APPLIED_TO_REGS)} | 0..31 each | bit b set: "
-                 "the classification interface belongs to applied_to set b |")
-    lines += ["", "ct_label holds the decision registers bit for bit: "
+             "| field | where | bits | bridges | part of | meaning |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for f in L.FIELDS:
+        lines.append(f"| {f.name} | {f.register} | {f.ofs}..{f.ofs + f.nbits - 1} | "
+                     f"{', '.join(f.bridges)} | {f.within.name if f.within else '-'} | {f.doc} |")
+    lines += ["", "Applied_to bit b of the classification interface is set when it belongs to "
+              "the router's applied_to set b.", "",
+              "ct_label holds the decision registers bit for bit: "
               + ", ".join(f"{reg} at bits {ofs}..{ofs + 31}"
                           for reg, ofs in L.CT_LABEL_OFFSETS.items()) + ".", "",
-              "Transports: " + ", ".join(f"{n[len('TRANSPORT_'):].lower()}={getattr(L, n)}"
-                                         for n in dir(L) if n.startswith("TRANSPORT_")) + ".", ""]
+              "Transports: " + ", ".join(f"{name}={code}" for name, code in sorted(
+                  {"none": L.TRANSPORT_NONE, "drop": L.TRANSPORT_DROP, **L.TRANSPORT_CODES}
+                  .items(), key=lambda item: item[1])) + ".", ""]
     return lines
 
 

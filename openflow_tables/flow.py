@@ -7,10 +7,11 @@ sets.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Union
 
-from openflow_tables.layout import TABLE_BY_NAME, Field
+from openflow_tables.layout import TABLE_BY_NAME, WIDTHS, Field, Table, storage_bits
 
 MatchValue = Union[int, str, tuple]
 
@@ -45,6 +46,11 @@ class Move:
     src_ofs: int = 0
     dst_ofs: int = 0
     nbits: int = 32
+
+    @classmethod
+    def field(cls, f: Field, dst: str, dst_ofs: int = 0) -> "Move":
+        """Copy layout field ``f`` into ``dst`` from bit ``dst_ofs`` on."""
+        return cls(f.register, dst, f.ofs, dst_ofs, f.nbits)
 
 
 @dataclass(frozen=True)
@@ -169,30 +175,90 @@ def match(**fields: MatchValue) -> tuple:
 
 def flow(table: str, priority: int, match_: tuple, actions: tuple | list = (),
          goto: str | None = None, cookie: int = 0) -> Flow:
-    """Build a flow, refusing jumps the table does not declare."""
-    decl = TABLE_BY_NAME.get(table)
-    if decl is None:
-        raise FlowError(f"unknown table {table!r}")
-    targets = [goto] if goto else []
-    targets += [a.table for a in actions if isinstance(a, (Resubmit, Ct)) and a.table]
-    for t in targets:
-        if t not in decl.next_tables:
-            raise FlowError(f"table {table!r} may not go to {t!r}")
-    if goto and TABLE_BY_NAME[goto].id <= decl.id:
-        raise FlowError(f"goto_table from {table!r} back to {goto!r}: OpenFlow only goes "
-                        "forward; use Resubmit")
+    """Build a flow, refusing jumps, matches and writes the table does not declare."""
+    decl = _declaration(table)
+    if goto:
+        _check_target(decl, goto)
+        if TABLE_BY_NAME[goto].id <= decl.id:
+            raise FlowError(f"goto_table from {table!r} back to {goto!r}: OpenFlow only goes "
+                            "forward; use Resubmit")
+    for name, _, mask in match_:
+        _check_bits(decl, "match", name, mask)
+    _check_actions(decl, actions)
     if not 0 <= priority <= 0xFFFF:
         raise FlowError(f"priority {priority} out of range")
     return Flow(table, priority, match_, tuple(actions), goto, cookie)
 
 
-def check_group_targets(group: Group, from_table: str) -> None:
-    """Buckets resubmit like the flow that sends to the group; check the same way."""
-    decl = TABLE_BY_NAME[from_table]
-    for b in group.buckets:
-        for a in b.actions:
-            if isinstance(a, Resubmit) and a.table not in decl.next_tables:
-                raise FlowError(f"group {group.group_id}: {from_table!r} may not go to {a.table!r}")
+def group(table: str, group_id: int, type_: str, buckets: tuple | list,
+          cookie: int = 0) -> Group:
+    """Build a group that flows of ``table`` send packets to.  Its buckets' actions run
+    as part of that flow's, so the table's declaration checks them the same way: where
+    they resubmit and what they write."""
+    decl = _declaration(table)
+    for b in buckets:
+        try:
+            _check_actions(decl, b.actions)
+        except FlowError as e:
+            raise FlowError(f"group {group_id} of {table!r}: {e}") from None
+    return Group(group_id, type_, tuple(buckets), cookie)
+
+
+def _declaration(table: str) -> Table:
+    decl = TABLE_BY_NAME.get(table)
+    if decl is None:
+        raise FlowError(f"unknown table {table!r}")
+    return decl
+
+
+def _check_target(decl: Table, target: str) -> None:
+    if target not in decl.next_tables:
+        raise FlowError(f"table {decl.name!r} may not go to {target!r}")
+
+
+def _check_bits(decl: Table, what: str, name: str, mask: object) -> None:
+    """Refuse ``name`` (bits ``mask`` of it, for a register) unless the table declares
+    it.  Masks of header fields (an IP netmask) do not matter: declared is whole."""
+    refusal = _refusal(decl, what, name, mask if isinstance(mask, int) and name in WIDTHS
+                       else None)
+    if refusal:
+        raise FlowError(refusal)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _refusal(decl: Table, what: str, name: str, mask: int | None) -> str | None:
+    """Why ``decl`` may not ``what`` ("match" or "write") bits ``mask`` of ``name``, or
+    None.  Cached: the answer depends on the shape of a match or write, not on its
+    value, and a compile asks the same few shapes for tens of thousands of flows."""
+    allowed = decl.match_bits if what == "match" else decl.set_bits
+    try:
+        bits = storage_bits(name, mask)
+    except ValueError as e:
+        return f"table {decl.name!r}: {e}"
+    for storage, m in bits.items():
+        undeclared = m & ~allowed.get(storage, 0)
+        if undeclared:
+            where = f" ({storage} bits {undeclared:#x})" if undeclared > 0 else ""
+            return f"table {decl.name!r} may not {what} {name!r}{where}"
+    return None
+
+
+def _check_actions(decl: Table, actions: tuple | list) -> None:
+    """Jumps (resubmit, ct recirculation) and writes (loads, moves, set-field, ct exec,
+    dec_ttl) of ``actions``, checked against ``decl``."""
+    for a in actions:
+        if isinstance(a, (Resubmit, Ct)) and a.table:
+            _check_target(decl, a.table)
+        if isinstance(a, Ct):
+            _check_actions(decl, a.exec_)
+        elif isinstance(a, Load):
+            _check_bits(decl, "write", a.dst, ((1 << a.nbits) - 1) << a.ofs)
+        elif isinstance(a, Move):
+            _check_bits(decl, "write", a.dst, ((1 << a.nbits) - 1) << a.dst_ofs)
+        elif isinstance(a, SetField):
+            _check_bits(decl, "write", a.field, None)
+        elif isinstance(a, DecTtl):
+            _check_bits(decl, "write", "nw_ttl", None)
 
 
 def fields(*pairs: tuple[Field, int]) -> dict[str, tuple[int, int]]:

@@ -23,9 +23,13 @@ ovs-actions(7) where the pipeline depends on them:
   connection: ``+trk+new``, ct_mark/ct_label 0, the ct_nw_* tuple is the
   packet's own.  Known: ``+trk+est`` (``+rpl`` in the reply direction), the
   entry's ct_mark/ct_label, the ct_nw_* tuple of its ORIGINAL direction.  (No TCP
-  state machine and no ``+inv``: every packet of a known entry is ``+est``, where
-  OVS may still say ``+new`` before it has seen a reply; no flow of this pipeline
-  matches new or est.)  ``commit`` creates the entry (original direction = this packet's)
+  window tracking: every packet of a known entry is ``+est``, where OVS may still
+  say ``+new`` before it has seen a reply; no flow of this pipeline matches new or
+  est.)  ``+trk+inv`` for a TCP packet whose ``tcp_flags`` OVS's conntrack refuses
+  (SYN with RST or FIN, neither ACK nor RST without SYN, FIN/PSH/URG without ACK)
+  or that would open a connection with SYN+ACK; a packet given without
+  ``tcp_flags`` is valid; an invalid packet is never committed.
+  ``commit`` creates the entry (original direction = this packet's)
   and runs ``exec``: its writes to ct_mark/ct_label are masked writes onto the
   entry's current values.  With ``table=`` a copy of the packet (registers and
   header changes kept, as recirculation does) is queued to resume at that
@@ -40,7 +44,11 @@ ovs-actions(7) where the pipeline depends on them:
   bucket's weight, as OVS's default selection scores buckets) over a hash of
   the 5-tuple that is symmetric (both directions pick the same bucket); ``all``
   runs every bucket, ``indirect`` its one bucket, ``ff`` its first (no port
-  liveness here).  Each bucket acts on a copy of the packet.
+  liveness here).  Each bucket acts on a copy of the packet.  The walk records
+  every group with its bucket set and the bucket(s) taken (``GroupPick``); a
+  select group's pick is marked not ``predicted``: the pipeline's select groups
+  use OVS's own datapath hash, so the switch may take any bucket of the set (the
+  interpreter's pick is stable per connection, as the switch's is).
 * **Output** to the packet's own in_port is skipped (OVS sends there only with
   ``in_port``/IN_PORT).  ``dec_ttl`` on a TTL of 0 or 1 ends the pass (the
   packet is dropped).  ``controller`` records a packet-in and goes on.
@@ -49,6 +57,14 @@ ovs-actions(7) where the pipeline depends on them:
   Ethernet header (eth_type 0x894f) over it; ``decap()`` removes the outermost
   header.  An output records the visible headers and the inner frames, so a
   chain redirect is observable as ``Sent.nsh``.
+* **Tunnels**: none to model.  The pipeline sets no tunnel field: a VTI is an
+  OVS port like any other, and the service plane is reached by a port.
+* **The walk**: ``Result.trace`` holds one ``Step`` per lookup (table, flow,
+  pass, resubmit depth, the packet as the lookup saw it, and what its actions
+  did that a reader needs: outputs, groups, ct, packet-ins), and
+  ``Result.describe`` prints it table by table in the spirit of ``ofproto/trace``.
+  ``Bridge.matching`` lists every flow of a table a packet matches, winner first
+  (what ``ryu_si.trace`` reports as the rules that cover a connection).
 """
 from __future__ import annotations
 
@@ -62,12 +78,12 @@ from typing import Any, Iterable, Mapping, NamedTuple, Protocol
 from openflow_tables.flow import (Conjunction, Controller, Ct, Decap, DecTtl, EncapEthernet,
                                   EncapNsh, Flow, Group, GroupAction, Load, Move, Output,
                                   Resubmit, SetField)
-from openflow_tables.layout import TABLES
+from openflow_tables.layout import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, ETH_IP, ETH_NSH,
+                                    TABLES, TP_FIELDS)
+from openflow_tables.walk import describe_walk
 
-ETH_IP, ETH_NSH = 0x0800, 0x894F
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
-CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 FIRST_TABLE = min(TABLES, key=lambda t: t.id).name
 MAX_RESUBMIT_DEPTH = 64      # OVS's own limit
 MAX_PASSES = 32              # recirculations of one packet before we call it a loop
@@ -91,7 +107,6 @@ WIDTHS: dict[str, int] = {
 }
 NSH_FIELDS = ("nsh_flags", "nsh_ttl", "nsh_mdtype", "nsh_np", "nsh_spi", "nsh_si",
               "nsh_c1", "nsh_c2", "nsh_c3", "nsh_c4")
-TP_FIELDS = {IPPROTO_TCP: ("tcp_src", "tcp_dst"), IPPROTO_UDP: ("udp_src", "udp_dst")}
 # Register views -> (first 32-bit register, how many): xxreg1 = reg4..reg7, reg4 the
 # most significant; xreg1 = reg2:reg3.
 REGISTERS: dict[str, tuple[int, int]] = {
@@ -157,7 +172,7 @@ def _width(name: str) -> int:
 
 # --- the packet --------------------------------------------------------------------------
 @dataclass
-class _Packet:
+class Packet:
     """Headers, registers and metadata of one packet in flight (all integers)."""
 
     headers: dict[str, int]
@@ -165,9 +180,9 @@ class _Packet:
     regs: list[int] = field(default_factory=lambda: [0] * 16)
     inner: list[dict[str, int]] = field(default_factory=list)   # frames under NSH
 
-    def copy(self) -> "_Packet":
-        return _Packet(dict(self.headers), dict(self.meta), list(self.regs),
-                       [dict(h) for h in self.inner])
+    def copy(self) -> "Packet":
+        return Packet(dict(self.headers), dict(self.meta), list(self.regs),
+                      [dict(h) for h in self.inner])
 
     def read(self, name: str) -> int | None:
         """The field's value; None for a header the packet does not carry."""
@@ -280,6 +295,26 @@ def ct_key(h: Mapping[str, int]) -> CtKey:
     return CtKey((proto, src, dst, 0, 0), (proto, dst, src, 0, 0), (proto, src, dst, 0, 0))
 
 
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+def tcp_invalid(h: Mapping[str, int], known: bool) -> bool:
+    """What OVS's userspace conntrack calls +inv by the TCP flags alone (conntrack-tcp.c:
+    ``tcp_invalid_flags``, and ``tcp_valid_new`` for a packet that would open a
+    connection).  A packet given without ``tcp_flags`` passes."""
+    flags = h.get("tcp_flags")
+    if flags is None or h.get("ip_proto") != IPPROTO_TCP:
+        return False
+    if flags & TCP_SYN:
+        if flags & (TCP_RST | TCP_FIN):
+            return True
+    elif not flags & (TCP_ACK | TCP_RST):
+        return True
+    if not flags & TCP_ACK and flags & (TCP_FIN | TCP_PSH | TCP_URG):
+        return True
+    return not known and flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
+
+
 class Conntrack:
     """The datapath's connection table: it outlives packets and pipeline recompiles."""
 
@@ -321,7 +356,7 @@ class _ExecView:
     """What ``ct(commit, exec(...))`` actions see: the entry's ct_mark and ct_label,
     the packet's other fields (read only)."""
 
-    pkt: _Packet
+    pkt: Packet
     entry: CtEntry
 
     def read(self, name: str) -> int | None:
@@ -365,12 +400,35 @@ class PacketIn:
 
 
 @dataclass(frozen=True)
+class GroupPick:
+    """A group a flow ran: its bucket set and the buckets taken.  ``predicted`` is False
+    for a select group: the switch hashes on its own, so it may take any bucket."""
+
+    group_id: int
+    type: str
+    buckets: int
+    taken: tuple[int, ...]
+    predicted: bool
+
+
+@dataclass
 class Step:
-    """One table lookup: the flow that matched (None: a miss), in which pass."""
+    """One table lookup: the flow that matched (None: a miss), in which pass and at
+    which resubmit depth, the packet as the lookup saw it, and what the flow's actions
+    did that a reader needs: ``events`` in order, each ("output", port), ("output
+    skipped: in_port", port), ("controller", cookie), ("group", GroupPick), ("ct", zone,
+    commit, state, pass the copy resumes in or None) or ("ttl expired",)."""
 
     table: str
     flow: Flow | None
     recirc: int = 0
+    depth: int = 0
+    packet: Packet | None = field(default=None, repr=False)
+    events: list[tuple] = field(default_factory=list)
+
+    @property
+    def groups(self) -> list[GroupPick]:
+        return [e[1] for e in self.events if e[0] == "group"]
 
 
 @dataclass
@@ -393,18 +451,11 @@ class Result:
     def tables(self) -> list[str]:
         return [s.table for s in self.trace]
 
-    def describe(self) -> str:
-        """One line per lookup, for assertion messages."""
-        return "\n".join(
-            f"[{s.recirc}] {s.table}: " + ("miss" if s.flow is None else
-                                           f"priority={s.flow.priority} "
-                                           f"cookie={s.flow.cookie:#x} "
-                                           f"{_short_match(s.flow)}")
-            for s in self.trace)
-
-
-def _short_match(f: Flow) -> str:
-    return ",".join(f"{n}={v if m is None else (v, m)}" for n, v, m in f.match)
+    def describe(self, port_names: Mapping[int, str] | None = None) -> str:
+        """The walk table by table, as a person reads it: each pass with the state
+        it starts in, each lookup with its table number, flow (priority, the object
+        its cookie names, match) and actions, then what those actions did."""
+        return describe_walk(self.trace, port_names or {})
 
 
 # --- the bridge --------------------------------------------------------------------------
@@ -422,7 +473,7 @@ def _entry(f: Flow) -> _Entry:
     return _Entry(f, tuple(_match_entry(*m) for m in f.match), soft)
 
 
-def _matches(entry: _Entry, pkt: _Packet) -> bool:
+def _matches(entry: _Entry, pkt: Packet) -> bool:
     for name, value, mask in entry.match:
         have = pkt.read(name)
         if have is None:
@@ -435,36 +486,70 @@ def _matches(entry: _Entry, pkt: _Packet) -> bool:
 
 
 class Bridge:
-    """One switch's tables and groups, indexed for lookups."""
+    """One switch's tables and groups, indexed for lookups.
 
-    def __init__(self, pipeline: PipelineLike) -> None:
+    ``ties``: what to do when two different flows of one priority both match (OVS picks
+    either): "error" (tests: the compiler must not leave such overlaps) or "first"
+    (take the one listed first, as a trace of an overlapping config does: the
+    compiler lists rules by rule number)."""
+
+    def __init__(self, pipeline: PipelineLike, ties: str = "error") -> None:
         tables: dict[str, list[_Entry]] = collections.defaultdict(list)
         for f in pipeline.flows:
             tables[f.table].append(_entry(f))
         self.tables = {t: sorted(es, key=lambda e: -e.flow.priority) for t, es in tables.items()}
         self.groups = {g.group_id: g for g in pipeline.groups}
+        self.ties = ties
 
-    def lookup(self, table: str, pkt: _Packet) -> Flow | None:
+    def send(self, conntrack: Conntrack, in_port: int, headers: Mapping[str, Any],
+             inner: Iterable[Mapping[str, Any]] = ()) -> Result:
+        """Run one packet that arrives on ``in_port``, with ``conntrack`` as the
+        connection table.  ``inner`` (outermost first) gives the frames under NSH."""
+        pkt = Packet({k: to_int(k, v) for k, v in headers.items()}, {"in_port": in_port},
+                     inner=[{k: to_int(k, v) for k, v in h.items()} for h in reversed(
+                         list(inner))])
+        return _Run(self, conntrack).run(pkt, FIRST_TABLE)
+
+    def lookup(self, table: str, pkt: Packet) -> Flow | None:
         """The flow OVS's classifier picks for this packet (conjunctive matches included)."""
         entries = self.tables.get(table, [])
-        hard, soft = self._hard(entries, pkt)
+        hard, soft = self._hard(entries, pkt, self.ties)
         hard_pri = hard.priority if hard else -1
         for pri in sorted({e.flow.priority for e in soft if e.flow.priority > hard_pri},
                           reverse=True):
-            at = [e for e in soft if e.flow.priority == pri]
-            conj = _complete_conjunction(at)
-            if conj is not None:
+            for conj in _complete_conjunctions([e for e in soft if e.flow.priority == pri])[:1]:
                 pkt.meta["conj_id"] = conj
                 try:
-                    found, _ = self._hard(entries, pkt, with_soft=False)
+                    found, _ = self._hard(entries, pkt, self.ties, with_soft=False)
                 finally:
                     pkt.meta.pop("conj_id")
                 if found is not None:
                     return found
         return hard
 
+    def matching(self, table: str, pkt: Packet) -> list[Flow]:
+        """Every flow of ``table`` the packet matches, highest priority first: ordinary
+        flows, and the ``conj_id`` flow of each conjunction the packet completes."""
+        entries = self.tables.get(table, [])
+        soft = [e for e in entries if e.soft and _matches(e, pkt)]
+        done = {(pri, conj) for pri in {e.flow.priority for e in soft}
+                for conj in _complete_conjunctions([e for e in soft if e.flow.priority == pri])}
+        out = []
+        for e in entries:
+            conj = next((v for name, v, _ in e.match if name == "conj_id"), None)
+            if e.soft or (conj is not None and (e.flow.priority, conj) not in done):
+                continue
+            if conj is not None:
+                pkt.meta["conj_id"] = conj
+            try:
+                if _matches(e, pkt):
+                    out.append(e.flow)
+            finally:
+                pkt.meta.pop("conj_id", None)
+        return out
+
     @staticmethod
-    def _hard(entries: list[_Entry], pkt: _Packet, with_soft: bool = True
+    def _hard(entries: list[_Entry], pkt: Packet, ties: str, with_soft: bool = True
               ) -> tuple[Flow | None, list[_Entry]]:
         """The best ordinary flow, and the soft matches above or beside it."""
         soft: list[_Entry] = []
@@ -479,24 +564,24 @@ class Bridge:
                     soft.append(e)
             elif best is None:
                 best = e.flow
-            elif (e.flow.actions, e.flow.goto) != (best.actions, best.goto):
+            elif (e.flow.actions, e.flow.goto) != (best.actions, best.goto) and ties == "error":
                 raise InterpretError(f"two flows of priority {best.priority} in {best.table} "
                                      f"match one packet and act differently: {best} / {e.flow}")
         return best, soft
 
 
-def _complete_conjunction(soft: list[_Entry]) -> int | None:
-    """The first conjunction id whose clauses the soft matches of one priority all cover."""
+def _complete_conjunctions(soft: list[_Entry]) -> list[int]:
+    """The conjunction ids whose clauses the soft matches of one priority all cover, in
+    the order the soft matches complete them."""
     clauses: dict[int, set[int]] = {}
+    done: list[int] = []
     for e in soft:
         for c in e.flow.actions:
-            if c.n_clauses > len(soft):
-                continue
             got = clauses.setdefault(c.id, set())
             got.add(c.clause)
-            if got >= set(range(1, c.n_clauses + 1)):
-                return c.id
-    return None
+            if len(got) == c.n_clauses and c.id not in done:
+                done.append(c.id)
+    return done
 
 
 # --- running a packet --------------------------------------------------------------------
@@ -511,11 +596,12 @@ class _Run:
         self.bridge = bridge
         self.ct = conntrack
         self.result = Result()
-        self.queue: collections.deque[tuple[_Packet, str]] = collections.deque()
+        self.queue: collections.deque[tuple[Packet, str]] = collections.deque()
         self.passes = 0
         self.depth = 0
+        self.current: list[Step] = []     # the steps whose actions are running, innermost last
 
-    def run(self, pkt: _Packet, table: str) -> Result:
+    def run(self, pkt: Packet, table: str) -> Result:
         self.queue.append((pkt, table))
         while self.queue:
             if self.passes >= MAX_PASSES:
@@ -530,17 +616,25 @@ class _Run:
             self.passes += 1
         return self.result
 
-    def tables(self, pkt: _Packet, table: str | None) -> None:
+    def tables(self, pkt: Packet, table: str | None) -> None:
         """Look up ``table``, apply, go to the next one until a flow has no goto."""
         while table is not None:
             flow = self.bridge.lookup(table, pkt)
-            self.result.trace.append(Step(table, flow, self.passes))
+            step = Step(table, flow, self.passes, self.depth, pkt.copy())
+            self.result.trace.append(step)
             if flow is None:
                 return
-            self.actions(pkt, flow.actions, flow)
+            self.current.append(step)
+            try:
+                self.actions(pkt, flow.actions, flow)
+            finally:
+                self.current.pop()
             table = flow.goto
 
-    def actions(self, pkt: _Packet, actions: Iterable, flow: Flow) -> None:
+    def note(self, *event: Any) -> None:
+        self.current[-1].events.append(event)
+
+    def actions(self, pkt: Packet, actions: Iterable, flow: Flow) -> None:
         for a in actions:
             handler = _HANDLERS.get(type(a))
             if handler is None:
@@ -548,29 +642,32 @@ class _Run:
             handler(self, pkt, a, flow)
 
     # --- one handler per action ---
-    def _load(self, pkt: _Packet, a: Load, flow: Flow) -> None:
+    def _load(self, pkt: Packet, a: Load, flow: Flow) -> None:
         _write_bits(pkt, a.dst, a.ofs, a.nbits, a.value)
 
-    def _set_field(self, pkt: _Packet, a: SetField, flow: Flow) -> None:
+    def _set_field(self, pkt: Packet, a: SetField, flow: Flow) -> None:
         pkt.write(a.field, to_int(a.field, a.value))
 
-    def _move(self, pkt: _Packet, a: Move, flow: Flow) -> None:
+    def _move(self, pkt: Packet, a: Move, flow: Flow) -> None:
         _write_bits(pkt, a.dst, a.dst_ofs, a.nbits, _read_bits(pkt, a.src, a.src_ofs, a.nbits))
 
-    def _output(self, pkt: _Packet, a: Output, flow: Flow) -> None:
+    def _output(self, pkt: Packet, a: Output, flow: Flow) -> None:
         in_port = pkt.meta["in_port"]
         if a.port != "in_port" and a.port == in_port:
+            self.note("output skipped: in_port", a.port)
             return
-        self.result.outputs.append(Sent(in_port if a.port == "in_port" else a.port,
-                                        pkt.visible(),
+        port = in_port if a.port == "in_port" else a.port
+        self.note("output", port)
+        self.result.outputs.append(Sent(port, pkt.visible(),
                                         tuple({k: show(k, v) for k, v in h.items()}
                                               for h in reversed(pkt.inner))))
 
-    def _controller(self, pkt: _Packet, a: Controller, flow: Flow) -> None:
+    def _controller(self, pkt: Packet, a: Controller, flow: Flow) -> None:
+        self.note("controller", flow.cookie)
         self.result.packet_ins.append(PacketIn(flow.table, flow.cookie, a.max_len,
                                                pkt.visible(), pkt.registers()))
 
-    def _resubmit(self, pkt: _Packet, a: Resubmit, flow: Flow) -> None:
+    def _resubmit(self, pkt: Packet, a: Resubmit, flow: Flow) -> None:
         if self.depth >= MAX_RESUBMIT_DEPTH:
             raise InterpretError(f"resubmit deeper than {MAX_RESUBMIT_DEPTH}: a loop?")
         self.depth += 1
@@ -579,26 +676,34 @@ class _Run:
         finally:
             self.depth -= 1
 
-    def _group(self, pkt: _Packet, a: GroupAction, flow: Flow) -> None:
+    def _group(self, pkt: Packet, a: GroupAction, flow: Flow) -> None:
         g = self.bridge.groups.get(a.group_id)
         if g is None:
             raise InterpretError(f"{flow.table}: group {a.group_id} does not exist")
-        for bucket in _buckets(g, pkt):
-            self.actions(pkt.copy(), bucket.actions, flow)
+        taken = _buckets(g, pkt)
+        self.note("group", GroupPick(g.group_id, g.type, len(g.buckets), taken,
+                                     g.type != "select"))
+        for n in taken:
+            self.actions(pkt.copy(), g.buckets[n].actions, flow)
 
-    def _dec_ttl(self, pkt: _Packet, a: DecTtl, flow: Flow) -> None:
+    def _dec_ttl(self, pkt: Packet, a: DecTtl, flow: Flow) -> None:
         ttl = pkt.read("nw_ttl")
         if ttl is None:
             raise InterpretError("dec_ttl on a packet without an IP TTL")
         if ttl <= 1:
+            self.note("ttl expired")
             raise _Stop()
         pkt.write("nw_ttl", ttl - 1)
 
-    def _ct(self, pkt: _Packet, a: Ct, flow: Flow) -> None:
+    def _ct(self, pkt: Packet, a: Ct, flow: Flow) -> None:
         zone = _read_bits(pkt, a.zone_field.register, a.zone_field.ofs, a.zone_field.nbits)
         if a.exec_ and not a.commit:
             raise InterpretError("ct exec without commit")
         key = ct_key(pkt.headers)
+        known, reply = self.ct.lookup(zone, key)
+        if tcp_invalid(pkt.headers, known is not None):
+            self._recirculate(pkt, a, zone, CT_TRK | CT_INV, CtEntry(zone, key.shown))
+            return
         if a.commit:
             entry, reply, created = self.ct.commit(zone, key)
             view = _ExecView(pkt, entry)
@@ -613,27 +718,34 @@ class _Run:
                 else:
                     raise InterpretError(f"ct exec cannot run {x!r}")
         else:
-            entry, reply = self.ct.lookup(zone, key)
-            created = False
+            entry, created = known, False
+        new = entry is None or created
+        state = CT_TRK | (CT_NEW if new else CT_EST) | (CT_RPL if reply else 0)
+        self._recirculate(pkt, a, zone, state, entry or CtEntry(zone, key.shown))
+
+    def _recirculate(self, pkt: Packet, a: Ct, zone: int, state: int, entry: CtEntry) -> None:
+        """Queue the tracked copy (ct with ``table``); the packet itself goes on untracked."""
+        resumes = None
         if a.table is not None:
             copy = pkt.copy()
-            _set_ct_fields(copy, zone, entry if entry else CtEntry(zone, key.shown), reply,
-                           entry is None or created)
+            _set_ct_fields(copy, zone, entry, state)
             self.queue.append((copy, a.table))
+            resumes = self.passes + len(self.queue)
+        self.note("ct", zone, a.commit, state, resumes)
         pkt.clear_ct()
 
-    def _encap_nsh(self, pkt: _Packet, a: EncapNsh, flow: Flow) -> None:
+    def _encap_nsh(self, pkt: Packet, a: EncapNsh, flow: Flow) -> None:
         pkt.inner.append(pkt.headers)
         pkt.headers = {"nsh_flags": 0, "nsh_ttl": 63, "nsh_mdtype": 1, "nsh_np": 3,
                        "nsh_spi": 0, "nsh_si": 255, "nsh_c1": 0, "nsh_c2": 0, "nsh_c3": 0,
                        "nsh_c4": 0}
 
-    def _encap_ethernet(self, pkt: _Packet, a: EncapEthernet, flow: Flow) -> None:
+    def _encap_ethernet(self, pkt: Packet, a: EncapEthernet, flow: Flow) -> None:
         if "nsh_spi" not in pkt.headers or "eth_type" in pkt.headers:
             raise InterpretError("encap(ethernet) on a packet that is not bare NSH")
         pkt.headers = {"eth_src": 0, "eth_dst": 0, "eth_type": ETH_NSH, **pkt.headers}
 
-    def _decap(self, pkt: _Packet, a: Decap, flow: Flow) -> None:
+    def _decap(self, pkt: Packet, a: Decap, flow: Flow) -> None:
         h = pkt.headers
         if "nsh_spi" in h and "eth_type" in h:
             pkt.headers = {k: v for k, v in h.items() if k in NSH_FIELDS}
@@ -642,7 +754,7 @@ class _Run:
         else:
             raise InterpretError("decap() of a packet with no NSH header")
 
-    def _conjunction(self, pkt: _Packet, a: Conjunction, flow: Flow) -> None:
+    def _conjunction(self, pkt: Packet, a: Conjunction, flow: Flow) -> None:
         raise InterpretError(f"{flow.table}: conjunction mixed with other actions: {flow}")
 
 
@@ -654,17 +766,17 @@ _HANDLERS = {
 }
 
 
-def _set_ct_fields(pkt: _Packet, zone: int, entry: CtEntry, reply: bool, new: bool) -> None:
+def _set_ct_fields(pkt: Packet, zone: int, entry: CtEntry, state: int) -> None:
     """What the recirculated packet sees after a ct action (an unknown connection shows
     an empty entry with its own tuple)."""
-    pkt.meta["ct_state"] = CT_TRK | (CT_NEW if new else CT_EST) | (CT_RPL if reply else 0)
+    pkt.meta["ct_state"] = state
     pkt.meta["ct_zone"] = zone
     pkt.meta["ct_mark"] = entry.mark
     pkt.meta["ct_label"] = entry.label
     pkt.meta.update(zip(CT_TUPLE_FIELDS, entry.orig))
 
 
-def connection_hash(pkt: _Packet) -> int:
+def connection_hash(pkt: Packet) -> int:
     """A hash of the 5-tuple that both directions of a connection share."""
     h = pkt.headers
     proto = h.get("ip_proto", 0)
@@ -673,17 +785,18 @@ def connection_hash(pkt: _Packet) -> int:
     return zlib.crc32(repr((proto, ends)).encode())
 
 
-def _buckets(g: Group, pkt: _Packet) -> list:
+def _buckets(g: Group, pkt: Packet) -> tuple[int, ...]:
+    """The indices of the buckets the packet takes."""
     if not g.buckets:
-        return []
+        return ()
     if g.type == "select":
         basis = connection_hash(pkt)
         scores = [((zlib.crc32(f"{basis}:{n}".encode()) & 0xFFFF) * b.weight, -n)
                   for n, b in enumerate(g.buckets)]
-        return [g.buckets[-max(scores)[1]]]
+        return (-max(scores)[1],)
     if g.type == "all":
-        return list(g.buckets)
-    return [g.buckets[0]]          # indirect; ff without port liveness
+        return tuple(range(len(g.buckets)))
+    return (0,)          # indirect; ff without port liveness
 
 
 # --- the datapath ------------------------------------------------------------------------
@@ -709,10 +822,7 @@ class Datapath:
         bridge = self.bridges.get(dpid)
         if bridge is None:
             raise InterpretError(f"no pipeline loaded for dpid {dpid}")
-        pkt = _Packet({k: to_int(k, v) for k, v in headers.items()}, {"in_port": in_port},
-                      inner=[{k: to_int(k, v) for k, v in h.items()} for h in reversed(
-                          list(inner))])
-        return _Run(bridge, self.conntrack).run(pkt, FIRST_TABLE)
+        return bridge.send(self.conntrack, in_port, headers, inner)
 
 
 def ipv4(src: str, dst: str, proto: int = IPPROTO_TCP, sport: int = 0, dport: int = 0,

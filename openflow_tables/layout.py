@@ -1,169 +1,85 @@
 """The one place that says where everything lives in the datapath.
 
-Tables (id, name, purpose, the next tables they may jump to), the per-packet
-register layout, and the bit layout of ct_mark and ct_label.  The compiler, the
-Ryu app, the docs generator and the tests all read these declarations; nothing
-else hard-codes a table number or a bit offset.
+Tables (id, name, purpose, the next tables they may jump to, the fields their
+flows may match and write), the per-packet register layout of each bridge, the
+bit layout of ct_mark and ct_label, and the constants the stages share
+(ethertypes, ct_state bits, cookies).  The compiler, the Ryu app, the docs
+generator and the tests all read these declarations; nothing else hard-codes a
+table number, a bit offset or a packing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
+
+# --- the bridges ------------------------------------------------------------
+# A router bridge runs the router pipeline; a service plane bridge (the patent's
+# logical service forwarding element) runs the NSH forwarding and proxy tables.
+# Registers are per packet and per bridge: a field of one bridge may reuse the
+# bits of a field of the other, never of its own (tests/unit/test_layout.py).
+ROUTER_BRIDGE = "router"
+PLANE_BRIDGE = "service_plane"
+BRIDGES = (ROUTER_BRIDGE, PLANE_BRIDGE)
+ON_ROUTER = (ROUTER_BRIDGE,)
+ON_PLANE = (PLANE_BRIDGE,)
+
+# --- ethertypes, IP protocols and ct_state bits the pipeline matches -------
+ETH_IP, ETH_ARP, ETH_NSH = 0x0800, 0x0806, 0x894F
+TP_FIELDS: dict[int, tuple[str, str]] = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
+TP_PORTS = tuple(f for pair in TP_FIELDS.values() for f in pair)
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+# --- registers and their aliases ---------------------------------------------
+# Width of every field that flows read and write as bits.  xregN is reg2N:reg2N+1
+# and xxregN is reg4N..reg4N+3, the first register the most significant.
+WORDS: dict[str, tuple[str, ...]] = {
+    **{f"xreg{n}": (f"reg{2 * n}", f"reg{2 * n + 1}") for n in range(8)},
+    **{f"xxreg{n}": tuple(f"reg{4 * n + k}" for k in range(4)) for n in range(4)},
+}
+WIDTHS: dict[str, int] = {
+    "metadata": 64, "ct_mark": 32, "ct_label": 128,
+    **{f"reg{n}": 32 for n in range(16)},
+    **{name: 32 * len(words) for name, words in WORDS.items()},
+}
 
 
-@dataclass(frozen=True)
-class Table:
-    """One OpenFlow table: its place, name and the tables its flows may go to."""
-
-    id: int
-    name: str
-    purpose: str
-    next_tables: tuple[str, ...] = ()
-    miss: str = "drop"
-
-
-TABLES: tuple[Table, ...] = (
-    Table(0, "ingress",
-          "Map in_port to router, interface number, conntrack zone and role; "
-          "service-facing ports (biw sides, VTIs toward L3 nodes, NSH back from the "
-          "service plane, decapsulated) mark packets serviced; ARP goes to the ARP stage; "
-          "downlink traffic is routed first; unknown ports drop. On a service plane "
-          "bridge: NSH from the router or an NSH-aware node goes to sp_forward, plain "
-          "frames back from an NSH-unaware node go through its proxy zone.",
-          ("arp", "ct", "routing", "sp_forward", "sp_proxy_in")),
-    Table(1, "arp",
-          "Answer ARP requests for the router's own interface addresses in the "
-          "datapath; send ARP replies addressed to the router to the controller "
-          "(neighbor learning, the only ARP that leaves the datapath).",
-          ()),
-    Table(2, "ct",
-          "Send IPv4 that is not yet serviced through conntrack in the router's zone "
-          "(one zone per router: one connection store shared by all its interfaces).",
-          ("ct_result",)),
-    Table(3, "ct_result",
-          "Invalid packets drop; records made by service insertion (tag bit in "
-          "ct_mark) under the current classification generation go to the applied_to "
-          "check; anything else (new connections, records made before a rule or "
-          "applied_to edit) is classified.",
-          ("applied_to", "orient")),
-    Table(4, "applied_to",
-          "Reuse a stored decision only if the record's rule is applied at the "
-          "interface the packet is classified at: (ct_mark rule, interface "
-          "applied_to bits) hit goes on to the class check; a miss re-classifies "
-          "(patent claim 2).",
-          ("class_check", "orient"), miss="orient"),
-    Table(5, "class_check",
-          "The record's rule is applied here; reuse it only if it is also what this "
-          "interface's rules give the connection: the interface class the record was "
-          "classified at (ct_mark) must carry every applied_to set this interface "
-          "carries (then no rule of this interface can outrank the record's). A hit "
-          "restores the decision from ct_label; a miss re-classifies.",
-          ("gen_check", "orient"), miss="orient"),
-    Table(6, "orient",
-          "Rules classify connections, not packets: a reply-direction packet (ct_state "
-          "+rpl) has its addresses and ports swapped into the connection's original "
-          "direction for the classify lookup (conntrack's original tuple, without NAT), "
-          "so a reply never classifies on its own swapped headers.",
-          ("classify",), miss="classify"),
-    Table(7, "classify",
-          "Service insertion rules. A rule matches the applied_to-set bit it "
-          "belongs to (interfaces carry the bits of every set they are in), so "
-          "flows grow with rules, not rules x interfaces. Multi-valued fields use "
-          "conjunctive matches. The highest priority wins; the default rule "
-          "(priority 0) allows without service.",
-          ("reorient",)),
-    Table(8, "reorient",
-          "Swap a reply-direction packet's addresses and ports back.",
-          ("keep_decision",), miss="keep_decision"),
-    Table(9, "keep_decision",
-          "A re-classification that gives the record's own rule (same action, same "
-          "policy) keeps the stored decision: its service path or node, and what flow "
-          "programming made of it. Anything else takes the new rule's decision.",
-          ("policy", "commit")),
-    Table(10, "policy",
-          "A redirect rule's policy selects a service node with a select group "
-          "(stable per connection); a policy with no live node follows its "
-          "failure policy (pass: route unserviced, fail: drop).",
-          ("commit",)),
-    Table(11, "commit",
-          "Commit the decision to conntrack: ct_mark = tag + interface class + rule "
-          "number, ct_label = transport, rule action, classification generation, "
-          "forward/reverse data, policy, generations. A kept decision keeps its "
-          "transport generations (revalidated next).",
-          ("gen_check",)),
-    Table(12, "gen_check",
-          "Records stamped with the current generations take the fast path (one "
-          "lookup); stale ones are revalidated by this packet: flow programming first, "
-          "then the failed set, else they are re-stamped.",
-          ("transport", "flow_program")),
-    Table(13, "flow_program",
-          "Flow-programming instructions, one flow per direction of each programmed "
-          "connection: drop, accept (skip the rest of the chain), reroute (a new "
-          "SPI). The decision is re-committed, so the next packets take the fast path; "
-          "a zero-byte packet-in tells the controller the instruction was carried out.",
-          ("revalidate", "commit")),
-    Table(14, "revalidate",
-          "A record whose service node or path is in the failed set is sent through "
-          "its policy again (a live node or the backup path); anything else is "
-          "re-committed with the current generations.",
-          ("policy", "commit")),
-    Table(15, "transport",
-          "Send the packet the way the decision says: biw forward out side A, "
-          "reverse out side B; chain: NSH into the service plane; l3: routed out the "
-          "node's VTI; allow continues to routing (or output when the packet was "
-          "classified at its egress); drop drops.",
-          ("routing", "neighbor")),
-    Table(16, "routing",
-          "Longest-prefix match per router: egress interface and next hop. Liveness "
-          "probes that came back through a service node go to the controller.",
-          ("egress_si",)),
-    Table(17, "egress_si",
-          "Traffic routed out of a classifying interface that has not been "
-          "through service insertion yet is classified there, at its egress.",
-          ("ct", "neighbor")),
-    Table(18, "neighbor",
-          "Next hop IPv4 to MAC (static and learned neighbors); a miss asks the "
-          "controller to resolve it (ARP miss).",
-          ("output",)),
-    Table(19, "output",
-          "Rewrite the source MAC to the egress interface, decrement TTL, output.",
-          ()),
-    # --- the service plane bridge (the patent's logical service forwarding element)
-    Table(20, "sp_forward",
-          "Service plane: each hop by exact match on (SPI, SI). NSH-aware nodes get the "
-          "NSH frame; NSH-unaware nodes go through their proxy (SPI/SI saved, NSH "
-          "stripped); the final SI goes back to the router.",
-          ("sp_proxy_ct",)),
-    Table(21, "sp_proxy_ct",
-          "Proxy toward an NSH-unaware node, after decapsulation: look the plain packet "
-          "up in the node's conntrack zone to learn its direction.",
-          ("sp_proxy_out",)),
-    Table(22, "sp_proxy_out",
-          "Proxy toward an NSH-unaware node: remember SPI and the next SI in the node's "
-          "conntrack zone (per direction), send the plain frame out side A (forward) "
-          "or B (reverse).",
-          ()),
-    Table(23, "sp_proxy_in",
-          "Proxy back from an NSH-unaware node: restore SPI/SI from the node's zone, "
-          "re-encapsulate and forward to the next hop.",
-          ("sp_forward",)),
-)
-
-TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
-
-
-def table_id(name: str) -> int:
-    return TABLE_BY_NAME[name].id
+def storage_bits(name: str, mask: int | None = None) -> dict[str, int]:
+    """Where bits ``mask`` (all of them when None) of ``name`` are stored: an xreg or
+    xxreg splits into its 32-bit registers, so a field named on xxreg1 and one named on
+    reg7 meet.  A header field has no bit layout here: it is one name, all bits (-1)."""
+    width = WIDTHS.get(name)
+    if width is None:
+        return {name: -1}
+    mask = (1 << width) - 1 if mask is None else mask
+    if mask >> width:
+        raise ValueError(f"mask {mask:#x} is wider than {name} ({width} bits)")
+    words = WORDS.get(name)
+    if words is None:
+        return {name: mask} if mask else {}
+    out = {}
+    for k, reg in enumerate(reversed(words)):      # the last register holds bits 0..31
+        part = (mask >> (32 * k)) & 0xFFFFFFFF
+        if part:
+            out[reg] = part
+    return out
 
 
 @dataclass(frozen=True)
 class Field:
-    """A named bit range of a register, ct_mark or ct_label."""
+    """A named bit range of a register, ct_mark or ct_label, on the bridges it lives on.
+
+    ``within`` is the field this one is a part of (SPI and SI of a service path
+    header, the decision's parts of xxreg1).  The bridges and the containing field are
+    left out of repr and equality: flows carry fields (a ct() zone) and their digests
+    hash the repr, which should not change when the layout is annotated."""
 
     name: str
     register: str
     ofs: int
     nbits: int
     doc: str
+    bridges: tuple[str, ...] = field(repr=False, compare=False)
+    within: Field | None = field(default=None, repr=False, compare=False)
 
     @property
     def mask(self) -> int:
@@ -175,37 +91,76 @@ class Field:
             raise ValueError(f"{self.name}: {v} does not fit in {self.nbits} bits")
         return v << self.ofs
 
+    @property
+    def bits(self) -> dict[str, int]:
+        """The field's bits in the storage they live in (see ``storage_bits``)."""
+        return storage_bits(self.register, self.mask)
 
-# --- per-packet registers -------------------------------------------------
+    def part(self, name: str, ofs: int, nbits: int, doc: str) -> Field:
+        """A part of this field, ``ofs`` counted from the field's own bit 0."""
+        if ofs + nbits > self.nbits:
+            raise ValueError(f"{name} does not fit in {self.name}")
+        return Field(name, self.register, self.ofs + ofs, nbits, doc, self.bridges, self)
+
+
+# --- NSH service path header: SPI<<8 | SI ------------------------------------
+SPI_BITS, SI_BITS = 24, 8
+NSH_FIRST_SI = 255   # the router sends SI 255; each hop takes one off
+
+
+def path_header(spi: int, si: int) -> int:
+    """SPI and SI packed as NSH's service path header carries them (RFC 8300): the
+    value of FWD_DATA and REV_DATA for a chain decision and of SP_NSH on the plane."""
+    if not (0 <= spi < 1 << SPI_BITS and 0 <= si < 1 << SI_BITS):
+        raise ValueError(f"SPI {spi} / SI {si} out of range")
+    return spi << SI_BITS | si
+
+
+def _path_header_parts(header: Field, prefix: str) -> tuple[Field, Field]:
+    """The SPI and SI parts of a field that holds a service path header."""
+    return (header.part(f"{prefix}_spi", SI_BITS, SPI_BITS, f"SPI of {header.name}"),
+            header.part(f"{prefix}_si", 0, SI_BITS, f"SI of {header.name}"))
+
+
+# --- per-packet registers of a router bridge ---------------------------------
 # metadata holds the router number; the registers hold the rest.
-ROUTER = Field("router", "metadata", 0, 16, "router number (one pipeline slice per router)")
-IN_IFACE = Field("in_iface", "reg0", 0, 16, "interface number the packet entered on")
+ROUTER = Field("router", "metadata", 0, 16, "router number (one pipeline slice per router)",
+               ON_ROUTER)
+IN_IFACE = Field("in_iface", "reg0", 0, 16, "interface number the packet entered on", ON_ROUTER)
 FLAGS_SERVICED = Field("serviced", "reg1", 0, 1,
-                       "packet came back from a service node: never classify it again")
+                       "packet came back from a service node: never classify it again",
+                       ON_ROUTER)
 FLAGS_SI_DONE = Field("si_done", "reg1", 1, 1,
-                      "packet has been through service insertion at this router")
+                      "packet has been through service insertion at this router", ON_ROUTER)
 FLAGS_EGRESS = Field("egress_si", "reg1", 2, 1,
-                     "classification happens at the egress interface (routed already)")
+                     "classification happens at the egress interface (routed already)",
+                     ON_ROUTER)
 FLAGS_KEPT = Field("kept", "reg1", 3, 1,
-                   "re-classification kept the record's decision: re-commit it as it is")
+                   "re-classification kept the record's decision: re-commit it as it is",
+                   ON_ROUTER)
 SI_IFACE = Field("si_iface", "reg2", 0, 16,
-                 "interface the packet is classified at (ingress or egress)")
-SWAP_SCRATCH = Field("swap_scratch", "reg11", 0, 32,
-                     "orient/reorient: holds one address or port while it is swapped")
+                 "interface the packet is classified at (ingress or egress)", ON_ROUTER)
 SI_CLASS = Field("si_class", "reg2", 16, 7,
                  "class of the interface the packet is classified at: interfaces of a "
-                 "router with the same applied_to sets share a class")
-# On the service plane bridge the same registers carry the proxy's state.
-SP_NSH = Field("sp_nsh", "reg0", 0, 32, "service plane: SPI<<8 | next SI of a proxied packet")
-SP_NODE = Field("sp_node", "reg2", 0, 32, "service plane: the proxied node's number")
-RULE_NUM = Field("rule_num", "reg3", 0, 24, "rule number of the decision")
-EGRESS_IFACE = Field("egress_iface", "reg9", 0, 16, "egress interface chosen by routing")
-NEXT_HOP = Field("next_hop", "reg10", 0, 32, "next hop IPv4 chosen by routing")
-CT_ZONE = Field("ct_zone", "reg8", 0, 16, "the router's conntrack zone")
+                 "router with the same applied_to sets share a class", ON_ROUTER)
+RULE_NUM = Field("rule_num", "reg3", 0, 24, "rule number of the decision", ON_ROUTER)
+# On a service plane bridge CT_ZONE holds the proxied node's zone.  (Its doc is part
+# of the repr that ct() flows are digested with: changing it re-sends those flows.)
+CT_ZONE = Field("ct_zone", "reg8", 0, 16, "the router's conntrack zone", BRIDGES)
+EGRESS_IFACE = Field("egress_iface", "reg9", 0, 16, "egress interface chosen by routing",
+                     ON_ROUTER)
+NEXT_HOP = Field("next_hop", "reg10", 0, 32, "next hop IPv4 chosen by routing", ON_ROUTER)
+SWAP_SCRATCH = Field("swap_scratch", "reg11", 0, 32,
+                     "orient/reorient: holds one address or port while it is swapped", ON_ROUTER)
 
 # The applied_to bits of the classification interface: bit b is set when the
 # interface belongs to the b-th distinct applied_to set of its router.
-APPLIED_TO_REGS: tuple[str, ...] = ("reg12", "reg13", "reg14", "reg15")
+APPLIED_TO: tuple[Field, ...] = tuple(
+    Field(f"applied_to_{k}", f"reg{12 + k}", 0, 32,
+          f"applied_to-set bits {32 * k}..{32 * k + 31} of the classification interface",
+          ON_ROUTER)
+    for k in range(4))
+APPLIED_TO_REGS: tuple[str, ...] = tuple(f.register for f in APPLIED_TO)
 APPLIED_TO_BITS = 32 * len(APPLIED_TO_REGS)
 
 
@@ -218,50 +173,103 @@ def applied_to_bit(bit: int) -> tuple[str, int]:
 
 # --- the decision: xxreg1 (reg4..reg7) is copied whole into ct_label --------
 # xxreg1 = reg4 (bits 96-127) : reg5 (64-95) : reg6 (32-63) : reg7 (0-31).
-DECISION_REG = "xxreg1"
-TRANSPORT = Field("transport", "reg7", 0, 4, "transport of the decision (TRANSPORT_* below)")
-RULE_ACTION = Field("rule_action", "reg7", 4, 2,
-                    "action of the rule that made the decision (ACTION_* below)")
-GEN_CLASSIFY = Field("classify_gen", "reg7", 8, 8,
-                     "classification generation: bumped by every rule, applied_to or "
-                     "interface edit, so open connections are classified again")
-POLICY_NUM = Field("policy_num", "reg7", 16, 16, "policy number of a redirect decision")
-FWD_DATA = Field("fwd_data", "reg6", 0, 32,
-                 "forward-direction data: service node number (biw/l3) or SPI<<8|SI")
-REV_DATA = Field("rev_data", "reg5", 0, 32, "reverse-direction data, same encoding")
-GEN_FLOW_PROGRAM = Field("flow_program_gen", "reg4", 0, 8, "flow-programming generation")
-GEN_BFD = Field("bfd_gen", "reg4", 8, 8, "biw node liveness generation")
-GEN_SPI_FAIL = Field("spi_fail_gen", "reg4", 16, 8, "chain path liveness generation")
-GEN_SN = Field("sn_gen", "reg4", 24, 8, "L3 node liveness generation")
+DECISION = Field("decision", "xxreg1", 0, 128,
+                 "the decision, stored in ct_label bit for bit and restored from it", ON_ROUTER)
+
+
+def _decision_part(name: str, register: str, ofs: int, nbits: int, doc: str) -> Field:
+    return Field(name, register, ofs, nbits, doc, DECISION.bridges, DECISION)
+
+
+TRANSPORT = _decision_part("transport", "reg7", 0, 4,
+                           "transport of the decision (TRANSPORT_* below)")
+RULE_ACTION = _decision_part("rule_action", "reg7", 4, 2,
+                             "action of the rule that made the decision (ACTION_* below)")
+GEN_CLASSIFY = _decision_part("classify_gen", "reg7", 8, 8,
+                              "classification generation: bumped by every rule, applied_to or "
+                              "interface edit, so open connections are classified again")
+POLICY_NUM = _decision_part("policy_num", "reg7", 16, 16, "policy number of a redirect decision")
+FWD_DATA = _decision_part("fwd_data", "reg6", 0, 32,
+                          "forward-direction data: service node number (biw/l3) or SPI<<8|SI")
+FWD_SPI, FWD_SI = _path_header_parts(FWD_DATA, "fwd")
+REV_DATA = _decision_part("rev_data", "reg5", 0, 32, "reverse-direction data, same encoding")
+REV_SPI, REV_SI = _path_header_parts(REV_DATA, "rev")
+GEN_TRANSPORT = _decision_part("transport_gens", "reg4", 0, 32,
+                               "the four generations that say a record's node, path or flow "
+                               "programming may be stale (loaded as one)")
+GEN_FLOW_PROGRAM = GEN_TRANSPORT.part("flow_program_gen", 0, 8, "flow-programming generation")
+GEN_BFD = GEN_TRANSPORT.part("bfd_gen", 8, 8, "biw node liveness generation")
+GEN_SPI_FAIL = GEN_TRANSPORT.part("spi_fail_gen", 16, 8, "chain path liveness generation")
+GEN_SN = GEN_TRANSPORT.part("sn_gen", 24, 8, "L3 node liveness generation")
 GENERATIONS: tuple[Field, ...] = (GEN_FLOW_PROGRAM, GEN_BFD, GEN_SPI_FAIL, GEN_SN)
-GENERATIONS_REG = "reg4"
 
 TRANSPORT_NONE = 0   # allow: route without service
 TRANSPORT_DROP = 1
 TRANSPORT_BIW = 2
 TRANSPORT_CHAIN = 3
 TRANSPORT_L3 = 4
+TRANSPORT_CODES = {"biw": TRANSPORT_BIW, "l3": TRANSPORT_L3, "chain": TRANSPORT_CHAIN}
 ACTION_ALLOW = 1
 ACTION_DROP = 2
 ACTION_REDIRECT = 3
-NSH_FIRST_SI = 255   # the router sends SI 255; each hop takes one off
+RULE_ACTION_CODES = {"allow": ACTION_ALLOW, "drop": ACTION_DROP, "redirect": ACTION_REDIRECT}
+DEFAULT_RULE_NUM = 0   # every router's lowest rule: allow, no service, applied everywhere
+
+# --- ct_mark and ct_label of a router bridge's records ------------------------
+CT_MARK_TAG = Field("si_tag", "ct_mark", 31, 1,
+                    "record made by service insertion (other features may share conntrack)",
+                    ON_ROUTER)
+CT_MARK_RULE = Field("ct_rule", "ct_mark", 0, 24, "rule number that made the record", ON_ROUTER)
+CT_MARK_CLASS = Field("ct_class", "ct_mark", 24, 7,
+                      "class of the interface the record was classified at", ON_ROUTER)
+MAX_CLASSES = 1 << CT_MARK_CLASS.nbits   # interface classes per router
+CT_LABEL_DECISION = Field("ct_decision", "ct_label", 0, 128,
+                          "the decision registers (xxreg1) bit for bit", ON_ROUTER)
+# ct_label mirrors xxreg1: label bits 96-127 = reg4 (generations), 64-95 = reg5
+# (reverse data), 32-63 = reg6 (forward data), 0-31 = reg7.
+CT_LABEL_OFFSETS: dict[str, int] = {
+    reg: 32 * (len(WORDS[DECISION.register]) - 1 - k)
+    for k, reg in enumerate(WORDS[DECISION.register])}
+
+
+@functools.lru_cache(maxsize=None)
+def in_label(f: Field) -> Field:
+    """Where a part of the decision sits in ct_label (ct_label mirrors xxreg1)."""
+    if f == DECISION:
+        return CT_LABEL_DECISION
+    if f.within is None:
+        raise ValueError(f"{f.name} is not part of the decision")
+    inside = in_label(f.within)
+    return Field(f"ct_label.{f.name}", "ct_label", CT_LABEL_OFFSETS[f.register] + f.ofs,
+                 f.nbits, f"{f.name}, as the record stores it", inside.bridges, inside)
+
+
+# --- per-packet registers and records of a service plane bridge --------------
+SP_NSH = Field("sp_nsh", "reg0", 0, 32, "service plane: SPI<<8 | next SI of a proxied packet",
+               ON_PLANE)
+SP_SPI, SP_SI = _path_header_parts(SP_NSH, "sp")
+SP_NODE = Field("sp_node", "reg2", 0, 32, "service plane: the proxied node's number", ON_PLANE)
+SP_FWD_LABEL = Field("sp_fwd_label", "ct_label", 0, 32,
+                     "proxy: SPI<<8 | next SI of the forward direction, in the node's zone",
+                     ON_PLANE)
+SP_REV_LABEL = Field("sp_rev_label", "ct_label", 32, 32,
+                     "proxy: SPI<<8 | next SI of the reverse direction, in the node's zone",
+                     ON_PLANE)
+
+FIELDS: tuple[Field, ...] = (
+    ROUTER, IN_IFACE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_EGRESS, FLAGS_KEPT, SI_IFACE,
+    SI_CLASS, RULE_NUM, DECISION, TRANSPORT, RULE_ACTION, GEN_CLASSIFY, POLICY_NUM,
+    FWD_DATA, FWD_SPI, FWD_SI, REV_DATA, REV_SPI, REV_SI, GEN_TRANSPORT, *GENERATIONS,
+    CT_ZONE, EGRESS_IFACE, NEXT_HOP, SWAP_SCRATCH, *APPLIED_TO,
+    CT_MARK_TAG, CT_MARK_CLASS, CT_MARK_RULE, CT_LABEL_DECISION,
+    SP_NSH, SP_SPI, SP_SI, SP_NODE, SP_FWD_LABEL, SP_REV_LABEL,
+)
 
 # Liveness probes: UDP from PROBE_SRC to PROBE_DST that must come back through a node.
 PROBE_SRC = "169.254.255.2"
 PROBE_DST = "169.254.255.1"
 PROBE_PORT = 47474   # not a well-known port: Ryu would parse 3784 as BFD
-
-# --- ct_mark --------------------------------------------------------------
-CT_MARK_TAG = Field("si_tag", "ct_mark", 31, 1,
-                    "record made by service insertion (other features may share conntrack)")
-CT_MARK_RULE = Field("rule_num", "ct_mark", 0, 24, "rule number that made the record")
-CT_MARK_CLASS = Field("ct_class", "ct_mark", 24, 7,
-                      "class of the interface the record was classified at")
-MAX_CLASSES = 1 << CT_MARK_CLASS.nbits   # interface classes per router
-
-# ct_label mirrors xxreg1 bit for bit: label bits 96-127 = reg4 (generations),
-# 64-95 = reg5 (reverse data), 32-63 = reg6 (forward data), 0-31 = reg7.
-CT_LABEL_OFFSETS: dict[str, int] = {"reg4": 96, "reg5": 64, "reg6": 32, "reg7": 0}
+PLANE_MAC = "02:00:00:00:5c:ff"   # the service plane switch is not an L2 host: any MAC does
 
 # --- cookies: every flow names the object it came from ----------------------
 # 63..56 app tag | 55..48 object kind | 47..24 object number | 23..0 content digest.
@@ -304,13 +312,226 @@ def cookie_owner(value: int) -> tuple[str, int] | None:
     return (kind, (value >> COOKIE_NUM_SHIFT) & 0xFFFFFF) if kind else None
 
 
-REGISTER_FIELDS: tuple[Field, ...] = (
-    ROUTER, IN_IFACE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_EGRESS, FLAGS_KEPT, SI_IFACE,
-    SI_CLASS, RULE_NUM, TRANSPORT, RULE_ACTION, GEN_CLASSIFY, POLICY_NUM, FWD_DATA, REV_DATA,
-    *GENERATIONS, CT_ZONE, EGRESS_IFACE, NEXT_HOP, SWAP_SCRATCH,
-    SP_NSH, SP_NODE,
+PIPELINE_COOKIE = cookie("pipeline")   # flows of the pipeline itself, no model object
+# Numbers of the pipeline's packet-in flows (cookie("pipeline", n)): the reason a
+# packet reaches the controller.
+PIPELINE_ARP_LEARN = 1
+PIPELINE_ARP_MISS = 2
+PIPELINE_FLOW_PROGRAM = 3
+PIPELINE_PROBE = 4
+
+
+# --- tables -----------------------------------------------------------------
+NSH_PATH = ("nsh_mdtype", "nsh_spi", "nsh_si", "nsh_c1")
+IP_FIVE_TUPLE = ("ip_proto", "ipv4_src", "ipv4_dst", *TP_PORTS)
+ARP_REPLY = ("eth_src", "eth_dst", "arp_op", "arp_sha", "arp_tha", "arp_spa", "arp_tpa")
+
+
+def _bits_of(declared: tuple) -> dict[str, int]:
+    """Storage name -> the bits the declarations cover (-1: a header field, whole)."""
+    out: dict[str, int] = {}
+    for d in declared:
+        for name, mask in (d.bits if isinstance(d, Field) else {d: -1}).items():
+            out[name] = out.get(name, 0) | mask
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """One OpenFlow table: its place, name, the bridges it is on, the tables its flows
+    may go to, and the fields they may match and write (Faucet's valve_table habit:
+    ``flow.flow`` refuses a flow that uses anything else).  Each table is one object,
+    compared by identity: the flow builder caches its answers per table."""
+
+    id: int
+    name: str
+    purpose: str
+    next_tables: tuple[str, ...] = ()
+    miss: str = "drop"
+    bridges: tuple[str, ...] = ON_ROUTER
+    # Layout fields, or header and metadata fields by their OXM names: what its
+    # flows may match, and what they (and the groups they send to) may write.
+    match: tuple[Field | str, ...] = ()
+    sets: tuple[Field | str, ...] = ()
+
+    @functools.cached_property
+    def match_bits(self) -> dict[str, int]:
+        return _bits_of(self.match)
+
+    @functools.cached_property
+    def set_bits(self) -> dict[str, int]:
+        return _bits_of(self.sets)
+
+
+TABLES: tuple[Table, ...] = (
+    Table(0, "ingress",
+          "Map in_port to router, interface number, conntrack zone and role; "
+          "service-facing ports (biw sides, VTIs toward L3 nodes, NSH back from the "
+          "service plane, decapsulated) mark packets serviced; ARP goes to the ARP stage; "
+          "downlink traffic is routed first; unknown ports drop. On a service plane "
+          "bridge: NSH from the router or an NSH-aware node goes to sp_forward, plain "
+          "frames back from an NSH-unaware node go through its proxy zone.",
+          ("arp", "ct", "routing", "sp_forward", "sp_proxy_in"), bridges=BRIDGES,
+          match=("in_port", "eth_type", "eth_dst", *NSH_PATH),
+          sets=(ROUTER, IN_IFACE, CT_ZONE, FLAGS_SERVICED, SI_IFACE, SI_CLASS, *APPLIED_TO,
+                SP_NODE)),
+    Table(1, "arp",
+          "Answer ARP requests for the router's own interface addresses in the "
+          "datapath; send ARP replies addressed to the router to the controller "
+          "(neighbor learning, the only ARP that leaves the datapath).",
+          (),
+          match=(ROUTER, IN_IFACE, "eth_type", "arp_op", "arp_tpa"), sets=ARP_REPLY),
+    Table(2, "ct",
+          "Send IPv4 that is not yet serviced through conntrack in the router's zone "
+          "(one zone per router: one connection store shared by all its interfaces).",
+          ("ct_result",),
+          match=("eth_type", FLAGS_SERVICED), sets=(FLAGS_SI_DONE,)),
+    Table(3, "ct_result",
+          "Invalid packets drop; records made by service insertion (tag bit in "
+          "ct_mark) under the current classification generation go to the applied_to "
+          "check; anything else (new connections, records made before a rule or "
+          "applied_to edit) is classified.",
+          ("applied_to", "orient"),
+          match=("ct_state", CT_MARK_TAG, in_label(GEN_CLASSIFY))),
+    Table(4, "applied_to",
+          "Reuse a stored decision only if the record's rule is applied at the "
+          "interface the packet is classified at: (ct_mark rule, interface "
+          "applied_to bits) hit goes on to the class check; a miss re-classifies "
+          "(patent claim 2).",
+          ("class_check", "orient"), miss="orient",
+          match=(ROUTER, CT_MARK_TAG, CT_MARK_RULE, *APPLIED_TO)),
+    Table(5, "class_check",
+          "The record's rule is applied here; reuse it only if it is also what this "
+          "interface's rules give the connection: the interface class the record was "
+          "classified at (ct_mark) must carry every applied_to set this interface "
+          "carries (then no rule of this interface can outrank the record's). A hit "
+          "restores the decision from ct_label; a miss re-classifies.",
+          ("gen_check", "orient"), miss="orient",
+          match=(ROUTER, CT_MARK_CLASS, SI_CLASS), sets=(DECISION, RULE_NUM)),
+    Table(6, "orient",
+          "Rules classify connections, not packets: a reply-direction packet (ct_state "
+          "+rpl) has its addresses and ports swapped into the connection's original "
+          "direction for the classify lookup (conntrack's original tuple, without NAT), "
+          "so a reply never classifies on its own swapped headers.",
+          ("classify",), miss="classify",
+          match=("ct_state", "eth_type", "ip_proto"),
+          sets=("ipv4_src", "ipv4_dst", *TP_PORTS, SWAP_SCRATCH)),
+    Table(7, "classify",
+          "Service insertion rules. A rule matches the applied_to-set bit it "
+          "belongs to (interfaces carry the bits of every set they are in), so "
+          "flows grow with rules, not rules x interfaces. Multi-valued fields use "
+          "conjunctive matches. The highest priority wins; the default rule "
+          "(priority 0) allows without service.",
+          ("reorient",),
+          match=(ROUTER, "eth_type", *IP_FIVE_TUPLE, *APPLIED_TO, "conj_id"),
+          sets=(RULE_NUM, RULE_ACTION, POLICY_NUM, TRANSPORT)),
+    Table(8, "reorient",
+          "Swap a reply-direction packet's addresses and ports back.",
+          ("keep_decision",), miss="keep_decision",
+          match=("ct_state", "eth_type", "ip_proto"),
+          sets=("ipv4_src", "ipv4_dst", *TP_PORTS, SWAP_SCRATCH)),
+    Table(9, "keep_decision",
+          "A re-classification that gives the record's own rule (same action, same "
+          "policy) keeps the stored decision: its service path or node, and what flow "
+          "programming made of it. Anything else takes the new rule's decision.",
+          ("policy", "commit"),
+          match=(ROUTER, CT_MARK_TAG, CT_MARK_RULE, in_label(RULE_ACTION), in_label(POLICY_NUM),
+                 RULE_NUM, RULE_ACTION),
+          sets=(DECISION, RULE_NUM, FLAGS_KEPT)),
+    Table(10, "policy",
+          "A redirect rule's policy selects a service node with a select group "
+          "(stable per connection); a policy with no live node follows its "
+          "failure policy (pass: route unserviced, fail: drop).",
+          ("commit",),
+          match=(POLICY_NUM,), sets=(TRANSPORT, FWD_DATA, REV_DATA)),
+    Table(11, "commit",
+          "Commit the decision to conntrack: ct_mark = tag + interface class + rule "
+          "number, ct_label = transport, rule action, classification generation, "
+          "forward/reverse data, policy, generations. A kept decision keeps its "
+          "transport generations (revalidated next).",
+          ("gen_check",),
+          match=("eth_type", FLAGS_KEPT),
+          sets=(GEN_CLASSIFY, GEN_TRANSPORT, CT_LABEL_DECISION, CT_MARK_TAG, CT_MARK_CLASS,
+                CT_MARK_RULE)),
+    Table(12, "gen_check",
+          "Records stamped with the current generations take the fast path (one "
+          "lookup); stale ones are revalidated by this packet: flow programming first, "
+          "then the failed set, else they are re-stamped.",
+          ("transport", "flow_program"),
+          match=(GEN_TRANSPORT,)),
+    Table(13, "flow_program",
+          "Flow-programming instructions, one flow per direction of each programmed "
+          "connection: drop, accept (skip the rest of the chain), reroute (a new "
+          "SPI). The decision is re-committed, so the next packets take the fast path; "
+          "a zero-byte packet-in tells the controller the instruction was carried out.",
+          ("revalidate", "commit"),
+          match=(ROUTER, "eth_type", *IP_FIVE_TUPLE), sets=(TRANSPORT, FWD_DATA, REV_DATA)),
+    Table(14, "revalidate",
+          "A record whose service node or path is in the failed set is sent through "
+          "its policy again (a live node or the backup path); anything else is "
+          "re-committed with the current generations.",
+          ("policy", "commit"),
+          match=(TRANSPORT, FWD_DATA)),
+    Table(15, "transport",
+          "Send the packet the way the decision says: biw forward out side A, "
+          "reverse out side B; chain: NSH into the service plane; l3: routed out the "
+          "node's VTI; allow continues to routing (or output when the packet was "
+          "classified at its egress); drop drops.",
+          ("routing", "neighbor"),
+          match=("ct_state", ROUTER, TRANSPORT, FWD_DATA, REV_DATA, FLAGS_EGRESS),
+          sets=("eth_src", "eth_dst", "nsh_spi", "nsh_si", EGRESS_IFACE, NEXT_HOP)),
+    Table(16, "routing",
+          "Longest-prefix match per router: egress interface and next hop. Liveness "
+          "probes that came back through a service node go to the controller.",
+          ("egress_si",),
+          match=(ROUTER, "eth_type", "ip_proto", "ipv4_dst", "udp_dst", FLAGS_SERVICED),
+          sets=(EGRESS_IFACE, NEXT_HOP)),
+    Table(17, "egress_si",
+          "Traffic routed out of a classifying interface that has not been "
+          "through service insertion yet is classified there, at its egress.",
+          ("ct", "neighbor"),
+          match=(FLAGS_SERVICED, FLAGS_SI_DONE, EGRESS_IFACE),
+          sets=(SI_IFACE, SI_CLASS, *APPLIED_TO, FLAGS_EGRESS)),
+    Table(18, "neighbor",
+          "Next hop IPv4 to MAC (static and learned neighbors); a miss asks the "
+          "controller to resolve it (ARP miss).",
+          ("output",),
+          match=(EGRESS_IFACE, NEXT_HOP), sets=("eth_dst",)),
+    Table(19, "output",
+          "Rewrite the source MAC to the egress interface, decrement TTL, output.",
+          (),
+          match=("eth_type", EGRESS_IFACE), sets=("eth_src", "nw_ttl")),
+    # --- the service plane bridge (the patent's logical service forwarding element)
+    Table(20, "sp_forward",
+          "Service plane: each hop by exact match on (SPI, SI). NSH-aware nodes get the "
+          "NSH frame; NSH-unaware nodes go through their proxy (SPI/SI saved, NSH "
+          "stripped); the final SI goes back to the router.",
+          ("sp_proxy_ct",), bridges=ON_PLANE,
+          match=("eth_type", *NSH_PATH), sets=(SP_NSH, SP_NODE, CT_ZONE)),
+    Table(21, "sp_proxy_ct",
+          "Proxy toward an NSH-unaware node, after decapsulation: look the plain packet "
+          "up in the node's conntrack zone to learn its direction.",
+          ("sp_proxy_out",), bridges=ON_PLANE,
+          match=("eth_type", SP_NODE)),
+    Table(22, "sp_proxy_out",
+          "Proxy toward an NSH-unaware node: remember SPI and the next SI in the node's "
+          "conntrack zone (per direction), send the plain frame out side A (forward) "
+          "or B (reverse).",
+          (), bridges=ON_PLANE,
+          match=("eth_type", "ct_state", SP_NODE),
+          sets=(SP_FWD_LABEL, SP_REV_LABEL, "eth_src", "eth_dst")),
+    Table(23, "sp_proxy_in",
+          "Proxy back from an NSH-unaware node: restore SPI/SI from the node's zone, "
+          "re-encapsulate and forward to the next hop.",
+          ("sp_forward",), bridges=ON_PLANE,
+          match=("eth_type", "ct_state", SP_NODE), sets=(SP_NSH, "nsh_spi", "nsh_si")),
 )
-CT_FIELDS: tuple[Field, ...] = (CT_MARK_TAG, CT_MARK_CLASS, CT_MARK_RULE)
+
+TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+
+
+def table_id(name: str) -> int:
+    return TABLE_BY_NAME[name].id
 
 
 def flow_table_names_args(bridge: str) -> list[str]:

@@ -30,7 +30,7 @@ from openflow_tables.flow import (
     Resubmit,
     SetField,
 )
-from openflow_tables.layout import table_id
+from openflow_tables.layout import CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_TRK, table_id
 
 # Match / set_field names where ovs-ofctl does not take the OXM spelling.
 OFCTL_NAMES = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst"}
@@ -38,8 +38,8 @@ OFCTL_NAMES = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst"}
 DECIMAL_FIELDS = frozenset({"in_port", "ip_proto", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
                             "arp_op", "conj_id", "nsh_mdtype", "nsh_si", "nsh_ttl"})
 # ct_state flag bits (ovs-fields(7)); trk first because every other flag needs it.
-CT_STATE_FLAGS = (("trk", 0x20), ("new", 0x01), ("est", 0x02), ("rel", 0x04),
-                  ("rpl", 0x08), ("inv", 0x10), ("snat", 0x40), ("dnat", 0x80))
+CT_STATE_FLAGS = (("trk", CT_TRK), ("new", CT_NEW), ("est", CT_EST), ("rel", CT_REL),
+                  ("rpl", CT_RPL), ("inv", CT_INV), ("snat", 0x40), ("dnat", 0x80))
 CT_STATE_ALL = 0xFF
 
 # Fields that actions read or write as bit ranges: NXM/OXM name and width.

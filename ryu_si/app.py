@@ -10,7 +10,6 @@ RYU_SI_LOG_FORMAT (text or json lines).  REST listens on Ryu's
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import subprocess
 import threading
@@ -21,17 +20,17 @@ from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
-from ryu.lib.packet import arp, ethernet, ipv4, packet
+from ryu.lib.packet import arp, ethernet, packet
 from ryu.app.ofctl import api as ofctl_api
 from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3
 
 from openflow_tables import layout as L
 from openflow_tables.flow import Load, Resubmit
-from openflow_tables.stages.ingress import (PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS,
-                                            PIPELINE_FLOW_PROGRAM, PIPELINE_PROBE)
+from openflow_tables.layout import (PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS, PIPELINE_FLOW_PROGRAM,
+                                    PIPELINE_PROBE)
 from ryu_si import config as si_config
-from ryu_si import logs, nsh_signal, ofproto_trace, probes
+from ryu_si import logs, next_hop, nsh_signal, ofproto_trace, probes
 from ryu_si.liveness import Liveness, parse_probe
 from ryu_si.logs import dpid_str, event
 from ryu_si.rest import APP_KEY, SIFallbackController, SIRestController
@@ -67,6 +66,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.switches: dict[int, Switch] = {}
         self.ports: dict[int, dict[str, int]] = {}
         self._arp_asked: dict[tuple[str, str], float] = {}
+        self._foreign_cookies: set[int] = set()
         self._sync_lock = threading.RLock()
         self.started = time.time()
         self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change,
@@ -193,10 +193,13 @@ class ServiceInsertionApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev) -> None:
         """ARP (to learn, to resolve), liveness probes, flow-programming signals and
-        notices that an instruction was carried out: nothing else reaches the controller."""
+        notices that an instruction was carried out: nothing else of ours reaches the
+        controller (a packet-in from a flow that is not ours is logged and ignored)."""
         msg = ev.msg
         owner = L.cookie_owner(msg.cookie)
-        if owner == ("pipeline", PIPELINE_ARP_LEARN):
+        if owner is None:
+            self._foreign_packet_in(msg)
+        elif owner == ("pipeline", PIPELINE_ARP_LEARN):
             self._learn(msg)
         elif owner == ("pipeline", PIPELINE_ARP_MISS):
             self._resolve(msg)
@@ -206,6 +209,14 @@ class ServiceInsertionApp(app_manager.RyuApp):
             self._flow_program_signal(msg)
         elif owner[0] == "flow_program":
             self.service.executed({owner[1]})     # a packet carried the instruction out
+
+    def _foreign_packet_in(self, msg) -> None:
+        """A packet-in from a flow that is not ours (another application's, or a table
+        miss sent to the controller): ignored, and logged once per cookie."""
+        level = logging.DEBUG if msg.cookie in self._foreign_cookies else logging.WARNING
+        self._foreign_cookies.add(msg.cookie)
+        event(LOG, level, "packet_in_ignored", dpid=dpid_str(msg.datapath.id),
+              cookie=f"{msg.cookie:#x}", reason="the cookie is not ours")
 
     # --- liveness -----------------------------------------------------------------------
     def _liveness_loop(self) -> None:
@@ -285,37 +296,30 @@ class ServiceInsertionApp(app_manager.RyuApp):
                       interface=iface.name)
 
     def _resolve(self, msg) -> None:
-        """Ask for the next hop of a routed packet whose neighbor is unknown."""
-        pkt = packet.Packet(msg.data)
-        ip = pkt.get_protocol(ipv4.ipv4)
-        if ip is None:
-            return
-        hop = self._next_hop(ip.dst)
+        """Ask for the next hop of a routed packet whose neighbor is unknown, on the
+        interface the compiled routing chose for it."""
+        hop = self._next_hop(msg)
         if hop is None:
             return
-        iface, next_hop = hop
-        last = self._arp_asked.get((iface.id, next_hop), 0.0)
+        iface, target = hop
+        last = self._arp_asked.get((iface.id, target), 0.0)
         if time.time() - last < ARP_RETRY_S:
             return
-        self._arp_asked[(iface.id, next_hop)] = time.time()
-        self._send_arp_request(msg.datapath, iface, next_hop)
+        self._arp_asked[(iface.id, target)] = time.time()
+        self._send_arp_request(msg.datapath, iface, target)
 
-    def _next_hop(self, dst: str):
-        """Longest-prefix match over connected prefixes and static routes."""
-        addr = ipaddress.IPv4Address(dst)
-        best = None
-        for iface in self.service.model.all("interfaces"):
-            if iface.ip and addr in ipaddress.IPv4Interface(iface.ip).network:
-                plen = ipaddress.IPv4Interface(iface.ip).network.prefixlen
-                best = max(best or (-1, None, None), (plen, iface.id, dst))
-        for rt in self.service.model.all("routes"):
-            net = ipaddress.IPv4Network(rt.prefix)
-            if addr in net:
-                best = max(best or (-1, None, None), (net.prefixlen, rt.interface,
-                                                      rt.next_hop or dst))
-        if best is None:
-            return None
-        return self.service.model.get("interfaces", best[1]), best[2]
+    def _next_hop(self, msg):
+        """(egress interface, next hop) from the registers the packet-in carries, else
+        from the interpreter's run of the packet on the switch's pipeline."""
+        regs = next_hop.packet_in_registers(msg.match)
+        if regs is None:
+            headers = next_hop.frame_headers(bytes(msg.data))
+            if headers is None:
+                return None
+            dpid = msg.datapath.id
+            regs = next_hop.replay(self.service.pipeline(dpid, self.ports.get(dpid, {})),
+                                   msg.match["in_port"], headers)
+        return next_hop.from_registers(self.service.model, regs) if regs else None
 
     def _send_arp_request(self, dp, iface, target: str) -> None:
         port = self.ports.get(dp.id, {}).get(iface.port)
@@ -364,16 +368,17 @@ class ServiceInsertionApp(app_manager.RyuApp):
                 "nodes": rows("service_node", model.all("service-nodes"), "num")}
 
     def confirm_trace(self, iface_id: str, result: TraceResult) -> Confirmation:
-        """Trace the packet of a model trace on the router's local bridge, and compare."""
+        """Trace the packet of an interpreter trace on the router's local bridge, and
+        compare."""
         model = self.service.model
-        dpid = model.get("routers", model.get("interfaces", iface_id).router).dpid
+        router = model.get("routers", model.get("interfaces", iface_id).router)
         try:
-            bridge = bridge_of(dpid) if dpid else None
+            bridge = bridge_of(router.dpid) if router.dpid else None
         except (subprocess.SubprocessError, OSError):
             bridge = None
-        egress = result["route"] and model.by_name("interfaces", result["route"]["interface"])
-        return ofproto_trace.confirm(result, bridge, self.ports.get(dpid, {}),
-                                     egress.port if egress else None)
+        egress = next((i.port for i in model.interfaces_of(router.id)
+                       if i.name == result["egress"]), result["egress"])
+        return ofproto_trace.confirm(result, bridge, self.ports.get(router.dpid, {}), egress)
 
     def liveness_view(self) -> dict:
         model = self.service.model

@@ -189,8 +189,9 @@ def getter(path: str) -> Callable[[argparse.Namespace], None]:
     return lambda args: emit(args, call(args, "GET", path))
 
 
-def trace_text(r: dict) -> str:
-    """The trace answer in a few lines: where, which rule, what happens."""
+def trace_text(r: dict, walk: bool = False) -> str:
+    """The trace answer in a few lines: where, which rule, what happens, where it leaves
+    and the tables it crosses; ``walk``: then the interpreter's walk, table by table."""
     rule, policy, route = r["rule"], r["policy"], r["route"]
     lines = [f"entered   {r['ingress']}",
              f"classified at {r['classified_at'] or '- (not classified here)'}"]
@@ -204,17 +205,22 @@ def trace_text(r: dict) -> str:
     lines.append(f"outcome   {r['outcome']}")
     lines.append(f"route     {route['interface']} via {route['next_hop']} ({route['prefix']})"
                  if route else "route     - (no route: dropped)")
+    if "egress" in r:
+        lines.append(f"leaves    {r['egress'] or '- (dropped, or sent to the controller)'}")
+        lines.append(f"crosses   {' > '.join(r['tables'])}")
     confirmed = r.get("confirmed")
     if confirmed is None:
         lines.append(f"check     ovs-appctl ofproto/trace BRIDGE '{r['ofproto_trace_flow']}' "
                      f"--ct-next trk,new")
     else:
         lines += confirmation_lines(confirmed)
+    if walk:
+        lines += ["walk", *(f"  {line}" for line in r.get("walk", []))]
     return "\n".join(lines)
 
 
 def confirmation_lines(c: dict) -> list[str]:
-    """What the switch's own trace said, and whether it agrees with the model."""
+    """What the switch's own trace said, and whether it agrees with the interpreter."""
     if c["error"]:
         return [f"switch    not confirmed: {c['error']}"]
     verdict = "agrees" if c["agrees"] else "DISAGREES: " + "; ".join(c["disagreements"])
@@ -230,9 +236,9 @@ def trace_cmd(args: argparse.Namespace) -> None:
             "ipv4_src": args.src, "ipv4_dst": args.dst, "tp_src": args.sport,
             "tp_dst": args.dport, "confirm": args.confirm or None}
     r = call(args, "POST", "/trace", {k: x for k, x in body.items() if x is not None})
-    emit(args, r, lambda: trace_text(r))
+    emit(args, r, lambda: trace_text(r, args.walk))
     if args.confirm and not (r.get("confirmed") or {}).get("agrees"):
-        raise CliError("the switch's trace does not confirm the model's")
+        raise CliError("the switch's trace does not confirm the interpreter's")
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -285,6 +291,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--confirm", action="store_true",
                    help="also trace it through the switch's flows (ofproto/trace on the "
                         "controller's host) and fail unless both agree")
+    t.add_argument("--walk", action="store_true",
+                   help="also print the interpreter's walk, table by table")
     return top
 
 

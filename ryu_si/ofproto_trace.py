@@ -1,11 +1,13 @@
-"""Confirm a model trace on the real switch with ``ovs-appctl ofproto/trace``.
+"""Confirm a trace on the real switch with ``ovs-appctl ofproto/trace``.
 
-The model trace (``ryu_si.trace``) says which rule a new connection hits and
-what happens to it.  Here the same packet is traced through the flows the
-switch actually holds, and the two answers are compared: the rule the classify
-table picked (read off the flow's cookie), the policy table's group for a
-redirect, and for an allowed packet the output port.  It works where the
-controller runs beside the switch (the usual single-host setup); elsewhere the
+A trace (``ryu_si.trace``) is the interpreter's walk of a new connection's first
+packet through the compiled pipeline.  Here the same packet is traced through the
+flows the switch actually holds, and the two walks are compared: the tables
+crossed, the rule the classify flow's cookie names, the policy flow's group, and
+the OpenFlow output (none: dropped or sent to the controller).  The switch's trace
+stops where a select group hashes in the datapath (``hash(...),recirc``): from
+there on it says nothing, so the comparison ends at that table.  It works where
+the controller runs beside the switch (the usual single-host setup); elsewhere the
 answer says why it could not confirm.
 """
 from __future__ import annotations
@@ -21,7 +23,9 @@ from ryu_si.trace import Confirmation, TraceResult
 TIMEOUT_S = 10.0
 # " 5. tcp,reg12=0x2/0x2,..., priority 100, cookie 0x5106000003000000"
 _TABLE_LINE = re.compile(r"^\s*(\d+)\. .*priority (\d+), cookie (0x[0-9a-f]+)$")
+_MISS_LINE = re.compile(r"^\s*(\d+)\. No match\.$")
 _OUTPUT = re.compile(r"^\s+output:(\d+)$")
+_SKIPPED = ">> skipping output to input port"
 _DATAPATH = re.compile(r"^Datapath actions: (.*)$")
 TABLE_NAMES = {t.id: t.name for t in L.TABLES}
 
@@ -30,7 +34,7 @@ class Visit(NamedTuple):
     """One flow the packet hit: its table and the object its cookie names."""
 
     table: str
-    priority: int
+    priority: int | None          # None: a table miss
     owner: tuple[str, int] | None
 
 
@@ -50,8 +54,12 @@ def read(text: str) -> Reading:
         if m := _TABLE_LINE.match(line):
             table, prio, cookie = int(m[1]), int(m[2]), int(m[3], 16)
             visits.append(Visit(TABLE_NAMES.get(table, str(table)), prio, L.cookie_owner(cookie)))
+        elif m := _MISS_LINE.match(line):
+            visits.append(Visit(TABLE_NAMES.get(int(m[1]), m[1]), None, None))
         elif m := _OUTPUT.match(line):
             outputs.append(int(m[1]))
+        elif _SKIPPED in line and outputs:
+            outputs.pop()
         elif m := _DATAPATH.match(line):
             actions.append(m[1])
     return Reading(visits, outputs, actions)
@@ -70,24 +78,33 @@ def policy_hit(reading: Reading) -> int | None:
                  if v.table == "policy" and v.owner and v.owner[0] == "policy"), None)
 
 
+def stops_at_select(reading: Reading) -> bool:
+    """The switch's trace ends where a select group hashes in the datapath."""
+    final = reading.datapath_actions[-1] if reading.datapath_actions else ""
+    return final.startswith("hash(")
+
+
 def compare(result: TraceResult, reading: Reading, ports: dict[str, int],
             egress_port: str | None) -> list[str]:
-    """How the switch's answer differs from the model's (empty: they agree)."""
+    """How the switch's walk differs from the interpreter's (empty: they agree).
+    ``egress_port``: the OVS port name of the interpreter's egress (None: no output)."""
     out = []
+    mine, theirs = result["tables"], [v.table for v in reading.visits]
+    partial = stops_at_select(reading)
+    if theirs != (mine[:len(theirs)] if partial else mine):
+        out.append(f"tables: interpreter {' > '.join(mine)}, switch {' > '.join(theirs)}")
     want_rule = result["rule"]["rule_num"] if result["rule"] else None
     got_rule = classified_rule(reading)
     if got_rule != want_rule:
-        out.append(f"rule: model {want_rule}, switch {got_rule}")
-    final = reading.datapath_actions[-1] if reading.datapath_actions else None
-    if result["outcome"] == "drop" and final != "drop":
-        out.append(f"outcome: model drop, switch datapath actions {final!r}")
+        out.append(f"rule: interpreter {want_rule}, switch {got_rule}")
     if result["outcome"] == "redirect" and result["policy"] and \
             policy_hit(reading) != result["policy"]["num"]:
-        out.append(f"policy: model {result['policy']['num']}, switch {policy_hit(reading)}")
-    if result["outcome"] == "allow" and result["route"]:
-        want = ports.get(egress_port or "")
-        if want is None or want not in reading.outputs:
-            out.append(f"output: model {egress_port}, switch OpenFlow ports {reading.outputs}")
+        out.append(f"policy: interpreter {result['policy']['num']}, switch {policy_hit(reading)}")
+    if not partial:
+        want = [] if egress_port is None else [ports.get(egress_port, -1)]
+        if reading.outputs != want:
+            out.append(f"output: interpreter {egress_port or 'none'}, switch OpenFlow ports "
+                       f"{reading.outputs}")
     return out
 
 

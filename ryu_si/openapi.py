@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import ryu_si
 from openflow_tables.context import Generations
-from openflow_tables.stages.classify import TP_FIELDS
+from openflow_tables.layout import TP_FIELDS
 from ryu_si import auth, trace
 from si_model import flowprog
 from si_model import model as m

@@ -15,7 +15,6 @@ from ryu.lib.packet import ethernet, ipv4, packet, udp
 
 from openflow_tables import layout as L
 from openflow_tables.flow import Load, Output, Resubmit
-from openflow_tables.stages.transport import PLANE_MAC
 from si_model import model as m
 from ryu_si.liveness import probe_payload
 from ryu_si.service import Service
@@ -38,15 +37,15 @@ class Probe:
 
     def frame(self, seq: int) -> bytes:
         pkt = packet.Packet()
-        pkt.add_protocol(ethernet.ethernet(dst=self.dst_mac, src=self.src_mac, ethertype=0x0800))
+        pkt.add_protocol(ethernet.ethernet(dst=self.dst_mac, src=self.src_mac, ethertype=L.ETH_IP))
         pkt.add_protocol(ipv4.ipv4(src=L.PROBE_SRC, dst=L.PROBE_DST, proto=17, ttl=64))
         pkt.add_protocol(udp.udp(src_port=L.PROBE_PORT, dst_port=L.PROBE_PORT))
         pkt.add_protocol(probe_payload(self.node_id, seq))
         pkt.serialize()
         if self.spi is None:
             return bytes(pkt.data)
-        outer = _mac(self.dst_mac) + _mac(self.src_mac) + b"\x89\x4f"
-        nsh = NSH_MD1.pack(*NSH_BASE, (self.spi << 8) | L.NSH_FIRST_SI)
+        outer = _mac(self.dst_mac) + _mac(self.src_mac) + L.ETH_NSH.to_bytes(2, "big")
+        nsh = NSH_MD1.pack(*NSH_BASE, L.path_header(self.spi, L.NSH_FIRST_SI))
         return outer + nsh + bytes(pkt.data)
 
 
@@ -110,10 +109,10 @@ def _chain(service: Service, node: m.ServiceNode, ports) -> Probe | None:
         if not (spi and svc is not None and rtr is not None and node.port in plane):
             continue
         if node.nsh_aware:
-            return Probe(node.id, router.service_plane_dpid, svc.mac, PLANE_MAC,
+            return Probe(node.id, router.service_plane_dpid, svc.mac, L.PLANE_MAC,
                          (Output(OFPP_TABLE),), in_port=rtr, spi=spi)
-        return Probe(node.id, router.service_plane_dpid, svc.mac, PLANE_MAC,
-                     (Load.field(L.SP_NSH, (spi << 8) | (L.NSH_FIRST_SI - 1)),
+        return Probe(node.id, router.service_plane_dpid, svc.mac, L.PLANE_MAC,
+                     (Load.field(L.SP_NSH, L.path_header(spi, L.NSH_FIRST_SI - 1)),
                       Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone),
                       Resubmit("sp_proxy_ct")))
     return None

@@ -117,8 +117,7 @@ class SIRestController(ControllerBase):
     def trace_tuple(self, req, **_):
         svc = self.service
         iface, pkt, confirm = trace.parse_request(_body(req), svc.model)
-        result = trace.trace(svc.model, svc.applied_to_bits, iface, pkt,
-                             down_nodes=svc.down_nodes, paths=svc.paths)
+        result = trace.trace(svc, iface, pkt)
         if confirm:
             result["confirmed"] = self.app.confirm_trace(iface, result)
         return json_response(result)

@@ -77,6 +77,17 @@ class Service:
             return fresh[1]
         return compile_pipeline(self.context(dpid, ports))
 
+    def switch_ports(self, dpid: int | None, model: m.Model | None = None) -> dict[str, int]:
+        """The port numbers a switch's pipeline is compiled with: the connected switch's
+        own when it has every port the model names, else a number for each of those
+        ports (what the trial compile checks, and what a trace without a switch runs on)."""
+        model = model or self.model
+        names = {i.port: n for n, i in enumerate(model.all("interfaces"), start=1)}
+        names.update({n.port: 1000 + k for k, n in enumerate(model.all("service-nodes"))
+                      if n.port})
+        real = self.ports_of(dpid) if dpid is not None else None
+        return dict(real) if real is not None and names.keys() <= real.keys() else names
+
     def find(self, kind: str, ref: str) -> Any:
         """An object by id or name, or a 404."""
         if kind not in m.KINDS:
@@ -275,21 +286,17 @@ class Service:
         datapath cannot hold (two flows with one match) is a 409, not a wedged store.
         Every port the model names gets a number; a connected switch that has them all
         is compiled with its own numbers, and that pipeline is the one pushed next."""
-        names = {i.port: n for n, i in enumerate(cand.all("interfaces"), start=1)}
-        names.update({n.port: 1000 + k for k, n in enumerate(cand.all("service-nodes"))
-                      if n.port})
         dpids = {d for r in cand.all("routers") for d in (r.dpid, r.service_plane_dpid) if d}
         fresh = {}
         for dpid in dpids:
-            real = self.ports_of(dpid)
-            ports = dict(real) if real is not None and names.keys() <= real.keys() else names
+            ports = self.switch_ports(dpid, cand)
             try:
                 pipe = compile_pipeline(self._context(cand, dpid, ports, bits, paths, probes,
                                                       gens))
             except FlowError as e:
                 raise ValidationError("config", f"the datapath cannot hold this: {e}",
                                       409) from None
-            if ports is not names:
+            if ports == self.ports_of(dpid):
                 fresh[dpid] = (ports, pipe)
         return fresh
 

@@ -1,11 +1,16 @@
-"""Which rule a new connection would hit, and where it would go, without a switch.
+"""Which rule a new connection hits, and where it goes, read off the compiled pipeline.
 
-The answer is read off the compiler's own output so the two cannot disagree:
-rules are matched through the OpenFlow values the classify stage emits
-(``match_dimensions``), an interface carries the applied_to-set bits the
-ingress stage loads, and a policy's live members are the buckets of the select
-group the policy stage builds.  ``expected_ofproto_trace_flow`` writes the same
-packet for ``ovs-appctl ofproto/trace`` so the real switch can confirm.
+A trace builds the connection's first packet and runs it through the interpreter
+(``openflow_tables.interpret``) on the pipeline of the router's switch, compiled with
+the switch's own port numbers when it is connected (else with the numbering the
+service's trial compile uses), with an empty connection table.  The answer is read
+off the walk, never derived from the model a second way: the interface the packet is
+classified at (the registers the classify lookup saw), the rule (the classify flow's
+cookie) and every rule flow of that lookup the packet matches, the policy's live
+members (the buckets of the group the policy flow ran), the outcome (the transport
+the decision left), the route (the routing flow), the egress interface and the tables
+crossed.  ``expected_ofproto_trace_flow`` writes the same packet for
+``ovs-appctl ofproto/trace`` so the switch can confirm (``ryu_si.ofproto_trace``).
 """
 from __future__ import annotations
 
@@ -13,15 +18,13 @@ import ipaddress
 from typing import Any, NamedTuple, TypedDict
 
 from openflow_tables import layout as L
-from openflow_tables.context import Context
-from openflow_tables.flow import Group, Load
-from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM
-from openflow_tables.stages.classify import TP_FIELDS, match_dimensions
-from openflow_tables.stages.ingress import returns_serviced
-from openflow_tables.stages.policy import nsh_data, policy_groups
+from openflow_tables.flow import Flow, Group, Load
+from openflow_tables.interpret import Bridge, Conntrack, Packet, Result, Step, ipv4 as headers_of
+from openflow_tables.layout import DEFAULT_RULE_NUM, TP_FIELDS
+from ryu_si.service import Service
 from si_model import model as m
 from si_model.validate import (IP_PROTOS, Checker, ValidationError, boolean, integer, ip_proto,
-                            ipv4, string)
+                               ipv4, string)
 
 PROTO_NAMES = {num: name for name, num in IP_PROTOS.items()}
 TRACE_TTL = 64
@@ -85,7 +88,7 @@ class Confirmation(TypedDict):
     """The same packet traced through the switch's flows (``ryu_si.ofproto_trace``):
     the flows' tables, the rule and policy their cookies name, the OpenFlow output, the
     datapath actions of each conntrack pass, and where the switch disagrees with the
-    model.  ``error`` says why it could not be confirmed (no bridge on this host...)."""
+    interpreter.  ``error`` says why it could not be confirmed (no bridge on this host...)."""
 
     bridge: str | None
     command: str | None
@@ -106,7 +109,10 @@ class TraceResult(TypedDict):
     ``ambiguous``: the winner shares its priority with another matching rule, and
     OVS leaves such overlaps undefined (the trace names the lower rule number);
     ``outcome`` is what happens after the policy's failure policy: redirect, allow
-    (routed without service) or drop."""
+    (routed without service) or drop; ``egress`` the interface the packet leaves
+    by (null: dropped, or sent to the controller to resolve its next hop);
+    ``tables`` the tables it crossed, in order; ``walk`` the interpreter's report,
+    table by table (``openflow_tables.walk``)."""
 
     ingress: str
     classified_at: str | None
@@ -116,6 +122,9 @@ class TraceResult(TypedDict):
     policy: PolicyHit | None
     outcome: str
     route: RouteHit | None
+    egress: str | None
+    tables: list[str]
+    walk: list[str]
     ofproto_trace_flow: str
     confirmed: Confirmation | None
 
@@ -151,31 +160,164 @@ def parse_request(body: Any, model: m.Model) -> tuple[str, FiveTuple, bool]:
     return iface.id, packet, values.get("confirm", False)
 
 
-def trace(model: m.Model, applied_to_bits: dict[tuple[str, frozenset], int],
-          interface_id: str, five_tuple: FiveTuple, *, down_nodes: frozenset = frozenset(),
-          paths: dict[str, list[Any]] | None = None) -> TraceResult:
-    """Classify a new connection entering the router on ``interface_id``.
+def trace(service: Service, interface_id: str, five_tuple: FiveTuple) -> TraceResult:
+    """Run the first packet of a connection entering on ``interface_id`` through the
+    pipeline of its router's switch, as the service has it now."""
+    entry = _interface(service.model, interface_id)
+    return Tracer(service, entry.router).trace(interface_id, five_tuple)
 
-    ``down_nodes`` and ``paths`` are the service's liveness view (as the compiler
-    gets them); a policy's live members are those its select group would hold.
-    """
-    entry = _interface(model, interface_id)
-    ctx = Context(model, model.get("routers", entry.router).dpid, {}, applied_to_bits,
-                  down_nodes=down_nodes, paths=paths or {})
-    route = _route(model, entry.router, five_tuple.ipv4_dst)
-    at = _classified_at(entry, route and model.get("interfaces", route[0]))
-    matched = _matching_rules(ctx, at, five_tuple) if at else []
-    rule = matched[0] if matched else None
-    hit = _rule_hit(rule) if rule else (RuleHit(**DEFAULT_RULE) if at else None)
-    policy = _policy_hit(ctx, model.get("policies", rule.policy)) if rule and rule.policy else None
-    return TraceResult(
-        ingress=entry.name, classified_at=at.name if at else None, rule=hit,
-        matched=[_rule_hit(r) for r in matched],
-        ambiguous=len(matched) > 1 and matched[0].priority == matched[1].priority, policy=policy,
-        outcome=_outcome(hit, policy),
-        route=_route_hit(model, route) if route else None,
-        ofproto_trace_flow=expected_ofproto_trace_flow(model, interface_id, five_tuple),
-        confirmed=None)
+
+TRANSPORT_OUTCOMES = {L.TRANSPORT_NONE: "allow", L.TRANSPORT_DROP: "drop",
+                      L.TRANSPORT_BIW: "redirect", L.TRANSPORT_CHAIN: "redirect",
+                      L.TRANSPORT_L3: "redirect"}
+ZERO_MAC = "00:00:00:00:00:00"   # what ofproto/trace gives a packet whose source is unsaid
+
+
+class Tracer:
+    """The interpreter loaded with one router's switch pipeline: one compile, many
+    traces (each with an empty connection table)."""
+
+    def __init__(self, service: Service, router_id: str) -> None:
+        self.service = service
+        self.model = service.model
+        self.router = self.model.get("routers", router_id)
+        self.ports = service.switch_ports(self.router.dpid)
+        self.port_names = {no: name for name, no in self.ports.items()}
+        self.bridge = Bridge(service.pipeline(self.router.dpid, self.ports), ties="first")
+
+    def run(self, iface: m.Interface, five_tuple: FiveTuple) -> Result:
+        """The interpreter's walk of the packet (the connection's first)."""
+        p = five_tuple
+        extra: dict[str, int] = {}
+        if p.ip_proto == IP_PROTOS["icmp"]:
+            extra = {"icmp_type": ICMP_ECHO_REQUEST, "icmp_code": 0, "icmp_id": 0}
+        headers = headers_of(p.ipv4_src, p.ipv4_dst, p.ip_proto, p.tp_src or 0, p.tp_dst or 0,
+                             eth_src=ZERO_MAC, eth_dst=iface.mac or ZERO_MAC, ttl=TRACE_TTL,
+                             **extra)
+        return self.bridge.send(Conntrack(), self.ports[iface.port], headers)
+
+    def trace(self, interface_id: str, five_tuple: FiveTuple) -> TraceResult:
+        entry = _interface(self.model, interface_id)
+        result = self.run(entry, five_tuple)
+        steps = result.trace
+        classify = _step(steps, "classify")
+        at = self._iface(_field(classify.packet, L.SI_IFACE)) if classify else None
+        matched = self._matched(classify)
+        hit = self._rule(classify.flow) if classify else None
+        policy = self._policy_hit(hit, _step(steps, "policy"))
+        transport = _step(steps, "transport")
+        outcome = (TRANSPORT_OUTCOMES.get(_field(transport.packet, L.TRANSPORT), "drop")
+                   if transport and classify else "allow")
+        return TraceResult(
+            ingress=entry.name, classified_at=at.name if at else None, rule=hit,
+            matched=matched,
+            ambiguous=len(matched) > 1 and matched[0]["priority"] == matched[1]["priority"],
+            policy=policy, outcome=outcome, route=self._route(steps),
+            egress=self._egress(result), tables=result.tables(),
+            walk=result.describe(self.port_names).splitlines(),
+            ofproto_trace_flow=expected_ofproto_trace_flow(self.model, interface_id,
+                                                           five_tuple),
+            confirmed=None)
+
+    # --- reading the walk ---
+    def _iface(self, num: int) -> m.Interface | None:
+        return next((i for i in self.model.interfaces_of(self.router.id) if i.num == num), None)
+
+    def _rule(self, flow: Flow) -> RuleHit | None:
+        """The rule a classify flow's cookie names (the router's default rule too)."""
+        owner = L.cookie_owner(flow.cookie)
+        if owner is None or owner[0] not in ("rule", "router"):
+            return None
+        if owner[0] == "router":
+            return RuleHit(**DEFAULT_RULE)
+        rule = next((r for r in self.model.rules_of(self.router.id) if r.rule_num == owner[1]),
+                    None)
+        return _rule_hit(rule) if rule else None
+
+    def _matched(self, classify: Step | None) -> list[RuleHit]:
+        """Every rule whose classify flow the packet matches there, winner first (the
+        flow the lookup took), then by priority and rule number."""
+        if classify is None:
+            return []
+        hits: dict[int, RuleHit] = {}
+        for f in [classify.flow, *self.bridge.matching("classify", classify.packet.copy())]:
+            hit = self._rule(f)
+            if hit is not None and hit["id"] is not None:
+                hits.setdefault(hit["rule_num"], hit)
+        first, *rest = list(hits.values()) or [None]
+        rest.sort(key=lambda h: (-h["priority"], h["rule_num"]))
+        return [first, *rest] if first else []
+
+    def _policy_hit(self, hit: RuleHit | None, step: Step | None) -> PolicyHit | None:
+        """The rule's policy, with the members the group its policy flow ran holds
+        (none: the policy flow followed the failure policy)."""
+        rule = self.model.get("rules", hit["id"]) if hit and hit["id"] else None
+        if rule is None or not rule.policy:
+            return None
+        policy = self.model.get("policies", rule.policy)
+        picks = step.groups if step else []
+        group = self.bridge.groups.get(picks[0].group_id) if picks else None
+        weights = _bucket_weights(group) if group else {}
+        names = {n.id: n.name for n in self.model.all("service-nodes")}
+        live_paths = [LivePath(spi=p.spi, reverse_spi=p.reverse_spi,
+                               hops=[names[h] for h in p.hops],
+                               weight=weights[L.path_header(p.spi, L.NSH_FIRST_SI)])
+                      for p in self.service.paths.get(policy.chain, [])
+                      if L.path_header(p.spi, L.NSH_FIRST_SI) in weights]
+        if policy.chain:
+            live_nodes = sorted({h for p in live_paths for h in p["hops"]})
+        else:
+            live_nodes = [names[n] for n in policy.nodes
+                          if self.model.get("service-nodes", n).num in weights]
+        return PolicyHit(id=policy.id, name=policy.name, num=policy.num,
+                         transport=policy.transport, failure_policy=policy.failure_policy,
+                         live_nodes=live_nodes, live_paths=live_paths)
+
+    def _route(self, steps: list[Step]) -> RouteHit | None:
+        """The routing flow the packet crossed; for a packet that does not reach routing
+        (redirected or dropped first), the one it would take as it entered."""
+        routing = _step(steps, "routing")
+        if routing is not None:
+            flow, pkt = routing.flow, routing.packet
+        elif len(steps) > 1 and steps[1].packet is not None:
+            pkt = steps[1].packet.copy()
+            flow = self.bridge.lookup("routing", pkt)
+        else:
+            return None
+        owner = L.cookie_owner(flow.cookie) if flow else None
+        if flow is None or owner is None or owner[0] not in ("interface", "route"):
+            return None
+        egress = next(self._iface(a.value) for a in flow.actions
+                      if isinstance(a, Load) and a == Load.field(L.EGRESS_IFACE, a.value))
+        hop = next(a for a in flow.actions if getattr(a, "dst", None) == L.NEXT_HOP.register)
+        dst = str(ipaddress.IPv4Address(pkt.read("ipv4_dst")))
+        next_hop = str(ipaddress.IPv4Address(hop.value)) if isinstance(hop, Load) else dst
+        prefix = next((_prefix(v, mask) for name, v, mask in flow.match if name == "ipv4_dst"),
+                      "0.0.0.0/0")
+        return RouteHit(interface=egress.name, prefix=prefix, next_hop=next_hop)
+
+    def _egress(self, result: Result) -> str | None:
+        if not result.outputs:
+            return None
+        name = self.port_names.get(result.outputs[0].port)
+        iface = next((i for i in self.model.interfaces_of(self.router.id) if i.port == name),
+                     None)
+        return iface.name if iface else name
+
+
+def _step(steps: list[Step], table: str) -> Step | None:
+    """The first lookup of ``table`` that found a flow."""
+    return next((s for s in steps if s.table == table and s.flow is not None), None)
+
+
+def _field(pkt: Packet | None, f: L.Field) -> int:
+    value = pkt.read(f.register) if pkt is not None else None
+    return ((value or 0) >> f.ofs) & ((1 << f.nbits) - 1)
+
+
+def _prefix(value: Any, mask: Any) -> str:
+    net = f"{value}/{mask}" if mask is not None else f"{value}/32"
+    return str(ipaddress.IPv4Network(net, strict=False))
 
 
 def expected_ofproto_trace_flow(model: m.Model, interface_id: str, five_tuple: FiveTuple) -> str:
@@ -205,110 +347,12 @@ def _interface(model: m.Model, interface_id: str) -> m.Interface:
     return iface
 
 
-def _classified_at(entry: m.Interface, egress: m.Interface | None) -> m.Interface | None:
-    """Where the pipeline classifies: at a classifying ingress, else (unless it comes
-    back from a service node) at the egress interface if that one classifies."""
-    if returns_serviced(entry):
-        return None
-    if entry.classifies:
-        return entry
-    return egress if egress is not None and egress.classifies else None
-
-
-def _route(model: m.Model, router_id: str, dst: str) -> tuple[str, str, str] | None:
-    """(interface id, prefix, next hop) by longest prefix, as the routing stage orders
-    its flows: connected prefixes first, so they win a tie with a static route."""
-    addr = ipaddress.IPv4Address(dst)
-    connected = [(i.id, str(ipaddress.IPv4Interface(i.ip).network), dst)
-                 for i in model.interfaces_of(router_id) if i.ip and i.role != "service"]
-    static = [(r.interface, r.prefix, r.next_hop or dst)
-              for r in model.all("routes") if r.router == router_id]
-    best = None
-    for candidate in connected + static:
-        net = ipaddress.IPv4Network(candidate[1])
-        if addr in net and (best is None or net.prefixlen > best[0]):
-            best = (net.prefixlen, candidate)
-    return best[1] if best else None
-
-
-def _packet_fields(p: FiveTuple) -> dict[str, int]:
-    """The packet's values under the OpenFlow field names the classify stage matches."""
-    out = {"ip_proto": p.ip_proto, "ipv4_src": int(ipaddress.IPv4Address(p.ipv4_src)),
-           "ipv4_dst": int(ipaddress.IPv4Address(p.ipv4_dst))}
-    if p.ip_proto in TP_FIELDS:
-        src, dst = TP_FIELDS[p.ip_proto]
-        out.update({f: v for f, v in ((src, p.tp_src), (dst, p.tp_dst)) if v is not None})
-    return out
-
-
-def _as_int(v: int | str) -> int:
-    return int(ipaddress.IPv4Address(v)) if isinstance(v, str) else v
-
-
-def _admits(spec: Any, value: int) -> bool:
-    """One match value (exact, or a (value, mask) pair) against the packet's field."""
-    want, mask = spec if isinstance(spec, tuple) else (spec, -1)
-    mask = _as_int(mask)
-    return value & mask == _as_int(want) & mask
-
-
-def covers(rule: m.Rule, five_tuple: FiveTuple) -> bool:
-    """True when every field of the rule's flows admits the packet (any one value of a
-    multi-valued field, as its flows or conjunction clauses do)."""
-    pkt = _packet_fields(five_tuple)
-    return all(f in pkt and any(_admits(s, pkt[f]) for s in specs)
-               for f, specs in match_dimensions(rule).items())
-
-
-def _matching_rules(ctx: Context, at: m.Interface, five_tuple: FiveTuple) -> list[m.Rule]:
-    """Enabled rules whose applied_to-set bit the interface carries and whose match
-    covers the packet, highest priority first; the lower rule number breaks a tie,
-    as the compiler does when two rules have one match."""
-    bits = ctx.iface_bits(at)
-    hits = [r for r in ctx.rules() if r.router == at.router and bits >> ctx.rule_bit(r) & 1
-            and covers(r, five_tuple)]
-    return sorted(hits, key=lambda r: (-r.priority, r.rule_num))
-
-
 def _rule_hit(rule: m.Rule) -> RuleHit:
     return RuleHit(id=rule.id, name=rule.name, rule_num=rule.rule_num, priority=rule.priority,
                    action=rule.action)
-
-
-def _policy_hit(ctx: Context, policy: m.Policy) -> PolicyHit:
-    """The policy and the members its select group holds (none: failure policy)."""
-    group = next((g for g in policy_groups(ctx) if g.group_id == policy.num), None)
-    weights = _bucket_weights(group) if group else {}
-    names = {n.id: n.name for n in ctx.model.all("service-nodes")}
-    live_paths = [LivePath(spi=p.spi, reverse_spi=p.reverse_spi, hops=[names[h] for h in p.hops],
-                           weight=weights[nsh_data(p.spi)])
-                  for p in ctx.paths.get(policy.chain, []) if nsh_data(p.spi) in weights]
-    if policy.chain:
-        live_nodes = sorted({h for p in live_paths for h in p["hops"]})
-    else:
-        live_nodes = [names[n] for n in policy.nodes if ctx.node(n).num in weights]
-    return PolicyHit(id=policy.id, name=policy.name, num=policy.num,
-                     transport=policy.transport, failure_policy=policy.failure_policy,
-                     live_nodes=live_nodes, live_paths=live_paths)
 
 
 def _bucket_weights(group: Group) -> dict[int, int]:
     """Forward data (a node number, or SPI and SI) of each bucket -> its weight."""
     return {a.value: b.weight for b in group.buckets for a in b.actions
             if isinstance(a, Load) and a == Load.field(L.FWD_DATA, a.value)}
-
-
-def _outcome(hit: RuleHit | None, policy: PolicyHit | None) -> str:
-    if hit is None:
-        return "allow"
-    if policy is None:
-        return hit["action"]
-    if policy["live_nodes"]:
-        return "redirect"
-    return "allow" if policy["failure_policy"] == "pass" else "drop"
-
-
-def _route_hit(model: m.Model, route: tuple[str, str, str]) -> RouteHit:
-    iface_id, prefix, next_hop = route
-    return RouteHit(interface=model.get("interfaces", iface_id).name, prefix=prefix,
-                    next_hop=next_hop)

@@ -2,12 +2,12 @@
 
 An instruction names a connection by its 5-tuple (either direction) and an
 action.  It is compiled into one flow per direction in the flow_program table
-and stays pending until the connection's next packet has executed it (the
-controller sees the flow's packet counter move), then it is removed.
+and stays pending until a packet of the connection has carried it out: the flow
+then sends the controller a zero-byte packet-in, the instruction turns executed and
+its flows leave the switch.
 """
 from __future__ import annotations
 
-import ipaddress
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -81,7 +81,3 @@ def _router(ref: Any, router_of: dict[str, str]) -> str:
     if ref not in router_of:
         raise ValidationError("router", f"unknown router {ref!r}", 422)
     return router_of[ref]
-
-
-def ip_int(ip: str) -> int:
-    return int(ipaddress.IPv4Address(ip))

@@ -428,6 +428,9 @@ def _check_router(model: m.Model, r: m.Router) -> None:
         raise ValidationError("parent", "a t1 router needs a t0 parent")
     if r.parent is not None and model.get("routers", r.parent).tier != "t0":
         raise ValidationError("parent", "must be a t0 router")
+    if r.service_plane_dpid is not None and r.service_plane_dpid == r.dpid:
+        raise ValidationError("service_plane_dpid", "must be another bridge than the "
+                              "router's own (dpid): the two pipelines share registers")
 
 
 def _check_interface(i: m.Interface) -> None:

@@ -7,14 +7,13 @@ import functools
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
 from openflow_tables.flow import Flow, fields, flow, match
-from openflow_tables.stages.conntrack import CT_MARK_RULE_MASK, RESTORE_DECISION
-
-DEFAULT_RULE_NUM = 0
+from openflow_tables.stages.conntrack import RESTORE_DECISION
 
 
 def record_match(rule_num: int) -> tuple[int, int]:
     """ct_mark of a service-insertion record made by ``rule_num`` (any class)."""
-    return (L.CT_MARK_TAG.mask | rule_num, CT_MARK_RULE_MASK)
+    return (L.CT_MARK_TAG.mask | L.CT_MARK_RULE.value(rule_num),
+            L.CT_MARK_TAG.mask | L.CT_MARK_RULE.mask)
 
 
 def applied_to_flows(ctx: Context) -> list:
@@ -29,9 +28,9 @@ def applied_to_flows(ctx: Context) -> list:
     for router in ctx.routers:
         out.append(flow("applied_to", 10,
                         match(metadata=router_match(router),
-                              ct_mark=record_match(DEFAULT_RULE_NUM)),
+                              ct_mark=record_match(L.DEFAULT_RULE_NUM)),
                         goto="class_check", cookie=L.cookie("router", router.num)))
-    out.append(flow("applied_to", 0, (), goto="orient", cookie=L.cookie("pipeline")))
+    out.append(flow("applied_to", 0, (), goto="orient", cookie=L.PIPELINE_COOKIE))
     return out
 
 
@@ -67,5 +66,5 @@ def class_check_flows(ctx: Context) -> list:
                                           **fields((L.SI_CLASS, j))),
                                     RESTORE_DECISION, goto="gen_check",
                                     cookie=L.cookie("router", router.num)))
-    out.append(flow("class_check", 0, (), goto="orient", cookie=L.cookie("pipeline")))
+    out.append(flow("class_check", 0, (), goto="orient", cookie=L.PIPELINE_COOKIE))
     return out

@@ -24,13 +24,9 @@ from typing import NamedTuple
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
 from openflow_tables.flow import Conjunction, Flow, Load, Move, fields, flow, match
-from openflow_tables.stages.applied_to import DEFAULT_RULE_NUM, record_match
-from openflow_tables.stages.conntrack import CT_RPL, CT_TRK, RESTORE_DECISION, label_match
+from openflow_tables.stages.applied_to import record_match
+from openflow_tables.stages.conntrack import RESTORE_DECISION, label_match
 from si_model import model as m
-
-ETH_IP = 0x0800
-TP_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
-ACTION_CODES = {"allow": L.ACTION_ALLOW, "drop": L.ACTION_DROP, "redirect": L.ACTION_REDIRECT}
 
 
 def port_range_masks(lo: int, hi: int) -> list[tuple[int, int]]:
@@ -71,7 +67,7 @@ def _dimensions(mt: dict) -> dict[str, list]:
             dims[f] = [_prefix(c) for c in mt[f]]
     for k, f in (("tp_src", 0), ("tp_dst", 1)):
         if k in mt:
-            dims[TP_FIELDS[mt["ip_proto"]][f]] = [v for s in mt[k] for v in _ports(s)]
+            dims[L.TP_FIELDS[mt["ip_proto"]][f]] = [v for s in mt[k] for v in _ports(s)]
     return dims
 
 
@@ -99,7 +95,8 @@ def rule_inputs(rule: m.Rule, ctx: Context) -> RuleInputs:
 
 def decision(rule_num: int, action: str, policy_num: int) -> list:
     """The registers a rule's classification loads (keep_decision reads them next)."""
-    loads = [Load.field(L.RULE_NUM, rule_num), Load.field(L.RULE_ACTION, ACTION_CODES[action])]
+    loads = [Load.field(L.RULE_NUM, rule_num),
+             Load.field(L.RULE_ACTION, L.RULE_ACTION_CODES[action])]
     if action == "redirect":
         return loads + [Load.field(L.POLICY_NUM, policy_num)]
     transport = L.TRANSPORT_DROP if action == "drop" else L.TRANSPORT_NONE
@@ -115,7 +112,7 @@ def rule_flows(rule: m.Rule, ctx: Context) -> tuple[Flow, ...]:
 def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
     reg, bit = L.applied_to_bit(rule.bit)
     mt = {k: list(v) if isinstance(v, tuple) else v for k, v in rule.match}
-    base = {"metadata": router_num_match(rule.router_num), "eth_type": ETH_IP}
+    base = {"metadata": router_num_match(rule.router_num), "eth_type": L.ETH_IP}
     if "ip_proto" in mt:
         base["ip_proto"] = mt["ip_proto"]
     dims = _dimensions(mt)
@@ -154,14 +151,14 @@ def merge_conjunctions(flows: list[Flow]) -> list[Flow]:
         if all(isinstance(a, Conjunction) for a in old.actions + f.actions):
             acts = tuple(sorted(set(old.actions + f.actions), key=lambda a: (a.id, a.clause)))
             by_key[f.key()] = Flow(old.table, old.priority, old.match, acts, None,
-                                   L.cookie("pipeline"))
+                                   L.PIPELINE_COOKIE)
     return list(by_key.values())
 
 
 def default_rule_flows(ctx: Context) -> list[Flow]:
     """The lowest-priority rule of every router: allow, no service."""
-    return [flow("classify", 0, match(metadata=router_match(r), eth_type=ETH_IP),
-                 decision(DEFAULT_RULE_NUM, "allow", 0), "reorient",
+    return [flow("classify", 0, match(metadata=router_match(r), eth_type=L.ETH_IP),
+                 decision(L.DEFAULT_RULE_NUM, "allow", 0), "reorient",
                  L.cookie("router", r.num)) for r in ctx.routers]
 
 
@@ -173,13 +170,13 @@ def _swap(a: str, b: str, nbits: int) -> list[Move]:
 def orient_flows(table: str, then: str) -> list[Flow]:
     """Swap a reply-direction packet's addresses and ports (its own inverse, so the same
     flows orient before classify and reorient after it)."""
-    ck = L.cookie("pipeline")
-    reply = (CT_TRK | CT_RPL, CT_TRK | CT_RPL)
+    ck = L.PIPELINE_COOKIE
+    reply = (L.CT_TRK | L.CT_RPL, L.CT_TRK | L.CT_RPL)
     addrs = _swap("ipv4_src", "ipv4_dst", 32)
-    out = [flow(table, 20, match(ct_state=reply, eth_type=ETH_IP, ip_proto=proto),
+    out = [flow(table, 20, match(ct_state=reply, eth_type=L.ETH_IP, ip_proto=proto),
                 [*addrs, *_swap(src, dst, 16)], goto=then, cookie=ck)
-           for proto, (src, dst) in TP_FIELDS.items()]
-    return out + [flow(table, 10, match(ct_state=reply, eth_type=ETH_IP), addrs, goto=then,
+           for proto, (src, dst) in L.TP_FIELDS.items()]
+    return out + [flow(table, 10, match(ct_state=reply, eth_type=L.ETH_IP), addrs, goto=then,
                        cookie=ck),
                   flow(table, 0, (), goto=then, cookie=ck)]
 
@@ -195,8 +192,8 @@ def keep_decision_flows(ctx: Context) -> list[Flow]:
            for r in ctx.rules() if r.action == "redirect"]
     return out + [
         flow("keep_decision", 1, match(**fields((L.RULE_ACTION, L.ACTION_REDIRECT))),
-             goto="policy", cookie=L.cookie("pipeline")),
-        flow("keep_decision", 0, (), goto="commit", cookie=L.cookie("pipeline")),
+             goto="policy", cookie=L.PIPELINE_COOKIE),
+        flow("keep_decision", 0, (), goto="commit", cookie=L.PIPELINE_COOKIE),
     ]
 
 

@@ -5,25 +5,21 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context
 from openflow_tables.flow import Ct, Load, Move, fields, flow, match
 
-ETH_IP = 0x0800
-CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-CT_MARK_RULE_MASK = L.CT_MARK_TAG.mask | L.CT_MARK_RULE.mask
-PIPE = L.cookie("pipeline")
-
 
 def ct_flows() -> list:
     """Every IPv4 packet not yet serviced is looked up in its router's zone."""
     return [
-        flow("ct", 10, match(eth_type=ETH_IP, **fields((L.FLAGS_SERVICED, 0))),
-             [Load.field(L.FLAGS_SI_DONE, 1), Ct(False, L.CT_ZONE, "ct_result")], cookie=PIPE),
-        flow("ct", 0, (), cookie=PIPE),
+        flow("ct", 10, match(eth_type=L.ETH_IP, **fields((L.FLAGS_SERVICED, 0))),
+             [Load.field(L.FLAGS_SI_DONE, 1), Ct(False, L.CT_ZONE, "ct_result")],
+             cookie=L.PIPELINE_COOKIE),
+        flow("ct", 0, (), cookie=L.PIPELINE_COOKIE),
     ]
 
 
 def label_match(f: L.Field, value: int) -> tuple[int, int]:
     """Masked ct_label match on a decision field (ct_label mirrors xxreg1)."""
-    shift = L.CT_LABEL_OFFSETS[f.register]
-    return f.value(value) << shift, f.mask << shift
+    stored = L.in_label(f)
+    return stored.value(value), stored.mask
 
 
 def ct_result_flows(ctx: Context) -> list:
@@ -32,29 +28,29 @@ def ct_result_flows(ctx: Context) -> list:
     packet (one flow-mod here, no sweep), in both directions."""
     tag = L.CT_MARK_TAG.mask
     gen = L.GEN_CLASSIFY
+    trk, trk_inv = L.CT_TRK, L.CT_TRK | L.CT_INV
     return [
-        flow("ct_result", 30, match(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV)), cookie=PIPE),
-        flow("ct_result", 20, match(ct_state=(CT_TRK, CT_TRK), ct_mark=(tag, tag),
+        flow("ct_result", 30, match(ct_state=(trk_inv, trk_inv)), cookie=L.PIPELINE_COOKIE),
+        flow("ct_result", 20, match(ct_state=(trk, trk), ct_mark=(tag, tag),
                                     ct_label=label_match(gen, ctx.generations.classify_stamp)),
              goto="applied_to", cookie=L.cookie("generation")),
-        flow("ct_result", 10, match(ct_state=(CT_TRK, CT_TRK)), goto="orient", cookie=PIPE),
-        flow("ct_result", 0, (), cookie=PIPE),
+        flow("ct_result", 10, match(ct_state=(trk, trk)), goto="orient", cookie=L.PIPELINE_COOKIE),
+        flow("ct_result", 0, (), cookie=L.PIPELINE_COOKIE),
     ]
 
 
 # Copy the record's decision back into the registers (ct_label mirrors xxreg1).
 RESTORE_DECISION = (
     *(Move("ct_label", reg, ofs, 0, 32) for reg, ofs in L.CT_LABEL_OFFSETS.items()),
-    Move("ct_mark", L.RULE_NUM.register, 0, 0, L.CT_MARK_RULE.nbits))
+    Move("ct_mark", L.RULE_NUM.register, L.CT_MARK_RULE.ofs, L.RULE_NUM.ofs, L.RULE_NUM.nbits))
 
 
 # Write the decision registers into the record (ct_label mirrors xxreg1; ct_mark
 # takes the rule, the class of the interface it was classified at, and the tag).
 STAMP = (
     *(Move(reg, "ct_label", 0, ofs, 32) for reg, ofs in L.CT_LABEL_OFFSETS.items()),
-    Move(L.RULE_NUM.register, "ct_mark", 0, L.CT_MARK_RULE.ofs, L.CT_MARK_RULE.nbits),
-    Move(L.SI_CLASS.register, "ct_mark", L.SI_CLASS.ofs, L.CT_MARK_CLASS.ofs,
-         L.CT_MARK_CLASS.nbits),
+    Move.field(L.RULE_NUM, "ct_mark", L.CT_MARK_RULE.ofs),
+    Move.field(L.SI_CLASS, "ct_mark", L.CT_MARK_CLASS.ofs),
     Load("ct_mark", 1, L.CT_MARK_TAG.ofs, 1))
 
 
@@ -73,18 +69,18 @@ def commit_flows(ctx: Context) -> list:
     commit = Ct(True, L.CT_ZONE, "gen_check", STAMP)
     ck = L.cookie("generation")
     return [
-        flow("commit", 20, match(eth_type=ETH_IP, **fields((L.FLAGS_KEPT, 1))),
+        flow("commit", 20, match(eth_type=L.ETH_IP, **fields((L.FLAGS_KEPT, 1))),
              [classify_gen, commit], cookie=ck),
-        flow("commit", 10, match(eth_type=ETH_IP),
-             [Load(L.GENERATIONS_REG, gens.packed(), 0, 32), classify_gen, commit], cookie=ck),
-        flow("commit", 0, (), cookie=PIPE),
+        flow("commit", 10, match(eth_type=L.ETH_IP),
+             [Load.field(L.GEN_TRANSPORT, gens.packed()), classify_gen, commit], cookie=ck),
+        flow("commit", 0, (), cookie=L.PIPELINE_COOKIE),
     ]
 
 
 def gen_check_flows(ctx: Context) -> list:
     """Fast path for current records; stale ones go through revalidation."""
     return [
-        flow("gen_check", 10, match(**{L.GENERATIONS_REG: ctx.generations.packed()}),
+        flow("gen_check", 10, match(**{L.GEN_TRANSPORT.register: ctx.generations.packed()}),
              goto="transport", cookie=L.cookie("generation")),
-        flow("gen_check", 0, (), goto="flow_program", cookie=PIPE),
+        flow("gen_check", 0, (), goto="flow_program", cookie=L.PIPELINE_COOKIE),
     ]

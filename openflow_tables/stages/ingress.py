@@ -7,12 +7,6 @@ from openflow_tables.flow import (Controller, Decap, Load, Move, Output, SetFiel
                                   match)
 from si_model import model as m
 
-ETH_IP, ETH_ARP, ETH_NSH = 0x0800, 0x0806, 0x894F
-PIPELINE_ARP_LEARN = 1   # cookie numbers of the pipeline's packet-in flows
-PIPELINE_ARP_MISS = 2
-PIPELINE_FLOW_PROGRAM = 3
-PIPELINE_PROBE = 4
-
 
 def applied_to_loads(bits: int) -> list[Load]:
     """Load an interface's applied_to bitmask into the applied_to registers."""
@@ -38,9 +32,9 @@ def _ip_ingress(ctx: Context, iface: m.Interface, port: int) -> list:
              Load.field(L.CT_ZONE, router.ct_zone)]
     ck = L.cookie("interface", iface.num)
     if iface.role == "service":
-        return [flow("ingress", 90, match(in_port=port, eth_type=ETH_IP),
+        return [flow("ingress", 90, match(in_port=port, eth_type=L.ETH_IP),
                      loads + [Load.field(L.FLAGS_SERVICED, 1)], goto="routing", cookie=ck)]
-    mt = match(in_port=port, eth_type=ETH_IP, eth_dst=iface.mac)
+    mt = match(in_port=port, eth_type=L.ETH_IP, eth_dst=iface.mac)
     if returns_serviced(iface):
         return [flow("ingress", 90, mt, loads + [Load.field(L.FLAGS_SERVICED, 1)],
                      goto="routing", cookie=ck)]
@@ -58,14 +52,14 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
     from an NSH-aware node: it goes to the controller (lower priority, any SI).
     """
     router = ctx.router(iface.router)
-    out = [flow("ingress", 95, match(in_port=port, eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
+    out = [flow("ingress", 95, match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
                                      nsh_si=L.NSH_FIRST_SI - len(hops), nsh_c1=0),
                 [Decap(), Decap(), Load.field(L.ROUTER, router.num),
                  Load.field(L.IN_IFACE, iface.num), Load.field(L.FLAGS_SERVICED, 1)],
                 goto="routing", cookie=L.cookie("path", spi))
            for spi, hops in ctx.nsh_paths()]
-    out.append(flow("ingress", 80, match(in_port=port, eth_type=ETH_NSH, nsh_mdtype=1),
-                    [Controller()], cookie=L.cookie("pipeline", PIPELINE_FLOW_PROGRAM)))
+    out.append(flow("ingress", 80, match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1),
+                    [Controller()], cookie=L.cookie("pipeline", L.PIPELINE_FLOW_PROGRAM)))
     return out
 
 
@@ -78,10 +72,10 @@ def ingress_flows(ctx: Context) -> list:
         out += _ip_ingress(ctx, iface, port)
         if iface.role != "service":
             router = ctx.router(iface.router)
-            out.append(flow("ingress", 100, match(in_port=port, eth_type=ETH_ARP),
+            out.append(flow("ingress", 100, match(in_port=port, eth_type=L.ETH_ARP),
                             [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num)],
                             goto="arp", cookie=L.cookie("interface", iface.num)))
-    out.append(flow("ingress", 0, (), cookie=L.cookie("pipeline")))
+    out.append(flow("ingress", 0, (), cookie=L.PIPELINE_COOKIE))
     return out
 
 
@@ -102,10 +96,10 @@ def arp_flows(ctx: Context) -> list:
         rm = router_match(ctx.router(iface.router))
         ck = L.cookie("interface", iface.num)
         out.append(flow("arp", 100, match(metadata=rm, **fields((L.IN_IFACE, iface.num)),
-                                          eth_type=ETH_ARP, arp_op=1, arp_tpa=ip),
+                                          eth_type=L.ETH_ARP, arp_op=1, arp_tpa=ip),
                         _arp_reply(iface, ip), cookie=ck))
         out.append(flow("arp", 90, match(metadata=rm, **fields((L.IN_IFACE, iface.num)),
-                                         eth_type=ETH_ARP, arp_op=2, arp_tpa=ip),
-                        [Controller()], cookie=L.cookie("pipeline", PIPELINE_ARP_LEARN)))
-    out.append(flow("arp", 0, (), cookie=L.cookie("pipeline")))
+                                         eth_type=L.ETH_ARP, arp_op=2, arp_tpa=ip),
+                        [Controller()], cookie=L.cookie("pipeline", L.PIPELINE_ARP_LEARN)))
+    out.append(flow("arp", 0, (), cookie=L.PIPELINE_COOKIE))
     return out

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context
-from openflow_tables.flow import Bucket, Group, GroupAction, Load, Resubmit, fields, flow, match
+from openflow_tables.flow import (Bucket, Group, GroupAction, Load, Resubmit, fields, flow,
+                                  group, match)
 from si_model import model as m
 from si_model.paths import select_weights
-
-TRANSPORT_CODES = {"biw": L.TRANSPORT_BIW, "l3": L.TRANSPORT_L3, "chain": L.TRANSPORT_CHAIN}
 
 
 def used_policies(ctx: Context) -> list[m.Policy]:
@@ -24,13 +23,8 @@ def _decision(transport: int, fwd: int, rev: int) -> tuple:
 def _node_buckets(ctx: Context, policy: m.Policy) -> list[Bucket]:
     """One bucket per live node (biw, l3): both directions use the same node."""
     nodes = [n for n in (ctx.node(i) for i in policy.nodes) if ctx.node_live(n)]
-    return [Bucket(_decision(TRANSPORT_CODES[n.transport], n.num, n.num),
+    return [Bucket(_decision(L.TRANSPORT_CODES[n.transport], n.num, n.num),
                    policy.weights.get(n.id, policy.weights.get(n.name, 1))) for n in nodes]
-
-
-def nsh_data(spi: int) -> int:
-    """SPI and the first SI, as the forward/reverse data registers hold them."""
-    return (spi << 8) | L.NSH_FIRST_SI
 
 
 def _path_buckets(ctx: Context, policy: m.Policy) -> list[Bucket]:
@@ -38,7 +32,9 @@ def _path_buckets(ctx: Context, policy: m.Policy) -> list[Bucket]:
     chain = ctx.model.get("chains", policy.chain)
     paths = ctx.up_paths(chain.id)
     weights = select_weights(paths, chain.strategy) if paths else {}
-    return [Bucket(_decision(L.TRANSPORT_CHAIN, nsh_data(p.spi), nsh_data(p.reverse_spi)),
+    first = L.NSH_FIRST_SI
+    return [Bucket(_decision(L.TRANSPORT_CHAIN, L.path_header(p.spi, first),
+                             L.path_header(p.reverse_spi, first)),
                    weights[p.spi]) for p in paths if p.spi in weights]
 
 
@@ -52,7 +48,7 @@ def policy_groups(ctx: Context) -> list[Group]:
     for p in used_policies(ctx):
         buckets = _buckets(ctx, p)
         if buckets:
-            out.append(Group(p.num, "select", tuple(buckets), L.cookie("policy", p.num)))
+            out.append(group("policy", p.num, "select", buckets, L.cookie("policy", p.num)))
     return out
 
 
@@ -67,5 +63,5 @@ def policy_flows(ctx: Context) -> list:
             fallback = L.TRANSPORT_NONE if p.failure_policy == "pass" else L.TRANSPORT_DROP
             out.append(flow("policy", 10, mt, [Load.field(L.TRANSPORT, fallback)],
                             goto="commit", cookie=ck))
-    out.append(flow("policy", 0, (), cookie=L.cookie("pipeline")))
+    out.append(flow("policy", 0, (), cookie=L.PIPELINE_COOKIE))
     return out

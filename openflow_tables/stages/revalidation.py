@@ -15,11 +15,7 @@ from __future__ import annotations
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
 from openflow_tables.flow import Controller, Load, Resubmit, fields, flow, match
-from openflow_tables.stages.policy import nsh_data
 
-ETH_IP = 0x0800
-TP = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
-PIPE = L.cookie("pipeline")
 EXECUTED = Controller(max_len=0)   # "this instruction was carried out" (no packet bytes)
 
 
@@ -31,7 +27,8 @@ def _program_actions(ctx: Context, ins) -> tuple[list, str | None]:
         path = ctx.path_by_spi(ins.spi)
         rev = path.reverse_spi if path is not None else ins.spi
         return [Load.field(L.TRANSPORT, L.TRANSPORT_CHAIN),
-                Load.field(L.FWD_DATA, nsh_data(ins.spi)), Load.field(L.REV_DATA, nsh_data(rev)),
+                Load.field(L.FWD_DATA, L.path_header(ins.spi, L.NSH_FIRST_SI)),
+                Load.field(L.REV_DATA, L.path_header(rev, L.NSH_FIRST_SI)),
                 Resubmit("commit")], None
     transport = L.TRANSPORT_DROP if ins.action == "drop" else L.TRANSPORT_NONE
     return [Load.field(L.TRANSPORT, transport), Resubmit("commit")], None
@@ -44,14 +41,15 @@ def flow_program_flows(ctx: Context) -> list:
             continue
         actions, goto = _program_actions(ctx, ins)
         actions = [EXECUTED, *actions]
-        sport_f, dport_f = TP[ins.ip_proto]
+        sport_f, dport_f = L.TP_FIELDS[ins.ip_proto]
         for src, dst, sp, dp in ins.directions():
             out.append(flow("flow_program", 10,
-                            match(metadata=router_match(ctx.router(ins.router)), eth_type=ETH_IP,
+                            match(metadata=router_match(ctx.router(ins.router)),
+                                  eth_type=L.ETH_IP,
                                   ip_proto=ins.ip_proto, ipv4_src=src, ipv4_dst=dst,
                                   **{sport_f: sp, dport_f: dp}),
                             actions, goto, L.cookie("flow_program", ins.num)))
-    return out + [flow("flow_program", 0, (), goto="revalidate", cookie=PIPE)]
+    return out + [flow("flow_program", 0, (), goto="revalidate", cookie=L.PIPELINE_COOKIE)]
 
 
 def revalidate_flows(ctx: Context) -> list:
@@ -59,13 +57,12 @@ def revalidate_flows(ctx: Context) -> list:
     out = []
     for node in ctx.model.all("service-nodes"):
         if node.transport in ("biw", "l3") and not ctx.node_live(node):
-            code = L.TRANSPORT_BIW if node.transport == "biw" else L.TRANSPORT_L3
+            code = L.TRANSPORT_CODES[node.transport]
             out.append(flow("revalidate", 10,
                             match(**fields((L.TRANSPORT, code), (L.FWD_DATA, node.num))),
                             [Resubmit("policy")], cookie=L.cookie("service_node", node.num)))
     for spi in sorted(ctx.failed_spis):
         out.append(flow("revalidate", 10,
-                        match(**fields((L.TRANSPORT, L.TRANSPORT_CHAIN)),
-                              **{L.FWD_DATA.register: (spi << 8, 0xFFFFFF00)}),
+                        match(**fields((L.TRANSPORT, L.TRANSPORT_CHAIN), (L.FWD_SPI, spi))),
                         [Resubmit("policy")], cookie=L.cookie("path", spi)))
-    return out + [flow("revalidate", 0, (), [Resubmit("commit")], cookie=PIPE)]
+    return out + [flow("revalidate", 0, (), [Resubmit("commit")], cookie=L.PIPELINE_COOKIE)]

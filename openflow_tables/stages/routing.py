@@ -7,10 +7,8 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
 from openflow_tables.flow import (Controller, DecTtl, Load, Move, Output, Resubmit, SetField, fields,
                                   flow, match)
-from openflow_tables.stages.ingress import PIPELINE_ARP_MISS, PIPELINE_PROBE, classify_here
+from openflow_tables.stages.ingress import classify_here
 
-ETH_IP = 0x0800
-PIPE = L.cookie("pipeline")
 LPM_BASE = 100  # routing priority = LPM_BASE + prefix length
 
 
@@ -23,7 +21,7 @@ def _route_flow(ctx: Context, router, prefix: str, iface, next_hop: str | None, 
     hop = (Load.field(L.NEXT_HOP, int(ipaddress.IPv4Address(next_hop))) if next_hop
            else Move("ipv4_dst", L.NEXT_HOP.register, 0, 0, 32))
     return flow("routing", LPM_BASE + net.prefixlen,
-                match(metadata=router_match(router), eth_type=ETH_IP, ipv4_dst=dst),
+                match(metadata=router_match(router), eth_type=L.ETH_IP, ipv4_dst=dst),
                 [Load.field(L.EGRESS_IFACE, iface.num), hop], goto="egress_si", cookie=ck)
 
 
@@ -41,25 +39,25 @@ def routing_flows(ctx: Context) -> list:
             out.append(_route_flow(ctx, ctx.router(rt.router), rt.prefix, iface, rt.next_hop,
                                    L.cookie("route")))
     out.append(_probe_trap())
-    out.append(flow("routing", 0, (), cookie=PIPE))
+    out.append(flow("routing", 0, (), cookie=L.PIPELINE_COOKIE))
     return out
 
 
 def _probe_trap():
     """A liveness probe that came back through its node reaches the controller."""
     return flow("routing", 200,
-                match(eth_type=ETH_IP, ip_proto=17, ipv4_dst=L.PROBE_DST, udp_dst=L.PROBE_PORT,
+                match(eth_type=L.ETH_IP, ip_proto=17, ipv4_dst=L.PROBE_DST, udp_dst=L.PROBE_PORT,
                       **fields((L.FLAGS_SERVICED, 1))),
-                [Controller()], cookie=L.cookie("pipeline", PIPELINE_PROBE))
+                [Controller()], cookie=L.cookie("pipeline", L.PIPELINE_PROBE))
 
 
 def egress_si_flows(ctx: Context) -> list:
     """Classify at the egress interface what has not been through service insertion."""
     out = [
         flow("egress_si", 30, match(**fields((L.FLAGS_SERVICED, 1))), goto="neighbor",
-             cookie=PIPE),
+             cookie=L.PIPELINE_COOKIE),
         flow("egress_si", 30, match(**fields((L.FLAGS_SI_DONE, 1))), goto="neighbor",
-             cookie=PIPE),
+             cookie=L.PIPELINE_COOKIE),
     ]
     for iface in ctx.interfaces():
         if iface.classifies:
@@ -67,7 +65,7 @@ def egress_si_flows(ctx: Context) -> list:
                             classify_here(ctx, iface) + [Load.field(L.FLAGS_EGRESS, 1),
                                                          Resubmit("ct")],
                             cookie=L.cookie("interface", iface.num)))
-    out.append(flow("egress_si", 0, (), goto="neighbor", cookie=PIPE))
+    out.append(flow("egress_si", 0, (), goto="neighbor", cookie=L.PIPELINE_COOKIE))
     return out
 
 
@@ -86,7 +84,7 @@ def neighbor_flows(ctx: Context) -> list:
                         [SetField("eth_dst", mac)], goto="output",
                         cookie=L.cookie("neighbor", iface.num)))
     out.append(flow("neighbor", 0, (), [Controller()],
-                    cookie=L.cookie("pipeline", PIPELINE_ARP_MISS)))
+                    cookie=L.cookie("pipeline", L.PIPELINE_ARP_MISS)))
     return out
 
 
@@ -94,9 +92,9 @@ def output_flows(ctx: Context) -> list:
     out = []
     for iface in ctx.interfaces():
         if iface.role != "service":
-            out.append(flow("output", 10, match(eth_type=ETH_IP,
+            out.append(flow("output", 10, match(eth_type=L.ETH_IP,
                                                 **fields((L.EGRESS_IFACE, iface.num))),
                             [SetField("eth_src", iface.mac), DecTtl(), Output(ctx.port(iface))],
                             cookie=L.cookie("interface", iface.num)))
-    out.append(flow("output", 0, (), cookie=PIPE))
+    out.append(flow("output", 0, (), cookie=L.PIPELINE_COOKIE))
     return out

@@ -14,12 +14,10 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context
 from openflow_tables.flow import (Ct, Decap, EncapEthernet, EncapNsh, Load, Move, Output,
                                   Resubmit, SetField, fields, flow, match)
-from openflow_tables.stages.conntrack import CT_INV, CT_RPL, CT_TRK
 from si_model import model as m
 
-ETH_IP, ETH_NSH = 0x0800, 0x894F
-PIPE = L.cookie("pipeline")
-DIRECTIONS = ((0, 0), (CT_RPL, 32))   # (ct_state rpl bit, ct_label offset of that direction)
+# ct_state rpl bit of each direction, and where the proxy keeps that direction's SPI/SI.
+DIRECTIONS = ((0, L.SP_FWD_LABEL), (L.CT_RPL, L.SP_REV_LABEL))
 
 
 def proxy_macs(node: m.ServiceNode) -> tuple[str, str]:
@@ -41,7 +39,7 @@ def _hop(ctx: Context, spi: int, si: int, node: m.ServiceNode) -> tuple[list, st
     """
     if node.nsh_aware:
         return [Output(ctx.ports[node.port])], None
-    return [Decap(), Decap(), Load.field(L.SP_NSH, (spi << 8) | (si - 1)),
+    return [Decap(), Decap(), Load.field(L.SP_NSH, L.path_header(spi, si - 1)),
             Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone)], "sp_proxy_ct"
 
 
@@ -54,7 +52,7 @@ def forward_flows(ctx: Context, router: m.Router) -> list:
     rtr = ctx.ports.get(router.service_plane_port or "")
     if rtr is None:
         return []
-    out = [flow("sp_forward", 5, match(eth_type=ETH_NSH, nsh_mdtype=1), [Output(rtr)],
+    out = [flow("sp_forward", 5, match(eth_type=L.ETH_NSH, nsh_mdtype=1), [Output(rtr)],
                 cookie=L.cookie("router", router.num))]
     for spi, hops in ctx.nsh_paths():
         for k, node_id in enumerate(hops):
@@ -68,7 +66,7 @@ def forward_flows(ctx: Context, router: m.Router) -> list:
 
 
 def _nsh(spi: int, si: int) -> tuple:
-    return match(eth_type=ETH_NSH, nsh_mdtype=1, nsh_spi=spi, nsh_si=si, nsh_c1=0)
+    return match(eth_type=L.ETH_NSH, nsh_mdtype=1, nsh_spi=spi, nsh_si=si, nsh_c1=0)
 
 
 def proxy_flows(ctx: Context) -> list:
@@ -82,23 +80,23 @@ def proxy_flows(ctx: Context) -> list:
         a, b = ctx.ports[node.port], ctx.ports[node.port_b]
         mac_a, mac_b = proxy_macs(node)
         nm = fields((L.SP_NODE, node.num))
-        out.append(flow("sp_proxy_ct", 10, match(eth_type=ETH_IP, **nm),
+        out.append(flow("sp_proxy_ct", 10, match(eth_type=L.ETH_IP, **nm),
                         [Ct(False, L.CT_ZONE, "sp_proxy_out")], cookie=ck))
-        for rpl, ofs in DIRECTIONS:
+        for rpl, label in DIRECTIONS:
             side, src, dst = (a, mac_a, mac_b) if not rpl else (b, mac_b, mac_a)
-            state = (CT_TRK | rpl, CT_TRK | CT_RPL | CT_INV)
-            out.append(flow("sp_proxy_out", 10, match(eth_type=ETH_IP, ct_state=state, **nm),
+            state = (L.CT_TRK | rpl, L.CT_TRK | L.CT_RPL | L.CT_INV)
+            out.append(flow("sp_proxy_out", 10, match(eth_type=L.ETH_IP, ct_state=state, **nm),
                             [Ct(True, L.CT_ZONE, None,
-                                (Move(L.SP_NSH.register, "ct_label", 0, ofs, 32),)),
+                                (Move.field(L.SP_NSH, "ct_label", label.ofs),)),
                              SetField("eth_src", src), SetField("eth_dst", dst), Output(side)],
                             cookie=ck))
-            out.append(flow("sp_proxy_in", 10, match(eth_type=ETH_IP, ct_state=state, **nm),
-                            [Move("ct_label", L.SP_NSH.register, ofs, 0, 32), EncapNsh(),
-                             Move(L.SP_NSH.register, "nsh_spi", 8, 0, 24),
-                             Move(L.SP_NSH.register, "nsh_si", 0, 0, 8), EncapEthernet(),
-                             Resubmit("sp_forward")], cookie=ck))
+            out.append(flow("sp_proxy_in", 10, match(eth_type=L.ETH_IP, ct_state=state, **nm),
+                            [Move("ct_label", L.SP_NSH.register, label.ofs, L.SP_NSH.ofs,
+                                  label.nbits), EncapNsh(),
+                             Move.field(L.SP_SPI, "nsh_spi"), Move.field(L.SP_SI, "nsh_si"),
+                             EncapEthernet(), Resubmit("sp_forward")], cookie=ck))
         for port in (a, b):
-            out.append(flow("ingress", 90, match(in_port=port, eth_type=ETH_IP),
+            out.append(flow("ingress", 90, match(in_port=port, eth_type=L.ETH_IP),
                             [Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone),
                              Ct(False, L.CT_ZONE, "sp_proxy_in")], cookie=ck))
     return out
@@ -108,7 +106,7 @@ def plane_ingress_flows(ctx: Context, router: m.Router) -> list:
     """NSH from the router and from NSH-aware nodes is forwarded by (SPI, SI)."""
     ports = [ctx.ports.get(router.service_plane_port or "")]
     ports += [ctx.ports[n.port] for n in _plane_nodes(ctx) if n.nsh_aware]
-    return [flow("ingress", 100, match(in_port=p, eth_type=ETH_NSH), goto="sp_forward",
+    return [flow("ingress", 100, match(in_port=p, eth_type=L.ETH_NSH), goto="sp_forward",
                  cookie=L.cookie("router", router.num)) for p in ports if p is not None]
 
 
@@ -118,5 +116,5 @@ def service_plane_flows(ctx: Context) -> list:
     out = proxy_flows(ctx)
     for router in ctx.plane_routers:
         out += plane_ingress_flows(ctx, router) + forward_flows(ctx, router)
-    return out + [flow(t, 0, (), cookie=PIPE)
+    return out + [flow(t, 0, (), cookie=L.PIPELINE_COOKIE)
                   for t in ("ingress", "sp_forward", "sp_proxy_ct", "sp_proxy_out", "sp_proxy_in")]

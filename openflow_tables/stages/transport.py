@@ -7,10 +7,6 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
 from openflow_tables.flow import (EncapEthernet, EncapNsh, Load, Move, Output, SetField, fields,
                                   flow, match)
-from openflow_tables.stages.conntrack import CT_RPL
-
-PIPE = L.cookie("pipeline")
-PLANE_MAC = "02:00:00:00:5c:ff"   # the service plane switch is not an L2 host: any MAC does
 
 
 def _biw_flows(ctx: Context) -> list:
@@ -29,11 +25,12 @@ def _biw_flows(ctx: Context) -> list:
         ck = L.cookie("service_node", node.num)
         biw = (L.TRANSPORT, L.TRANSPORT_BIW)
         out.append(flow("transport", 20,
-                        match(ct_state=(0, CT_RPL), **fields(biw, (L.FWD_DATA, node.num))),
+                        match(ct_state=(0, L.CT_RPL), **fields(biw, (L.FWD_DATA, node.num))),
                         [SetField("eth_src", a.mac), SetField("eth_dst", b.mac),
                          Output(ctx.port(a))], cookie=ck))
+        rpl = (L.CT_RPL, L.CT_RPL)
         out.append(flow("transport", 20,
-                        match(ct_state=(CT_RPL, CT_RPL), **fields(biw, (L.REV_DATA, node.num))),
+                        match(ct_state=rpl, **fields(biw, (L.REV_DATA, node.num))),
                         [SetField("eth_src", b.mac), SetField("eth_dst", a.mac),
                          Output(ctx.port(b))], cookie=ck))
     return out
@@ -43,20 +40,20 @@ def _chain_flows(ctx: Context) -> list:
     """Into the service plane with NSH: SPI and SI come from the decision registers.
 
     One flow per router and direction, whatever the number of paths: the
-    select group already wrote SPI<<8|SI into the forward/reverse data.
+    select group already wrote SPI and SI into the forward/reverse data.
     """
     out = []
     for router in ctx.routers:
         svc = ctx.plane_interface(router)
         if svc is None:
             continue
-        for rpl, data in ((0, L.FWD_DATA), (CT_RPL, L.REV_DATA)):
+        for rpl, (spi, si) in ((0, (L.FWD_SPI, L.FWD_SI)), (L.CT_RPL, (L.REV_SPI, L.REV_SI))):
             out.append(flow("transport", 20,
-                            match(metadata=router_match(router), ct_state=(rpl, CT_RPL),
+                            match(metadata=router_match(router), ct_state=(rpl, L.CT_RPL),
                                   **fields((L.TRANSPORT, L.TRANSPORT_CHAIN))),
-                            [EncapNsh(), Move(data.register, "nsh_spi", 8, 0, 24),
-                             Move(data.register, "nsh_si", 0, 0, 8), EncapEthernet(),
-                             SetField("eth_src", svc.mac), SetField("eth_dst", PLANE_MAC),
+                            [EncapNsh(), Move.field(spi, "nsh_spi"), Move.field(si, "nsh_si"),
+                             EncapEthernet(),
+                             SetField("eth_src", svc.mac), SetField("eth_dst", L.PLANE_MAC),
                              Output(ctx.port(svc))],
                             cookie=L.cookie("router", router.num)))
     return out
@@ -82,9 +79,10 @@ def _l3_flows(ctx: Context) -> list:
 def transport_flows(ctx: Context) -> list:
     none = (L.TRANSPORT, L.TRANSPORT_NONE)
     return _biw_flows(ctx) + _chain_flows(ctx) + _l3_flows(ctx) + [
-        flow("transport", 30, match(**fields((L.TRANSPORT, L.TRANSPORT_DROP))), cookie=PIPE),
+        flow("transport", 30, match(**fields((L.TRANSPORT, L.TRANSPORT_DROP))),
+             cookie=L.PIPELINE_COOKIE),
         flow("transport", 10, match(**fields(none, (L.FLAGS_EGRESS, 1))), goto="neighbor",
-             cookie=PIPE),
-        flow("transport", 5, match(**fields(none)), goto="routing", cookie=PIPE),
-        flow("transport", 0, (), cookie=PIPE),
+             cookie=L.PIPELINE_COOKIE),
+        flow("transport", 5, match(**fields(none)), goto="routing", cookie=L.PIPELINE_COOKIE),
+        flow("transport", 0, (), cookie=L.PIPELINE_COOKIE),
     ]

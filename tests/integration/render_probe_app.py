@@ -37,19 +37,24 @@ from openflow_tables.flow import (
     Resubmit,
     SetField,
     fields,
-    flow,
     match,
 )
+from openflow_tables.layout import CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, ETH_ARP, ETH_IP, ETH_NSH
 from ryu_si.switch import Switch
 
 PROBE_DIR_ENV = "RYU_SI_PROBE_DIR"
-ETH_IP, ETH_ARP, ETH_NSH = 0x0800, 0x0806, 0x894F
-CT_NEW, CT_EST, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x08, 0x10, 0x20
 MAC_A, MAC_B = "02:00:00:00:0a:01", "02:00:00:00:0b:01"
-PIPE, RULE = L.cookie("pipeline"), L.cookie("rule", 7)
+PIPE, RULE = L.PIPELINE_COOKIE, L.cookie("rule", 7)
 ROUTER = (L.ROUTER.value(1), L.ROUTER.mask)
 LABEL_MATCH = ((1 << 100) | 5, (0xF << 100) | 0xFF)       # 128-bit masked ct_label
 WIDE = (0xAB << 64) | 0x0123456789ABCDEF                      # a 128-bit load (split in Ryu)
+
+
+def flow(table: str, priority: int, match_: tuple, actions: tuple | list = (),
+         goto: str | None = None, cookie: int = 0) -> Flow:
+    """A sample flow, not checked against its table's declaration: the sample covers every
+    field and action the renderers know, in tables that do not use them all."""
+    return Flow(table, priority, match_, tuple(actions), goto, cookie)
 
 
 def _ingress_arp() -> list[Flow]:

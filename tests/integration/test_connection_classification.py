@@ -12,36 +12,19 @@ from __future__ import annotations
 
 import json
 import time
-from importlib import resources
-from pathlib import Path
 
 import pytest
 
 from mininet_topos import edge
-from mininet_topos import lab as harness
 from mininet_topos import service_plane as sp
 from mininet_topos.lab import move_connection, pick_sport, run_transfer, unmove_all
+from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
 
 pytestmark = pytest.mark.integration
 RULES = {"web-inspect": 80, "deep-5201": 5201, "l3-5203": 5203}     # biw, chain, l3
 EGRESS_PORT = 5204
 RX_TABLE = "rx"          # nftables counters in the receiving host, before any routing
 DRAIN = 0.4              # packets already past the router when a phase starts
-
-
-@pytest.fixture(scope="module")
-def controller_config() -> Path:
-    return Path(str(resources.files("ryu_si").joinpath("examples/three_transports.yaml")))
-
-
-@pytest.fixture(scope="module")
-def edge_net(of_port: int):
-    harness.flush_conntrack()
-    net = sp.start_full(controller_port=of_port)
-    try:
-        yield net
-    finally:
-        sp.stop_full(net)
 
 
 @pytest.fixture(scope="module")

@@ -10,32 +10,15 @@ import json
 import re
 import time
 from collections import Counter
-from importlib import resources
-from pathlib import Path
 
 import pytest
 
 from mininet_topos import lab as harness
 from mininet_topos import service_plane as sp
 from mininet_topos.lab import move_connection, pick_sport, run_transfer, unmove_all, wait_counters
+from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def controller_config() -> Path:
-    return Path(str(resources.files("ryu_si").joinpath("examples/three_transports.yaml")))
-
-
-@pytest.fixture(scope="module")
-def edge_net(of_port: int):
-    """The edge topology plus service plane, L3 node and remote network."""
-    harness.flush_conntrack()
-    net = sp.start_full(controller_port=of_port)
-    try:
-        yield net
-    finally:
-        sp.stop_full(net)
 
 
 @pytest.fixture(autouse=True)

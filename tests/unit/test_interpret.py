@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from importlib import resources
 from types import SimpleNamespace
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from openflow_tables import layout as L
-from openflow_tables.compile import compile_pipeline
 from openflow_tables.flow import (Bucket, Conjunction, Ct, Flow, Group, GroupAction, Load, Move,
                                   Output, Resubmit, match)
-from openflow_tables.interpret import (CT_EST, CT_NEW, CT_RPL, CT_TRK, Datapath,
-                                       InterpretError, ipv4)
+from openflow_tables.interpret import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, Bridge,
+                                       Datapath, InterpretError, Packet, ipv4)
 from ryu_si.service import Service
 from ryu_si.store import Store
-from tests.unit.conftest import DEMO_PORTS
 
 CLIENT, SERVER = "198.51.100.5", "10.10.0.10"
 ZONE = L.CT_ZONE
@@ -211,6 +207,8 @@ def test_select_group_is_stable_per_connection_and_both_directions():
         assert dp.send(1, 9, reply(h)).ports == [port]
         chosen[sport] = port
     assert set(chosen.values()) == {1, 2, 3}
+    (pick,) = dp.send(1, 9, tcp()).trace[0].groups
+    assert pick.buckets == 3 and len(pick.taken) == 1 and not pick.predicted
 
 
 def test_a_table_miss_drops():
@@ -219,81 +217,67 @@ def test_a_table_miss_drops():
     assert r.dropped and r.tables() == ["ingress", "ct"]
 
 
-# --- the demo edge, compiled --------------------------------------------------------------
-UP1_MAC, UP2_MAC, DOWN_MAC = "02:00:00:00:01:01", "02:00:00:00:02:01", "02:00:00:00:10:01"
+def test_tcp_flags_conntrack_refuses_are_invalid_and_never_committed():
+    dp = datapath(
+        Flow("ingress", 10, match(eth_type=0x0800), (Load.field(ZONE, 5),
+                                                     Ct(True, ZONE, "ct_result"))),
+        Flow("ct_result", 20, match(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV)), (Output(9),)),
+        Flow("ct_result", 10, match(ct_state=(CT_TRK, CT_TRK)), (Output(1),)))
+    for flags in (0x03, 0x06, 0x00, 0x01, 0x12):      # SYN+FIN, SYN+RST, none, FIN, SYN+ACK
+        assert dp.send(1, 8, tcp(tcp_flags=flags)).ports == [9], hex(flags)
+    assert len(dp.conntrack) == 0
+    assert dp.send(1, 8, tcp(tcp_flags=0x02)).ports == [1]           # SYN opens it
+    assert dp.send(1, 8, reply(tcp()) | {"tcp_flags": 0x12}).ports == [1]   # SYN+ACK reply
+    assert dp.send(1, 8, tcp(tcp_flags=0x10)).ports == [1]
+    assert len(dp.conntrack) == 1
 
 
-@pytest.fixture
-def demo(service) -> Datapath:
+def test_the_walk_records_groups_ct_outputs_and_resubmit_depth():
+    group = Group(7, "all", (Bucket((Output(1),)), Bucket((Resubmit("commit"),))))
+    dp = datapath(
+        Flow("ingress", 10, (), (Load.field(ZONE, 2), Ct(False, ZONE, "ct_result"))),
+        Flow("ct_result", 10, (), (GroupAction(7),), cookie=L.cookie("policy", 7)),
+        Flow("commit", 10, (), (Output(2),)), groups=(group,))
+    r = dp.send(1, 9, tcp())
+    ingress, ct_result, commit = r.trace
+    assert ingress.events == [("ct", 2, False, CT_TRK | CT_NEW, 1)]
+    assert ct_result.packet.read("ct_state") == CT_TRK | CT_NEW
+    (pick,) = ct_result.groups
+    assert (pick.group_id, pick.type, pick.buckets, pick.taken, pick.predicted) == (
+        7, "all", 2, (0, 1), True)
+    assert (commit.table, commit.depth, commit.recirc, r.ports) == ("commit", 1, 1, [1, 2])
+    text = r.describe({1: "up1", 2: "up2"}).splitlines()
+    assert text[0] == "pass 0: in_port 9"
+    assert text[4] == "pass 1: ct_state +trk+new, ct_zone 2"
+    assert text[5:9] == ["   3. ct_result: any, priority 10, policy 7", "      group:7",
+                         "      -> all group 7: 2 bucket(s), took 0, 1",
+                         "      -> output port 1 (up1)"]
+    assert text[9:] == ["    11. commit: any, priority 10, cookie 0x0", "        output:2",
+                        "        -> output port 2 (up2)"]         # inside the resubmit
+
+
+def test_matching_lists_every_flow_a_packet_matches_conjunctions_too():
+    dp = conjunctive_table(Flow("classify", 30, match(eth_type=0x0800, ipv4_dst=SERVER),
+                                (Output(15),)))
+    pkt_flows = dp.bridges[1].matching
+    pkt = Packet({"eth_type": 0x0800, "ip_proto": 6, "ipv4_src": 0xC6336401,
+                  "ipv4_dst": 0x0A0A000A, "tcp_src": 1, "tcp_dst": 80}, {"in_port": 9})
+    assert [(f.priority, f.actions) for f in pkt_flows("classify", pkt)] == [
+        (50, (Output(10),)), (30, (Output(15),)), (10, (Output(11),))]
+    pkt.headers["tcp_dst"] = 81
+    assert [f.priority for f in pkt_flows("classify", pkt)] == [30, 10]
+
+
+def test_overlapping_flows_of_one_priority_take_the_first_when_told():
+    flows = (Flow("ingress", 10, match(in_port=9), (Output(1),)),
+             Flow("ingress", 10, match(eth_type=0x0800), (Output(2),)))
     dp = Datapath()
-    dp.load(1, compile_pipeline(service.context(1, DEMO_PORTS)))
-    return dp
+    dp.bridges[1] = Bridge(pipeline(*flows), ties="first")
+    assert dp.send(1, 9, tcp()).ports == [1]
 
 
-def test_demo_web_goes_through_the_biw_node_both_ways(demo):
-    syn = tcp(dport=80, eth_dst=UP1_MAC)
-    out = demo.send(1, DEMO_PORTS["up1"], syn)
-    assert out.ports == [DEMO_PORTS["bwa"]], out.describe()
-    back = demo.send(1, DEMO_PORTS["bwb"], out.outputs[0].headers)
-    assert back.ports == [DEMO_PORTS["down1"]], back.describe()
-    assert back.outputs[0].headers["eth_dst"] == "02:00:00:00:10:0a"
-    rep = demo.send(1, DEMO_PORTS["down1"], {**reply(syn), "eth_dst": DOWN_MAC})
-    assert rep.ports == [DEMO_PORTS["bwb"]], rep.describe()
-    home = demo.send(1, DEMO_PORTS["bwa"], rep.outputs[0].headers)
-    assert home.ports == [DEMO_PORTS["up1"]], home.describe()
-
-
-def test_demo_telnet_drops_and_other_traffic_is_routed(demo):
-    assert demo.send(1, DEMO_PORTS["up2"], tcp(dport=23, eth_dst=UP2_MAC)).dropped
-    ssh = demo.send(1, DEMO_PORTS["up2"], tcp(dport=22, eth_dst=UP2_MAC))
-    assert ssh.ports == [DEMO_PORTS["down1"]]
-    assert ssh.outputs[0].headers["nw_ttl"] == 63
-
-
-# The three-transport example: the router bridge (dpid 1) and its service plane (dpid 2).
-ROUTER_PORTS = {"up1": 1, "up2": 2, "down1": 3, "bwa": 4, "bwb": 5, "svc": 6, "vti1": 7,
-                "vti2": 8}
-PLANE_PORTS = {"rtr": 1, **{f"cn{n}{side}": 2 * n + k for n in range(1, 5)
-                            for k, side in enumerate("ab")}, "cn5": 10}
-
-
-def walk_chain(dp: Datapath, sent) -> tuple[list[int], object]:
-    """Carry an NSH frame through the service plane as the nodes would: a plain node
-    bridges the frame from side A to side B; an NSH-aware one takes one off the SI."""
-    side_b = {PLANE_PORTS[f"cn{n}a"]: PLANE_PORTS[f"cn{n}b"] for n in range(1, 5)}
-    hops: list[int] = []
-    result = dp.send(2, PLANE_PORTS["rtr"], sent.headers, sent.inner)
-    while len(hops) < 8:
-        (out,) = result.outputs
-        if out.port == PLANE_PORTS["rtr"]:
-            return hops, out
-        hops.append(out.port)
-        if out.port in side_b:
-            result = dp.send(2, side_b[out.port], out.headers)
-        else:
-            result = dp.send(2, out.port, {**out.headers, "nsh_si": out.headers["nsh_si"] - 1},
-                             out.inner)
-    raise AssertionError(f"no way back to the router after {hops}")
-
-
-def test_a_chain_redirect_leaves_with_nsh_and_comes_back_through_every_hop(tmp_path):
-    svc = Service(Store(str(tmp_path / "si.sqlite")))
-    svc.replace_config(yaml.safe_load(
-        resources.files("ryu_si").joinpath("examples/three_transports.yaml").read_text()))
-    dp = Datapath()
-    dp.load(1, compile_pipeline(svc.context(1, ROUTER_PORTS)))
-    dp.load(2, compile_pipeline(svc.context(2, PLANE_PORTS)))
-    out = dp.send(1, ROUTER_PORTS["up1"], tcp(dport=5201, eth_dst=UP1_MAC))
-    (sent,) = out.outputs
-    chain = svc.model.by_name("chains", "fw-ids-dpi")
-    paths = {p.spi: p for p in svc.paths[chain.id]}
-    assert sent.port == ROUTER_PORTS["svc"] and sent.nsh[1] == 255, out.describe()
-    assert sent.nsh[0] in paths and sent.inner[0]["tcp_dst"] == 5201
-    hops, back = walk_chain(dp, sent)
-    assert len(hops) == len(paths[sent.nsh[0]].hops) == 3
-    assert back.nsh == (sent.nsh[0], 255 - 3)
-    home = dp.send(1, ROUTER_PORTS["svc"], back.headers, back.inner)
-    assert home.ports == [ROUTER_PORTS["down1"]], home.describe()
+# End-to-end scenarios on the demo edge and the three-transport example: test_end_to_end.py.
+DOWN_MAC = "02:00:00:00:10:01"
 
 
 # --- (b) the security invariant over random sequences ----------------------------------

@@ -30,7 +30,7 @@ from openflow_tables.ofctl_render import (
     subfield,
 )
 
-PIPE = L.cookie("pipeline")
+PIPE = L.PIPELINE_COOKIE
 T = L.table_id
 
 
@@ -111,9 +111,9 @@ def test_flow_with_masked_matches_and_goto():
 
 
 def test_conntrack_fields_and_128_bit_label():
-    f = flow("ct_result", 20, match(ct_state=(0x22, 0x22), ct_mark=(1 << 31, 1 << 31),
+    f = Flow("ct_result", 20, match(ct_state=(0x22, 0x22), ct_mark=(1 << 31, 1 << 31),
                                     ct_label=(1 << 100, 0xF << 100)), goto="applied_to",
-             cookie=PIPE)
+             cookie=PIPE)   # label bits of no table's declaration: only the rendering counts
     assert render_flow(f) == (
         f"table={T('ct_result')},cookie=0x5101000000000000,priority=20,"
         "ct_label=0x10000000000000000000000000/"

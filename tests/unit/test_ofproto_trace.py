@@ -1,4 +1,4 @@
-"""Reading ofproto/trace output and comparing it with the model's trace.
+"""Reading ofproto/trace output and comparing it with the interpreter's trace.
 
 The texts in ``data/`` are real ``ovs-appctl ofproto/trace`` answers of the demo
 edge (OVS 3.1, userspace datapath) for the packets below; the live comparison runs
@@ -17,8 +17,8 @@ from tests.unit.conftest import DEMO_PORTS
 DATA = Path(__file__).parent / "data"
 CLIENT, SERVER = "198.51.100.10", "10.10.0.10"
 CASES = {   # capture -> (interface the packet enters on, packet, egress OVS port)
-    "redirect_up1_tcp80": ("uplink1", FiveTuple(6, CLIENT, SERVER, 40000, 80), "down1"),
-    "drop_up2_tcp23": ("uplink2", FiveTuple(6, CLIENT, SERVER, 40000, 23), "down1"),
+    "redirect_up1_tcp80": ("uplink1", FiveTuple(6, CLIENT, SERVER, 40000, 80), "bwa"),
+    "drop_up2_tcp23": ("uplink2", FiveTuple(6, CLIENT, SERVER, 40000, 23), None),
     "allow_down1_reply": ("downlink1", FiveTuple(6, SERVER, CLIENT, 80, 40000), "up1"),
 }
 
@@ -29,8 +29,7 @@ def reading(name: str) -> ot.Reading:
 
 def model_trace(service, name: str):
     iface, packet, _ = CASES[name]
-    return trace(service.model, service.applied_to_bits, service.find("interfaces", iface).id,
-                 packet, down_nodes=service.down_nodes, paths=service.paths)
+    return trace(service, service.find("interfaces", iface).id, packet)
 
 
 def test_read_names_tables_rules_and_passes():
@@ -43,33 +42,50 @@ def test_read_names_tables_rules_and_passes():
     assert ot.classified_rule(allow) == 0           # the router's default rule
     assert allow.outputs == [DEMO_PORTS["up1"]]
     assert reading("drop_up2_tcp23").datapath_actions[-1] == "drop"
+    assert ot.stops_at_select(r) and not ot.stops_at_select(allow)
+
+
+def test_misses_and_skipped_outputs_are_read():
+    text = """ 0. ip,in_port=1, priority 90, cookie 0x5103000004a9ad66
+    resubmit(,5)
+     5. No match.
+            drop
+    output:1
+     >> skipping output to input port
+    output:2
+Datapath actions: 2"""
+    r = ot.read(text)
+    assert [(v.table, v.priority) for v in r.visits] == [("ingress", 90), (ot.TABLE_NAMES[5], None)]
+    assert r.outputs == [2]
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_the_switch_agrees_with_the_model(service, name):
+def test_the_switch_agrees_with_the_interpreter(service, name):
     assert ot.compare(model_trace(service, name), reading(name), DEMO_PORTS,
                       CASES[name][2]) == []
 
 
 def test_a_different_rule_or_outcome_is_a_disagreement(service):
     web = model_trace(service, "redirect_up1_tcp80")
-    found = ot.compare(web, reading("drop_up2_tcp23"), DEMO_PORTS, "down1")
-    assert any(d.startswith("rule: model 3, switch 2") for d in found)
+    found = ot.compare(web, reading("drop_up2_tcp23"), DEMO_PORTS, "bwa")
+    assert "rule: interpreter 3, switch 2" in found
+    assert any(d.startswith("tables: interpreter ingress > ct") for d in found)
+    assert "output: interpreter bwa, switch OpenFlow ports []" in found
     allow = model_trace(service, "allow_down1_reply")
     found = ot.compare(allow, reading("allow_down1_reply"), DEMO_PORTS, "up2")
-    assert found == [f"output: model up2, switch OpenFlow ports [{DEMO_PORTS['up1']}]"]
+    assert found == [f"output: interpreter up2, switch OpenFlow ports [{DEMO_PORTS['up1']}]"]
 
 
 def test_confirm_reports_what_the_switch_did(service, monkeypatch):
     text = (DATA / "ofproto_trace_drop_up2_tcp23.txt").read_text()
     monkeypatch.setattr(ot, "run", lambda bridge, flow: text)
     monkeypatch.setattr(ot.shutil, "which", lambda _: "/usr/bin/ovs-appctl")
-    got = ot.confirm(model_trace(service, "drop_up2_tcp23"), "edge", DEMO_PORTS, "down1")
+    got = ot.confirm(model_trace(service, "drop_up2_tcp23"), "edge", DEMO_PORTS, None)
     assert got["agrees"] and got["rule_num"] == 2 and got["error"] is None
     assert got["command"].startswith("ovs-appctl ofproto/trace edge 'tcp,in_port=up2,")
     assert got["tables"][-1] == "transport" and got["datapath_actions"][-1] == "drop"
 
 
 def test_confirm_without_a_local_bridge_says_why(service):
-    got = ot.confirm(model_trace(service, "drop_up2_tcp23"), None, DEMO_PORTS, "down1")
+    got = ot.confirm(model_trace(service, "drop_up2_tcp23"), None, DEMO_PORTS, None)
     assert not got["agrees"] and "not a bridge on this host" in got["error"]

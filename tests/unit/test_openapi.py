@@ -128,9 +128,9 @@ def test_trace_answers_and_service_path_views_fit_the_schemas(doc, tmp_path):
     svc.replace_config(_three_transports())
     for iface in svc.model.all("interfaces"):
         for dport in (80, 5201, 5203, 9):
-            _check(doc, trace(svc.model, svc.applied_to_bits, iface.id,
-                              FiveTuple(6, "198.51.100.7", "10.10.0.10", 1234, dport),
-                              paths=svc.paths), "TraceResult")
+            _check(doc, trace(svc, iface.id,
+                              FiveTuple(6, "198.51.100.7", "10.10.0.10", 1234, dport)),
+                   "TraceResult")
     controller = SIRestController.__new__(SIRestController)
     controller.app = SimpleNamespace(service=svc)
     views = [controller._path_view(p) for ps in svc.paths.values() for p in ps]

@@ -321,3 +321,11 @@ def test_the_flushed_epoch_survives_a_restart(service, tmp_path):
     assert service.conntrack_flush_due(dpid)
     again = Service(service.store)
     assert again.conntrack_flush_due(dpid) == service.conntrack_flush_due(dpid) != []
+
+
+def test_a_service_plane_on_the_routers_own_bridge_is_refused(service):
+    router = service.find("routers", "edge")
+    with pytest.raises(ValidationError) as err:
+        service.update("routers", "edge", {"service_plane_dpid": router.dpid})
+    assert err.value.field == "service_plane_dpid"
+    assert service.find("routers", "edge").service_plane_dpid is None

@@ -14,6 +14,7 @@ from openflow_tables.flow import (
     Bucket,
     Conjunction,
     Ct,
+    Flow,
     FlowError,
     Group,
     Load,
@@ -74,11 +75,11 @@ def _from_wire(m: parser.OFPMatch) -> parser.OFPMatch:
 
 
 def test_match_key_of_a_built_match_equals_the_parsed_one():
-    f = flow("classify", 100, match(metadata=(1, 0xFFFF), eth_type=0x800, ip_proto=6,
+    f = Flow("classify", 100, match(metadata=(1, 0xFFFF), eth_type=0x800, ip_proto=6,
                                     ipv4_src=("10.0.0.0", "255.255.255.0"),
                                     tcp_dst=(0x400, 0xFC00), ct_label=(1 << 100, 1 << 100),
                                     ct_state=(0x22, 0x22), eth_dst="02:00:00:00:0A:01"),
-             goto="reorient")
+             goto="reorient")   # every match kind, whatever classify declares
     built, table = _ofp_match(f), L.table_id("classify")
     assert (R.match_key(table, 100, built) == R.match_key(table, 100, _from_wire(built))
             == R.flow_key(f))

@@ -1,4 +1,5 @@
-"""trace: the rule a new connection hits, agreeing with what the compiler emits."""
+"""trace: the rule a new connection hits and where it goes, read off the interpreter's walk
+of the compiled pipeline."""
 from __future__ import annotations
 
 import ipaddress
@@ -10,7 +11,8 @@ import yaml
 
 from ryu_si.service import Service
 from ryu_si.store import Store
-from ryu_si.trace import FiveTuple, covers, expected_ofproto_trace_flow, parse_request, trace
+from ryu_si import cli
+from ryu_si.trace import FiveTuple, Tracer, expected_ofproto_trace_flow, parse_request, trace
 from si_model.validate import ValidationError
 
 CLIENT, SERVER = "198.51.100.7", "10.10.0.10"
@@ -21,8 +23,7 @@ def tcp(dport: int, src: str = CLIENT, dst: str = SERVER, sport: int = 40000) ->
 
 
 def run(svc: Service, iface: str, packet: FiveTuple) -> dict:
-    return trace(svc.model, svc.applied_to_bits, svc.find("interfaces", iface).id, packet,
-                 down_nodes=svc.down_nodes, paths=svc.paths)
+    return trace(svc, svc.find("interfaces", iface).id, packet)
 
 
 def add_rule(svc: Service, name: str, priority: int, match: dict,
@@ -41,6 +42,31 @@ def test_redirect_names_rule_policy_transport_and_live_nodes(service):
         "name": "inspect", "transport": "biw", "live_nodes": ["fw1"]}
     assert r["route"] == {"interface": "downlink1", "prefix": "10.10.0.0/24",
                           "next_hop": SERVER}
+    assert r["egress"] == "biw-a"
+    assert r["tables"] == ["ingress", "ct", "ct_result", "orient", "classify", "reorient",
+                           "keep_decision", "policy", "commit", "gen_check", "transport"]
+
+
+def test_the_walk_reads_table_by_table(service):
+    r = run(service, "uplink1", tcp(80))
+    walk = "\n".join(r["walk"])
+    assert r["walk"][0] == "pass 0: in_port 1"
+    assert " 7. classify: " in walk and "priority 100, rule 3" in walk
+    assert "pass 1: ct_state +trk+new, ct_zone 1" in walk
+    assert "-> select group 1: 1 bucket(s), took 0 (the switch hashes" in walk
+    assert r["walk"][-1].strip() == "-> output port 4 (bwa)"
+    text = cli.trace_text(r, walk=True).splitlines()
+    assert "leaves    biw-a" in text and text[text.index("walk") + 1] == "  pass 0: in_port 1"
+    assert f"crosses   {' > '.join(r['tables'])}" in text
+
+
+def test_a_packet_that_is_not_routed_leaves_by_no_interface(service):
+    r = run(service, "downlink1", tcp(80, src=SERVER, dst="192.0.2.1"))
+    assert (r["route"], r["egress"], r["tables"][-1]) == (None, None, "routing")
+    r = run(service, "uplink2", tcp(22, dst="10.10.0.99"))     # no neighbor: the controller
+    assert (r["egress"], r["tables"][-1], r["route"]["interface"]) == (None, "neighbor",
+                                                                      "downlink1")
+    assert "packet-in to the controller (pipeline 2)" in r["walk"][-1]
 
 
 def test_highest_priority_wins_and_every_match_is_listed(service):
@@ -133,10 +159,10 @@ def test_no_live_node_follows_the_failure_policy(service, failure_policy, outcom
 
 
 def test_nodes_the_liveness_view_marks_down_are_not_live(service):
-    fw1 = service.find("service-nodes", "fw1").id
-    r = trace(service.model, service.applied_to_bits, service.find("interfaces", "uplink1").id,
-              tcp(80), down_nodes=frozenset({fw1}))
+    service.set_node_state(service.find("service-nodes", "fw1").id, up=False)
+    r = run(service, "uplink1", tcp(80))
     assert r["policy"]["live_nodes"] == [] and r["outcome"] == "allow"
+    assert r["egress"] == "downlink1"
 
 
 @pytest.fixture
@@ -208,20 +234,24 @@ def _oracle(rule, p: FiveTuple) -> bool:
                     for f in ("tp_src", "tp_dst") if f in mt))
 
 
-def test_covers_agrees_with_the_plain_reading_of_the_match(service):
+def test_matched_rules_agree_with_the_plain_reading_of_the_match(service):
+    """Every rule flow of the classify lookup the packet matches, against a person's
+    reading of the rules (prefixes contain, ranges include, lists are alternatives)."""
     add_rule(service, "mix", 400, {"ip_proto": "tcp", "ipv4_src": ["198.51.100.64/26"],
                                    "ipv4_dst": ["10.10.0.0/29", "10.10.0.9"],
                                    "tp_src": "1024-65535", "tp_dst": ["3-17", 80, "443-444"]})
     add_rule(service, "udp-any", 400, {"ip_proto": 17})
-    rules = service.model.all("rules")
+    up1 = service.find("interfaces", "uplink1")
+    rules = [r for r in service.model.all("rules") if up1.id in r.applied_to]
+    tracer = Tracer(service, up1.router)
     srcs = ["198.51.100.63", "198.51.100.64", "198.51.100.127", "198.51.100.128"]
     dsts = ["10.10.0.0", "10.10.0.7", "10.10.0.8", "10.10.0.9", "10.10.0.10"]
     sports = [0, 1023, 1024, 65535]
     dports = [2, 3, 16, 17, 18, 22, 23, 79, 80, 443, 444, 445, 8080]
     for proto, src, dst, sport, dport in itertools.product((6, 17), srcs, dsts, sports, dports):
         p = FiveTuple(proto, src, dst, sport, dport)
-        for rule in rules:
-            assert covers(rule, p) is _oracle(rule, p), (rule.name, p)
+        got = {h["name"] for h in tracer.trace(up1.id, p)["matched"]}
+        assert got == {r.name for r in rules if _oracle(r, p)}, p
 
 
 def test_parse_request_resolves_names_and_normalises(service):
