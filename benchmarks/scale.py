@@ -31,8 +31,8 @@ from openflow_tables.context import Context
 from openflow_tables.layout import APPLIED_TO_REGS
 from openflow_tables.ofctl_render import render_flow, render_group
 from openflow_tables.stages.classify import rule_flows
-from ryu_si.service import Service
-from ryu_si.store import Store
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
 
 FULL = {"rules": (100, 1_000, 10_000, 50_000), "ifaces": (4, 16, 64)}
 CI = {"rules": (100, 1_000), "ifaces": (4, 16)}

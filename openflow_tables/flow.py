@@ -1,7 +1,7 @@
 """Neutral flow and group objects, checked against the table declarations.
 
 The compiler builds these; ``render_ofctl`` turns them into ``ovs-ofctl`` text
-(golden tests, docs, debugging) and ``ryu_si.ryu_render`` into Ryu
+(golden tests, docs, debugging) and ``ryu_si.datapath.ryu_render`` into Ryu
 messages.  Objects are frozen and hashable so whole pipelines can be diffed as
 sets.
 """

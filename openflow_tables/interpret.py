@@ -64,7 +64,7 @@ ovs-actions(7) where the pipeline depends on them:
   did that a reader needs: outputs, groups, ct, packet-ins), and
   ``Result.describe`` prints it table by table in the spirit of ``ofproto/trace``.
   ``Bridge.matching`` lists every flow of a table a packet matches, winner first
-  (what ``ryu_si.trace`` reports as the rules that cover a connection).
+  (what ``ryu_si.diagnose.trace`` reports as the rules that cover a connection).
 """
 from __future__ import annotations
 

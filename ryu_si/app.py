@@ -20,25 +20,29 @@ from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
-from ryu.lib.packet import arp, ethernet, packet
-from ryu.app.ofctl import api as ofctl_api
+from ryu.lib.packet import packet
 from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3
 
 from openflow_tables import layout as L
+from openflow_tables.compile import Pipeline
 from openflow_tables.flow import Load, Resubmit
 from openflow_tables.layout import (PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS, PIPELINE_FLOW_PROGRAM,
                                     PIPELINE_PROBE)
-from ryu_si import config as si_config
-from ryu_si import logs, next_hop, nsh_signal, ofproto_trace, probes
-from ryu_si.liveness import Liveness, parse_probe
+from ryu_si.control import config as si_config
+from ryu_si import logs
+from ryu_si.datapath import nsh_signal
+from ryu_si.diagnose import ofproto_trace
+from ryu_si.datapath import probes
+from ryu_si.control.liveness import Liveness, parse_probe
 from ryu_si.logs import dpid_str, event
-from ryu_si.rest import APP_KEY, SIFallbackController, SIRestController
-from ryu_si.ovsdb_names import bridge_of, name_tables
-from ryu_si.service import Service
-from ryu_si.store import Store
-from ryu_si.switch import Switch
-from ryu_si.trace import Confirmation, TraceResult
+from ryu_si.api.rest import APP_KEY, SIFallbackController, SIRestController
+from ryu_si.datapath.neighbors import Neighbors
+from ryu_si.datapath.ovsdb_names import bridge_of, name_tables
+from ryu_si.control.service import Compiled, Service
+from ryu_si.control.store import Store
+from ryu_si.datapath.switch import Switch
+from ryu_si.diagnose.trace import Confirmation, TraceResult
 from si_model.validate import ValidationError
 
 LOG = logging.getLogger("ryu_si.app")
@@ -51,7 +55,6 @@ CONF.register_opts([
     cfg.StrOpt("log_format", help="text (key=value) or json (one object per line)"),
 ], group="si")
 CONF.set_default("wsapi_host", "127.0.0.1")
-ARP_RETRY_S = 1.0
 # ryu-manager reads this at module level: the ofctl service answers send_msg requests.
 _REQUIRED_APP = ["ryu.app.ofctl.service"]
 
@@ -65,12 +68,14 @@ class ServiceInsertionApp(app_manager.RyuApp):
         logs.setup(si_config.log_format(CONF.si.log_format))
         self.switches: dict[int, Switch] = {}
         self.ports: dict[int, dict[str, int]] = {}
-        self._arp_asked: dict[tuple[str, str], float] = {}
         self._foreign_cookies: set[int] = set()
         self._sync_lock = threading.RLock()
         self.started = time.time()
         self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change,
                                self._connected_ports)
+        self.neighbors = Neighbors(self.service, self.ports,
+                                   lambda dpid: self.service.pipeline(dpid,
+                                                                      self.ports.get(dpid, {})))
         self._load_initial_config()
         self.liveness = Liveness(*si_config.probe_settings(CONF.si.probe_interval,
                                                           CONF.si.probe_multiplier))
@@ -92,25 +97,29 @@ class ServiceInsertionApp(app_manager.RyuApp):
     def _connected_ports(self, dpid: int) -> dict[str, int] | None:
         return self.ports.get(dpid) if dpid in self.switches else None
 
-    def _on_change(self) -> None:
+    def _on_change(self, compiled: Compiled) -> None:
         """Push a committed change to every switch; a switch that fails is reported in
         /health and reconciled when it reconnects (the change itself is stored)."""
         for dpid in list(self.switches):
             try:
-                self._sync(dpid, full=False)
+                self._sync(dpid, full=False, compiled=compiled.get(dpid))
             except Exception:  # noqa: BLE001 - one bad switch must not fail the request
                 event(LOG, logging.ERROR, "switch_push_failed", dpid=dpid_str(dpid),
                       exc_info=True)
 
-    def _sync(self, dpid: int, full: bool) -> None:
-        """Compile and send under one lock, so an older compile never lands last.
+    def _sync(self, dpid: int, full: bool,
+              compiled: tuple[dict[str, int], Pipeline] | None = None) -> None:
+        """Compile (unless the change's check compiled this switch's pipeline for its
+        ports already) and send under one lock, so an older compile never lands last.
         Logged: every reconcile, and every push that sent something (compile to barrier)."""
         with self._sync_lock:
             sw = self.switches.get(dpid)
             if sw is None:
                 return
             started = time.monotonic()
-            pipe = self.service.pipeline(dpid, self.ports.get(dpid, {}))
+            ports = self.ports.get(dpid, {})
+            pipe = compiled[1] if compiled and compiled[0] == ports else \
+                self.service.pipeline(dpid, ports)
             (sw.reconcile if full else sw.push)(pipe.flows, pipe.groups)
             summary = {"flow_mods": sw.counters.flow_mods_last,
                        "group_mods": sw.counters.group_mods_last,
@@ -146,12 +155,10 @@ class ServiceInsertionApp(app_manager.RyuApp):
             event(LOG, logging.INFO, "switch_disconnected", dpid=dpid_str(dp.id))
 
     def _connected(self, dp) -> None:
-        parser = dp.ofproto_parser
-        replies = ofctl_api.send_msg(self, parser.OFPPortDescStatsRequest(dp, 0),
-                               reply_cls=parser.OFPPortDescStatsReply, reply_multi=True)
-        self.ports[dp.id] = {p.name.decode() if isinstance(p.name, bytes) else p.name: p.port_no
-                             for r in replies or [] for p in r.body
-                             if p.port_no < dp.ofproto.OFPP_MAX}
+        sw = self.switches.get(dp.id)
+        if sw is None:
+            return
+        self.ports[dp.id] = sw.port_numbers()
         event(LOG, logging.INFO, "switch_connected", dpid=dpid_str(dp.id),
               ports=self.ports[dp.id])
         name_tables(dp.id)
@@ -169,7 +176,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
             ports[name] = msg.desc.port_no
         if msg.reason == dp.ofproto.OFPPR_DELETE or link_down:
             self._node_port_down(name)
-        self._on_change()
+        self._on_change({})
 
     def _node_port_down(self, port_name: str) -> None:
         """A node's link went down: mark it down now rather than after missed probes."""
@@ -200,9 +207,9 @@ class ServiceInsertionApp(app_manager.RyuApp):
         if owner is None:
             self._foreign_packet_in(msg)
         elif owner == ("pipeline", PIPELINE_ARP_LEARN):
-            self._learn(msg)
-        elif owner == ("pipeline", PIPELINE_ARP_MISS):
-            self._resolve(msg)
+            self.neighbors.learn(msg.datapath.id, msg)
+        elif owner == ("pipeline", PIPELINE_ARP_MISS) and msg.datapath.id in self.switches:
+            self.neighbors.resolve(self.switches[msg.datapath.id], msg)
         elif owner == ("pipeline", PIPELINE_PROBE):
             self._probe_reply(msg)
         elif owner == ("pipeline", PIPELINE_FLOW_PROGRAM):
@@ -274,67 +281,13 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self._reinject(msg.datapath, msg.match["in_port"], signal.inner)
 
     def _reinject(self, dp, in_port: int, frame: bytes) -> None:
-        iface = self._iface_by_port(dp.id, in_port)
+        iface = self.neighbors.interface_at(dp.id, in_port)
         sw = self.switches.get(dp.id)
         if iface is None or sw is None:
             return
         router = self.service.model.get("routers", iface.router)
         sw.packet_out(frame, (Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num),
                               Load.field(L.FLAGS_SERVICED, 1), Resubmit("routing")))
-
-    def _iface_by_port(self, dpid: int, port_no: int):
-        names = {no: name for name, no in self.ports.get(dpid, {}).items()}
-        return next((i for i in self.service.model.all("interfaces")
-                     if i.port == names.get(port_no)), None)
-
-    def _learn(self, msg) -> None:
-        a = packet.Packet(msg.data).get_protocol(arp.arp)
-        iface = self._iface_by_port(msg.datapath.id, msg.match["in_port"])
-        if a is not None and iface is not None:
-            if self.service.learn_neighbor(iface.id, a.src_ip, a.src_mac):
-                event(LOG, logging.INFO, "neighbor_learned", ip=a.src_ip, mac=a.src_mac,
-                      interface=iface.name)
-
-    def _resolve(self, msg) -> None:
-        """Ask for the next hop of a routed packet whose neighbor is unknown, on the
-        interface the compiled routing chose for it."""
-        hop = self._next_hop(msg)
-        if hop is None:
-            return
-        iface, target = hop
-        last = self._arp_asked.get((iface.id, target), 0.0)
-        if time.time() - last < ARP_RETRY_S:
-            return
-        self._arp_asked[(iface.id, target)] = time.time()
-        self._send_arp_request(msg.datapath, iface, target)
-
-    def _next_hop(self, msg):
-        """(egress interface, next hop) from the registers the packet-in carries, else
-        from the interpreter's run of the packet on the switch's pipeline."""
-        regs = next_hop.packet_in_registers(msg.match)
-        if regs is None:
-            headers = next_hop.frame_headers(bytes(msg.data))
-            if headers is None:
-                return None
-            dpid = msg.datapath.id
-            regs = next_hop.replay(self.service.pipeline(dpid, self.ports.get(dpid, {})),
-                                   msg.match["in_port"], headers)
-        return next_hop.from_registers(self.service.model, regs) if regs else None
-
-    def _send_arp_request(self, dp, iface, target: str) -> None:
-        port = self.ports.get(dp.id, {}).get(iface.port)
-        if port is None or iface.ip is None:
-            return
-        pkt = packet.Packet()
-        pkt.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=iface.mac,
-                                           ethertype=0x0806))
-        pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=iface.mac,
-                                 src_ip=iface.ip.split("/")[0], dst_mac="00:00:00:00:00:00",
-                                 dst_ip=target))
-        pkt.serialize()
-        parser, ofp = dp.ofproto_parser, dp.ofproto
-        dp.send_msg(parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
-                                        [parser.OFPActionOutput(port)], pkt.data))
 
     # --- observability -----------------------------------------------------------------
     def health(self) -> dict:

@@ -12,7 +12,7 @@ direction around the classify lookup (orient / reorient), so it gets the rule it
 connection gets there, never one matched on its own swapped headers.  The router does
 no NAT, so the swapped reply tuple is conntrack's original tuple.  OVS also offers that
 tuple as ``ct_nw_src``...``ct_tp_dst``, but ``ofproto/trace`` cannot set them, and the
-switch's own trace confirms the model's classification (ryu_si.ofproto_trace).
+switch's own trace confirms the model's classification (ryu_si.diagnose.ofproto_trace).
 """
 from __future__ import annotations
 

@@ -32,9 +32,9 @@ from mininet_topos import lab as harness
 from openflow_tables import layout as L
 from openflow_tables.compile import compile_pipeline
 from si_model import model as m
-from ryu_si.service import Service
-from ryu_si.store import Store
-from ryu_si.switch import final_cookie
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
+from ryu_si.datapath.switch import final_cookie
 
 BRIDGE = "hard0"
 DPID = 0xA1

@@ -40,7 +40,7 @@ from openflow_tables.flow import (
     match,
 )
 from openflow_tables.layout import CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, ETH_ARP, ETH_IP, ETH_NSH
-from ryu_si.switch import Switch
+from ryu_si.datapath.switch import Switch
 
 PROBE_DIR_ENV = "RYU_SI_PROBE_DIR"
 MAC_A, MAC_B = "02:00:00:00:0a:01", "02:00:00:00:0b:01"

@@ -19,7 +19,7 @@ from mininet_topos import lab
 from openflow_tables.flow import Flow, Group
 from openflow_tables.layout import COOKIE_APP, COOKIE_APP_SHIFT
 from openflow_tables.ofctl_render import render_flow, render_group
-from ryu_si.switch import final_cookie
+from ryu_si.datapath.switch import final_cookie
 from tests.integration import render_probe_app as probe_app
 
 pytestmark = pytest.mark.integration

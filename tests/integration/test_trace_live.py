@@ -118,7 +118,7 @@ def test_the_switch_walks_random_packets_as_the_interpreter_does(traced):
 
 
 def test_the_cli_confirms_with_the_switch(traced):
-    cmd = [sys.executable, "-m", "ryu_si.cli", "--url", traced.base_url, "trace",
+    cmd = [sys.executable, "-m", "ryu_si.api.cli", "--url", traced.base_url, "trace",
            "--iface", "uplink1", "--src", CLIENTS[0], "--dst", SERVER, "--sport", "40000",
            "--dport", "3050", "--confirm"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)

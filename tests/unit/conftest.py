@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from openflow_tables.compile import compile_pipeline
-from ryu_si.config import default_document
-from ryu_si.service import Service
-from ryu_si.store import Store
+from ryu_si.control.config import default_document
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
 
 DEMO_PORTS = {"up1": 1, "up2": 2, "down1": 3, "bwa": 4, "bwb": 5}
 

@@ -6,7 +6,7 @@ import logging
 import pytest
 from ryu import cfg
 
-from ryu_si import auth
+from ryu_si.api import auth
 from si_model.validate import ValidationError
 
 TOKEN = "s3cret-token"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ryu_si import cli
+from ryu_si.api import cli
 from si_model import model as m
-from ryu_si.auth import TOKEN_ENV
+from ryu_si.api.auth import TOKEN_ENV
 
 API = "/si/v1"
 

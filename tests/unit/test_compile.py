@@ -9,7 +9,7 @@ from openflow_tables import layout as L
 from openflow_tables.analysis import subtables
 from openflow_tables.flow import Conjunction, GroupAction
 from openflow_tables.stages.classify import port_range_masks
-from ryu_si.config import default_document
+from ryu_si.control.config import default_document
 from tests.unit.conftest import compile_for
 
 

@@ -8,8 +8,8 @@ import yaml
 
 from openflow_tables import layout as L
 from openflow_tables.flow import Controller, Ct, Decap, EncapNsh, Load, Output, Resubmit
-from ryu_si.service import Service
-from ryu_si.store import Store
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
 from tests.unit.conftest import compile_for
 
 EDGE_PORTS = {"up1": 1, "up2": 2, "down1": 3, "bwa": 4, "bwb": 5, "svc": 6, "vti1": 7, "vti2": 8}

@@ -17,9 +17,9 @@ import yaml
 
 from openflow_tables import layout as L
 from openflow_tables.interpret import Datapath, Result, ipv4
-from ryu_si.service import Service
-from ryu_si.store import Store
-from ryu_si.trace import FiveTuple, trace
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
+from ryu_si.diagnose.trace import FiveTuple, trace
 from tests.unit.conftest import DEMO_PORTS
 
 CLIENT, SERVER, SPORT = "198.51.100.7", "10.10.0.10", 40000

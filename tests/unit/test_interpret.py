@@ -22,8 +22,8 @@ from openflow_tables.flow import (Bucket, Conjunction, Ct, Flow, Group, GroupAct
                                   Output, Resubmit, match)
 from openflow_tables.interpret import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, Bridge,
                                        Datapath, InterpretError, Packet, ipv4)
-from ryu_si.service import Service
-from ryu_si.store import Store
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
 
 CLIENT, SERVER = "198.51.100.5", "10.10.0.10"
 ZONE = L.CT_ZONE
@@ -488,11 +488,13 @@ class Edge:
         self.svc = Service(Store(":memory:"), on_change=self.push, ports_of=lambda dpid: PORTS)
         self.svc.replace_config(edge_document(rules))
 
-    def push(self) -> None:
+    def push(self, compiled: dict) -> None:
         """What the app does on a change: load the pipeline the service's check compiled
         for this switch (conntrack stays, as in the datapath), then flush the router
         zones if the classification stamp wrapped."""
-        self.dp.load(1, self.svc.pipeline(1, PORTS))
+        ports, pipe = compiled.get(1) or (PORTS, self.svc.pipeline(1, PORTS))
+        assert ports == PORTS
+        self.dp.load(1, pipe)
         for zone in self.svc.conntrack_flush_due(1):
             self.dp.conntrack.flush_zone(zone)
             self.svc.conntrack_flushed(1)

@@ -40,7 +40,7 @@ def test_imports_run_one_way(package):
 
 def test_the_check_sees_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from ryu_si.service import Service\nimport ryu.ofproto\n")
+    bad.write_text("from ryu_si.control.service import Service\nimport ryu.ofproto\n")
     assert imported(bad) == {"ryu_si", "ryu"}
 
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ryu_si.liveness import WINDOW_ROUNDS, Liveness, parse_probe, probe_payload
-from ryu_si.nsh_signal import parse as parse_signal
+from ryu_si.control.liveness import WINDOW_ROUNDS, Liveness, parse_probe, probe_payload
+from ryu_si.datapath.nsh_signal import parse as parse_signal
 
 
 def _round(lv: Liveness, now: float, answer: set[str]) -> list:
@@ -84,7 +84,7 @@ def test_signal_names_the_flow_and_the_action():
 
 
 def test_chain_probe_is_ethernet_nsh_md1_around_the_probe():
-    from ryu_si.probes import Probe
+    from ryu_si.datapath.probes import Probe
     frame = Probe("n", 2, "02:00:00:00:5c:01", "02:00:00:00:5c:ff", (), in_port=1,
                   spi=77).frame(3)
     assert frame[12:14] == b"\x89\x4f" and frame[14:18] == bytes([0x0F, 0xC6, 0x01, 0x03])

@@ -13,11 +13,12 @@ from types import SimpleNamespace
 import pytest
 from ryu import cfg
 
-from ryu_si import config as si_config
-from ryu_si import logs, rest
+from ryu_si.control import config as si_config
+from ryu_si import logs
+from ryu_si.api import rest
 from ryu_si.app import ServiceInsertionApp
 from ryu_si.logs import event
-from ryu_si.switch import Counters
+from ryu_si.datapath.switch import Counters
 
 LOG = logging.getLogger("ryu_si.test")
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ryu_si import ofproto_trace as ot
-from ryu_si.trace import FiveTuple, trace
+from ryu_si.diagnose import ofproto_trace as ot
+from ryu_si.diagnose.trace import FiveTuple, trace
 from tests.unit.conftest import DEMO_PORTS
 
 DATA = Path(__file__).parent / "data"

@@ -16,13 +16,13 @@ from si_model import flowprog
 from si_model import model as m
 from si_model import validate as v
 from ryu_si.app import ServiceInsertionApp
-from ryu_si.config import default_document
-from ryu_si.liveness import Liveness, NodeState
-from ryu_si.openapi import BASE, describe, document, routes_of
-from ryu_si.rest import SIRestController
-from ryu_si.service import Service
-from ryu_si.store import Store
-from ryu_si.trace import FiveTuple, trace
+from ryu_si.control.config import default_document
+from ryu_si.control.liveness import Liveness, NodeState
+from ryu_si.api.openapi import BASE, describe, document, routes_of
+from ryu_si.api.rest import SIRestController
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
+from ryu_si.diagnose.trace import FiveTuple, trace
 
 # Documented per the spec, not served yet: empty this as rest.py grows, so that the
 # document and the routes end up exactly equal.

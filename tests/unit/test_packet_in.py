@@ -11,7 +11,8 @@ import pytest
 from ryu.lib.packet import ethernet, ipv4, packet, tcp
 
 from openflow_tables import layout as L
-from ryu_si import next_hop
+from ryu_si.datapath import next_hop
+from ryu_si.datapath.neighbors import Neighbors
 from ryu_si.app import ServiceInsertionApp
 from tests.unit.conftest import DEMO_PORTS
 
@@ -19,13 +20,14 @@ CLIENT = "198.51.100.7"
 
 
 def app_for(service) -> SimpleNamespace:
-    """What the handlers use of the app: its service, ports and ARP bookkeeping; ARP
+    """What the handler uses of the app: its service, switches, ports and neighbours; ARP
     requests are recorded instead of sent."""
-    app = SimpleNamespace(service=service, ports={1: dict(DEMO_PORTS)}, _arp_asked={},
-                          _foreign_cookies=set(), asked=[])
-    for name in ("_foreign_packet_in", "_resolve", "_next_hop"):
-        setattr(app, name, getattr(ServiceInsertionApp, name).__get__(app))
-    app._send_arp_request = lambda dp, iface, target: app.asked.append((iface.name, target))
+    app = SimpleNamespace(service=service, ports={1: dict(DEMO_PORTS)}, _foreign_cookies=set(),
+                          asked=[], switches={1: SimpleNamespace(datapath=SimpleNamespace(id=1))})
+    app._foreign_packet_in = ServiceInsertionApp._foreign_packet_in.__get__(app)
+    app.neighbors = Neighbors(service, app.ports,
+                              lambda dpid: service.pipeline(dpid, app.ports[dpid]))
+    app.neighbors._request = lambda sw, iface, target: app.asked.append((iface.name, target))
     return app
 
 

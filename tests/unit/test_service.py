@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from ryu_si.config import default_document
+from ryu_si.control.config import default_document
 from si_model.model import ASSIGNED_FIELDS, KINDS, to_dict
-from ryu_si.service import Service
-from ryu_si.store import Store
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
 from si_model.validate import ValidationError
 
 GOOD_RULE = {"name": "ssh", "priority": 50, "action": "allow", "applied_to": ["uplink1"],
@@ -254,15 +254,19 @@ def test_a_long_chain_of_parents_is_a_4xx(tmp_path):
 
 # --- one compile per change when the switch has every port --------------------------
 def counting_service(tmp_path, monkeypatch, ports):
-    """A service whose on_change asks for dpid 1's pipeline, as the app's push does;
-    ``calls`` counts the compiles of the whole pipeline."""
-    import ryu_si.service as service_module
+    """A service whose on_change takes dpid 1's pipeline as the app's push does: the one
+    the change compiled for these ports, else a compile; ``calls`` counts compiles."""
+    import ryu_si.control.service as service_module
     calls, pushed = [], []
     real = service_module.compile_pipeline
     monkeypatch.setattr(service_module, "compile_pipeline",
                         lambda ctx: calls.append(ctx.dpid) or real(ctx))
     svc = Service(Store(str(tmp_path / "si.sqlite")), ports_of=lambda dpid: ports)
-    svc.on_change = lambda: pushed.append(svc.pipeline(1, dict(ports or {})))
+    def push(compiled) -> None:
+        ready = compiled.get(1)
+        pushed.append(ready[1] if ready and ready[0] == dict(ports or {})
+                      else svc.pipeline(1, dict(ports or {})))
+    svc.on_change = push
     svc.replace_config(default_document())
     calls.clear()
     pushed.clear()

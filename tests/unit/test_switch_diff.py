@@ -9,7 +9,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from ryu.ofproto.ofproto_protocol import ProtocolDesc
 
 from openflow_tables import layout as L
-from ryu_si import ryu_render as R
+from ryu_si.datapath import ryu_render as R
 from openflow_tables.flow import (
     Bucket,
     Conjunction,
@@ -23,7 +23,7 @@ from openflow_tables.flow import (
     flow,
     match,
 )
-from ryu_si import switch as S
+from ryu_si.datapath import switch as S
 
 RULE = L.cookie("rule", 7)
 

@@ -9,10 +9,10 @@ from importlib import resources
 import pytest
 import yaml
 
-from ryu_si.service import Service
-from ryu_si.store import Store
-from ryu_si import cli
-from ryu_si.trace import FiveTuple, Tracer, expected_ofproto_trace_flow, parse_request, trace
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
+from ryu_si.api import cli
+from ryu_si.diagnose.trace import FiveTuple, Tracer, expected_ofproto_trace_flow, parse_request, trace
 from si_model.validate import ValidationError
 
 CLIENT, SERVER = "198.51.100.7", "10.10.0.10"

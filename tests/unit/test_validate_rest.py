@@ -15,14 +15,14 @@ from ryu.app.wsgi import WSGIApplication
 
 from openflow_tables import layout as L
 from si_model import model as m
-from ryu_si import rest
-from ryu_si import service as service_module
+from ryu_si.api import rest
+from ryu_si.control import service as service_module
 from si_model import validate as v
-from ryu_si.config import default_document
-from ryu_si.openapi import BASE, routes_of
-from ryu_si.rest import APP_KEY, SIFallbackController, SIRestController
-from ryu_si.service import Service
-from ryu_si.store import Store
+from ryu_si.control.config import default_document
+from ryu_si.api.openapi import BASE, routes_of
+from ryu_si.api.rest import APP_KEY, SIFallbackController, SIRestController
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
 from si_model.validate import ValidationError
 from tests.unit.test_openapi import _three_transports
 

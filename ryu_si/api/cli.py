@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from si_model import model as m
-from ryu_si.auth import TOKEN_ENV
+from ryu_si.api.auth import TOKEN_ENV
 from si_model.document import parse_document
 
 URL_ENV = "RYU_SI_URL"

@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 from ryu.app.wsgi import ControllerBase, Response, route
 
-from ryu_si import auth, openapi, trace
+from ryu_si.api import auth
+from ryu_si.api import openapi
+from ryu_si.diagnose import trace
 from si_model import model as m
 from si_model.document import DuplicateKeyError, parse_document, parse_json
 from ryu_si.logs import event

@@ -10,7 +10,7 @@ cookie) and every rule flow of that lookup the packet matches, the policy's live
 members (the buckets of the group the policy flow ran), the outcome (the transport
 the decision left), the route (the routing flow), the egress interface and the tables
 crossed.  ``expected_ofproto_trace_flow`` writes the same packet for
-``ovs-appctl ofproto/trace`` so the switch can confirm (``ryu_si.ofproto_trace``).
+``ovs-appctl ofproto/trace`` so the switch can confirm (``ryu_si.diagnose.ofproto_trace``).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from openflow_tables import layout as L
 from openflow_tables.flow import Flow, Group, Load
 from openflow_tables.interpret import Bridge, Conntrack, Packet, Result, Step, ipv4 as headers_of
 from openflow_tables.layout import DEFAULT_RULE_NUM, TP_FIELDS
-from ryu_si.service import Service
+from ryu_si.control.service import Service
 from si_model import model as m
 from si_model.validate import (IP_PROTOS, Checker, ValidationError, boolean, integer, ip_proto,
                                ipv4, string)
@@ -85,7 +85,7 @@ class RouteHit(TypedDict):
 
 
 class Confirmation(TypedDict):
-    """The same packet traced through the switch's flows (``ryu_si.ofproto_trace``):
+    """The same packet traced through the switch's flows (``ryu_si.diagnose.ofproto_trace``):
     the flows' tables, the rule and policy their cookies name, the OpenFlow output, the
     datapath actions of each conntrack pass, and where the switch disagrees with the
     interpreter.  ``error`` says why it could not be confirmed (no bridge on this host...)."""

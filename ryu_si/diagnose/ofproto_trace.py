@@ -1,6 +1,6 @@
 """Confirm a trace on the real switch with ``ovs-appctl ofproto/trace``.
 
-A trace (``ryu_si.trace``) is the interpreter's walk of a new connection's first
+A trace (``ryu_si.diagnose.trace``) is the interpreter's walk of a new connection's first
 packet through the compiled pipeline.  Here the same packet is traced through the
 flows the switch actually holds, and the two walks are compared: the tables
 crossed, the rule the classify flow's cookie names, the policy flow's group, and
@@ -18,7 +18,7 @@ import subprocess
 from typing import NamedTuple
 
 from openflow_tables import layout as L
-from ryu_si.trace import Confirmation, TraceResult
+from ryu_si.diagnose.trace import Confirmation, TraceResult
 
 TIMEOUT_S = 10.0
 # " 5. tcp,reg12=0x2/0x2,..., priority 100, cookie 0x5106000003000000"

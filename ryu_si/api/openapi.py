@@ -23,11 +23,12 @@ from typing import Any, NamedTuple
 import ryu_si
 from openflow_tables.context import Generations
 from openflow_tables.layout import TP_FIELDS
-from ryu_si import auth, trace
+from ryu_si.api import auth
+from ryu_si.diagnose import trace
 from si_model import flowprog
 from si_model import model as m
 from si_model import validate as v
-from ryu_si.liveness import NodeState
+from ryu_si.control.liveness import NodeState
 from si_model.paths import MAX_SPI, ServicePath
 
 Schema = dict[str, Any]

@@ -16,8 +16,8 @@ from ryu.lib.packet import ethernet, ipv4, packet, udp
 from openflow_tables import layout as L
 from openflow_tables.flow import Load, Output, Resubmit
 from si_model import model as m
-from ryu_si.liveness import probe_payload
-from ryu_si.service import Service
+from ryu_si.control.liveness import probe_payload
+from ryu_si.control.service import Service
 
 
 OFPP_TABLE = 0xFFFFFFF9

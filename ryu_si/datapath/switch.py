@@ -33,7 +33,7 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_common
 
 from openflow_tables import layout as L
-from ryu_si import ryu_render as R
+from ryu_si.datapath import ryu_render as R
 from openflow_tables.flow import Flow, FlowError, Group
 from openflow_tables.ofctl_render import render_flow, render_group
 from ryu_si.logs import dpid_str, event
@@ -154,8 +154,17 @@ class Switch:
         """Send a packet the controller made (probes, ARP, re-injected signals)."""
         dp = self.datapath
         o, p = dp.ofproto, dp.ofproto_parser
-        dp.send_msg(p.OFPPacketOut(dp, o.OFP_NO_BUFFER, o.OFPP_CONTROLLER if in_port is None
+        self._write(p.OFPPacketOut(dp, o.OFP_NO_BUFFER, o.OFPP_CONTROLLER if in_port is None
                                    else in_port, R.actions(actions), data))
+
+    def port_numbers(self) -> dict[str, int]:
+        """Port name -> OpenFlow port number of the switch's ports (reserved ones left out)."""
+        dp = self.datapath
+        p = dp.ofproto_parser
+        replies = ofctl_api.send_msg(self.app, p.OFPPortDescStatsRequest(dp, 0),
+                                     reply_cls=p.OFPPortDescStatsReply, reply_multi=True)
+        return {d.name.decode() if isinstance(d.name, bytes) else d.name: d.port_no
+                for r in replies or [] for d in r.body if d.port_no < dp.ofproto.OFPP_MAX}
 
     def flow_counts(self, kind: str, table: str | None = None) -> dict[int, tuple[int, int]]:
         """(packets, bytes) of our flows of one cookie kind, summed by object number."""

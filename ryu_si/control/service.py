@@ -2,7 +2,8 @@
 
 REST handlers and the config loader call this; it never talks OpenFlow.  A
 change is applied to a copy of the model, checked whole, committed to SQLite in
-one transaction, and only then made current and announced (``on_change``), so a
+one transaction, and only then made current and announced (``on_change``, which gets
+the pipelines the check compiled, so a push does not compile them again), so a
 rejected request changes neither the store nor the switch.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Callable
 from openflow_tables.compile import Pipeline, compile_pipeline
 from openflow_tables.context import Context, Generations
 from openflow_tables.flow import FlowError
-from ryu_si.store import Store
+from ryu_si.control.store import Store
 from si_model import flowprog
 from si_model import model as m
 from si_model.document import model_from_document
@@ -27,15 +28,18 @@ from si_model.validate import ValidationError, build, check_model, noun
 # (rules, their applied_to sets, interfaces and their classes, routers): every record
 # is then classified again by its next packet.
 RECLASSIFYING_KINDS = frozenset({"rules", "interfaces", "routers"})
+# What a change hands its listener: the pipelines its check compiled, by dpid, with the
+# port numbers each was compiled for (a push can use one only for the same ports).
+Compiled = dict[int, tuple[dict[str, int], Pipeline]]
 
 
 class Service:
-    def __init__(self, store: Store, on_change: Callable[[], None] = lambda: None,
+    def __init__(self, store: Store,
+                 on_change: Callable[[Compiled], None] = lambda compiled: None,
                  ports_of: Callable[[int], dict[str, int] | None] = lambda dpid: None) -> None:
         self.store = store
         self.on_change = on_change
         self.ports_of = ports_of            # a connected switch's port numbers, or None
-        self._fresh: dict[int, tuple[dict[str, int], Pipeline]] = {}
         self.model, self.counters, state = store.load()
         self.generations = Generations(**state.get("generations", {}))
         self.spis = SpiTable.from_dict(state.get("spis", {}))
@@ -70,11 +74,7 @@ class Service:
                        instructions=self.instructions)
 
     def pipeline(self, dpid: int, ports: dict[str, int]) -> Pipeline:
-        """The pipeline of one switch as of now.  Right after a change, the one its check
-        compiled for this switch's ports (a change would otherwise compile it twice)."""
-        fresh = self._fresh.get(dpid)
-        if fresh is not None and fresh[0] == ports:
-            return fresh[1]
+        """The pipeline of one switch as of now."""
         return compile_pipeline(self.context(dpid, ports))
 
     def switch_ports(self, dpid: int | None, model: m.Model | None = None) -> dict[str, int]:
@@ -142,7 +142,7 @@ class Service:
             self.store.commit([], self.counters, {"paths_admin_down": sorted(down)})
             self.paths_admin_down = down
             self.paths = self._compute_paths(self.model)
-            self.on_change()
+            self.on_change({})
             return next((p for p in self.paths.get(path.chain, []) if p.spi == spi), path)
 
     def path_by_spi(self, spi: int) -> ServicePath:
@@ -155,7 +155,7 @@ class Service:
     def set_generations(self, gens: Generations) -> None:
         with self._lock:
             self._save_state(generations=gens)
-            self.on_change()
+            self.on_change({})
 
     def _save_state(self, generations: Generations | None = None) -> None:
         """Persist generations and pending instructions together (one transaction)."""
@@ -213,7 +213,7 @@ class Service:
                     old.state = "superseded"       # one decision per connection
             self.instructions.append(ins)
             self._save_state(self._bump("flow_program"))
-            self.on_change()
+            self.on_change({})
             return ins
 
     def executed(self, nums: set[int]) -> None:
@@ -224,7 +224,7 @@ class Service:
                 i.state, i.executed = "executed", time.time()
             if hit:
                 self._save_state()
-                self.on_change()
+                self.on_change({})
 
     # --- liveness ----------------------------------------------------------------------
     GENERATION_OF = {"biw": "bfd", "chain": "spi_fail", "l3": "sn"}
@@ -242,7 +242,7 @@ class Service:
             after = self._up_spis()
             self.failed_spis = frozenset((self.failed_spis | (before - after)) - after)
             self._save_state(self._bump(self.GENERATION_OF[node.transport]))
-            self.on_change()
+            self.on_change({})
 
     def _up_spis(self) -> set[int]:
         return {p.spi for ps in self.paths.values() for p in ps if p.state == "up"}
@@ -255,7 +255,7 @@ class Service:
         if self.learned_neighbors.get((iface_id, ip)) == mac:
             return False
         self.learned_neighbors[(iface_id, ip)] = mac
-        self.on_change()
+        self.on_change({})
         return True
 
     # --- the one path every change takes ----------------------------------------
@@ -274,14 +274,10 @@ class Service:
             "applied_to_bits": [[r, sorted(s), b] for (r, s), b in bits.items()]})
         self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
         self.applied_to_bits, self.generations = bits, gens
-        self._fresh = fresh
-        try:
-            self.on_change()
-        finally:
-            self._fresh = {}
+        self.on_change(fresh)
 
     def _trial_compile(self, cand: m.Model, paths, probes, bits, gens: Generations
-                       ) -> dict[int, tuple[dict[str, int], Pipeline]]:
+                       ) -> Compiled:
         """Compile the candidate for every switch before anything is stored: a model the
         datapath cannot hold (two flows with one match) is a 409, not a wedged store.
         Every port the model names gets a number; a connected switch that has them all

@@ -1,0 +1,1 @@
+"""The REST API, its OpenAPI description, token auth and the ryu-si command line."""

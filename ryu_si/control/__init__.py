@@ -1,0 +1,1 @@
+"""The control core: every change (service), its store, liveness and settings."""

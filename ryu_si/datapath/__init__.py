@@ -1,0 +1,1 @@
+"""The switch side: the one OpenFlow sender, rendering, probes, signals, neighbours."""

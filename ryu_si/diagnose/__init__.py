@@ -1,0 +1,1 @@
+"""Diagnostics: traces of the compiled pipeline and their check against the switch."""
