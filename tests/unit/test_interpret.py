@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from openflow_tables import layout as L
 from openflow_tables.flow import (Bucket, Conjunction, Ct, Flow, Group, GroupAction, Load, Move,
                                   Output, Resubmit, match)
-from openflow_tables.interpret import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, Bridge,
-                                       Datapath, InterpretError, Packet, ipv4)
+from openflow_tables.interpret import Bridge, Datapath, InterpretError, Packet, ipv4
+from openflow_tables.layout import CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK
 from ryu_si.control.service import Service
 from ryu_si.control.store import Store
 

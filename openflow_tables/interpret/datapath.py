@@ -1,123 +1,27 @@
-"""Run a compiled pipeline on packets, with conntrack, as Open vSwitch would: no switch.
-
-Tests ask "where does this packet go, and what does conntrack hold after it?"
-of the compiler's own neutral flows, so an invariant over thousands of packet
-sequences can be checked in seconds.  The semantics follow ovs-fields(7) and
-ovs-actions(7) where the pipeline depends on them:
-
-* **Lookup**: the highest-priority flow whose every match entry matches (masked
-  compare); a field the packet does not have (tcp_dst of a UDP packet) never
-  matches.  A table miss drops, as OVS does from OpenFlow 1.3 on: ``Table.miss``
-  in the layout is documentation, nothing installs it.  Two different flows of
-  one top priority that both match are an error here (OVS picks one arbitrarily).
-* **Conjunctive matches** as OVS's classifier: flows whose actions are all
-  ``conjunction`` are soft matches; from the highest priority down, while above
-  the best ordinary flow, a priority whose soft matches cover every clause of a
-  conjunction ``id`` makes the lookup again with ``conj_id=id`` (ordinary flows
-  only).  The first id completed wins (soft flows taken in priority, then
-  listing, order; OVS takes them in an arbitrary order).
-* **Instructions**: apply-actions, then goto_table.  ``resubmit`` runs the named
-  table on the same packet (its changes stay) and then the remaining actions.
-* **ct** looks the packet up in the zone held by ``zone_field``.  An entry is
-  keyed by its original tuple and found from either direction.  Unknown
-  connection: ``+trk+new``, ct_mark/ct_label 0, the ct_nw_* tuple is the
-  packet's own.  Known: ``+trk+est`` (``+rpl`` in the reply direction), the
-  entry's ct_mark/ct_label, the ct_nw_* tuple of its ORIGINAL direction.  (No TCP
-  window tracking: every packet of a known entry is ``+est``, where OVS may still
-  say ``+new`` before it has seen a reply; no flow of this pipeline matches new or
-  est.)  ``+trk+inv`` for a TCP packet whose ``tcp_flags`` OVS's conntrack refuses
-  (SYN with RST or FIN, neither ACK nor RST without SYN, FIN/PSH/URG without ACK)
-  or that would open a connection with SYN+ACK; a packet given without
-  ``tcp_flags`` is valid; an invalid packet is never committed.
-  ``commit`` creates the entry (original direction = this packet's)
-  and runs ``exec``: its writes to ct_mark/ct_label are masked writes onto the
-  entry's current values.  With ``table=`` a copy of the packet (registers and
-  header changes kept, as recirculation does) is queued to resume at that
-  table with the ct fields set; it runs after the current pass ends.  The
-  packet that executed the ct action goes on with its remaining actions
-  *untracked*: ct_state and the other ct fields cleared (ovs-actions(7): "the
-  original instance of the packet will continue processing the current actions
-  list as an untracked packet"), so values committed by exec are visible only
-  to the recirculated copy.
-* **Groups**: ``select`` picks one bucket per connection with highest-random-
-  weight hashing (score = hash(connection, bucket index) & 0xffff times the
-  bucket's weight, as OVS's default selection scores buckets) over a hash of
-  the 5-tuple that is symmetric (both directions pick the same bucket); ``all``
-  runs every bucket, ``indirect`` its one bucket, ``ff`` its first (no port
-  liveness here).  Each bucket acts on a copy of the packet.  The walk records
-  every group with its bucket set and the bucket(s) taken (``GroupPick``); a
-  select group's pick is marked not ``predicted``: the pipeline's select groups
-  use OVS's own datapath hash, so the switch may take any bucket of the set (the
-  interpreter's pick is stable per connection, as the switch's is).
-* **Output** to the packet's own in_port is skipped (OVS sends there only with
-  ``in_port``/IN_PORT).  ``dec_ttl`` on a TTL of 0 or 1 ends the pass (the
-  packet is dropped).  ``controller`` records a packet-in and goes on.
-* **NSH**: ``encap(nsh)`` keeps the frame as the inner packet and makes the NSH
-  header (spi 0, si 255) the visible one; ``encap(ethernet)`` adds an outer
-  Ethernet header (eth_type 0x894f) over it; ``decap()`` removes the outermost
-  header.  An output records the visible headers and the inner frames, so a
-  chain redirect is observable as ``Sent.nsh``.
-* **Tunnels**: none to model.  The pipeline sets no tunnel field: a VTI is an
-  OVS port like any other, and the service plane is reached by a port.
-* **The walk**: ``Result.trace`` holds one ``Step`` per lookup (table, flow,
-  pass, resubmit depth, the packet as the lookup saw it, and what its actions
-  did that a reader needs: outputs, groups, ct, packet-ins), and
-  ``Result.describe`` prints it table by table in the spirit of ``ofproto/trace``.
-  ``Bridge.matching`` lists every flow of a table a packet matches, winner first
-  (what ``ryu_si.diagnose.trace`` reports as the rules that cover a connection).
-"""
+"""Running packets through a compiled pipeline: lookups, actions, ct, groups, results."""
 from __future__ import annotations
 
 import collections
 import functools
-import ipaddress
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 from openflow_tables.flow import (Conjunction, Controller, Ct, Decap, DecTtl, EncapEthernet,
                                   EncapNsh, Flow, Group, GroupAction, Load, Move, Output,
                                   Resubmit, SetField)
+from openflow_tables.interpret.conntrack import (Conntrack, CtEntry, IPPROTO_TCP, ct_key,
+                                                 tcp_invalid)
+from openflow_tables.interpret.packet import (CT_TUPLE_FIELDS, InterpretError, NSH_FIELDS,
+                                              Packet, match_entry, read_bits, write_bits,
+                                              show, to_int)
 from openflow_tables.layout import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, ETH_IP, ETH_NSH,
                                     TABLES, TP_FIELDS)
 from openflow_tables.walk import describe_walk
 
-IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
-ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 FIRST_TABLE = min(TABLES, key=lambda t: t.id).name
 MAX_RESUBMIT_DEPTH = 64      # OVS's own limit
 MAX_PASSES = 32              # recirculations of one packet before we call it a loop
-
-IP_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "ct_nw_src", "ct_nw_dst"})
-MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha"})
-# Per-packet metadata (not headers): zero until written.
-CT_TUPLE_FIELDS = ("ct_nw_proto", "ct_nw_src", "ct_nw_dst", "ct_tp_src", "ct_tp_dst")
-CT_META = ("ct_state", "ct_zone", "ct_mark", "ct_label", *CT_TUPLE_FIELDS)
-META_FIELDS = frozenset({"in_port", "metadata", "conj_id", *CT_META})
-WIDTHS: dict[str, int] = {
-    "in_port": 32, "metadata": 64, "conj_id": 32,
-    "ct_state": 32, "ct_zone": 16, "ct_mark": 32, "ct_label": 128, "ct_nw_proto": 8,
-    "ct_nw_src": 32, "ct_nw_dst": 32, "ct_tp_src": 16, "ct_tp_dst": 16,
-    "eth_src": 48, "eth_dst": 48, "eth_type": 16, "ip_proto": 8, "nw_ttl": 8, "ip_dscp": 6,
-    "ipv4_src": 32, "ipv4_dst": 32, "tcp_src": 16, "tcp_dst": 16, "tcp_flags": 12,
-    "udp_src": 16, "udp_dst": 16, "icmp_type": 8, "icmp_code": 8, "icmp_id": 16,
-    "arp_op": 16, "arp_spa": 32, "arp_tpa": 32, "arp_sha": 48, "arp_tha": 48,
-    "nsh_flags": 8, "nsh_ttl": 6, "nsh_mdtype": 8, "nsh_np": 8, "nsh_spi": 24, "nsh_si": 8,
-    "nsh_c1": 32, "nsh_c2": 32, "nsh_c3": 32, "nsh_c4": 32,
-}
-NSH_FIELDS = ("nsh_flags", "nsh_ttl", "nsh_mdtype", "nsh_np", "nsh_spi", "nsh_si",
-              "nsh_c1", "nsh_c2", "nsh_c3", "nsh_c4")
-# Register views -> (first 32-bit register, how many): xxreg1 = reg4..reg7, reg4 the
-# most significant; xreg1 = reg2:reg3.
-REGISTERS: dict[str, tuple[int, int]] = {
-    **{f"reg{n}": (n, 1) for n in range(16)},
-    **{f"xreg{n}": (2 * n, 2) for n in range(8)},
-    **{f"xxreg{n}": (4 * n, 4) for n in range(4)},
-}
-
-
-class InterpretError(Exception):
-    """The pipeline did something OVS would refuse or loop on (a compiler bug)."""
 
 
 class PipelineLike(Protocol):
@@ -126,229 +30,6 @@ class PipelineLike(Protocol):
     flows: tuple[Flow, ...]
     groups: tuple[Group, ...]
 
-
-# --- values ------------------------------------------------------------------------------
-def to_int(name: str, value: Any) -> int:
-    """A field value as the integer OVS holds (dotted IPv4, colon MAC, or an int)."""
-    if isinstance(value, int):
-        return value
-    if not isinstance(value, str):
-        raise InterpretError(f"{name}: cannot use {value!r} as a value")
-    if ":" in value:
-        return int(value.replace(":", ""), 16)
-    if "." in value:
-        return int(ipaddress.IPv4Address(value))
-    return int(value, 0)
-
-
-def _match_entry(name: str, value: Any, mask: Any) -> tuple[str, int, int | None]:
-    """One match entry as (field, value, mask) integers; ``10.0.0.0/24`` strings too."""
-    if isinstance(value, str) and "/" in value and mask is None:
-        net = ipaddress.IPv4Network(value, strict=False)
-        value, mask = str(net.network_address), int(net.netmask)
-    if isinstance(mask, str) and name in IP_FIELDS and "." not in mask:
-        mask = int(ipaddress.IPv4Network(f"0.0.0.0/{mask}").netmask)
-    m = None if mask is None else to_int(name, mask)
-    v = to_int(name, value)
-    return name, v if m is None else v & m, m
-
-
-def show(name: str, value: int) -> Any:
-    """A header value as people write it (dotted IPv4, colon MAC, else the int)."""
-    if name in IP_FIELDS:
-        return str(ipaddress.IPv4Address(value))
-    if name in MAC_FIELDS:
-        return ":".join(f"{value:012x}"[i:i + 2] for i in range(0, 12, 2))
-    return value
-
-
-def _width(name: str) -> int:
-    if name in REGISTERS:
-        return 32 * REGISTERS[name][1]
-    if name not in WIDTHS:
-        raise InterpretError(f"unknown field {name!r}")
-    return WIDTHS[name]
-
-
-# --- the packet --------------------------------------------------------------------------
-@dataclass
-class Packet:
-    """Headers, registers and metadata of one packet in flight (all integers)."""
-
-    headers: dict[str, int]
-    meta: dict[str, int]
-    regs: list[int] = field(default_factory=lambda: [0] * 16)
-    inner: list[dict[str, int]] = field(default_factory=list)   # frames under NSH
-
-    def copy(self) -> "Packet":
-        return Packet(dict(self.headers), dict(self.meta), list(self.regs),
-                      [dict(h) for h in self.inner])
-
-    def read(self, name: str) -> int | None:
-        """The field's value; None for a header the packet does not carry."""
-        view = REGISTERS.get(name)
-        if view is not None:
-            first, n = view
-            value = 0
-            for r in self.regs[first:first + n]:
-                value = (value << 32) | r
-            return value
-        if name in META_FIELDS:
-            return self.meta.get(name, 0)
-        return self.headers.get(name)
-
-    def write(self, name: str, value: int) -> None:
-        value &= (1 << _width(name)) - 1
-        view = REGISTERS.get(name)
-        if view is not None:
-            first, n = view
-            for k in range(n):
-                self.regs[first + k] = (value >> (32 * (n - 1 - k))) & 0xFFFFFFFF
-        elif name in ("ct_mark", "ct_label"):
-            raise InterpretError(f"{name} can be written only in ct(commit, exec(...))")
-        elif name in META_FIELDS:
-            self.meta[name] = value
-        elif name in self.headers:
-            self.headers[name] = value
-        else:
-            raise InterpretError(f"the packet has no {name} to set")
-
-    def clear_ct(self) -> None:
-        """Untracked again, as the packet that executed a ct action goes on."""
-        for name in CT_META:
-            self.meta.pop(name, None)
-
-    def registers(self) -> dict[str, int]:
-        return {"metadata": self.meta.get("metadata", 0),
-                **{f"reg{n}": v for n, v in enumerate(self.regs)}}
-
-    def visible(self) -> dict[str, Any]:
-        return {k: show(k, v) for k, v in self.headers.items()}
-
-
-class _Fields(Protocol):
-    """A packet, or the view ct exec actions have of it."""
-
-    def read(self, name: str) -> int | None: ...
-
-    def write(self, name: str, value: int) -> None: ...
-
-
-def _read_bits(pkt: _Fields, name: str, ofs: int, nbits: int) -> int:
-    value = pkt.read(name)
-    if value is None:
-        raise InterpretError(f"the packet has no {name} to read")
-    if ofs + nbits > _width(name):
-        raise InterpretError(f"{name}[{ofs}+{nbits}] exceeds its {_width(name)} bits")
-    return (value >> ofs) & ((1 << nbits) - 1)
-
-
-def _write_bits(pkt: _Fields, name: str, ofs: int, nbits: int, value: int) -> None:
-    if ofs + nbits > _width(name):
-        raise InterpretError(f"{name}[{ofs}+{nbits}] exceeds its {_width(name)} bits")
-    old = pkt.read(name)
-    if old is None:
-        raise InterpretError(f"the packet has no {name} to set")
-    mask = ((1 << nbits) - 1) << ofs
-    pkt.write(name, (old & ~mask) | ((value << ofs) & mask))
-
-
-# --- conntrack ---------------------------------------------------------------------------
-Tuple5 = tuple[int, int, int, int, int]   # ip_proto, source, destination, tp_src, tp_dst
-
-
-@dataclass
-class CtEntry:
-    """One connection: its original-direction tuple and what was committed to it."""
-
-    zone: int
-    orig: Tuple5          # as the ct_nw_* / ct_tp_* fields show it
-    mark: int = 0
-    label: int = 0
-
-    def read(self, name: str) -> int:
-        return self.mark if name == "ct_mark" else self.label
-
-
-class CtKey(NamedTuple):
-    """How conntrack finds a packet's connection."""
-
-    mine: Tuple5      # this packet's direction
-    other: Tuple5     # the opposite direction
-    shown: Tuple5     # what ct_nw_*/ct_tp_* show if this packet starts the connection
-
-
-def ct_key(h: Mapping[str, int]) -> CtKey:
-    """TCP and UDP by ports; ICMP echo by its id (request and reply pair up); any
-    other protocol by its addresses alone."""
-    if h.get("eth_type") != ETH_IP or "ipv4_src" not in h:
-        raise InterpretError("ct on a packet that is not IPv4 (OVS requires ip in the match)")
-    proto, src, dst = h.get("ip_proto", 0), h["ipv4_src"], h["ipv4_dst"]
-    if proto in TP_FIELDS:
-        sport, dport = (h.get(f, 0) for f in TP_FIELDS[proto])
-        mine = (proto, src, dst, sport, dport)
-        return CtKey(mine, (proto, dst, src, dport, sport), mine)
-    if proto == IPPROTO_ICMP and h.get("icmp_type") in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
-        ident, req = h.get("icmp_id", 0), int(h["icmp_type"] == ICMP_ECHO_REQUEST)
-        return CtKey((proto, src, dst, ident, req), (proto, dst, src, ident, 1 - req),
-                     (proto, src, dst, h["icmp_type"], h.get("icmp_code", 0)))
-    return CtKey((proto, src, dst, 0, 0), (proto, dst, src, 0, 0), (proto, src, dst, 0, 0))
-
-
-TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-
-
-def tcp_invalid(h: Mapping[str, int], known: bool) -> bool:
-    """What OVS's userspace conntrack calls +inv by the TCP flags alone (conntrack-tcp.c:
-    ``tcp_invalid_flags``, and ``tcp_valid_new`` for a packet that would open a
-    connection).  A packet given without ``tcp_flags`` passes."""
-    flags = h.get("tcp_flags")
-    if flags is None or h.get("ip_proto") != IPPROTO_TCP:
-        return False
-    if flags & TCP_SYN:
-        if flags & (TCP_RST | TCP_FIN):
-            return True
-    elif not flags & (TCP_ACK | TCP_RST):
-        return True
-    if not flags & TCP_ACK and flags & (TCP_FIN | TCP_PSH | TCP_URG):
-        return True
-    return not known and flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
-
-
-class Conntrack:
-    """The datapath's connection table: it outlives packets and pipeline recompiles."""
-
-    def __init__(self) -> None:
-        self._by_key: dict[tuple[int, Tuple5], tuple[CtEntry, bool]] = {}
-
-    def lookup(self, zone: int, key: CtKey) -> tuple[CtEntry | None, bool]:
-        """The connection's entry, and whether the packet travels in its reply direction."""
-        return self._by_key.get((zone, key.mine), (None, False))
-
-    def commit(self, zone: int, key: CtKey) -> tuple[CtEntry, bool, bool]:
-        """(entry, reply direction, created): the connection's entry, made if absent with
-        this packet's direction as the original one."""
-        entry, reply = self.lookup(zone, key)
-        if entry is not None:
-            return entry, reply, False
-        entry = CtEntry(zone, key.shown)
-        self._by_key[(zone, key.mine)] = (entry, False)
-        self._by_key[(zone, key.other)] = (entry, True)
-        return entry, False, True
-
-    def entries(self, zone: int | None = None) -> list[CtEntry]:
-        return [e for e, reply in self._by_key.values()
-                if not reply and (zone is None or e.zone == zone)]
-
-    def clear(self) -> None:
-        self._by_key.clear()
-
-    def flush_zone(self, zone: int) -> None:
-        """Forget every connection of one zone (what NXT_CT_FLUSH_ZONE asks of OVS)."""
-        self._by_key = {k: v for k, v in self._by_key.items() if k[0] != zone}
-
-    def __len__(self) -> int:
-        return len(self._by_key) // 2
 
 
 @dataclass
@@ -470,7 +151,7 @@ class _Entry:
 def _entry(f: Flow) -> _Entry:
     """A flow ready for lookups (cached: a recompile gives mostly the same flows)."""
     soft = bool(f.actions) and all(isinstance(a, Conjunction) for a in f.actions)
-    return _Entry(f, tuple(_match_entry(*m) for m in f.match), soft)
+    return _Entry(f, tuple(match_entry(*m) for m in f.match), soft)
 
 
 def _matches(entry: _Entry, pkt: Packet) -> bool:
@@ -643,13 +324,13 @@ class _Run:
 
     # --- one handler per action ---
     def _load(self, pkt: Packet, a: Load, flow: Flow) -> None:
-        _write_bits(pkt, a.dst, a.ofs, a.nbits, a.value)
+        write_bits(pkt, a.dst, a.ofs, a.nbits, a.value)
 
     def _set_field(self, pkt: Packet, a: SetField, flow: Flow) -> None:
         pkt.write(a.field, to_int(a.field, a.value))
 
     def _move(self, pkt: Packet, a: Move, flow: Flow) -> None:
-        _write_bits(pkt, a.dst, a.dst_ofs, a.nbits, _read_bits(pkt, a.src, a.src_ofs, a.nbits))
+        write_bits(pkt, a.dst, a.dst_ofs, a.nbits, read_bits(pkt, a.src, a.src_ofs, a.nbits))
 
     def _output(self, pkt: Packet, a: Output, flow: Flow) -> None:
         in_port = pkt.meta["in_port"]
@@ -696,7 +377,7 @@ class _Run:
         pkt.write("nw_ttl", ttl - 1)
 
     def _ct(self, pkt: Packet, a: Ct, flow: Flow) -> None:
-        zone = _read_bits(pkt, a.zone_field.register, a.zone_field.ofs, a.zone_field.nbits)
+        zone = read_bits(pkt, a.zone_field.register, a.zone_field.ofs, a.zone_field.nbits)
         if a.exec_ and not a.commit:
             raise InterpretError("ct exec without commit")
         key = ct_key(pkt.headers)
@@ -709,10 +390,10 @@ class _Run:
             view = _ExecView(pkt, entry)
             for x in a.exec_:
                 if isinstance(x, Load):
-                    _write_bits(view, x.dst, x.ofs, x.nbits, x.value)
+                    write_bits(view, x.dst, x.ofs, x.nbits, x.value)
                 elif isinstance(x, Move):
-                    _write_bits(view, x.dst, x.dst_ofs, x.nbits,
-                                _read_bits(view, x.src, x.src_ofs, x.nbits))
+                    write_bits(view, x.dst, x.dst_ofs, x.nbits,
+                                read_bits(view, x.src, x.src_ofs, x.nbits))
                 elif isinstance(x, SetField):
                     view.write(x.field, to_int(x.field, x.value))
                 else:
