@@ -169,22 +169,22 @@ class Service:
     def conntrack_flush_due(self, dpid: int) -> list[int]:
         """The router zones of a switch to flush because the classification generation
         wrapped (a new epoch) since that switch was last flushed; empty if none is due.
-        A switch seen for the first time is taken as current."""
-        with self._lock:
-            seen = self.flushed_epochs.get(dpid)
-            if seen is None:
-                self.conntrack_flushed(dpid)
-            if seen in (None, self.generations.classify_epoch):
-                return []
-            return sorted(r.ct_zone for r in self.model.all("routers") if r.dpid == dpid)
+        A switch seen for the first time is taken as current.  Called by a push, which
+        may hold the app's sync lock while a change holds ours and waits for that lock:
+        so it takes no lock (it reads committed state and writes only its own)."""
+        seen = self.flushed_epochs.get(dpid)
+        if seen is None:
+            self.conntrack_flushed(dpid)
+        if seen in (None, self.generations.classify_epoch):
+            return []
+        return sorted(r.ct_zone for r in self.model.all("routers") if r.dpid == dpid)
 
     def conntrack_flushed(self, dpid: int) -> None:
         """Remember (persistently: a switch away during a wrap is flushed when it is back,
-        even after a controller restart) that a switch is flushed up to this epoch."""
-        with self._lock:
-            self.flushed_epochs[dpid] = self.generations.classify_epoch
-            self.store.commit([], self.counters, {
-                "conntrack_flushed": sorted(self.flushed_epochs.items())})
+        even after a controller restart) that a switch is flushed up to this epoch.  No
+        lock, as above; the store commits this one state key alone."""
+        self.flushed_epochs[dpid] = self.generations.classify_epoch
+        self.store.commit([], {}, {"conntrack_flushed": sorted(self.flushed_epochs.items())})
 
     def _bump(self, which: str) -> Generations:
         """The next value of one generation (8 bits, wrapping; the classification

@@ -333,3 +333,27 @@ def test_a_service_plane_on_the_routers_own_bridge_is_refused(service):
         service.update("routers", "edge", {"service_plane_dpid": router.dpid})
     assert err.value.field == "service_plane_dpid"
     assert service.find("routers", "edge").service_plane_dpid is None
+
+
+def test_the_flush_check_does_not_wait_for_a_change_in_progress(service):
+    """A push holds the app's sync lock and asks whether a flush is due, while a change
+    may hold the service's lock and wait for that sync lock: the check must not take
+    the service's lock (it did, and a change racing a switch connect hung)."""
+    import threading
+    dpid = service.find("routers", "edge").dpid
+    held, release = threading.Event(), threading.Event()
+
+    def change_in_progress() -> None:
+        with service._lock:
+            held.set()
+            release.wait(5)
+    t = threading.Thread(target=change_in_progress)
+    t.start()
+    held.wait(5)
+    answered = []
+    checker = threading.Thread(target=lambda: answered.append(service.conntrack_flush_due(dpid)))
+    checker.start()
+    checker.join(2)
+    release.set()
+    t.join()
+    assert answered == [[]]
