@@ -29,7 +29,8 @@ def test_restart_keeps_connections_config_and_flows(controller, edge_net):
     assert len(flows_before) == len(set(flows_before))
 
     sport = pick_sport(edge_net, 80, "up1")
-    t = run_transfer(edge_net, sport, 80, chunks=60, interval=0.05)
+    # long enough to outlast the restart (2.5-3 s here: stop with grace, start, connect)
+    t = run_transfer(edge_net, sport, 80, chunks=200, interval=0.05)
     time.sleep(0.8)
     f_before = harness.edge.biw_counters(edge_net)[0]
     controller.restart()
