@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import subprocess
-import threading
 import time
 
 from ryu import cfg
@@ -25,7 +24,6 @@ from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3
 
 from openflow_tables import layout as L
-from openflow_tables.compile import Pipeline
 from openflow_tables.flow import Load, Resubmit
 from openflow_tables.layout import (PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS, PIPELINE_FLOW_PROGRAM,
                                     PIPELINE_PROBE)
@@ -39,6 +37,7 @@ from ryu_si.logs import dpid_str, event
 from ryu_si.api.rest import APP_KEY, SIFallbackController, SIRestController
 from ryu_si.datapath.neighbors import Neighbors
 from ryu_si.datapath.ovsdb_names import bridge_of, name_tables
+from ryu_si.datapath.pusher import Pusher
 from ryu_si.control.service import Compiled, Service
 from ryu_si.control.store import Store
 from ryu_si.datapath.switch import Switch
@@ -69,10 +68,10 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.switches: dict[int, Switch] = {}
         self.ports: dict[int, dict[str, int]] = {}
         self._foreign_cookies: set[int] = set()
-        self._sync_lock = threading.RLock()
         self.started = time.time()
         self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change,
                                self._connected_ports)
+        self.pusher = Pusher(self.service, self.switches, self.ports)
         self.neighbors = Neighbors(self.service, self.ports,
                                    lambda dpid: self.service.pipeline(dpid,
                                                                       self.ports.get(dpid, {})))
@@ -98,50 +97,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
         return self.ports.get(dpid) if dpid in self.switches else None
 
     def _on_change(self, compiled: Compiled) -> None:
-        """Push a committed change to every switch; a switch that fails is reported in
-        /health and reconciled when it reconnects (the change itself is stored)."""
-        for dpid in list(self.switches):
-            try:
-                self._sync(dpid, full=False, compiled=compiled.get(dpid))
-            except Exception:  # noqa: BLE001 - one bad switch must not fail the request
-                event(LOG, logging.ERROR, "switch_push_failed", dpid=dpid_str(dpid),
-                      exc_info=True)
-
-    def _sync(self, dpid: int, full: bool,
-              compiled: tuple[dict[str, int], Pipeline] | None = None) -> None:
-        """Compile (unless the change's check compiled this switch's pipeline for its
-        ports already) and send under one lock, so an older compile never lands last.
-        Logged: every reconcile, and every push that sent something (compile to barrier)."""
-        with self._sync_lock:
-            sw = self.switches.get(dpid)
-            if sw is None:
-                return
-            started = time.monotonic()
-            ports = self.ports.get(dpid, {})
-            pipe = compiled[1] if compiled and compiled[0] == ports else \
-                self.service.pipeline(dpid, ports)
-            (sw.reconcile if full else sw.push)(pipe.flows, pipe.groups)
-            summary = {"flow_mods": sw.counters.flow_mods_last,
-                       "group_mods": sw.counters.group_mods_last,
-                       "seconds": round(time.monotonic() - started, 3)}
-            self._flush_if_wrapped(dpid, sw)
-        if full:
-            event(LOG, logging.INFO, "switch_reconciled", dpid=dpid_str(dpid),
-                  flows=len(pipe.flows), groups=len(pipe.groups), **summary)
-        elif summary["flow_mods"] or summary["group_mods"]:
-            event(LOG, logging.INFO, "switch_synced", dpid=dpid_str(dpid), **summary)
-
-    def _flush_if_wrapped(self, dpid: int, sw: Switch) -> None:
-        """After the pipeline of a new classification epoch is on the switch, empty its
-        routers' conntrack zones: an idle record stamped 256 bumps ago would otherwise
-        read as current.  Open connections carry on (conntrack picks them up mid-stream,
-        and their next packet is classified)."""
-        zones = self.service.conntrack_flush_due(dpid)
-        if zones:
-            sw.flush_conntrack(zones)
-            self.service.conntrack_flushed(dpid)
-            event(LOG, logging.INFO, "conntrack_flushed", dpid=dpid_str(dpid), zones=zones,
-                  epoch=self.service.generations.classify_epoch)
+        self.pusher.on_change(compiled)
 
     # --- switch events -------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -162,7 +118,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
         event(LOG, logging.INFO, "switch_connected", dpid=dpid_str(dp.id),
               ports=self.ports[dp.id])
         name_tables(dp.id)
-        self._sync(dp.id, full=True)
+        self.pusher.sync(dp.id, full=True)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev) -> None:

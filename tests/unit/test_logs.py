@@ -7,7 +7,6 @@ import json
 import logging
 import logging.handlers
 import re
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +15,7 @@ from ryu import cfg
 from ryu_si.control import config as si_config
 from ryu_si import logs
 from ryu_si.api import rest
-from ryu_si.app import ServiceInsertionApp
+from ryu_si.datapath.pusher import Pusher
 from ryu_si.logs import event
 from ryu_si.datapath.switch import Counters
 
@@ -270,7 +269,7 @@ def test_the_si_log_format_option_is_registered():
         cfg.CONF.clear_override("log_format", group="si")
 
 
-# --- wiring: app._sync and the REST handler --------------------------------------
+# --- wiring: the pusher and the REST handler --------------------------------------
 class FakeSwitch:
     """Counts like Switch does: a push "sends" what the test says it sends."""
 
@@ -286,10 +285,10 @@ class FakeSwitch:
 
 def sync_events(monkeypatch, full: bool, mods: tuple[int, int]) -> list[dict]:
     pipe = SimpleNamespace(flows=["f1", "f2"], groups=["g1"])
-    app = SimpleNamespace(_sync_lock=threading.RLock(), switches={1: FakeSwitch(*mods)},
-                          ports={}, service=SimpleNamespace(pipeline=lambda dpid, ports: pipe),
-                          _flush_if_wrapped=lambda dpid, sw: None)
-    return json_lines(lambda: ServiceInsertionApp._sync(app, 1, full))
+    service = SimpleNamespace(pipeline=lambda dpid, ports: pipe,
+                              conntrack_flush_due=lambda dpid: [])
+    pusher = Pusher(service, {1: FakeSwitch(*mods)}, {})
+    return json_lines(lambda: pusher.sync(1, full))
 
 
 def test_a_push_that_sent_something_logs_switch_synced(monkeypatch):
