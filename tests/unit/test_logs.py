@@ -262,6 +262,7 @@ def test_log_format_from_option_else_environment_else_text(monkeypatch, conf, en
 
 
 def test_the_si_log_format_option_is_registered():
+    import ryu_si.app  # noqa: F401 - the app registers the [si] options ryu-manager reads
     cfg.CONF.set_override("log_format", "json", group="si")
     try:
         assert si_config.log_format(cfg.CONF.si.log_format) == "json"
