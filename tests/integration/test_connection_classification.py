@@ -84,6 +84,18 @@ def _node_packets(net, port: int) -> int:
     return sum(f + r for f, r in sp.chain_counters(net).values())
 
 
+def _received_around(host, counter: str, serviced, move) -> tuple[int, int, int]:
+    """(node packets before the move, packets received up to the move after a drain,
+    packets received in the 1.5 s after that) of a stream already started."""
+    time.sleep(0.8)
+    before = serviced()
+    move()
+    time.sleep(DRAIN)
+    at_move = _received(host, counter)
+    time.sleep(1.5)
+    return before, at_move, _received(host, counter) - at_move
+
+
 @pytest.mark.parametrize("rule", RULES)
 def test_moved_onto_a_drop_interface_the_server_receives_nothing(split_rules, edge_net, rule):
     """A pipelined stream is moved from uplink1 (redirect) to uplink2 (drop) while
@@ -95,13 +107,9 @@ def test_moved_onto_a_drop_interface_the_server_receives_nothing(split_rules, ed
     node0 = _node_packets(edge_net, port)
     t = run_transfer(edge_net, sport, port, chunks=400, interval=0.005)
     try:
-        time.sleep(0.8)
-        serviced = _node_packets(edge_net, port) - node0
-        move_connection(edge_net, sport, "up2")
-        time.sleep(DRAIN)
-        at_move = _received(edge_net["srv"], counter)
-        time.sleep(1.5)
-        after = _received(edge_net["srv"], counter) - at_move
+        serviced, at_move, after = _received_around(
+            edge_net["srv"], counter, lambda: _node_packets(edge_net, port) - node0,
+            lambda: move_connection(edge_net, sport, "up2"))
     finally:
         res = t.wait(3)
     assert serviced >= 10, serviced          # redirected at uplink1 before the move
@@ -114,7 +122,7 @@ def test_moved_onto_a_drop_interface_the_server_receives_nothing(split_rules, ed
 def test_readding_an_interface_brings_the_open_connection_back(split_rules, edge_net, rule):
     """Off the node and back onto it, the same open connection.  Not on a chain of
     NSH-unaware nodes: their proxy's conntrack zone finds the resumed stream out of
-    its TCP window and drops it (README, known limits)."""
+    its TCP window and drops it (README: the proxy's design, not built yet)."""
     port = RULES[rule]
     sport = pick_sport(edge_net, port, "up1")
     t = run_transfer(edge_net, sport, port, chunks=120, interval=0.025)
@@ -143,14 +151,10 @@ def test_egress_classified_connection_moved_onto_a_drop_interface(split_rules, e
     t = run_transfer(edge_net, sport, EGRESS_PORT, chunks=400, interval=0.005,
                      client="srv", server="cli", dst=edge.CLI_IP)
     try:
-        time.sleep(0.8)
-        serviced = sum(edge.biw_counters(edge_net)) - node0
-        _rest(split_rules, "PATCH", "routes/clients",
-              {"next_hop": "10.0.2.2", "interface": "uplink2"})
-        time.sleep(DRAIN)
-        at_move = _received(edge_net["cli"], counter)
-        time.sleep(1.5)
-        after = _received(edge_net["cli"], counter) - at_move
+        serviced, at_move, after = _received_around(
+            edge_net["cli"], counter, lambda: sum(edge.biw_counters(edge_net)) - node0,
+            lambda: _rest(split_rules, "PATCH", "routes/clients",
+                          {"next_hop": "10.0.2.2", "interface": "uplink2"}))
     finally:
         res = t.wait(3)
         _rest(split_rules, "PATCH", "routes/clients",
