@@ -35,10 +35,14 @@ class Generations:
     def classify_epoch(self) -> int:
         return self.classify >> L.GEN_CLASSIFY.nbits
 
+    def transport_values(self) -> dict[L.Field, int]:
+        """Each transport generation's field and its 8-bit value."""
+        vals = (self.flow_program, self.bfd, self.spi_fail, self.sn)
+        return {f: v & 0xFF for f, v in zip(L.GENERATIONS, vals)}
+
     def packed(self) -> int:
         """The value of the generations register (and ct_label bits 96-127)."""
-        vals = (self.flow_program, self.bfd, self.spi_fail, self.sn)
-        return sum(f.value(v & 0xFF) for f, v in zip(L.GENERATIONS, vals))
+        return sum(f.value(v) for f, v in self.transport_values().items())
 
 
 @dataclass
@@ -58,7 +62,7 @@ class Context:
     down_nodes: frozenset = frozenset()
     learned_neighbors: dict[tuple[str, str], str] = field(default_factory=dict)
     paths: dict[str, list[ServicePath]] = field(default_factory=dict)   # chain id -> paths
-    failed_spis: frozenset = frozenset()        # SPIs of paths that went down (revalidated)
+    failed_paths: dict[int, tuple[int, ...]] = field(default_factory=dict)  # down SPI -> backups
     probe_spis: dict[str, int] = field(default_factory=dict)   # chain node id -> probe SPI
     instructions: list[Instruction] = field(default_factory=list)  # flow programming
     routers: list[m.Router] = field(init=False)
@@ -142,6 +146,11 @@ class Context:
 
     def path_by_spi(self, spi: int) -> Any | None:
         return next((p for ps in self.paths.values() for p in ps if p.spi == spi), None)
+
+    def backup_of(self, failed_spi: int) -> ServicePath | None:
+        """The first backup of a failed path that is up now (None: none is)."""
+        ups = (self.path_by_spi(b) for b in self.failed_paths.get(failed_spi, ()))
+        return next((p for p in ups if p is not None and p.state == "up"), None)
 
     def nsh_paths(self) -> list[tuple[int, tuple[str, ...]]]:
         """(SPI, hops) of every way through the service plane: each direction of every

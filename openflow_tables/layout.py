@@ -458,7 +458,7 @@ TABLES: tuple[Table, ...] = (
           "lookup); stale ones are revalidated by this packet: flow programming first, "
           "then the failed set, else they are re-stamped.",
           ("transport", "flow_program"),
-          match=(GEN_TRANSPORT,)),
+          match=(TRANSPORT, *GENERATIONS)),
     Table(13, "flow_program",
           "Flow-programming instructions, one flow per direction of each programmed "
           "connection: drop, accept (skip the rest of the chain), reroute (a new "

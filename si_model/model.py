@@ -15,7 +15,7 @@ CLASSIFYING_ROLES = ("uplink", "vti")
 TRANSPORTS = ("chain", "l3", "biw")
 ACTIONS = ("redirect", "allow", "drop")
 FAILURE_POLICIES = ("pass", "fail")
-STRATEGIES = ("hash", "round_robin", "local")
+STRATEGIES = ("hash", "local")
 TIERS = ("t0", "t1")
 
 # What one router may hold, as the model promises it: the datapath layout is sized for
@@ -33,6 +33,7 @@ class Router:
     name: str
     tier: str = "t0"
     parent: str | None = None
+    host: str | None = None                 # where the router runs: "local" paths live here
     dpid: int | None = None
     service_plane_dpid: int | None = None   # the service plane bridge of this router
     service_plane_port: str | None = None   # its port toward the router
@@ -102,7 +103,6 @@ class Chain:
     name: str
     profiles: list[str] = field(default_factory=list)
     reverse_profiles: list[str] | None = None
-    failure_policy: str = "pass"
     strategy: str = "hash"
     num: int = 0
 

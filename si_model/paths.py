@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from si_model.model import Chain, Model, ServiceNode
 MAX_SPI = (1 << 24) - 1
 ROUTER_HOSTS = (None, "router")
 SOURCE, SINK = "source", "sink"
-WEIGHT_SCALE = 100
 
 # (host crossings, reuse of already chosen nodes, load, (num, id) of each hop)
 Key = tuple[int, int, float, tuple[tuple[int, str], ...]]
@@ -36,7 +34,7 @@ class ServicePath:
 
     ``host_crossings`` counts, along the forward walk router → hops[0] → … →
     hops[-1] → router, the adjacent pairs whose hosts differ; a node whose host
-    is None or "router" sits with the router.  So a path wholly on the router's
+    is None, "router" or the routers' own host (``home``) sits with the router.  So a path wholly on the router's
     host has 0 crossings and one wholly on another single host has 2.
     ``load`` is the sum of the forward hops' loads.  ``backups`` lists the SPIs
     of the chain's other up paths, node-disjoint ones first.
@@ -49,6 +47,7 @@ class ServicePath:
     hops: tuple[str, ...]
     reverse_hops: tuple[str, ...]
     hosts: tuple[str | None, ...]
+    reverse_hosts: tuple[str | None, ...]
     host_crossings: int
     load: float
     state: str = "up"
@@ -94,14 +93,16 @@ def generate(chain: Chain, nodes: Iterable[ServiceNode], *, max_paths: int = 4,
              node_load: Mapping[str, float] | None = None,
              down: frozenset[str] = frozenset(),
              admin_down: frozenset[int] = frozenset(),
-             previous: Sequence[ServicePath] = ()) -> list[ServicePath]:
+             previous: Sequence[ServicePath] = (),
+             home: str | None = None) -> list[ServicePath]:
     """Up to ``max_paths`` up paths of ``chain``, then the admin-down ones met.
 
     Paths in ``previous`` whose nodes are all still live come first, unchanged,
     so a recomputation does not move connections off a working path; the best
     new paths fill the remaining slots.  ``down`` holds failed node ids;
     ``admin_down`` holds SPIs an operator disabled (such paths are listed with
-    state "down" and do not count toward ``max_paths``).
+    state "down" and do not count toward ``max_paths``).  ``home`` is the host the
+    routers run on: nodes there cost no host crossing.
     An empty list means some profile has no live node: the caller applies the
     chain's failure policy.
     """
@@ -109,7 +110,7 @@ def generate(chain: Chain, nodes: Iterable[ServiceNode], *, max_paths: int = 4,
     if not chain.profiles or not all(live.get(p) for p in _profiles(chain)):
         return []
     load = node_load or {}
-    graph = layered_dag([live[p] for p in chain.profiles])
+    graph = layered_dag([live[p] for p in chain.profiles], home)
     up: list[ServicePath] = []
     parked: list[ServicePath] = []
 
@@ -120,18 +121,18 @@ def generate(chain: Chain, nodes: Iterable[ServiceNode], *, max_paths: int = 4,
             up.append(path)
 
     for walks in _survivors(chain, previous, live):
-        place(_path(chain, *walks, load, spi_allocator))
+        place(_path(chain, *walks, load, spi_allocator, home))
     while len(up) < max_paths:
         uses = Counter(n for p in up for n in p.node_ids)
         hops = _next_best(graph, {p.hops for p in (*up, *parked)}, uses, load)
         if hops is None:
             break
-        reverse = _reverse_walk(chain, hops, live, uses, load)
-        place(_path(chain, hops, reverse, load, spi_allocator))
+        reverse = _reverse_walk(chain, hops, live, uses, load, home)
+        place(_path(chain, hops, reverse, load, spi_allocator, home))
     return _finish(up, parked)
 
 
-def layered_dag(layers: Sequence[Sequence[ServiceNode]]) -> nx.DiGraph:
+def layered_dag(layers: Sequence[Sequence[ServiceNode]], home: str | None = None) -> nx.DiGraph:
     """Source → one layer of candidate nodes per profile → sink.
 
     An edge weighs 1 where it crosses hosts, so the lightest walks are the
@@ -142,9 +143,10 @@ def layered_dag(layers: Sequence[Sequence[ServiceNode]]) -> nx.DiGraph:
     for i, layer in enumerate(layers):
         graph.add_nodes_from(((i, n.id), {"node": n}) for n in layer)
         cur = [((i, n.id), n.host) for n in layer]
-        graph.add_weighted_edges_from((u, v, _crossing(hu, hv)) for u, hu in prev for v, hv in cur)
+        graph.add_weighted_edges_from((u, v, _crossing(hu, hv, home))
+                                      for u, hu in prev for v, hv in cur)
         prev = cur
-    graph.add_weighted_edges_from((u, SINK, _crossing(hu, None)) for u, hu in prev)
+    graph.add_weighted_edges_from((u, SINK, _crossing(hu, None, home)) for u, hu in prev)
     return graph
 
 
@@ -170,17 +172,18 @@ def _live_by_profile(chain: Chain, nodes: Iterable[ServiceNode],
     return live
 
 
-def _site(host: str | None) -> str | None:
-    return None if host in ROUTER_HOSTS else host
+def _site(host: str | None, home: str | None) -> str | None:
+    """None for the routers' own host, else the host."""
+    return None if host in ROUTER_HOSTS or host == home else host
 
 
-def _crossing(a: str | None, b: str | None) -> int:
-    return int(_site(a) != _site(b))
+def _crossing(a: str | None, b: str | None, home: str | None) -> int:
+    return int(_site(a, home) != _site(b, home))
 
 
-def _host_crossings(walk: Walk) -> int:
+def _host_crossings(walk: Walk, home: str | None) -> int:
     hosts = [None, *(n.host for n in walk), None]
-    return sum(_crossing(a, b) for a, b in pairwise(hosts))
+    return sum(_crossing(a, b, home) for a, b in pairwise(hosts))
 
 
 def _k_best(graph: nx.DiGraph, k: int, uses: Mapping[str, int],
@@ -224,7 +227,8 @@ def _next_best(graph: nx.DiGraph, taken: set[tuple[str, ...]], uses: Mapping[str
 
 
 def _reverse_walk(chain: Chain, hops: Walk, live: Mapping[str, list[ServiceNode]],
-                  uses: Mapping[str, int], load: Mapping[str, float]) -> Walk:
+                  uses: Mapping[str, int], load: Mapping[str, float],
+                  home: str | None) -> Walk:
     """Reverse hops: the forward node wherever the profile recurs (a stateful
     node must see both directions), the best live node for reverse-only ones.
 
@@ -235,7 +239,7 @@ def _reverse_walk(chain: Chain, hops: Walk, live: Mapping[str, list[ServiceNode]
     for profile, node in zip(chain.profiles, hops, strict=True):
         stacks.setdefault(profile, []).append(node)
     layers = [[stacks[p].pop()] if stacks.get(p) else live[p] for p in _reverse_profiles(chain)]
-    return _k_best(layered_dag(layers), 1, uses, load)[0]
+    return _k_best(layered_dag(layers, home), 1, uses, load)[0]
 
 
 def _survivors(chain: Chain, previous: Sequence[ServicePath],
@@ -264,7 +268,7 @@ def path_key(chain_id: str, hops: Sequence[str]) -> str:
 
 
 def _path(chain: Chain, hops: Walk, reverse: Walk, load: Mapping[str, float],
-          spi_allocator: Callable[[str], int]) -> ServicePath:
+          spi_allocator: Callable[[str], int], home: str | None) -> ServicePath:
     """SPIs come from the hop sequences, so the same hops always get the same SPI.
 
     The reverse key includes the forward hops: two paths that differ only in a
@@ -277,7 +281,8 @@ def _path(chain: Chain, hops: Walk, reverse: Walk, load: Mapping[str, float],
         chain=chain.id, index=0, spi=spi_allocator(key),
         reverse_spi=spi_allocator(f"rev:{key}:{'/'.join(rev_ids)}"),
         hops=ids, reverse_hops=rev_ids, hosts=tuple(n.host for n in hops),
-        host_crossings=_host_crossings(hops), load=sum(load.get(i, 0.0) for i in ids))
+        reverse_hosts=tuple(n.host for n in reverse),
+        host_crossings=_host_crossings(hops, home), load=sum(load.get(i, 0.0) for i in ids))
 
 
 def _finish(up: list[ServicePath], parked: list[ServicePath]) -> list[ServicePath]:
@@ -297,31 +302,30 @@ def _backups(path: ServicePath, up: Sequence[ServicePath]) -> tuple[int, ...]:
 # --- select group weights -----------------------------------------------------------
 
 def select_weights(paths: Iterable[ServicePath], strategy: str,
-                   local_host: str | None = None) -> dict[int, int]:
+                   home: str | None = None) -> dict[int, int]:
     """Bucket weights (SPI → weight) of the chain's select group, up paths only.
 
-    ``local`` compares first-hop hosts with ``local_host`` (None: the router's).
+    ``hash`` spreads connections evenly over the up paths.  ``local`` keeps them
+    on the local paths (every hop, both directions, on the routers' host ``home``)
+    while one is up, and spreads them over all up paths when none is.
     """
     up = [p for p in paths if p.state == "up"]
     if strategy == "hash":
         return {p.spi: 1 for p in up}
-    if strategy == "round_robin":
-        return _inverse_load_weights(up)
     if strategy == "local":
-        local = [p for p in up if _site(p.hosts[0]) == _site(local_host)]
+        local = [p for p in up if is_local(p, home)]
         return {p.spi: 1 for p in local or up}
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
-def _inverse_load_weights(paths: Sequence[ServicePath]) -> dict[int, int]:
-    """Weights ∝ 1/(1 + load): the shift keeps idle paths finite; reduced by the
-    gcd so equal loads give weight 1 each."""
-    if not paths:
-        return {}
-    least = min(p.load for p in paths)
-    raw = {p.spi: max(1, round(WEIGHT_SCALE * (1 + least) / (1 + p.load))) for p in paths}
-    div = math.gcd(*raw.values())
-    return {spi: w // div for spi, w in raw.items()}
+def is_local(path: ServicePath, home: str | None) -> bool:
+    """Every node of the path, forward and reverse, runs where the routers run."""
+    return all(_site(h, home) is None for h in (*path.hosts, *path.reverse_hosts))
+
+
+def routers_home(model: Model) -> str | None:
+    """The host the routers run on, when they name one (validation keeps it one)."""
+    return next((r.host for r in model.all("routers") if r.host), None)
 
 
 def chain_paths(model: Model, spis: SpiTable, down: Iterable[str] = frozenset(),
@@ -330,8 +334,10 @@ def chain_paths(model: Model, spis: SpiTable, down: Iterable[str] = frozenset(),
                 ) -> dict[str, list[ServicePath]]:
     """Service paths of every chain of the model; surviving paths keep their SPIs."""
     nodes = [n for n in model.all("service-nodes") if n.transport == "chain"]
+    home = routers_home(model)
     return {c.id: generate(c, nodes, spi_allocator=spis.allocate, down=frozenset(down),
-                           admin_down=admin_down, previous=(previous or {}).get(c.id, ()))
+                           admin_down=admin_down, previous=(previous or {}).get(c.id, ()),
+                           home=home)
             for c in model.all("chains")}
 
 

@@ -258,7 +258,7 @@ def rule_match(f: str, v: Any) -> dict[str, Any]:
 # --- per-kind schemas: field -> (checker, required) ----------------------------
 SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "routers": {"name": (name, True), "tier": (enum(*m.TIERS), False),
-                "parent": (string, False), "dpid": (dpid, False),
+                "parent": (string, False), "host": (name, False), "dpid": (dpid, False),
                 "service_plane_dpid": (dpid, False), "service_plane_port": (name, False)},
     "interfaces": {"name": (name, True), "router": (string, True), "port": (name, True),
                    "role": (enum(*m.ROLES), True), "ip": (iface_cidr, False),
@@ -276,7 +276,6 @@ SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
                       "admin_state": (enum("up", "down"), False)},
     "chains": {"name": (name, True), "profiles": (string_list, True),
                "reverse_profiles": (string_list, False),
-               "failure_policy": (enum(*m.FAILURE_POLICIES), False),
                "strategy": (enum(*m.STRATEGIES), False)},
     "policies": {"name": (name, True), "chain": (string, False),
                  "l3_nodes": (string_list, False), "biw_nodes": (string_list, False),
@@ -376,6 +375,9 @@ def check_model(model: m.Model) -> None:
     _unique(model, "interfaces", "port")
     for r in model.all("routers"):
         _check_router(model, r)
+    if len({r.host for r in model.all("routers") if r.host}) > 1:
+        raise ValidationError("host", "every router runs on the one edge host: service "
+                              "paths are ranked and 'local' is judged from it", 409)
     for i in model.all("interfaces"):
         _check_interface(i)
     for rt in model.all("routes"):

@@ -77,10 +77,24 @@ def commit_flows(ctx: Context) -> list:
     ]
 
 
+# The generations a record of each transport depends on (FIG. 14): a node or path
+# liveness change of one transport leaves the records of the others on the fast path.
+TRANSPORT_GENERATIONS: dict[int, tuple[L.Field, ...]] = {
+    L.TRANSPORT_NONE: (L.GEN_FLOW_PROGRAM,),
+    L.TRANSPORT_DROP: (L.GEN_FLOW_PROGRAM,),
+    L.TRANSPORT_BIW: (L.GEN_FLOW_PROGRAM, L.GEN_BFD),
+    L.TRANSPORT_CHAIN: (L.GEN_FLOW_PROGRAM, L.GEN_SPI_FAIL),
+    L.TRANSPORT_L3: (L.GEN_FLOW_PROGRAM, L.GEN_SN),
+}
+
+
 def gen_check_flows(ctx: Context) -> list:
-    """Fast path for current records; stale ones go through revalidation."""
+    """Fast path for records current in the generations of their own transport;
+    stale ones go through flow programming and revalidation."""
+    current = ctx.generations.transport_values()
     return [
-        flow("gen_check", 10, match(**{L.GEN_TRANSPORT.register: ctx.generations.packed()}),
-             goto="transport", cookie=L.cookie("generation")),
-        flow("gen_check", 0, (), goto="flow_program", cookie=L.PIPELINE_COOKIE),
-    ]
+        flow("gen_check", 10,
+             match(**fields((L.TRANSPORT, code), *((g, current[g]) for g in gens))),
+             goto="transport", cookie=L.cookie("generation"))
+        for code, gens in TRANSPORT_GENERATIONS.items()
+    ] + [flow("gen_check", 0, (), goto="flow_program", cookie=L.PIPELINE_COOKIE)]

@@ -6,7 +6,7 @@ from openflow_tables.context import Context
 from openflow_tables.flow import (Bucket, Group, GroupAction, Load, Resubmit, fields, flow,
                                   group, match)
 from si_model import model as m
-from si_model.paths import select_weights
+from si_model.paths import routers_home, select_weights
 
 
 def used_policies(ctx: Context) -> list[m.Policy]:
@@ -31,7 +31,7 @@ def _path_buckets(ctx: Context, policy: m.Policy) -> list[Bucket]:
     """One bucket per up service path of the chain, weighted by the chain's strategy."""
     chain = ctx.model.get("chains", policy.chain)
     paths = ctx.up_paths(chain.id)
-    weights = select_weights(paths, chain.strategy) if paths else {}
+    weights = select_weights(paths, chain.strategy, routers_home(ctx.model)) if paths else {}
     first = L.NSH_FIRST_SI
     return [Bucket(_decision(L.TRANSPORT_CHAIN, L.path_header(p.spi, first),
                              L.path_header(p.reverse_spi, first)),

@@ -24,12 +24,8 @@ def _program_actions(ctx: Context, ins) -> tuple[list, str | None]:
     if ins.action == "none":
         return [], "revalidate"
     if ins.action == "reroute":
-        path = ctx.path_by_spi(ins.spi)
-        rev = path.reverse_spi if path is not None else ins.spi
-        return [Load.field(L.TRANSPORT, L.TRANSPORT_CHAIN),
-                Load.field(L.FWD_DATA, L.path_header(ins.spi, L.NSH_FIRST_SI)),
-                Load.field(L.REV_DATA, L.path_header(rev, L.NSH_FIRST_SI)),
-                Resubmit("commit")], None
+        path = ctx.path_by_spi(ins.spi)        # gone or down since: choose again
+        return (_to_path(path) if path and path.state == "up" else [Resubmit("policy")]), None
     transport = L.TRANSPORT_DROP if ins.action == "drop" else L.TRANSPORT_NONE
     return [Load.field(L.TRANSPORT, transport), Resubmit("commit")], None
 
@@ -52,8 +48,17 @@ def flow_program_flows(ctx: Context) -> list:
     return out + [flow("flow_program", 0, (), goto="revalidate", cookie=L.PIPELINE_COOKIE)]
 
 
+def _to_path(path) -> list:
+    """Put the connection on ``path`` (both directions, from its first hop) and commit."""
+    return [Load.field(L.TRANSPORT, L.TRANSPORT_CHAIN),
+            Load.field(L.FWD_DATA, L.path_header(path.spi, L.NSH_FIRST_SI)),
+            Load.field(L.REV_DATA, L.path_header(path.reverse_spi, L.NSH_FIRST_SI)),
+            Resubmit("commit")]
+
+
 def revalidate_flows(ctx: Context) -> list:
-    """Records on a failed node or path go through their policy again."""
+    """Records on a failed node go through their policy again; records on a failed
+    path move to its first backup that is up (through the policy when none is)."""
     out = []
     for node in ctx.model.all("service-nodes"):
         if node.transport in ("biw", "l3") and not ctx.node_live(node):
@@ -61,8 +66,10 @@ def revalidate_flows(ctx: Context) -> list:
             out.append(flow("revalidate", 10,
                             match(**fields((L.TRANSPORT, code), (L.FWD_DATA, node.num))),
                             [Resubmit("policy")], cookie=L.cookie("service_node", node.num)))
-    for spi in sorted(ctx.failed_spis):
+    for spi in sorted(ctx.failed_paths):
+        backup = ctx.backup_of(spi)
         out.append(flow("revalidate", 10,
                         match(**fields((L.TRANSPORT, L.TRANSPORT_CHAIN), (L.FWD_SPI, spi))),
-                        [Resubmit("policy")], cookie=L.cookie("path", spi)))
+                        _to_path(backup) if backup else [Resubmit("policy")],
+                        cookie=L.cookie("path", spi)))
     return out + [flow("revalidate", 0, (), [Resubmit("commit")], cookie=L.PIPELINE_COOKIE)]

@@ -131,7 +131,9 @@ UP_DOWN = {"type": "string", "enum": ["up", "down"]}
 # rest.py's view of a service path: names instead of ids, and the operator's switch.
 SERVICE_PATH = _pick(type_schema(ServicePath),
                      ("chain", "spi", "reverse_spi", "hops", "reverse_hops", "hosts",
-                      "host_crossings", "state", "backups"), admin_state=UP_DOWN)
+                      "host_crossings", "state", "backups"), admin_state=UP_DOWN,
+                     local={"type": "boolean",
+                            "description": "every hop runs on the routers' host"})
 COUNTERS = {"packets": {"type": "integer"}, "bytes": {"type": "integer"}}
 STATS = {"type": "object", "properties": {
     "rules": {"type": "array", "items": {"type": "object", "properties": {
@@ -151,7 +153,11 @@ LIVENESS = _object(interval_s={"type": "number"}, multiplier={"type": "integer"}
                        "lateness over its last rounds")},
                    nodes={"type": "object", "additionalProperties": NODE_LIVENESS},
                    down_nodes={"type": "array", "items": {"type": "string"}},
-                   failed_spis={"type": "array", "items": {"type": "integer"}},
+                   failed_paths={"type": "array", "items": _object(
+                       spi={"type": "integer"},
+                       backup=_nullable({"type": "integer", "description": (
+                           "the up path its connections move to (null: none is up; "
+                           "they go through the policy again)")}))},
                    generations=type_schema(Generations))
 HEALTH = _object(
     status={"type": "string", "enum": ["ok", "degraded"]},

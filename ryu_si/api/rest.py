@@ -20,6 +20,7 @@ from ryu_si.api import openapi
 from ryu_si.diagnose import trace
 from si_model import model as m
 from si_model.document import DuplicateKeyError, parse_document, parse_json
+from si_model.paths import is_local, routers_home
 from ryu_si.logs import event
 from si_model.validate import ValidationError
 
@@ -170,7 +171,9 @@ class SIRestController(ControllerBase):
         return {"chain": self.service.model.get("chains", p.chain).name, "spi": p.spi,
                 "reverse_spi": p.reverse_spi, "hops": self._names(p.hops),
                 "reverse_hops": self._names(p.reverse_hops), "hosts": list(p.hosts),
-                "host_crossings": p.host_crossings, "state": p.state, "backups": list(p.backups),
+                "host_crossings": p.host_crossings,
+                "local": is_local(p, routers_home(self.service.model)),
+                "state": p.state, "backups": list(p.backups),
                 "admin_state": "down" if p.spi in self.service.paths_admin_down else "up"}
 
     @route("si", BASE + "/{kind}", methods=["GET"], requirements={"kind": KIND_RE})

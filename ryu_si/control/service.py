@@ -45,7 +45,7 @@ class Service:
         self.spis = SpiTable.from_dict(state.get("spis", {}))
         self.paths_admin_down: set[int] = set(state.get("paths_admin_down", []))
         self.down_nodes: frozenset[str] = frozenset()
-        self.failed_spis: frozenset[int] = frozenset()
+        self.failed_paths: dict[int, tuple[int, ...]] = {}   # failed SPI -> its backups
         self.paths: dict[str, list[ServicePath]] = {}
         self.instructions: list[flowprog.Instruction] = [
             flowprog.Instruction(**d) for d in state.get("instructions", [])]
@@ -70,7 +70,7 @@ class Service:
         return Context(model, dpid, ports, bits, gens or self.generations,
                        down_nodes=self.down_nodes,
                        learned_neighbors=self.learned_neighbors, paths=paths,
-                       failed_spis=self.failed_spis, probe_spis=probes,
+                       failed_paths=self.failed_paths, probe_spis=probes,
                        instructions=self.instructions)
 
     def pipeline(self, dpid: int, ports: dict[str, int]) -> Pipeline:
@@ -230,17 +230,22 @@ class Service:
     GENERATION_OF = {"biw": "bfd", "chain": "spi_fail", "l3": "sn"}
 
     def set_node_state(self, node_id: str, up: bool) -> None:
-        """A node went down or came back: paths, failed set and its generation follow."""
+        """A node went down or came back: paths, failed paths and its generation follow.
+
+        A path that goes down keeps the backups it had while up: its connections move
+        to the first of them still up (revalidate), not to a fresh hash."""
         with self._lock:
             node = self.model.get("service-nodes", node_id)
             down = self.down_nodes - {node_id} if up else self.down_nodes | {node_id}
             if node is None or down == self.down_nodes:
                 return
-            before = self._up_spis()
+            before = {p.spi: p.backups for ps in self.paths.values() for p in ps
+                      if p.state == "up"}
             self.down_nodes = frozenset(down)
             self.paths = self._compute_paths(self.model)
             after = self._up_spis()
-            self.failed_spis = frozenset((self.failed_spis | (before - after)) - after)
+            self.failed_paths = {spi: backups for spi, backups in
+                                 (self.failed_paths | before).items() if spi not in after}
             self._save_state(self._bump(self.GENERATION_OF[node.transport]))
             self.on_change({})
 

@@ -5,6 +5,8 @@ import copy
 import dataclasses
 import random
 
+import pytest
+
 from openflow_tables import layout as L
 from openflow_tables.analysis import subtables
 from openflow_tables.flow import Conjunction, GroupAction
@@ -165,13 +167,21 @@ def test_adding_one_rule_changes_few_flows_whatever_the_rule_count(service):
         "applied_to", "classify"]                       # a drop rule keeps no decision
 
 
-def test_generation_bump_changes_two_flows(service):
+@pytest.mark.parametrize("which,transports", [
+    ("flow_program", set(L.TRANSPORT_CODES.values()) | {L.TRANSPORT_NONE, L.TRANSPORT_DROP}),
+    ("bfd", {L.TRANSPORT_BIW}), ("spi_fail", {L.TRANSPORT_CHAIN}), ("sn", {L.TRANSPORT_L3})])
+def test_a_generation_bump_changes_the_gen_check_of_its_transports_only(service, which,
+                                                                         transports):
+    """FIG. 14: a biw liveness bump leaves chain and L3 records on the fast path."""
     before = set(compile_for(service).flows)
     gens = service.generations
-    service.set_generations(dataclasses.replace(gens, flow_program=gens.flow_program + 1))
+    service.set_generations(dataclasses.replace(gens, **{which: getattr(gens, which) + 1}))
     after = set(compile_for(service).flows)
-    assert {f.table for f in after - before} == {"commit", "gen_check"}
-    assert len(after - before) == 2       # gen_check, and the commit of new decisions
+    changed = after - before
+    assert {(f.table, f.priority) for f in changed} == {("commit", 10), ("gen_check", 10)}
+    checks = [v for f in changed if f.table == "gen_check"
+              for name, v, _mask in f.match if name == L.TRANSPORT.register]
+    assert {(v & L.TRANSPORT.mask) >> L.TRANSPORT.ofs for v in checks} == transports
 
 
 def test_classify_generation_bump_changes_ct_result_and_commit_only(service):

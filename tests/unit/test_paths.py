@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import pytest
 
 from si_model.model import Chain, ServiceNode
-from si_model.paths import MAX_SPI, ServicePath, SpiTable, generate, select_weights
+from si_model.paths import MAX_SPI, ServicePath, SpiTable, generate, is_local, select_weights
 
 
 def _node(node_id: str, profile: str, host: str | None = "h1", num: int = 0,
@@ -189,17 +189,25 @@ def test_hash_weights_are_equal():
     assert select_weights(paths, "hash") == {p.spi: 1 for p in paths}
 
 
-def test_round_robin_weights_fall_as_load_rises():
-    spi = {p.hops[0]: p.spi for p in _weighted()}
-    w = select_weights(_weighted(), "round_robin")
-    assert w[spi["a1"]] == 2 * w[spi["a2"]] == 4 * w[spi["a3"]]
-
-
-def test_local_weights_keep_first_hops_on_the_local_host_or_fall_back():
+def test_local_weights_keep_paths_wholly_on_the_routers_host_or_fall_back():
     paths = _weighted()
     on_h2 = {p.spi for p in paths if p.hops[0] in ("a2", "a3")}
-    assert set(select_weights(paths, "local", local_host="h2")) == on_h2
-    assert set(select_weights(paths, "local", local_host="h9")) == {p.spi for p in paths}
+    assert set(select_weights(paths, "local", home="h2")) == on_h2
+    assert set(select_weights(paths, "local", home="h9")) == {p.spi for p in paths}
+
+
+@pytest.mark.parametrize("b_host,local", [("h2", False), ("h1", True), (None, True)])
+def test_a_path_is_local_only_if_its_reverse_hops_are_too(b_host, local):
+    nodes = [_node("a1", "a", "h1", 1), _node("b1", "b", b_host, 2)]
+    paths = _gen(_chain(["a"], reverse=["b", "a"]), nodes, home="h1")
+    assert paths[0].reverse_hops == ("b1", "a1")
+    assert is_local(paths[0], "h1") is local
+
+
+def test_the_routers_host_costs_no_crossing():
+    nodes = [_node("a1", "a", "h1", 1), _node("a2", "a", "h2", 2)]
+    paths = _gen(_chain(["a"]), nodes, home="h2", max_paths=1)
+    assert paths[0].hops == ("a2",) and paths[0].host_crossings == 0
 
 
 def test_unknown_strategy_is_refused():
