@@ -3,7 +3,7 @@
 host with the project's Python (it needs scapy):
 
     nsh_sf.py --iface cn5-eth0 --stats /tmp/ryu-si-cn5/stats.json \
-              [--program 42:drop --program 43:reroute]
+              [--program 42:drop --program 43:reroute:44] [--programs-file FILE]
 
 Every frame with ethertype 0x894F that arrives on the interface is counted per
 (SPI, SI) and per direction, leaves again by the same interface with SI - 1
@@ -15,10 +15,14 @@ Direction is the one a stateful firewall would see: the first packet of a
 connection (its inner IPv4 5-tuple, ICMP echo id as ports) is forward, packets
 of the reversed tuple are reverse; a frame without inner IPv4 is "other".
 
-``--program SPI:ACTION`` (repeatable) writes context header C1 of every frame
-of that SPI it returns: the code of ACTION (1 drop, 2 accept, 3 drop_message,
-4 reroute, or the number).  That is a flow-programming signal for the router;
-this node only carries the value.
+``--program SPI:ACTION[:ARG]`` (repeatable) writes context header C1 of every
+frame of that SPI it returns: the code of ACTION (1 drop, 2 accept, 3
+drop_message, 4 reroute, 5 skip, or the number), and ARG, when given, into C2
+(reroute's new SPI).  That is a flow-programming signal for the router; this
+node only carries the values.  ``--programs-file`` names a JSON file
+``{"SPI": "ACTION[:ARG]"}`` read again whenever it changes (checked every 0.1 s),
+so a test reprograms the node without restarting it (a restart would look like
+a failure to the router's liveness probes).
 
 The stats file is JSON, rewritten atomically every 0.1 s:
     {"pid", "iface", "programs": {"SPI": code}, "packets", "dropped",
@@ -45,7 +49,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Packet
 
 ETH_NSH = 0x894F
-ACTIONS = {"drop": 1, "accept": 2, "drop_message": 3, "reroute": 4}
+ACTIONS = {"drop": 1, "accept": 2, "drop_message": 3, "reroute": 4, "skip": 5}
 FLUSH_EVERY = 0.1        # seconds between stats file rewrites
 WAYS = ("forward", "reverse", "other")
 MAX_CONNECTIONS = 65536  # direction memory; the oldest connections are forgotten first
@@ -53,15 +57,26 @@ MAX_CONNECTIONS = 65536  # direction memory; the oldest connections are forgotte
 FiveTuple = tuple[int, str, int, str, int]
 
 
-def parse_program(text: str) -> tuple[int, int]:
-    """'SPI:ACTION' -> (spi, C1 code); ACTION is a name of ACTIONS or a number."""
-    spi, _, action = text.partition(":")
+Program = tuple[int, int]     # (C1 code, C2 value)
+
+
+def parse_program(text: str) -> tuple[int, Program]:
+    """'SPI:ACTION[:ARG]' -> (spi, (C1 code, C2)); ACTION is a name of ACTIONS or a number."""
+    spi, _, rest = text.partition(":")
+    action, _, arg = rest.partition(":")
     try:
         code = ACTIONS[action] if action in ACTIONS else int(action, 0)
-        return int(spi, 0), code
+        return int(spi, 0), (code, int(arg, 0) if arg else 0)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: want SPI:ACTION, ACTION one of {', '.join(ACTIONS)} or a number") from None
+            f"{text!r}: want SPI:ACTION[:ARG], ACTION one of {', '.join(ACTIONS)} or a "
+            f"number") from None
+
+
+def read_programs(path: Path) -> dict[int, Program]:
+    """The programs file: {"SPI": "ACTION[:ARG]"}."""
+    doc = json.loads(path.read_text())
+    return dict(parse_program(f"{spi}:{action}") for spi, action in doc.items())
 
 
 def inner_tuple(nsh: Packet) -> FiveTuple | None:
@@ -82,7 +97,7 @@ def inner_tuple(nsh: Packet) -> FiveTuple | None:
 class ServiceFunction:
     """The per-frame work and the counters, independent of any socket."""
 
-    def __init__(self, programs: dict[int, int]) -> None:
+    def __init__(self, programs: dict[int, Program]) -> None:
         self.programs = programs
         self.packets = self.dropped = self.programmed = 0
         self.directions: Counter[str] = Counter()
@@ -118,15 +133,15 @@ class ServiceFunction:
             return None
         nsh.si -= 1
         frame.src, frame.dst = frame.dst, frame.src
-        code = self.programs.get(nsh.spi)
-        if code is not None and nsh.mdtype == 1:
-            nsh.context_header = struct.pack("!I", code) + bytes(nsh.context_header)[4:]
+        program = self.programs.get(nsh.spi)
+        if program is not None and nsh.mdtype == 1:
+            nsh.context_header = struct.pack("!II", *program) + bytes(nsh.context_header)[8:]
             self.programmed += 1
         return frame
 
     def snapshot(self, iface: str) -> dict:
         return {"pid": os.getpid(), "iface": iface,
-                "programs": {str(spi): code for spi, code in self.programs.items()},
+                "programs": {str(spi): code for spi, (code, _) in self.programs.items()},
                 "packets": self.packets, "dropped": self.dropped,
                 "programmed": self.programmed,
                 "directions": {w: self.directions[w] for w in WAYS},
@@ -141,7 +156,18 @@ def write_stats(path: Path, stats: dict) -> None:
     os.replace(tmp, path)
 
 
-def serve(iface: str, stats_path: Path, sf: ServiceFunction) -> None:
+def reload_programs(sf: ServiceFunction, path: Path | None, seen: float) -> float:
+    """Take the programs file's content when its mtime moved; return the mtime seen."""
+    if path is None or not path.exists():
+        return seen
+    mtime = path.stat().st_mtime
+    if mtime != seen:
+        sf.programs = read_programs(path)
+    return mtime
+
+
+def serve(iface: str, stats_path: Path, sf: ServiceFunction,
+          programs_file: Path | None = None) -> None:
     """Receive, rewrite and send back until SIGTERM/SIGINT.  The socket is
     bound to ethertype 0x894F, so the kernel hands it NSH frames only, and
     never the frames it sends itself."""
@@ -150,6 +176,7 @@ def serve(iface: str, stats_path: Path, sf: ServiceFunction) -> None:
         signal.signal(sig, lambda *_: stop.append(True))
     sock = conf.L2socket(iface=iface, type=ETH_NSH)
     try:
+        seen = reload_programs(sf, programs_file, 0.0)
         write_stats(stats_path, sf.snapshot(iface))
         flushed = time.monotonic()
         while not stop:
@@ -160,6 +187,7 @@ def serve(iface: str, stats_path: Path, sf: ServiceFunction) -> None:
                 if out is not None:
                     sock.send(out)   # what sendp(socket=sock) does, minus its per-call setup
             if time.monotonic() - flushed >= FLUSH_EVERY:
+                seen = reload_programs(sf, programs_file, seen)
                 write_stats(stats_path, sf.snapshot(iface))
                 flushed = time.monotonic()
     finally:
@@ -172,9 +200,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iface", required=True)
     parser.add_argument("--stats", required=True, type=Path, help="JSON stats file")
     parser.add_argument("--program", action="append", default=[], type=parse_program,
-                        metavar="SPI:ACTION", help="set C1 on returned frames of SPI")
+                        metavar="SPI:ACTION[:ARG]",
+                        help="set C1 (and C2) on returned frames of SPI")
+    parser.add_argument("--programs-file", type=Path,
+                        help='JSON {"SPI": "ACTION[:ARG]"}, re-read when it changes')
     args = parser.parse_args(argv)
-    serve(args.iface, args.stats, ServiceFunction(dict(args.program)))
+    serve(args.iface, args.stats, ServiceFunction(dict(args.program)), args.programs_file)
 
 
 if __name__ == "__main__":

@@ -462,16 +462,19 @@ TABLES: tuple[Table, ...] = (
     Table(13, "flow_program",
           "Flow-programming instructions, one flow per direction of each programmed "
           "connection: drop, accept (skip the rest of the chain), reroute (a new "
-          "SPI). The decision is re-committed, so the next packets take the fast path; "
-          "a zero-byte packet-in tells the controller the instruction was carried out.",
-          ("revalidate", "commit"),
+          "SPI, or another biw or L3 node; back through the policy when that target "
+          "is gone). The decision is re-committed, so the next packets take the fast "
+          "path; a zero-byte packet-in tells the controller the instruction was "
+          "carried out.",
+          ("revalidate", "commit", "policy"),
           match=(ROUTER, "eth_type", *IP_FIVE_TUPLE), sets=(TRANSPORT, FWD_DATA, REV_DATA)),
     Table(14, "revalidate",
-          "A record whose service node or path is in the failed set is sent through "
-          "its policy again (a live node or the backup path); anything else is "
-          "re-committed with the current generations.",
+          "A record whose service node failed is sent through its policy again (a "
+          "live node); one whose path failed moves to that path's first backup that "
+          "is up (the policy when none is); anything else is re-committed with the "
+          "current generations.",
           ("policy", "commit"),
-          match=(TRANSPORT, FWD_DATA)),
+          match=(TRANSPORT, FWD_DATA), sets=(TRANSPORT, FWD_DATA, REV_DATA)),
     Table(15, "transport",
           "Send the packet the way the decision says: biw forward out side A, "
           "reverse out side B; chain: NSH into the service plane; l3: routed out the "

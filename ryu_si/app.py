@@ -222,9 +222,13 @@ class ServiceInsertionApp(app_manager.RyuApp):
     # --- flow programming ------------------------------------------------------------------
     def _flow_program_signal(self, msg) -> None:
         """An NSH-aware node set C1 on a packet: record the instruction, then re-inject
-        the packet as serviced (or drop it, for drop and drop_message)."""
+        the packet as serviced (or drop it, for drop).  drop_message drops this packet
+        alone: nothing is recorded and no generation moves."""
         signal = nsh_signal.parse(bytes(msg.data))
         if signal is None:
+            return
+        if signal.action == "drop_message":
+            event(LOG, logging.INFO, "flow_program_drop_message", spi=signal.spi, si=signal.si)
             return
         try:
             ins = self.service.program(signal.instruction(), source="in-band")
@@ -232,7 +236,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
             event(LOG, logging.WARNING, "flow_program_signal_ignored", field=e.field,
                   reason=e.message)
             return
-        if ins.action in ("drop", "drop_message"):
+        if ins.action == "drop":
             return
         self._reinject(msg.datapath, msg.match["in_port"], signal.inner)
 

@@ -5,6 +5,9 @@ action.  It is compiled into one flow per direction in the flow_program table
 and stays pending until a packet of the connection has carried it out: the flow
 then sends the controller a zero-byte packet-in, the instruction turns executed and
 its flows leave the switch.
+
+``drop_message`` (drop the one packet that carries the signal) exists only in-band:
+the controller drops that packet and records nothing, so it is no instruction.
 """
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from typing import Any
 
 from si_model.validate import IP_PROTOS, ValidationError, integer, ipv4
 
-ACTIONS = ("none", "drop", "accept", "drop_message", "reroute")
+ACTIONS = ("none", "drop", "accept", "reroute")
 ACTION_CODES = {1: "drop", 2: "accept", 3: "drop_message", 4: "reroute"}  # NSH C1 in-band
-FIELDS = ("router", "ip_proto", "ipv4_src", "ipv4_dst", "tp_src", "tp_dst", "action", "spi")
+FIELDS = ("router", "ip_proto", "ipv4_src", "ipv4_dst", "tp_src", "tp_dst", "action", "spi",
+          "node")
+REROUTE_NODE_TRANSPORTS = ("biw", "l3")
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Instruction:
     tp_dst: int
     action: str
     spi: int | None = None
+    node: str | None = None          # reroute to this biw or l3 node (its id)
     source: str = "rest"
     state: str = "pending"
     created: float = field(default_factory=time.time)
@@ -44,8 +50,10 @@ class Instruction:
         return asdict(self)
 
 
-def parse(body: Any, num: int, router_of: dict[str, str], source: str = "rest") -> Instruction:
-    """Validate a REST body; ``router_of`` maps router names and ids to ids."""
+def parse(body: Any, num: int, router_of: dict[str, str], node_of: dict[str, Any],
+          source: str = "rest") -> Instruction:
+    """Validate a REST body; ``router_of`` maps router names and ids to ids,
+    ``node_of`` service node names and ids to nodes."""
     if not isinstance(body, dict):
         raise ValidationError("body", "must be a JSON object")
     for k in body:
@@ -58,17 +66,39 @@ def parse(body: Any, num: int, router_of: dict[str, str], source: str = "rest") 
     proto = IP_PROTOS.get(proto, proto) if isinstance(proto, str) else proto
     if proto not in (6, 17):
         raise ValidationError("ip_proto", "must be tcp (6) or udp (17)")
+    if body["action"] == "drop_message":
+        raise ValidationError("action", "drop_message drops the one packet that carries it: "
+                              "only a service node can send it, in-band")
     if body["action"] not in ACTIONS:
         raise ValidationError("action", f"must be one of {', '.join(ACTIONS)}")
-    if (body["action"] == "reroute") != ("spi" in body):
-        raise ValidationError("spi", "is required for reroute and only for reroute")
+    _check_target(body)
     router = _router(body.get("router"), router_of)
     return Instruction(num, router, proto, ipv4("ipv4_src", body["ipv4_src"]),
                        ipv4("ipv4_dst", body["ipv4_dst"]),
                        integer(0, 65535)("tp_src", body["tp_src"]),
                        integer(0, 65535)("tp_dst", body["tp_dst"]), body["action"],
                        integer(1, (1 << 24) - 1)("spi", body["spi"]) if "spi" in body else None,
-                       source)
+                       _node(body["node"], node_of) if "node" in body else None, source)
+
+
+def _check_target(body: dict[str, Any]) -> None:
+    """reroute names exactly one target: a path (``spi``) or a biw/l3 node (``node``)."""
+    targets = [k for k in ("spi", "node") if k in body]
+    if body["action"] != "reroute" and targets:
+        raise ValidationError(targets[0], "goes with action reroute only")
+    if body["action"] == "reroute" and len(targets) != 1:
+        raise ValidationError("spi", "reroute needs exactly one of spi (a service path) "
+                              "or node (a biw or l3 node)")
+
+
+def _node(ref: Any, node_of: dict[str, Any]) -> str:
+    if not isinstance(ref, str) or ref not in node_of:
+        raise ValidationError("node", f"unknown service node {ref!r}", 422)
+    node = node_of[ref]
+    if node.transport not in REROUTE_NODE_TRANSPORTS:
+        raise ValidationError("node", f"{node.name!r} is a {node.transport} node: reroute a "
+                              f"chain connection to a service path (spi)")
+    return node.id
 
 
 def _router(ref: Any, router_of: dict[str, str]) -> str:

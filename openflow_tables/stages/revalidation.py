@@ -23,6 +23,13 @@ def _program_actions(ctx: Context, ins) -> tuple[list, str | None]:
     """Actions (and goto) that carry out one instruction, then re-commit."""
     if ins.action == "none":
         return [], "revalidate"
+    if ins.action == "reroute" and ins.node is not None:
+        node = ctx.node(ins.node)              # deleted or down since: choose again
+        if node is None or not ctx.node_live(node):
+            return [Resubmit("policy")], None
+        return [Load.field(L.TRANSPORT, L.TRANSPORT_CODES[node.transport]),
+                Load.field(L.FWD_DATA, node.num), Load.field(L.REV_DATA, node.num),
+                Resubmit("commit")], None
     if ins.action == "reroute":
         path = ctx.path_by_spi(ins.spi)        # gone or down since: choose again
         return (_to_path(path) if path and path.state == "up" else [Resubmit("policy")]), None
@@ -33,7 +40,7 @@ def _program_actions(ctx: Context, ins) -> tuple[list, str | None]:
 def flow_program_flows(ctx: Context) -> list:
     out = []
     for ins in ctx.instructions:
-        if ins.state != "pending" or ins.action == "drop_message" or not ctx.on_switch(ins.router):
+        if ins.state != "pending" or not ctx.on_switch(ins.router):
             continue
         actions, goto = _program_actions(ctx, ins)
         actions = [EXECUTED, *actions]

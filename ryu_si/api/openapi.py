@@ -170,7 +170,8 @@ HEALTH = _object(
 FLOW_PROGRAMMING_FIELDS = {
     "router": (v.string, False), "ipv4_src": (v.ipv4, True), "ipv4_dst": (v.ipv4, True),
     "tp_src": (v.integer(0, 65535), True), "tp_dst": (v.integer(0, 65535), True),
-    "action": (v.enum(*flowprog.ACTIONS), True), "spi": (v.integer(1, MAX_SPI), False)}
+    "action": (v.enum(*flowprog.ACTIONS), True), "spi": (v.integer(1, MAX_SPI), False),
+    "node": (v.string, False)}
 
 
 def _flow_programming_request() -> Schema:
@@ -181,6 +182,8 @@ def _flow_programming_request() -> Schema:
         {"type": "string", "enum": [trace.PROTO_NAMES[p] for p in TP_FIELDS]}]}
     s["required"].append("ip_proto")
     s["properties"]["spi"]["description"] = "the path to reroute to (action reroute only)"
+    s["properties"]["node"]["description"] = ("the biw or l3 node to reroute to (action "
+                                              "reroute only; give spi or node)")
     return s
 
 

@@ -200,13 +200,12 @@ class Service:
             routers = {r.id: r.id for r in self.model.all("routers")}
             routers.update({r.name: r.id for r in self.model.all("routers")})
             num = self.counters.get("instruction", 1)
-            ins = flowprog.parse(body, num, routers, source)
-            if ins.action == "reroute" and not any(p.spi == ins.spi for ps in self.paths.values()
-                                                   for p in ps):
+            nodes = {k: n for n in self.model.all("service-nodes") for k in (n.id, n.name)}
+            ins = flowprog.parse(body, num, routers, nodes, source)
+            if ins.spi is not None and not any(p.spi == ins.spi for ps in self.paths.values()
+                                               for p in ps):
                 raise ValidationError("spi", f"no service path {ins.spi}", 422)
             self.counters = {**self.counters, "instruction": num + 1}
-            if ins.action == "drop_message":
-                ins.state, ins.executed = "executed", ins.created
             for old in self.instructions:
                 if old.state == "pending" and old.router == ins.router and \
                         set(old.directions()) & set(ins.directions()):

@@ -10,6 +10,7 @@ from openflow_tables import layout as L
 from openflow_tables.flow import Controller, Ct, Decap, EncapNsh, Load, Output, Resubmit
 from ryu_si.control.service import Service
 from ryu_si.control.store import Store
+from si_model.validate import ValidationError
 from tests.unit.conftest import compile_for
 
 EDGE_PORTS = {"up1": 1, "up2": 2, "down1": 3, "bwa": 4, "bwb": 5, "svc": 6, "vti1": 7, "vti2": 8}
@@ -183,3 +184,57 @@ def test_a_reroute_is_one_flow_per_direction_that_reports_then_recommits(svc):
     svc.executed({ins.num})
     assert not [f for f in compile_for(svc, EDGE_PORTS).table("flow_program")
                 if f.cookie == L.cookie("flow_program", ins.num)]
+
+
+def _instruction(action: str, **extra) -> dict:
+    return {"ip_proto": "tcp", "ipv4_src": "198.51.100.10", "ipv4_dst": "10.10.0.10",
+            "tp_src": 40000, "tp_dst": 80, "action": action, **extra}
+
+
+def test_a_reroute_to_a_node_loads_that_node_for_both_directions(svc):
+    """FIG. 13's "change next hop" for a biw or L3 connection."""
+    ins = svc.program(_instruction("reroute", node="l3n"))
+    l3n = svc.find("service-nodes", "l3n")
+    flows = [f for f in compile_for(svc, EDGE_PORTS).table("flow_program")
+             if f.cookie == L.cookie("flow_program", ins.num)]
+    assert len(flows) == 2
+    for f in flows:
+        assert Load.field(L.TRANSPORT, L.TRANSPORT_L3) in f.actions
+        assert Load.field(L.FWD_DATA, l3n.num) in f.actions
+        assert Load.field(L.REV_DATA, l3n.num) in f.actions
+    svc.set_node_state(l3n.id, False)        # the node died before a packet came
+    flows = [f for f in compile_for(svc, EDGE_PORTS).table("flow_program")
+             if f.cookie == L.cookie("flow_program", ins.num)]
+    assert all(f.actions[-1] == Resubmit("policy") for f in flows)
+
+
+@pytest.mark.parametrize("body,field", [
+    (_instruction("drop_message"), "action"),
+    (_instruction("reroute"), "spi"),
+    (_instruction("reroute", spi=1, node="l3n"), "spi"),
+    (_instruction("accept", node="l3n"), "node"),
+    (_instruction("reroute", node="cn1"), "node"),
+    (_instruction("reroute", node="nosuch"), "node")])
+def test_a_bad_instruction_names_its_field_and_moves_no_generation(svc, body, field):
+    gens = svc.generations
+    with pytest.raises(ValidationError) as e:
+        svc.program(body)
+    assert e.value.field == field and svc.generations == gens and not svc.instructions
+
+
+def test_a_failed_path_moves_its_connections_to_its_first_live_backup(svc):
+    chain = _chain(svc, "fw-only")
+    first, second = svc.paths[chain.id][:2]
+    assert first.backups[0] == second.spi
+    svc.set_node_state(first.hops[0], False)
+    assert first.spi in svc.failed_paths
+    reval = [f for f in compile_for(svc, EDGE_PORTS).table("revalidate")
+             if f.cookie == L.cookie("path", first.spi)]
+    assert len(reval) == 1
+    assert Load.field(L.FWD_DATA, L.path_header(second.spi, L.NSH_FIRST_SI)) in reval[0].actions
+    assert Load.field(L.REV_DATA, L.path_header(second.reverse_spi, L.NSH_FIRST_SI)) \
+        in reval[0].actions
+    svc.set_node_state(second.hops[0], False)     # the backup fails too: the policy again
+    reval = [f for f in compile_for(svc, EDGE_PORTS).table("revalidate")
+             if f.cookie == L.cookie("path", first.spi)]
+    assert list(reval[0].actions) == [Resubmit("policy")]

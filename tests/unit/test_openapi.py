@@ -152,7 +152,7 @@ def test_health_liveness_and_flow_programming_answers_fit_the_schemas(doc, servi
     body = {"ip_proto": "tcp", "ipv4_src": "198.51.100.7", "ipv4_dst": "10.10.0.10",
             "tp_src": 40000, "tp_dst": 80, "action": "reroute", "spi": 7}
     _check(doc, body, "FlowProgrammingRequest", OAS30WriteValidator)
-    instruction = flowprog.parse(body, 1, {"edge": service.find("routers", "edge").id})
+    instruction = flowprog.parse(body, 1, {"edge": service.find("routers", "edge").id}, {})
     _check(doc, instruction.to_dict(), "FlowProgrammingInstruction")
     request = doc["components"]["schemas"]["FlowProgrammingRequest"]["properties"]
     assert set(request) == set(flowprog.FIELDS)
