@@ -103,6 +103,10 @@ def _chain_ports() -> tuple[HostPort, ...]:
 
 
 SF_PORT = HostPort(SF_NODE, 10, SF_NODE, "cn5-eth0", "02:00:00:5c:05:01")
+# A second bump-in-the-wire node on the router bridge (the policy pair fw1 + fw2).
+BIW2_NODE = "bw2"
+BIW2_PORTS = (HostPort("bw2a", 9, BIW2_NODE, "bw2-a", "02:00:00:00:a2:02"),
+              HostPort("bw2b", 10, BIW2_NODE, "bw2-b", "02:00:00:00:b2:02"))
 SP_PORTS = (*_chain_ports(), SF_PORT)
 UL_PORTS = (HostPort("ul-l3n", 1, "l3n", "l3n-eth0", "02:00:00:00:c8:02", "192.168.200.2/24"),
             HostPort("ul-rnet", 2, "rnet", "rnet-eth0", "02:00:00:00:c8:03", "192.168.200.3/24"))
@@ -117,15 +121,15 @@ SVC_OFPORT, RTR_OFPORT = 6, 1
 # OpenFlow port numbers the controller and the tests rely on (checked at start).
 OFPORTS = {
     edge.BRIDGE: {**{p.port: p.ofport for p in edge.PORTS}, SVC: SVC_OFPORT,
-                  **{v.port: v.ofport for v in VTIS}},
+                  **{v.port: v.ofport for v in VTIS}, **{p.port: p.ofport for p in BIW2_PORTS}},
     SP_BRIDGE: {RTR: RTR_OFPORT, **{p.port: p.ofport for p in SP_PORTS}},
 }
-SP_HOSTS = (*CHAIN_NODES, SF_NODE, "l3n", "rnet")
+SP_HOSTS = (*CHAIN_NODES, SF_NODE, "l3n", "rnet", BIW2_NODE)
 FOOTPRINT = edge.Footprint(
     edge.HOST_NAMES + SP_HOSTS,
-    edge.EDGE_FOOTPRINT.host_intfs | {p.intf for p in SP_PORTS + UL_PORTS},
+    edge.EDGE_FOOTPRINT.host_intfs | {p.intf for p in SP_PORTS + UL_PORTS + BIW2_PORTS},
     (edge.BRIDGE, SP_BRIDGE, UL_BRIDGE),
-    edge.EDGE_FOOTPRINT.links + tuple(p.port for p in SP_PORTS + UL_PORTS))
+    edge.EDGE_FOOTPRINT.links + tuple(p.port for p in SP_PORTS + UL_PORTS + BIW2_PORTS))
 
 
 # ---------------------------------------------------------------- switches
@@ -312,12 +316,13 @@ class ServicePlaneTopo(edge.EdgeTopo):
         self.setNodeInfo("srv", {**self.nodeInfo("srv"), "mtu": TUNNEL_MTU})
         self.addSwitch(SP_BRIDGE, cls=PlaneSwitch, dpid=SP_DPID, extra_ports=SP_EXTRA_PORTS)
         self.addSwitch(UL_BRIDGE, cls=UnderlaySwitch, dpid=UL_DPID)
-        for node in CHAIN_NODES:
+        for node in (*CHAIN_NODES, BIW2_NODE):
             self.addHost(node, cls=edge.BiwNode, ip=None, mac=None)
         self.addHost(SF_NODE, cls=NshNode, ip=None, mac=None)
         self.addHost("l3n", cls=L3Node, ip=None, mac=None)
         self.addHost("rnet", cls=RemoteNet, ip=None, mac=None)
-        for bridge, number, ports in ((SP_BRIDGE, 2, SP_PORTS), (UL_BRIDGE, 3, UL_PORTS)):
+        for bridge, number, ports in ((SP_BRIDGE, 2, SP_PORTS), (UL_BRIDGE, 3, UL_PORTS),
+                                      (edge.BRIDGE, 0, BIW2_PORTS)):
             for p in ports:
                 self.addLink(bridge, p.host, port1=p.ofport, intfName1=p.port,
                              intfName2=p.intf, addr1=edge.switch_side_mac(p.ofport, number),

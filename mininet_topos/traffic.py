@@ -4,6 +4,7 @@
     traffic.py server --port 5001 [--echo-bytes 512] [--once]
     traffic.py client --dst 10.10.0.10 --port 5001 --sport 40001 \
                       [--chunks 30 --chunk-bytes 8192 --interval 0.1]
+    traffic.py burst --dst 10.10.0.10 --port 5001 --count 300 --first-sport 43000
 
 The client sends ``chunks`` blocks of random bytes, ``interval`` seconds apart
 (so a test has time to move the connection to another path mid-stream), then
@@ -17,6 +18,10 @@ The client prints one JSON line (result, bytes, reply_bytes, sport, dport,
 elapsed, error) and exits 0 only if both directions arrived intact (1: data
 corrupted, 2: connection error).  The server prints one JSON line when it
 listens and one per connection.
+
+``burst`` opens ``count`` short connections one after another, from source ports
+``first-sport`` upward (each sends one byte and closes), for tests that count how
+new connections spread; it prints one JSON line (ok, failed, first_sport, count).
 """
 from __future__ import annotations
 
@@ -191,6 +196,20 @@ def client(args: argparse.Namespace) -> int:
     return {"ok": EXIT_OK, "corrupt": EXIT_CORRUPT}.get(out["result"], EXIT_ERROR)
 
 
+def burst(args: argparse.Namespace) -> int:
+    out = {"ok": 0, "failed": 0, "first_sport": args.first_sport, "count": args.count}
+    for sport in range(args.first_sport, args.first_sport + args.count):
+        try:
+            with socket.create_connection((args.dst, args.port), timeout=3.0,
+                                          source_address=("0.0.0.0", sport)) as sock:
+                sock.sendall(b"x")
+            out["ok"] += 1
+        except OSError:
+            out["failed"] += 1
+    emit(out)
+    return EXIT_OK if not out["failed"] else EXIT_ERROR
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -214,12 +233,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                      help="longest silence (s); default: planned duration + 20")
     cli.add_argument("--connect-timeout", type=float, default=5.0,
                      help="keep retrying a refused connect this long (s)")
+    many = sub.add_parser("burst", help="open many short connections, one after another")
+    many.add_argument("--dst", required=True)
+    many.add_argument("--port", type=int, required=True)
+    many.add_argument("--count", type=int, default=300)
+    many.add_argument("--first-sport", type=int, required=True)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    return server(args) if args.mode == "server" else client(args)
+    return {"server": server, "client": client, "burst": burst}[args.mode](args)
 
 
 if __name__ == "__main__":

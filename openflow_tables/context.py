@@ -152,12 +152,14 @@ class Context:
         ups = (self.path_by_spi(b) for b in self.failed_paths.get(failed_spi, ()))
         return next((p for p in ups if p is not None and p.state == "up"), None)
 
-    def nsh_paths(self) -> list[tuple[int, tuple[str, ...]]]:
-        """(SPI, hops) of every way through the service plane: each direction of every
-        up path, and the one-hop probe path of every chain node."""
-        out = [(spi, hops) for c in self.model.all("chains") for p in self.up_paths(c.id)
-               for spi, hops in ((p.spi, p.hops), (p.reverse_spi, p.reverse_hops))]
-        return out + [(spi, (node_id,)) for node_id, spi in sorted(self.probe_spis.items())]
+    def nsh_paths(self) -> list[tuple[int, tuple[str, ...], str | None]]:
+        """(SPI, hops, direction) of every way through the service plane: each direction
+        ("forward", "reverse") of every up path, and the one-hop probe path of every
+        chain node (direction None: probes are not data)."""
+        out = [(spi, hops, way) for c in self.model.all("chains") for p in self.up_paths(c.id)
+               for spi, hops, way in ((p.spi, p.hops, "forward"),
+                                      (p.reverse_spi, p.reverse_hops, "reverse"))]
+        return out + [(spi, (node_id,), None) for node_id, spi in sorted(self.probe_spis.items())]
 
 
 def router_match(router: Any) -> tuple[int, int]:

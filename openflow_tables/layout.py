@@ -294,7 +294,11 @@ COOKIE_KINDS: dict[str, CookieKind] = {k.name: k for k in (
     CookieKind(4, "route"), CookieKind(5, "neighbor"), CookieKind(6, "rule"),
     CookieKind(7, "policy"), CookieKind(8, "service_node"), CookieKind(9, "generation"),
     CookieKind(10, "flow_program"), CookieKind(11, "path"),
+    # The one flow that hands a data packet to a service node, per direction: /stats
+    # counts each packet once per node and direction from these alone.
+    CookieKind(12, "node_forward"), CookieKind(13, "node_reverse"),
 )}
+NODE_DIRECTION_COOKIES = {"forward": "node_forward", "reverse": "node_reverse"}
 
 
 def cookie(kind: str, num: int = 0) -> int:

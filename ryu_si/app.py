@@ -260,9 +260,11 @@ class ServiceInsertionApp(app_manager.RyuApp):
         }
 
     def stats(self) -> dict:
-        """Per-rule classify hits, per-path returns from the service plane, per-node sends."""
-        totals: dict[str, dict[int, tuple[int, int]]] = {"rule": {}, "path": {},
-                                                          "service_node": {}}
+        """Per-rule classify hits, per-path returns from the service plane, and per node
+        the data packets handed to it in each direction (each packet once: only the
+        flows that deliver to the node count, probes excluded)."""
+        totals: dict[str, dict[int, tuple[int, int]]] = {
+            "rule": {}, "path": {}, **{k: {} for k in L.NODE_DIRECTION_COOKIES.values()}}
         for sw in list(self.switches.values()):
             for kind, acc in totals.items():
                 table = "classify" if kind == "rule" else None
@@ -271,14 +273,19 @@ class ServiceInsertionApp(app_manager.RyuApp):
                     acc[num] = (old[0] + pk, old[1] + by)
         model = self.service.model
 
-        def rows(kind: str, objs, key: str) -> list[dict]:
-            return [{"name": o.name, key: getattr(o, key),
-                     **dict(zip(("packets", "bytes"), totals[kind].get(getattr(o, key), (0, 0))))}
-                    for o in objs]
-        paths = [{"spi": spi, **dict(zip(("packets", "bytes"), c))}
-                 for spi, c in sorted(totals["path"].items())]
-        return {"rules": rows("rule", model.all("rules"), "rule_num"), "paths": paths,
-                "nodes": rows("service_node", model.all("service-nodes"), "num")}
+        def counts(kind: str, num: int) -> dict[str, int]:
+            return dict(zip(("packets", "bytes"), totals[kind].get(num, (0, 0))))
+
+        def node_row(node) -> dict:
+            ways = {way: counts(kind, node.num) for way, kind in L.NODE_DIRECTION_COOKIES.items()}
+            return {"name": node.name, "num": node.num, **ways,
+                    **{k: sum(w[k] for w in ways.values()) for k in ("packets", "bytes")}}
+
+        return {"rules": [{"name": r.name, "rule_num": r.rule_num, **counts("rule", r.rule_num)}
+                          for r in model.all("rules")],
+                "paths": [{"spi": spi, **dict(zip(("packets", "bytes"), c))}
+                          for spi, c in sorted(totals["path"].items())],
+                "nodes": [node_row(n) for n in model.all("service-nodes")]}
 
     def confirm_trace(self, iface_id: str, result: TraceResult) -> Confirmation:
         """Trace the packet of an interpreter trace on the router's local bridge, and

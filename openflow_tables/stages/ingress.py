@@ -57,7 +57,7 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
                 [Decap(), Decap(), Load.field(L.ROUTER, router.num),
                  Load.field(L.IN_IFACE, iface.num), Load.field(L.FLAGS_SERVICED, 1)],
                 goto="routing", cookie=L.cookie("path", spi))
-           for spi, hops in ctx.nsh_paths()]
+           for spi, hops, _way in ctx.nsh_paths()]
     out.append(flow("ingress", 80, match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1),
                     [Controller()], cookie=L.cookie("pipeline", L.PIPELINE_FLOW_PROGRAM)))
     return out

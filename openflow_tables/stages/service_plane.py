@@ -54,12 +54,13 @@ def forward_flows(ctx: Context, router: m.Router) -> list:
         return []
     out = [flow("sp_forward", 5, match(eth_type=L.ETH_NSH, nsh_mdtype=1), [Output(rtr)],
                 cookie=L.cookie("router", router.num))]
-    for spi, hops in ctx.nsh_paths():
+    for spi, hops, way in ctx.nsh_paths():
+        kind = L.NODE_DIRECTION_COOKIES.get(way, "service_node")
         for k, node_id in enumerate(hops):
             si, node = L.NSH_FIRST_SI - k, ctx.node(node_id)
             if node.port in ctx.ports:
                 out.append(flow("sp_forward", 10, _nsh(spi, si), *_hop(ctx, spi, si, node),
-                                cookie=L.cookie("service_node", node.num)))
+                                cookie=L.cookie(kind, node.num)))
         out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)), [Output(rtr)],
                         cookie=L.cookie("router", router.num)))
     return out

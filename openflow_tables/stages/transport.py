@@ -22,17 +22,16 @@ def _biw_flows(ctx: Context) -> list:
         a, b = ctx.iface(node.interface_a), ctx.iface(node.interface_b)
         if not (ctx.on_switch(a.router) and ctx.port(a) and ctx.port(b)):
             continue
-        ck = L.cookie("service_node", node.num)
         biw = (L.TRANSPORT, L.TRANSPORT_BIW)
         out.append(flow("transport", 20,
                         match(ct_state=(0, L.CT_RPL), **fields(biw, (L.FWD_DATA, node.num))),
                         [SetField("eth_src", a.mac), SetField("eth_dst", b.mac),
-                         Output(ctx.port(a))], cookie=ck))
+                         Output(ctx.port(a))], cookie=L.cookie("node_forward", node.num)))
         rpl = (L.CT_RPL, L.CT_RPL)
         out.append(flow("transport", 20,
                         match(ct_state=rpl, **fields(biw, (L.REV_DATA, node.num))),
                         [SetField("eth_src", b.mac), SetField("eth_dst", a.mac),
-                         Output(ctx.port(b))], cookie=ck))
+                         Output(ctx.port(b))], cookie=L.cookie("node_reverse", node.num)))
     return out
 
 
@@ -60,7 +59,8 @@ def _chain_flows(ctx: Context) -> list:
 
 
 def _l3_flows(ctx: Context) -> list:
-    """To an L3 node: route the packet to the node's address out of its VTI."""
+    """To an L3 node: route the packet to the node's address out of its VTI (one flow
+    per direction, so /stats counts each)."""
     out = []
     for node in ctx.model.all("service-nodes"):
         if node.transport != "l3":
@@ -68,11 +68,13 @@ def _l3_flows(ctx: Context) -> list:
         vti = ctx.iface(node.interface)
         if not ctx.on_switch(vti.router) or ctx.port(vti) is None:
             continue
-        out.append(flow("transport", 20,
-                        match(**fields((L.TRANSPORT, L.TRANSPORT_L3), (L.FWD_DATA, node.num))),
-                        [Load.field(L.EGRESS_IFACE, vti.num),
-                         Load.field(L.NEXT_HOP, int(ipaddress.IPv4Address(node.next_hop)))],
-                        goto="neighbor", cookie=L.cookie("service_node", node.num)))
+        for rpl, way in ((0, "node_forward"), (L.CT_RPL, "node_reverse")):
+            out.append(flow("transport", 20,
+                            match(ct_state=(rpl, L.CT_RPL),
+                                  **fields((L.TRANSPORT, L.TRANSPORT_L3), (L.FWD_DATA, node.num))),
+                            [Load.field(L.EGRESS_IFACE, vti.num),
+                             Load.field(L.NEXT_HOP, int(ipaddress.IPv4Address(node.next_hop)))],
+                            goto="neighbor", cookie=L.cookie(way, node.num)))
     return out
 
 

@@ -141,7 +141,11 @@ STATS = {"type": "object", "properties": {
     "paths": {"type": "array", "items": {"type": "object", "properties": {
         "spi": {"type": "integer"}, **COUNTERS}}},
     "nodes": {"type": "array", "items": {"type": "object", "properties": {
-        "name": {"type": "string"}, "num": {"type": "integer"}, **COUNTERS}}}}}
+        "name": {"type": "string"}, "num": {"type": "integer"}, **COUNTERS,
+        "forward": {"type": "object", "properties": COUNTERS,
+                    "description": "data packets handed to the node, original direction"},
+        "reverse": {"type": "object", "properties": COUNTERS,
+                    "description": "data packets handed to the node, reply direction"}}}}}}
 # The app's liveness view: probe bookkeeping per node name, the failed sets, generations.
 NODE_LIVENESS = _pick(type_schema(NodeState), ("up", "last_sent", "last_reply", "sent", "replies",
                                                "changes", "last_change"),
