@@ -21,13 +21,13 @@ apt:
 	fi
 
 # Debian's python sees Debian's mininet package; Ryu 4.34 builds only with setuptools<66.
-$(STAMP): requirements.txt setup.cfg
+$(STAMP): requirements.txt setup.cfg packaging/ryu_si_compat.pth
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q 'setuptools<66' wheel
 	$(PY) -m pip install -q --no-build-isolation -r requirements.txt
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
-	  echo 'import ryu_si.compat; ryu_si.compat.install()' > "$$site/ryu_si_compat.pth"
+	  install -m 644 packaging/ryu_si_compat.pth "$$site/ryu_si_compat.pth"
 	$(PY) -c 'import ryu.app.wsgi, mininet.net, ryu_si' 
 	touch $(STAMP)
 

@@ -3,9 +3,11 @@
 Ryu's ``ryu.app.wsgi`` imports ``eventlet.wsgi.ALREADY_HANDLED``, which eventlet
 removed.  Importing eventlet eagerly from a ``.pth`` file breaks interpreter
 start-up, so :func:`install` registers a lazy ``sys.meta_path`` finder that adds
-the attribute right after ``eventlet.wsgi`` is loaded.  ``make install`` drops a
-one-line ``ryu_si_compat.pth`` into the venv that calls :func:`install`, which
-makes the plain ``ryu-manager ryu_si.app`` command work.
+the attribute right after ``eventlet.wsgi`` is loaded.  The one-line
+``packaging/ryu_si_compat.pth`` calls :func:`install`; the wheel (and so
+``pip install .``) puts it at the root of site-packages (setup.py's build_py),
+and ``make install`` copies it there for the editable checkout, which makes the
+plain ``ryu-manager ryu_si.app`` command work.
 """
 from __future__ import annotations
 
