@@ -2,7 +2,8 @@
 and the bump-in-the-wire node; plus in-band flow programming and chain failover.
 
 Config: ryu_si/examples/three_transports.yaml.  Ports: 5201 -> chain fw-ids-dpi
-(3 hops), 5202 -> chain fw-only (2 paths: cn1 or cn4), 5203 -> L3 node, 80 -> biw.
+(3 hops), 5202 -> chain fw-only (2 paths: cn1 or cn4), 5203 -> L3 node, 80 -> biw,
+5204 -> the biw pair fw1 + fw2 (tests/integration/test_api_promises.py).
 """
 from __future__ import annotations
 
@@ -236,7 +237,8 @@ def test_chain_node_failure_moves_connections_to_the_other_path(controller, edge
         res = t.wait(60)
         assert res["result"] == "ok", res                  # the transfer survived
         new_spi = spi_of(sport, 5202)
-        assert new_spi != spi and spi in controller.rest("GET", "liveness")[1]["failed_spis"]
+        failed = {f["spi"]: f["backup"] for f in controller.rest("GET", "liveness")[1]["failed_paths"]}
+        assert new_spi != spi and failed.get(spi) == new_spi     # moved to its backup
     finally:
         harness.edge.run(edge_net[node], "ip", "link", "set", f"{node}-a", "up")
     wait_until(lambda: node not in controller.rest("GET", "liveness")[1]["down_nodes"])

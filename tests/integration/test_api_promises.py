@@ -1,0 +1,328 @@
+"""What the API accepts, proven by traffic (real OVS, conntrack, Mininet, TCP).
+
+Config: ryu_si/examples/three_transports.yaml.  Port 5204 -> policy inspect-pair (biw
+nodes fw1 in bw, fw2 in bw2); 5202 -> chain fw-only (cn1 on h1 or cn4 on h2); 5201 ->
+chain fw-ids-dpi (one path goes through cn5, an NSH-aware node); 5203 -> L3 node;
+80 -> biw fw1.  A connection's decision is read from its record in the router's zone:
+ct_label bits 32-63 hold the forward data (a biw/L3 node's number, or SPI << 8 | SI).
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+
+from mininet_topos import edge
+from mininet_topos import lab as harness
+from mininet_topos import service_plane as sp
+from mininet_topos.lab import pick_sport, run_transfer, unmove_all, wait_counters
+from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
+
+pytestmark = pytest.mark.integration
+CLIENT, SERVER = edge.CLI_IP, edge.SRV_IP
+BIW_HOST = {"fw1": "bw", "fw2": sp.BIW2_NODE}
+
+
+@pytest.fixture(autouse=True)
+def _no_pinning(edge_net):
+    yield
+    unmove_all(edge_net)
+
+
+def rest(ctl, method: str, path: str, body=None, status: int = 200):
+    got, answer = ctl.rest(method, path, body)
+    assert got == status, (method, path, body, got, answer)
+    return answer
+
+
+def wait_until(check, timeout: float = 5.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met after {timeout}s")
+
+
+def decisions(dport: int) -> dict[int, int]:
+    """sport -> forward data of the router's record, for the client's connections to dport."""
+    out = {}
+    for line in harness.conntrack():
+        m = re.search(rf"src={CLIENT},dst={SERVER},sport=(\d+),dport={dport}\)", line)
+        if m and "mark=" in line:
+            out[int(m.group(1))] = int(re.search(r"labels=(0x[0-9a-f]+)", line).group(1), 16) \
+                >> 32 & 0xFFFFFFFF
+    return out
+
+
+def burst(net, dport: int, count: int, first_sport: int) -> dict[int, int]:
+    """``count`` short connections from consecutive source ports: their decisions."""
+    server = net["srv"].popen([harness.HOST_PYTHON, str(harness.TRAFFIC), "server",
+                               "--port", str(dport)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert '"listening"' in server.stdout.readline()
+        out = net["cli"].cmd(harness.HOST_PYTHON, str(harness.TRAFFIC), "burst", "--dst", SERVER,
+                             "--port", str(dport), "--count", str(count),
+                             "--first-sport", str(first_sport))
+    finally:
+        server.kill()
+        server.wait()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["ok"] == count, result
+    got = decisions(dport)
+    return {s: got[s] for s in range(first_sport, first_sport + count) if s in got}
+
+
+def node(ctl, name: str) -> dict:
+    return rest(ctl, "GET", f"service-nodes/{name}")
+
+
+def node_up(ctl, name: str) -> bool:
+    return rest(ctl, "GET", "liveness")["nodes"][name]["up"]
+
+
+def fail_biw(net, host: str) -> None:
+    """Drop everything in the node's bridge, probes included: a silent failure."""
+    edge.run(net[host], "nft", "insert", "rule", "bridge", edge.NFT_TABLE, "count", "drop")
+
+
+def heal_biw(net, host: str) -> None:
+    out = edge.run(net[host], "nft", "-a", "list", "chain", "bridge", edge.NFT_TABLE, "count")
+    for handle in re.findall(r"drop # handle (\d+)", out):
+        edge.run(net[host], "nft", "delete", "rule", "bridge", edge.NFT_TABLE, "count",
+                 "handle", handle)
+
+
+def paths_of(ctl, chain: str) -> list[dict]:
+    return [p for p in rest(ctl, "GET", "service-paths") if p["chain"] == chain]
+
+
+# --- policy weights and the biw pair -------------------------------------------------
+
+def test_policy_weights_split_300_new_connections(controller, edge_net):
+    """weights {fw1: 3, fw2: 1}: 300 new connections split 75/25 within ±10 % of the weight."""
+    rest(controller, "PATCH", "policies/inspect-pair", {"weights": {"fw1": 3, "fw2": 1}})
+    before = {n: edge.biw_counters(edge_net, BIW_HOST[n]) for n in BIW_HOST}
+    try:
+        got = Counter(burst(edge_net, 5204, 300, 41000).values())
+    finally:
+        rest(controller, "PATCH", "policies/inspect-pair", {"weights": None})
+    fw1, fw2 = node(controller, "fw1")["num"], node(controller, "fw2")["num"]
+    assert sum(got.values()) == 300 and set(got) == {fw1, fw2}, got
+    assert abs(got[fw1] / 300 - 0.75) <= 0.075, got
+    sent = {n: edge.biw_counters(edge_net, BIW_HOST[n])[0] - before[n][0] for n in BIW_HOST}
+    assert abs(sent["fw1"] / (sent["fw1"] + sent["fw2"]) - 0.75) <= 0.075, sent
+
+
+def test_equal_weights_split_evenly(controller, edge_net):
+    got = Counter(burst(edge_net, 5204, 300, 41300).values())
+    assert sum(got.values()) == 300 and len(got) == 2
+    assert all(abs(c / 300 - 0.5) <= 0.05 for c in got.values()), got
+
+
+def test_a_silent_biw_failure_moves_its_connections_to_the_other_node(controller, edge_net):
+    sport = pick_sport(edge_net, 5204, "up1")
+    t = run_transfer(edge_net, sport, 5204, chunks=60, interval=0.05)
+    num = wait_until(lambda: decisions(5204).get(sport))
+    nums = {n: node(controller, n)["num"] for n in BIW_HOST}
+    failed = next(n for n, v in nums.items() if v == num)
+    other = next(n for n in BIW_HOST if n != failed)
+    fail_biw(edge_net, BIW_HOST[failed])
+    try:
+        wait_until(lambda: not node_up(controller, failed))
+        before = edge.biw_counters(edge_net, BIW_HOST[other])
+        res = t.wait(60)
+        assert res["result"] == "ok", res                      # the transfer survived
+        assert decisions(5204)[sport] == nums[other]           # its record names the other
+        after = edge.biw_counters(edge_net, BIW_HOST[other])
+        assert after[0] - before[0] >= 10 and after[1] - before[1] >= 10, (before, after)
+    finally:
+        heal_biw(edge_net, BIW_HOST[failed])
+        wait_until(lambda: node_up(controller, failed))
+
+
+def test_a_rest_reroute_moves_a_biw_connection_to_another_node(controller, edge_net):
+    """FIG. 13's "change next hop" for a bump-in-the-wire connection."""
+    sport = pick_sport(edge_net, 5204, "up2")
+    t = run_transfer(edge_net, sport, 5204, chunks=60, interval=0.05)
+    num = wait_until(lambda: decisions(5204).get(sport))
+    nums = {n: node(controller, n)["num"] for n in BIW_HOST}
+    target = next(n for n, v in nums.items() if v != num)
+    ins = rest(controller, "POST", "flow-programming", {
+        "ip_proto": "tcp", "ipv4_src": CLIENT, "ipv4_dst": SERVER, "tp_src": sport,
+        "tp_dst": 5204, "action": "reroute", "node": target}, status=201)
+    wait_until(lambda: next(i for i in rest(controller, "GET", "flow-programming")
+                            if i["num"] == ins["num"])["state"] == "executed")
+    before = edge.biw_counters(edge_net, BIW_HOST[target])
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    assert decisions(5204)[sport] == nums[target]
+    after = edge.biw_counters(edge_net, BIW_HOST[target])
+    assert after[0] - before[0] >= 10 and after[1] - before[1] >= 10, (before, after)
+
+
+# --- chains: local strategy, backups ---------------------------------------------------
+
+def test_local_strategy_prefers_paths_on_the_routers_host_then_falls_back(controller,
+                                                                           edge_net):
+    rest(controller, "PATCH", "routers/edge", {"host": "h1"})
+    rest(controller, "PATCH", "chains/fw-only", {"strategy": "local"})
+    try:
+        paths = {p["hops"][0]: p for p in paths_of(controller, "fw-only")}
+        assert paths["cn1"]["local"] and not paths["cn4"]["local"], paths
+        on = Counter(d >> 8 for d in burst(edge_net, 5202, 40, 41600).values())
+        assert on == {paths["cn1"]["spi"]: 40}, on             # all local
+        edge.run(edge_net["cn1"], "ip", "link", "set", "cn1-a", "down")
+        try:
+            wait_until(lambda: "cn1" in rest(controller, "GET", "liveness")["down_nodes"])
+            on = Counter(d >> 8 for d in burst(edge_net, 5202, 40, 41640).values())
+            assert on == {paths["cn4"]["spi"]: 40}, on         # no local path: remote
+        finally:
+            edge.run(edge_net["cn1"], "ip", "link", "set", "cn1-a", "up")
+            wait_until(lambda: "cn1" not in rest(controller, "GET", "liveness")["down_nodes"])
+    finally:
+        rest(controller, "PATCH", "chains/fw-only", {"strategy": "hash"})
+        rest(controller, "PATCH", "routers/edge", {"host": None})
+
+
+def test_a_failed_path_moves_its_connections_to_its_backup(controller, edge_net):
+    """Three hops, four paths: the open connection lands on the backup /liveness names."""
+    sport = pick_sport(edge_net, 5201, "up1")
+    t = run_transfer(edge_net, sport, 5201, chunks=60, interval=0.05)
+    spi = wait_until(lambda: decisions(5201).get(sport)) >> 8
+    path = next(p for p in paths_of(controller, "fw-ids-dpi") if p["spi"] == spi)
+    victim = next(h for h in path["hops"] if h in sp.CHAIN_NODES)
+    edge.run(edge_net[victim], "ip", "link", "set", f"{victim}-a", "down")
+    try:
+        failed = wait_until(lambda: next((f for f in rest(controller, "GET", "liveness")
+                                          ["failed_paths"] if f["spi"] == spi), None))
+        assert failed["backup"] in path["backups"], (failed, path)
+        res = t.wait(60)
+        assert res["result"] == "ok", res
+        assert decisions(5201)[sport] >> 8 == failed["backup"]
+    finally:
+        edge.run(edge_net[victim], "ip", "link", "set", f"{victim}-a", "up")
+        wait_until(lambda: victim not in rest(controller, "GET", "liveness")["down_nodes"])
+
+
+# --- in-band flow programming from the NSH-aware node -----------------------------------
+
+@pytest.fixture
+def through_cn5(controller, edge_net):
+    """Only the fw-ids-dpi paths through cn5 stay up; yields (those paths, the others)."""
+    paths = paths_of(controller, "fw-ids-dpi")
+    mine = [p for p in paths if "cn5" in p["hops"]]
+    others = [p for p in paths if "cn5" not in p["hops"]]
+    assert mine and others
+    for p in others:
+        rest(controller, "PATCH", f"service-paths/{p['spi']}", {"admin_state": "down"})
+    try:
+        yield mine, others
+    finally:
+        edge_net["cn5"].program_sf({})
+        for p in others:
+            rest(controller, "PATCH", f"service-paths/{p['spi']}", {"admin_state": "up"})
+
+
+def program_cn5(net, programs: dict[int, str]) -> None:
+    net["cn5"].program_sf(programs)
+    wait_until(lambda: set(sp.sf_stats(net)["programs"]) == {str(s) for s in programs})
+
+
+def in_band(ctl, sport: int) -> list[dict]:
+    return [i for i in rest(ctl, "GET", "flow-programming")
+            if i["source"] == "in-band" and i["tp_src"] == sport]
+
+
+def test_in_band_drop_message_drops_those_packets_only(controller, edge_net, through_cn5):
+    mine, _ = through_cn5
+    sport = pick_sport(edge_net, 5201, "up1")
+    t = run_transfer(edge_net, sport, 5201, chunks=60, interval=0.05)
+    wait_until(lambda: decisions(5201).get(sport))
+    gens = rest(controller, "GET", "liveness")["generations"]
+    dropped = sp.sf_stats(edge_net)["programmed"]
+    program_cn5(edge_net, {p["spi"]: "drop_message" for p in mine})
+    time.sleep(0.5)
+    program_cn5(edge_net, {})
+    assert sp.sf_stats(edge_net)["programmed"] > dropped          # signals were sent
+    res = t.wait(60)
+    assert res["result"] == "ok", res                   # TCP resent what was dropped
+    assert in_band(controller, sport) == []             # nothing recorded
+    assert rest(controller, "GET", "liveness")["generations"] == gens   # nothing bumped
+
+
+def test_in_band_drop_stops_the_connection_at_the_router(controller, edge_net, through_cn5):
+    mine, _ = through_cn5
+    sport = pick_sport(edge_net, 5201, "up1")
+    t = run_transfer(edge_net, sport, 5201, chunks=80, interval=0.05)
+    wait_until(lambda: decisions(5201).get(sport))
+    program_cn5(edge_net, {p["spi"]: "drop" for p in mine})
+    ins = wait_until(lambda: [i for i in in_band(controller, sport) if i["state"] == "executed"])
+    assert ins[0]["action"] == "drop"
+    program_cn5(edge_net, {})
+    time.sleep(0.3)
+    seen = _sf_packets(edge_net, {p["spi"] for p in mine})
+    time.sleep(1.0)
+    assert _sf_packets(edge_net, {p["spi"] for p in mine}) == seen   # dropped at the router
+    assert t.wait(60)["result"] != "ok"
+    t.kill()
+
+
+def test_in_band_reroute_moves_the_connection_to_the_named_path(controller, edge_net,
+                                                                 through_cn5):
+    mine, others = through_cn5
+    sport = pick_sport(edge_net, 5201, "up1")
+    t = run_transfer(edge_net, sport, 5201, chunks=60, interval=0.05)
+    assert wait_until(lambda: decisions(5201).get(sport)) >> 8 in {p["spi"] for p in mine}
+    target = others[0]
+    rest(controller, "PATCH", f"service-paths/{target['spi']}", {"admin_state": "up"})
+    program_cn5(edge_net, {p["spi"]: f"reroute:{target['spi']}" for p in mine})
+    ins = wait_until(lambda: [i for i in in_band(controller, sport) if i["state"] == "executed"])
+    program_cn5(edge_net, {})
+    assert ins[0]["action"] == "reroute" and ins[0]["spi"] == target["spi"]
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    assert decisions(5201)[sport] >> 8 == target["spi"]
+
+
+# --- /stats against the nodes' own counters ----------------------------------------------
+
+def _sf_packets(net, spis: set[int]) -> int:
+    """Frames cn5 received on these SPIs, by its own count (probes have SPIs of their own)."""
+    return sum(sum(ways.values()) for key, ways in sp.sf_stats(net)["paths"].items()
+               if int(key.split(":")[0]) in spis)
+
+
+def _node_counters(net, ctl) -> dict[str, tuple[int, int]]:
+    """(forward, reverse) data packets each node saw, by its own counters."""
+    paths = rest(ctl, "GET", "service-paths")
+    return {"fw1": edge.biw_counters(net, "bw"), "fw2": edge.biw_counters(net, sp.BIW2_NODE),
+            **sp.chain_counters(net), "l3n": sp.l3_counters(net),
+            "cn5": (_sf_packets(net, {p["spi"] for p in paths}),
+                    _sf_packets(net, {p["reverse_spi"] for p in paths}))}
+
+
+def _stats_counters(ctl) -> dict[str, tuple[int, int]]:
+    return {n["name"]: (n["forward"]["packets"], n["reverse"]["packets"])
+            for n in rest(ctl, "GET", "stats")["nodes"]}
+
+
+def test_stats_count_each_packet_once_per_node_and_direction(controller, edge_net):
+    wait_counters()
+    nodes0, stats0 = _node_counters(edge_net, controller), _stats_counters(controller)
+    for dport, uplink in ((80, "up1"), (5201, "up2"), (5202, "up1"), (5203, "up2"),
+                          (5204, "up1")):
+        res = run_transfer(edge_net, pick_sport(edge_net, dport, uplink), dport,
+                           chunks=20, interval=0.01).wait(60)
+        assert res["result"] == "ok", res
+    wait_counters()
+    nodes1, stats1 = _node_counters(edge_net, controller), _stats_counters(controller)
+    seen = {n: tuple(b - a for a, b in zip(nodes0[n], nodes1[n])) for n in nodes0}
+    counted = {n: tuple(b - a for a, b in zip(stats0[n], stats1[n])) for n in nodes0}
+    assert sum(f + r for f, r in seen.values()) > 100, seen
+    assert counted == seen
