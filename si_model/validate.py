@@ -450,12 +450,24 @@ def _same_router(model: m.Model, f: str, iface_id: str, router_id: str) -> None:
 
 TRANSPORT_FIELDS = {"biw": ("interface_a", "interface_b"), "l3": ("interface", "next_hop"),
                     "chain": ("port",)}
+# Fields only one transport reads: set on a node of another, they would be stored and
+# ignored, so they are refused.  ``host`` places chain nodes on service paths.
+TRANSPORT_ONLY = {"interface_a": "biw", "interface_b": "biw", "interface": "l3",
+                  "next_hop": "l3", "port": "chain", "port_b": "chain", "nsh_aware": "chain",
+                  "host": "chain"}
 
 
 def _check_node(model: m.Model, n: m.ServiceNode) -> None:
     for f in TRANSPORT_FIELDS[n.transport]:
         if getattr(n, f) is None:
             raise ValidationError(f, f"is required for transport {n.transport}")
+    for f, transport in TRANSPORT_ONLY.items():
+        if getattr(n, f) not in (None, False) and n.transport != transport:
+            raise ValidationError(f, f"goes with transport {transport} only (this node's "
+                                  f"transport is {n.transport})")
+    if n.nsh_aware and n.port_b is not None:
+        raise ValidationError("port_b", "goes with a node that is not NSH-aware only (an "
+                              "NSH-aware node returns frames on its port)")
     if n.transport == "chain" and not n.nsh_aware and n.port_b is None:
         raise ValidationError("port_b", "is required for a chain node that is not NSH-aware "
                               "(the proxy sends forward traffic out port, it returns on port_b)")
@@ -481,6 +493,9 @@ def _check_policy(model: m.Model, p: m.Policy) -> None:
         for nid in getattr(p, f):
             if model.get("service-nodes", nid).transport != want:
                 raise ValidationError(f, f"node {nid} is not a {want} node")
+    if p.weights and p.chain:
+        raise ValidationError("weights", "goes with a policy of biw or l3 nodes only (a "
+                              "chain's paths are spread by its strategy)")
     for node in p.weights:
         if _resolve(model, "service-nodes", f"weights.{node}", node) not in p.nodes:
             raise ValidationError(f"weights.{node}", "is not a node of this policy")

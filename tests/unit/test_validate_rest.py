@@ -269,3 +269,35 @@ def test_null_clears_an_optional_field_and_is_refused_on_a_required_one(service)
         service.update("rules", "web-inspect", {"priority": None})
     assert err.value.field == "priority"
     assert service.find("rules", "web-inspect").priority == 100
+
+
+@pytest.mark.parametrize("method,path,body,status,field", [
+    # a field another transport reads would be stored and ignored
+    ("PATCH", "service-nodes/fw1", {"port": "p9"}, 400, "port"),
+    ("PATCH", "service-nodes/fw1", {"next_hop": "10.0.1.9"}, 400, "next_hop"),
+    ("PATCH", "service-nodes/fw1", {"host": "h1"}, 400, "host"),
+    ("PATCH", "service-nodes/fw1", {"nsh_aware": True}, 400, "nsh_aware"),
+    # flow programming: drop_message acts on one in-band packet only
+    ("POST", "flow-programming", {"ip_proto": "tcp", "ipv4_src": "198.51.100.1",
+                                  "ipv4_dst": "10.10.0.10", "tp_src": 1, "tp_dst": 2,
+                                  "action": "drop_message"}, 400, "action"),
+    # chains have no failure policy of their own, and no round_robin
+    ("POST", "chains", {"name": "c9", "profiles": ["a"], "failure_policy": "fail"}, 400,
+     "failure_policy"),
+    ("POST", "chains", {"name": "c9", "profiles": ["a"], "strategy": "round_robin"}, 400,
+     "strategy"),
+])
+def test_accepted_but_ignored_fields_are_refused(api, method, path, body, status, field):
+    before = api.service.model.copy().objects
+    err = refused(api, method, path, body)
+    assert (err["status"], err["field"]) == (status, field), err
+    assert api.service.model.objects == before
+
+
+def test_weights_on_a_chain_policy_and_two_router_hosts_are_refused(api):
+    api("POST", "chains", {"name": "c9", "profiles": ["a"]})
+    err = refused(api, "POST", "policies", {"name": "p9", "chain": "c9", "weights": {"fw1": 2}})
+    assert (err["status"], err["field"]) == (400, "weights")
+    api("PATCH", "routers/edge", {"host": "h1"})
+    err = refused(api, "POST", "routers", {"name": "r9", "host": "h2", "dpid": 9})
+    assert (err["status"], err["field"]) == (409, "host")
