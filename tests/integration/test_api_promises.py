@@ -326,3 +326,4 @@ def test_stats_count_each_packet_once_per_node_and_direction(controller, edge_ne
     counted = {n: tuple(b - a for a, b in zip(stats0[n], stats1[n])) for n in nodes0}
     assert sum(f + r for f, r in seen.values()) > 100, seen
     assert counted == seen
+
