@@ -65,6 +65,8 @@ class Context:
     failed_paths: dict[int, tuple[int, ...]] = field(default_factory=dict)  # down SPI -> backups
     probe_spis: dict[str, int] = field(default_factory=dict)   # chain node id -> probe SPI
     instructions: list[Instruction] = field(default_factory=list)  # flow programming
+    # (path SPI, chain node id) -> that path without the node, for skip instructions
+    skips: dict[tuple[int, str], ServicePath] = field(default_factory=dict)
     routers: list[m.Router] = field(init=False)
     plane_routers: list[m.Router] = field(init=False)
 
@@ -145,7 +147,10 @@ class Context:
         return [p for p in self.paths.get(chain_id, []) if p.state == "up"]
 
     def path_by_spi(self, spi: int) -> Any | None:
-        return next((p for ps in self.paths.values() for p in ps if p.spi == spi), None)
+        return next((p for p in self._all_paths() if p.spi == spi), None)
+
+    def _all_paths(self) -> list[ServicePath]:
+        return [p for ps in self.paths.values() for p in ps] + list(self.skips.values())
 
     def backup_of(self, failed_spi: int) -> ServicePath | None:
         """The first backup of a failed path that is up now (None: none is)."""
@@ -156,7 +161,8 @@ class Context:
         """(SPI, hops, direction) of every way through the service plane: each direction
         ("forward", "reverse") of every up path, and the one-hop probe path of every
         chain node (direction None: probes are not data)."""
-        out = [(spi, hops, way) for c in self.model.all("chains") for p in self.up_paths(c.id)
+        ups = [p for c in self.model.all("chains") for p in self.up_paths(c.id)]
+        out = [(spi, hops, way) for p in ups + list(self.skips.values())
                for spi, hops, way in ((p.spi, p.hops, "forward"),
                                       (p.reverse_spi, p.reverse_hops, "reverse"))]
         return out + [(spi, (node_id,), None) for node_id, spi in sorted(self.probe_spis.items())]

@@ -467,11 +467,13 @@ TABLES: tuple[Table, ...] = (
           "Flow-programming instructions, one flow per direction of each programmed "
           "connection: drop, accept (skip the rest of the chain), reroute (a new "
           "SPI, or another biw or L3 node; back through the policy when that target "
-          "is gone). The decision is re-committed, so the next packets take the fast "
-          "path; a zero-byte packet-in tells the controller the instruction was "
-          "carried out.",
+          "is gone), skip (one chain node: the record's path, by its forward SPI, "
+          "becomes that path without the node). The decision is re-committed, so the "
+          "next packets take the fast path; a zero-byte packet-in tells the "
+          "controller the instruction was carried out.",
           ("revalidate", "commit", "policy"),
-          match=(ROUTER, "eth_type", *IP_FIVE_TUPLE), sets=(TRANSPORT, FWD_DATA, REV_DATA)),
+          match=(ROUTER, "eth_type", *IP_FIVE_TUPLE, TRANSPORT, FWD_SPI),
+          sets=(TRANSPORT, FWD_DATA, REV_DATA)),
     Table(14, "revalidate",
           "A record whose service node failed is sent through its policy again (a "
           "live node); one whose path failed moves to that path's first backup that "

@@ -24,7 +24,7 @@ from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3
 
 from openflow_tables import layout as L
-from openflow_tables.flow import Load, Resubmit
+from openflow_tables.flow import Load, Output, Resubmit
 from openflow_tables.layout import (PIPELINE_ARP_LEARN, PIPELINE_ARP_MISS, PIPELINE_FLOW_PROGRAM,
                                     PIPELINE_PROBE)
 from ryu_si.control import config as si_config
@@ -230,13 +230,20 @@ class ServiceInsertionApp(app_manager.RyuApp):
         if signal.action == "drop_message":
             event(LOG, logging.INFO, "flow_program_drop_message", spi=signal.spi, si=signal.si)
             return
+        node = self.service.node_returning(signal.spi, signal.si)
         try:
-            ins = self.service.program(signal.instruction(), source="in-band")
+            ins = self.service.program(signal.instruction(node), source="in-band")
         except ValidationError as e:
             event(LOG, logging.WARNING, "flow_program_signal_ignored", field=e.field,
                   reason=e.message)
             return
         if ins.action == "drop":
+            return
+        if ins.action == "skip":       # serviced by this node: on to the next hop
+            sw = self.switches.get(msg.datapath.id)
+            if sw is not None:
+                sw.packet_out(signal.cleared(bytes(msg.data)), (Output("in_port"),),
+                              in_port=msg.match["in_port"])
             return
         self._reinject(msg.datapath, msg.match["in_port"], signal.inner)
 

@@ -17,11 +17,14 @@ from typing import Any
 
 from si_model.validate import IP_PROTOS, ValidationError, integer, ipv4
 
-ACTIONS = ("none", "drop", "accept", "reroute")
-ACTION_CODES = {1: "drop", 2: "accept", 3: "drop_message", 4: "reroute"}  # NSH C1 in-band
+ACTIONS = ("none", "drop", "accept", "reroute", "skip")
+ACTION_CODES = {1: "drop", 2: "accept", 3: "drop_message", 4: "reroute",   # NSH C1 in-band
+                5: "skip"}
 FIELDS = ("router", "ip_proto", "ipv4_src", "ipv4_dst", "tp_src", "tp_dst", "action", "spi",
           "node")
-REROUTE_NODE_TRANSPORTS = ("biw", "l3")
+# The transports whose nodes each action may name: reroute to another biw or l3 node
+# (a chain connection reroutes to a path, by spi); skip one chain node, keep the rest.
+NODE_TRANSPORTS = {"reroute": ("biw", "l3"), "skip": ("chain",)}
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Instruction:
     tp_dst: int
     action: str
     spi: int | None = None
-    node: str | None = None          # reroute to this biw or l3 node (its id)
+    node: str | None = None          # reroute: to this biw or l3 node; skip: this chain node
     source: str = "rest"
     state: str = "pending"
     created: float = field(default_factory=time.time)
@@ -78,26 +81,32 @@ def parse(body: Any, num: int, router_of: dict[str, str], node_of: dict[str, Any
                        integer(0, 65535)("tp_src", body["tp_src"]),
                        integer(0, 65535)("tp_dst", body["tp_dst"]), body["action"],
                        integer(1, (1 << 24) - 1)("spi", body["spi"]) if "spi" in body else None,
-                       _node(body["node"], node_of) if "node" in body else None, source)
+                       _node(body["action"], body["node"], node_of) if "node" in body else None,
+                       source)
 
 
 def _check_target(body: dict[str, Any]) -> None:
-    """reroute names exactly one target: a path (``spi``) or a biw/l3 node (``node``)."""
-    targets = [k for k in ("spi", "node") if k in body]
-    if body["action"] != "reroute" and targets:
-        raise ValidationError(targets[0], "goes with action reroute only")
-    if body["action"] == "reroute" and len(targets) != 1:
+    """reroute names exactly one target: a path (``spi``) or a biw/l3 node (``node``);
+    skip names the chain node to skip (``node``); the other actions name none."""
+    action, targets = body["action"], [k for k in ("spi", "node") if k in body]
+    if action == "reroute" and len(targets) != 1:
         raise ValidationError("spi", "reroute needs exactly one of spi (a service path) "
                               "or node (a biw or l3 node)")
+    if action == "skip" and targets != ["node"]:
+        raise ValidationError("node", "skip needs the chain node to skip (node), and no spi")
+    if action not in ("reroute", "skip") and targets:
+        raise ValidationError(targets[0], "goes with action reroute or skip only")
 
 
-def _node(ref: Any, node_of: dict[str, Any]) -> str:
+def _node(action: str, ref: Any, node_of: dict[str, Any]) -> str:
     if not isinstance(ref, str) or ref not in node_of:
         raise ValidationError("node", f"unknown service node {ref!r}", 422)
     node = node_of[ref]
-    if node.transport not in REROUTE_NODE_TRANSPORTS:
-        raise ValidationError("node", f"{node.name!r} is a {node.transport} node: reroute a "
-                              f"chain connection to a service path (spi)")
+    if node.transport not in NODE_TRANSPORTS[action]:
+        raise ValidationError("node", f"{node.name!r} is a {node.transport} node; {action} "
+                              f"takes a {' or '.join(NODE_TRANSPORTS[action])} node"
+                              + (" (reroute a chain connection by spi)"
+                                 if action == "reroute" else ""))
     return node.id
 
 

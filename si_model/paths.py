@@ -341,6 +341,20 @@ def chain_paths(model: Model, spis: SpiTable, down: Iterable[str] = frozenset(),
             for c in model.all("chains")}
 
 
+def skip_path(path: ServicePath, node_id: str,
+              spi_allocator: Callable[[str], int]) -> ServicePath:
+    """``path`` without ``node_id``, both ways (FIG. 13: skip this node, keep the rest of
+    the chain), with SPIs of its own: a connection programmed to skip a node is moved to
+    it.  Its backups are the path's, so it fails over as the path would."""
+    key = f"skip:{node_id}:{path.spi}"
+    fwd = [(h, host) for h, host in zip(path.hops, path.hosts) if h != node_id]
+    rev = [(h, host) for h, host in zip(path.reverse_hops, path.reverse_hosts) if h != node_id]
+    return dataclasses.replace(
+        path, spi=spi_allocator(key), reverse_spi=spi_allocator(f"rev:{key}"),
+        hops=tuple(h for h, _ in fwd), hosts=tuple(host for _, host in fwd),
+        reverse_hops=tuple(h for h, _ in rev), reverse_hosts=tuple(host for _, host in rev))
+
+
 def probe_spis(model: Model, spis: SpiTable) -> dict[str, int]:
     """A one-hop probe path per chain node (stable SPI), for liveness."""
     return {n.id: spis.allocate(f"probe:{n.id}") for n in model.all("service-nodes")

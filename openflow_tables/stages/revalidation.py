@@ -37,21 +37,32 @@ def _program_actions(ctx: Context, ins) -> tuple[list, str | None]:
     return [Load.field(L.TRANSPORT, transport), Resubmit("commit")], None
 
 
+def _variants(ctx: Context, ins) -> list[tuple[int, dict, list, str | None]]:
+    """(priority, extra match, actions, goto) of one instruction's flows.  A skip moves a
+    connection from each path through the node to that path without it, so it has one
+    flow per such path (matched by the record's forward SPI), and a lower one that only
+    reports a connection on no such path (nothing to skip)."""
+    if ins.action != "skip":
+        return [(10, {}, *_program_actions(ctx, ins))]
+    out = [(10, fields((L.TRANSPORT, L.TRANSPORT_CHAIN), (L.FWD_SPI, spi)), _to_path(path), None)
+           for (spi, node_id), path in sorted(ctx.skips.items()) if node_id == ins.node]
+    return out + [(5, {}, [], "revalidate")]
+
+
 def flow_program_flows(ctx: Context) -> list:
     out = []
     for ins in ctx.instructions:
         if ins.state != "pending" or not ctx.on_switch(ins.router):
             continue
-        actions, goto = _program_actions(ctx, ins)
-        actions = [EXECUTED, *actions]
         sport_f, dport_f = L.TP_FIELDS[ins.ip_proto]
-        for src, dst, sp, dp in ins.directions():
-            out.append(flow("flow_program", 10,
-                            match(metadata=router_match(ctx.router(ins.router)),
-                                  eth_type=L.ETH_IP,
-                                  ip_proto=ins.ip_proto, ipv4_src=src, ipv4_dst=dst,
-                                  **{sport_f: sp, dport_f: dp}),
-                            actions, goto, L.cookie("flow_program", ins.num)))
+        for priority, extra, actions, goto in _variants(ctx, ins):
+            for src, dst, sp, dp in ins.directions():
+                out.append(flow("flow_program", priority,
+                                match(metadata=router_match(ctx.router(ins.router)),
+                                      eth_type=L.ETH_IP,
+                                      ip_proto=ins.ip_proto, ipv4_src=src, ipv4_dst=dst,
+                                      **{sport_f: sp, dport_f: dp}, **extra),
+                                [EXECUTED, *actions], goto, L.cookie("flow_program", ins.num)))
     return out + [flow("flow_program", 0, (), goto="revalidate", cookie=L.PIPELINE_COOKIE)]
 
 

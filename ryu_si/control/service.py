@@ -16,12 +16,13 @@ from typing import Any, Callable
 from openflow_tables.compile import Pipeline, compile_pipeline
 from openflow_tables.context import Context, Generations
 from openflow_tables.flow import FlowError
+from openflow_tables.layout import NSH_FIRST_SI
 from ryu_si.control.store import Store
 from si_model import flowprog
 from si_model import model as m
 from si_model.document import model_from_document
 from si_model.numbering import applied_to_bits, assign_numbers
-from si_model.paths import ServicePath, SpiTable, chain_paths, probe_spis
+from si_model.paths import ServicePath, SpiTable, chain_paths, probe_spis, skip_path
 from si_model.validate import ValidationError, build, check_model, noun
 
 # Objects whose change can change what a rule gives an open connection at an interface
@@ -57,6 +58,8 @@ class Service:
         self.applied_to_bits = applied_to_bits(self.model, self.applied_to_bits)
         self.paths = self._compute_paths(self.model)
         self.probe_spis = self._probe_spis(self.model)
+        self.skips: dict[tuple[int, str], ServicePath] = {}
+        self._derive_skips()
 
     # --- reads ----------------------------------------------------------------
     def context(self, dpid: int, ports: dict[str, int]) -> Context:
@@ -65,13 +68,14 @@ class Service:
                              self.probe_spis)
 
     def _context(self, model: m.Model, dpid: int, ports: dict[str, int], bits: dict,
-                 paths: dict, probes: dict[str, int], gens: Generations | None = None
-                 ) -> Context:
+                 paths: dict, probes: dict[str, int], gens: Generations | None = None,
+                 skips: dict | None = None) -> Context:
         return Context(model, dpid, ports, bits, gens or self.generations,
                        down_nodes=self.down_nodes,
                        learned_neighbors=self.learned_neighbors, paths=paths,
                        failed_paths=self.failed_paths, probe_spis=probes,
-                       instructions=self.instructions)
+                       instructions=self.instructions,
+                       skips=self.skips if skips is None else skips)
 
     def pipeline(self, dpid: int, ports: dict[str, int]) -> Pipeline:
         """The pipeline of one switch as of now."""
@@ -142,8 +146,19 @@ class Service:
             self.store.commit([], self.counters, {"paths_admin_down": sorted(down)})
             self.paths_admin_down = down
             self.paths = self._compute_paths(self.model)
+            self._derive_skips()
             self.on_change({})
             return next((p for p in self.paths.get(path.chain, []) if p.spi == spi), path)
+
+    def node_returning(self, spi: int, si: int) -> str | None:
+        """The chain node that returned a frame with (spi, si): hop k is reached at SI
+        255 - k and decrements it once (None: no such hop)."""
+        for p in [q for ps in self.paths.values() for q in ps] + list(self.skips.values()):
+            for s, hops in ((p.spi, p.hops), (p.reverse_spi, p.reverse_hops)):
+                k = NSH_FIRST_SI - 1 - si
+                if s == spi and 0 <= k < len(hops):
+                    return hops[k]
+        return None
 
     def path_by_spi(self, spi: int) -> ServicePath:
         for paths in self.paths.values():
@@ -158,11 +173,14 @@ class Service:
             self.on_change({})
 
     def _save_state(self, generations: Generations | None = None) -> None:
-        """Persist generations and pending instructions together (one transaction)."""
+        """Persist generations, the SPI table and the instructions that still shape the
+        datapath together (one transaction): the pending ones, and executed skips (their
+        connections are on the paths they derive)."""
         gens = generations or self.generations
         self.store.commit([], self.counters, {
-            "generations": dataclasses.asdict(gens),
-            "instructions": [i.to_dict() for i in self.instructions if i.state == "pending"]})
+            "generations": dataclasses.asdict(gens), "spis": self.spis.to_dict(),
+            "instructions": [i.to_dict() for i in self.instructions
+                             if i.state == "pending" or (i.action, i.state) == ("skip", "executed")]})
         self.generations = gens
 
     # --- conntrack epochs ---------------------------------------------------------------
@@ -211,6 +229,7 @@ class Service:
                         set(old.directions()) & set(ins.directions()):
                     old.state = "superseded"       # one decision per connection
             self.instructions.append(ins)
+            self._derive_skips()
             self._save_state(self._bump("flow_program"))
             self.on_change({})
             return ins
@@ -238,11 +257,11 @@ class Service:
             down = self.down_nodes - {node_id} if up else self.down_nodes | {node_id}
             if node is None or down == self.down_nodes:
                 return
-            before = {p.spi: p.backups for ps in self.paths.values() for p in ps
-                      if p.state == "up"}
+            before = self._up_backups()
             self.down_nodes = frozenset(down)
             self.paths = self._compute_paths(self.model)
-            after = self._up_spis()
+            self._derive_skips()
+            after = set(self._up_backups())
             self.failed_paths = {spi: backups for spi, backups in
                                  (self.failed_paths | before).items() if spi not in after}
             self._save_state(self._bump(self.GENERATION_OF[node.transport]))
@@ -250,6 +269,24 @@ class Service:
 
     def _up_spis(self) -> set[int]:
         return {p.spi for ps in self.paths.values() for p in ps if p.state == "up"}
+
+    def _up_backups(self) -> dict[int, tuple[int, ...]]:
+        """SPI -> backups of every up path, and of every path a skip derived from one."""
+        ups = [p for ps in self.paths.values() for p in ps if p.state == "up"]
+        return {p.spi: p.backups for p in ups + list(self.skips.values())}
+
+    def _derive_skips(self) -> None:
+        self.skips = self._skips_of(self.paths)
+
+    def _skips_of(self, paths: dict[str, list[ServicePath]]
+                  ) -> dict[tuple[int, str], ServicePath]:
+        """The paths skip instructions move connections to: every up path through a
+        skipped node, without it (SPIs allocated once, so records keep their meaning)."""
+        skipped = {i.node for i in self.instructions
+                   if i.action == "skip" and i.state in ("pending", "executed")}
+        return {(p.spi, n): skip_path(p, n, self.spis.allocate)
+                for ps in paths.values() for p in ps if p.state == "up"
+                for n in sorted(skipped) if n in p.node_ids}
 
     def _probe_spis(self, model: m.Model) -> dict[str, int]:
         return probe_spis(model, self.spis)
@@ -267,21 +304,23 @@ class Service:
         counters = assign_numbers(cand, self.counters)
         check_model(cand)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
+        skips = self._skips_of(paths)
         bits = applied_to_bits(cand, self.applied_to_bits)
         changes = self._changes(cand)
         gens = self.generations
         if any(kind in RECLASSIFYING_KINDS for kind, _, _ in changes):
             gens = self._bump("classify")
-        fresh = self._trial_compile(cand, paths, probes, bits, gens)
+        fresh = self._trial_compile(cand, paths, probes, bits, gens, skips)
         self.store.commit(changes, counters, {
             "spis": self.spis.to_dict(), "generations": dataclasses.asdict(gens),
             "applied_to_bits": [[r, sorted(s), b] for (r, s), b in bits.items()]})
         self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
+        self.skips = skips
         self.applied_to_bits, self.generations = bits, gens
         self.on_change(fresh)
 
-    def _trial_compile(self, cand: m.Model, paths, probes, bits, gens: Generations
-                       ) -> Compiled:
+    def _trial_compile(self, cand: m.Model, paths, probes, bits, gens: Generations,
+                       skips: dict) -> Compiled:
         """Compile the candidate for every switch before anything is stored: a model the
         datapath cannot hold (two flows with one match) is a 409, not a wedged store.
         Every port the model names gets a number; a connected switch that has them all
@@ -292,7 +331,7 @@ class Service:
             ports = self.switch_ports(dpid, cand)
             try:
                 pipe = compile_pipeline(self._context(cand, dpid, ports, bits, paths, probes,
-                                                      gens))
+                                                      gens, skips))
             except FlowError as e:
                 raise ValidationError("config", f"the datapath cannot hold this: {e}",
                                       409) from None

@@ -1,7 +1,8 @@
 """Flow-programming signals carried in NSH context header C1 by NSH-aware nodes.
 
-C1 = action code (1 drop, 2 accept, 3 drop_message, 4 reroute), C2 = the new
-SPI for reroute.  The inner frame names the flow.
+C1 = action code (1 drop, 2 accept, 3 drop_message, 4 reroute, 5 skip: this node,
+the rest of the chain stays), C2 = the new SPI for reroute.  The inner frame names the
+flow.
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ class Signal:
     new_spi: int
     inner: bytes
 
-    def instruction(self) -> dict:
-        """The REST body of the instruction the signal asks for."""
+    def instruction(self, node: str | None = None) -> dict:
+        """The REST body of the instruction the signal asks for (``node``: the node that
+        sent it, which a skip names)."""
         pkt = packet.Packet(self.inner)
         ip = pkt.get_protocol(ipv4.ipv4)
         l4 = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
@@ -33,7 +35,14 @@ class Signal:
             return {}
         body = {"ip_proto": ip.proto, "ipv4_src": ip.src, "ipv4_dst": ip.dst,
                 "tp_src": l4.src_port, "tp_dst": l4.dst_port, "action": self.action}
-        return {**body, "spi": self.new_spi} if self.action == "reroute" else body
+        if self.action == "reroute":
+            return {**body, "spi": self.new_spi}
+        return {**body, "node": node} if self.action == "skip" and node else body
+
+    def cleared(self, frame: bytes) -> bytes:
+        """The signalling frame with C1 zeroed: it goes on along its path."""
+        at = ETH_LEN + 8
+        return frame[:at] + bytes(4) + frame[at + 4:]
 
 
 def parse(frame: bytes) -> Signal | None:

@@ -327,3 +327,53 @@ def test_stats_count_each_packet_once_per_node_and_direction(controller, edge_ne
     assert sum(f + r for f, r in seen.values()) > 100, seen
     assert counted == seen
 
+
+
+# --- skip one node, keep the rest of the chain ----------------------------------------------
+
+def _chain_node_packets(net) -> dict[str, int]:
+    return {n: sum(c) for n, c in sp.chain_counters(net).items()}
+
+
+def test_a_rest_skip_takes_one_node_off_the_connection_and_keeps_the_others(controller,
+                                                                              edge_net):
+    sport = pick_sport(edge_net, 5201, "up1")
+    t = run_transfer(edge_net, sport, 5201, chunks=60, interval=0.05)
+    spi = wait_until(lambda: decisions(5201).get(sport)) >> 8
+    path = next(p for p in paths_of(controller, "fw-ids-dpi") if p["spi"] == spi)
+    skipped = path["hops"][-1]                                  # the dpi node, cn3
+    kept = [h for h in path["hops"][:-1] if h in sp.CHAIN_NODES]
+    ins = rest(controller, "POST", "flow-programming", {
+        "ip_proto": "tcp", "ipv4_src": CLIENT, "ipv4_dst": SERVER, "tp_src": sport,
+        "tp_dst": 5201, "action": "skip", "node": skipped}, status=201)
+    wait_until(lambda: next(i for i in rest(controller, "GET", "flow-programming")
+                            if i["num"] == ins["num"])["state"] == "executed")
+    time.sleep(0.3)
+    before = _chain_node_packets(edge_net)
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    after = _chain_node_packets(edge_net)
+    assert after[skipped] == before[skipped], (before, after)           # off the connection
+    assert all(after[n] - before[n] >= 10 for n in kept), (before, after)   # the rest stays
+    assert decisions(5201)[sport] >> 8 not in {p["spi"] for p in paths_of(controller,
+                                                                          "fw-ids-dpi")}
+
+
+def test_an_in_band_skip_from_cn5_keeps_the_other_hops(controller, edge_net, through_cn5):
+    mine, _ = through_cn5
+    sport = pick_sport(edge_net, 5201, "up1")
+    t = run_transfer(edge_net, sport, 5201, chunks=60, interval=0.05)
+    spi = wait_until(lambda: decisions(5201).get(sport)) >> 8
+    path = next(p for p in mine if p["spi"] == spi)
+    program_cn5(edge_net, {p["spi"]: "skip" for p in mine})
+    ins = wait_until(lambda: [i for i in in_band(controller, sport) if i["state"] == "executed"])
+    program_cn5(edge_net, {})
+    assert ins[0]["action"] == "skip" and ins[0]["node"] == node(controller, "cn5")["id"]
+    time.sleep(0.3)
+    kept = [h for h in path["hops"] if h in sp.CHAIN_NODES]
+    sf0, before = _sf_packets(edge_net, {spi, path["reverse_spi"]}), _chain_node_packets(edge_net)
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    after = _chain_node_packets(edge_net)
+    assert _sf_packets(edge_net, {spi, path["reverse_spi"]}) == sf0     # cn5 sees no more
+    assert all(after[n] - before[n] >= 10 for n in kept), (before, after)

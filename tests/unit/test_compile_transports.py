@@ -239,3 +239,40 @@ def test_a_failed_path_moves_its_connections_to_its_first_live_backup(svc):
     reval = [f for f in compile_for(svc, EDGE_PORTS).table("revalidate")
              if f.cookie == L.cookie("path", first.spi)]
     assert list(reval[0].actions) == [Resubmit("policy")]
+
+
+def test_a_skip_moves_each_path_through_the_node_to_that_path_without_it(svc):
+    """FIG. 13's "skip this node, keep the rest of the chain"."""
+    chain = _chain(svc, "fw-ids-dpi")
+    dpi = svc.find("service-nodes", "cn3")
+    through = [p for p in svc.paths[chain.id] if dpi.id in p.hops]
+    assert through
+    ins = svc.program(_instruction("skip", node="cn3", tp_dst=5201))
+    pipe = compile_for(svc, EDGE_PORTS)
+    flows = [f for f in pipe.table("flow_program") if f.cookie == L.cookie("flow_program", ins.num)]
+    assert len(flows) == 2 * len(through) + 2          # both directions, + nothing-to-skip
+    for p in through:
+        skip = svc.skips[(p.spi, dpi.id)]
+        assert skip.hops == tuple(h for h in p.hops if h != dpi.id)
+        assert skip.reverse_hops == tuple(h for h in p.reverse_hops if h != dpi.id)
+        moved = [f for f in flows if Load.field(L.FWD_DATA, L.path_header(skip.spi, 255))
+                 in f.actions]
+        assert len(moved) == 2
+        assert all(Load.field(L.REV_DATA, L.path_header(skip.reverse_spi, 255)) in f.actions
+                   for f in moved)
+    plane = compile_for(svc, PLANE_PORTS, dpid=2)
+    forwarded = {(_match(f)["nsh_spi"], _match(f)["nsh_si"]) for f in plane.table("sp_forward")
+                 if "nsh_spi" in _match(f)}
+    for p in through:
+        skip = svc.skips[(p.spi, dpi.id)]
+        assert {(skip.spi, 255 - k) for k in range(len(skip.hops) + 1)} <= forwarded
+
+
+def test_an_executed_skip_keeps_its_paths_across_a_restart(tmp_path):
+    svc = Service(Store(str(tmp_path / "si.sqlite")))
+    svc.replace_config(three_transports())
+    ins = svc.program(_instruction("skip", node="cn3", tp_dst=5201))
+    svc.executed({ins.num})
+    skips = dict(svc.skips)
+    again = Service(Store(str(tmp_path / "si.sqlite")))
+    assert skips and again.skips == skips
