@@ -75,7 +75,8 @@ class Context:
         self.plane_routers = [r for r in self.model.all("routers")
                               if r.service_plane_dpid == self.dpid]
         self._router_ids = {r.id for r in self.routers}
-        self._classes: dict[str, dict[int, int]] = {}
+        self._classes: dict[str, dict[tuple[int, str | None], int]] = {}
+        self._l2: dict[str, frozenset[str]] = {}
 
     def on_switch(self, router_id: str) -> bool:
         return router_id in self._router_ids
@@ -110,27 +111,36 @@ class Context:
                 bits |= 1 << bit
         return bits
 
-    def router_classes(self, router_id: str) -> dict[int, int]:
-        """applied_to bits -> class number of the router's classifying interfaces.
+    def router_classes(self, router_id: str) -> dict[tuple[int, str | None], int]:
+        """(applied_to bits, own id) -> class number of the router's classifying interfaces.
 
-        Interfaces with the same applied_to sets are one class.  Numbered from the
-        model alone (sorted by bits), so every switch and every compile of one model
-        agree; any change that could renumber them bumps the classification
-        generation, which makes older records re-classify instead of comparing
-        classes of another numbering."""
+        Interfaces with the same applied_to sets are one class, except where a rule
+        matches Ethernet addresses: those differ from interface to interface for one
+        connection, so an interface in such a rule's applied_to is a class of its own
+        (own id set) and reuses only records made there.  Numbered from the model alone
+        (sorted), so every switch and every compile of one model agree; any change that
+        could renumber them bumps the classification generation, which makes older
+        records re-classify instead of comparing classes of another numbering."""
         cached = self._classes.get(router_id)
         if cached is None:
-            masks = sorted({self.iface_bits(i) for i in self.model.all("interfaces")
-                            if i.router == router_id and i.classifies})
-            if len(masks) > L.MAX_CLASSES:
-                raise FlowError(f"router {self.router(router_id).name} has {len(masks)} "
+            keys = sorted({self.class_key(i) for i in self.model.all("interfaces")
+                           if i.router == router_id and i.classifies},
+                          key=lambda k: (k[0], k[1] or ""))
+            if len(keys) > L.MAX_CLASSES:
+                raise FlowError(f"router {self.router(router_id).name} has {len(keys)} "
                                 f"interface classes (distinct applied_to memberships); the "
                                 f"limit is {L.MAX_CLASSES} per router")
-            cached = self._classes[router_id] = {bits: n for n, bits in enumerate(masks)}
+            cached = self._classes[router_id] = {k: n for n, k in enumerate(keys)}
         return cached
 
+    def class_key(self, iface: m.Interface) -> tuple[int, str | None]:
+        l2 = self._l2.get(iface.router)
+        if l2 is None:
+            l2 = self._l2[iface.router] = m.l2_interfaces(self.model, iface.router)
+        return self.iface_bits(iface), iface.id if iface.id in l2 else None
+
     def iface_class(self, iface: m.Interface) -> int:
-        return self.router_classes(iface.router)[self.iface_bits(iface)]
+        return self.router_classes(iface.router)[self.class_key(iface)]
 
     def node_live(self, node: m.ServiceNode) -> bool:
         return node.admin_state == "up" and node.id not in self.down_nodes

@@ -416,10 +416,12 @@ TABLES: tuple[Table, ...] = (
           "Rules classify connections, not packets: a reply-direction packet (ct_state "
           "+rpl) has its addresses and ports swapped into the connection's original "
           "direction for the classify lookup (conntrack's original tuple, without NAT), "
-          "so a reply never classifies on its own swapped headers.",
+          "so a reply never classifies on its own swapped headers; its Ethernet "
+          "addresses too, so eth_src/eth_dst are those of the connection's original "
+          "direction on the wire at this interface.",
           ("classify",), miss="classify",
           match=("ct_state", "eth_type", "ip_proto"),
-          sets=("ipv4_src", "ipv4_dst", *TP_PORTS, SWAP_SCRATCH)),
+          sets=("eth_src", "eth_dst", "ipv4_src", "ipv4_dst", *TP_PORTS, SWAP_SCRATCH)),
     Table(7, "classify",
           "Service insertion rules. A rule matches the applied_to-set bit it "
           "belongs to (interfaces carry the bits of every set they are in), so "
@@ -427,13 +429,14 @@ TABLES: tuple[Table, ...] = (
           "conjunctive matches. The highest priority wins; the default rule "
           "(priority 0) allows without service.",
           ("reorient",),
-          match=(ROUTER, "eth_type", *IP_FIVE_TUPLE, *APPLIED_TO, "conj_id"),
+          match=(ROUTER, "eth_src", "eth_dst", "eth_type", *IP_FIVE_TUPLE, *APPLIED_TO,
+                 "conj_id"),
           sets=(RULE_NUM, RULE_ACTION, POLICY_NUM, TRANSPORT)),
     Table(8, "reorient",
           "Swap a reply-direction packet's addresses and ports back.",
           ("keep_decision",), miss="keep_decision",
           match=("ct_state", "eth_type", "ip_proto"),
-          sets=("ipv4_src", "ipv4_dst", *TP_PORTS, SWAP_SCRATCH)),
+          sets=("eth_src", "eth_dst", "ipv4_src", "ipv4_dst", *TP_PORTS, SWAP_SCRATCH)),
     Table(9, "keep_decision",
           "A re-classification that gives the record's own rule (same action, same "
           "policy) keeps the stored decision: its service path or node, and what flow "
@@ -484,28 +487,30 @@ TABLES: tuple[Table, ...] = (
     Table(15, "transport",
           "Send the packet the way the decision says: biw forward out side A, "
           "reverse out side B; chain: NSH into the service plane; l3: routed out the "
-          "node's VTI; allow continues to routing (or output when the packet was "
+          "node's VTI; allow continues to routing (or to output when the packet was "
           "classified at its egress); drop drops.",
-          ("routing", "neighbor"),
+          ("routing", "neighbor", "egress_si"),
           match=("ct_state", ROUTER, TRANSPORT, FWD_DATA, REV_DATA, FLAGS_EGRESS),
           sets=("eth_src", "eth_dst", "nsh_spi", "nsh_si", EGRESS_IFACE, NEXT_HOP)),
     Table(16, "routing",
           "Longest-prefix match per router: egress interface and next hop. Liveness "
           "probes that came back through a service node go to the controller.",
-          ("egress_si",),
+          ("neighbor",),
           match=(ROUTER, "eth_type", "ip_proto", "ipv4_dst", "udp_dst", FLAGS_SERVICED),
           sets=(EGRESS_IFACE, NEXT_HOP)),
-    Table(17, "egress_si",
-          "Traffic routed out of a classifying interface that has not been "
-          "through service insertion yet is classified there, at its egress.",
-          ("ct", "neighbor"),
-          match=(FLAGS_SERVICED, FLAGS_SI_DONE, EGRESS_IFACE),
-          sets=(SI_IFACE, SI_CLASS, *APPLIED_TO, FLAGS_EGRESS)),
-    Table(18, "neighbor",
+    Table(17, "neighbor",
           "Next hop IPv4 to MAC (static and learned neighbors); a miss asks the "
-          "controller to resolve it (ARP miss).",
-          ("output",),
+          "controller to resolve it (ARP miss). Before egress classification, so a "
+          "rule's eth_dst sees the frame as it will leave.",
+          ("egress_si",),
           match=(EGRESS_IFACE, NEXT_HOP), sets=("eth_dst",)),
+    Table(18, "egress_si",
+          "Traffic routed out of a classifying interface that has not been "
+          "through service insertion yet is classified there, at its egress, with "
+          "the Ethernet header it will leave with.",
+          ("ct", "output"),
+          match=(FLAGS_SERVICED, FLAGS_SI_DONE, EGRESS_IFACE),
+          sets=("eth_src", SI_IFACE, SI_CLASS, *APPLIED_TO, FLAGS_EGRESS)),
     Table(19, "output",
           "Rewrite the source MAC to the egress interface, decrement TTL, output.",
           (),

@@ -180,6 +180,16 @@ REFERENCES: dict[str, dict[str, str]] = {
 }
 
 
+L2_MATCH_FIELDS = ("eth_src", "eth_dst")
+
+
+def l2_interfaces(model: "Model", router_id: str) -> frozenset[str]:
+    """Interfaces of the router where a rule matches Ethernet addresses: a connection's
+    frame differs from one such interface to another."""
+    return frozenset(i for r in model.rules_of(router_id)
+                     if any(f in r.match for f in L2_MATCH_FIELDS) for i in r.applied_to)
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A deep copy of the object's fields: the caller may change it."""
     return dataclasses.asdict(obj)

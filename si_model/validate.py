@@ -19,7 +19,8 @@ from si_model import model as m
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MIN_PRIORITY, MAX_PRIORITY = 1, 65000
-MATCH_FIELDS = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "tp_src", "tp_dst")
+MATCH_FIELDS = ("eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
+                "tp_src", "tp_dst")
 IP_PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
 
 # What one object of each kind is called in messages ("no policy 'x'"; a kind is not
@@ -221,6 +222,7 @@ def _one_or_many(item: dict[str, Any]) -> dict[str, Any]:
 
 
 MATCH_SCHEMAS = {
+    "eth_src": _one_or_many(mac.schema), "eth_dst": _one_or_many(mac.schema),
     "eth_type": {"anyOf": [{"type": "integer", "enum": [0x0800]},
                            {"type": "string", "enum": ["ipv4"]}]},
     "ip_proto": ip_proto.schema,
@@ -248,6 +250,8 @@ def rule_match(f: str, v: Any) -> dict[str, Any]:
             out[k] = ip_proto(fk, x)
         elif k in ("ipv4_src", "ipv4_dst"):
             out[k] = _many(fk, x, cidr)
+        elif k in ("eth_src", "eth_dst"):
+            out[k] = _many(fk, x, mac)
         else:
             out[k] = _many(fk, x, _port_item)
     if ("tp_src" in out or "tp_dst" in out) and out.get("ip_proto") not in (6, 17):
@@ -403,8 +407,9 @@ def _check_capacity(model: m.Model, r: m.Router) -> None:
         raise ValidationError("applied_to", f"router {r.name!r} would have {len(sets)} "
                               f"distinct applied_to sets; the limit is {m.MAX_APPLIED_TO_SETS} per "
                               f"router (rules with the same applied_to share one)", 409)
-    classes = {frozenset(s for s in sets if i.id in s) for i in model.interfaces_of(r.id)
-               if i.classifies}
+    l2 = m.l2_interfaces(model, r.id)
+    classes = {(frozenset(s for s in sets if i.id in s), i.id if i.id in l2 else None)
+               for i in model.interfaces_of(r.id) if i.classifies}
     if len(classes) > m.MAX_INTERFACE_CLASSES:
         raise ValidationError("applied_to", f"router {r.name!r} would have {len(classes)} "
                               f"interface classes (distinct applied_to memberships of its "

@@ -51,15 +51,17 @@ def class_check_flows(ctx: Context) -> list:
     is also a set of class I, J's rules are a subset of I's that contains R (the
     applied_to check said so), so R wins at J too and reusing the record gives
     exactly what classifying at J would.  Otherwise J may hold a rule that
-    outranks R for this connection: classify again.  One flow per such pair of
-    classes of a router (classes are few: interfaces with equal memberships share one).
+    outranks R for this connection: classify again.  An interface where a rule
+    matches Ethernet addresses is a class of its own (the frame differs from one
+    interface to another): it reuses only records made there.  One flow per such pair
+    of classes of a router (classes are few: interfaces with equal memberships share one).
     """
     out = []
     for router in ctx.routers:
         classes = ctx.router_classes(router.id)
-        for bits_i, i in classes.items():
-            for bits_j, j in classes.items():
-                if bits_j & ~bits_i == 0:
+        for (bits_i, own_i), i in classes.items():
+            for (bits_j, own_j), j in classes.items():
+                if bits_j & ~bits_i == 0 and own_j in (None, own_i):
                     out.append(flow("class_check", 10,
                                     match(metadata=router_match(router),
                                           ct_mark=(L.CT_MARK_CLASS.value(i), L.CT_MARK_CLASS.mask),

@@ -59,7 +59,7 @@ def match_dimensions(rule: m.Rule) -> dict[str, list]:
 
 
 def _dimensions(mt: dict) -> dict[str, list]:
-    dims: dict[str, list] = {}
+    dims: dict[str, list] = {f: list(mt[f]) for f in ("eth_src", "eth_dst") if f in mt}
     if "ip_proto" in mt:
         dims["ip_proto"] = [mt["ip_proto"]]
     for f in ("ipv4_src", "ipv4_dst"):
@@ -163,16 +163,21 @@ def default_rule_flows(ctx: Context) -> list[Flow]:
 
 
 def _swap(a: str, b: str, nbits: int) -> list[Move]:
+    """Swap two fields through the 32-bit scratch register, 32 bits at a time."""
     tmp = L.SWAP_SCRATCH.register
-    return [Move(a, tmp, 0, 0, nbits), Move(b, a, 0, 0, nbits), Move(tmp, b, 0, 0, nbits)]
+    out = []
+    for ofs in range(0, nbits, 32):
+        n = min(32, nbits - ofs)
+        out += [Move(a, tmp, ofs, 0, n), Move(b, a, ofs, ofs, n), Move(tmp, b, 0, ofs, n)]
+    return out
 
 
 def orient_flows(table: str, then: str) -> list[Flow]:
-    """Swap a reply-direction packet's addresses and ports (its own inverse, so the same
-    flows orient before classify and reorient after it)."""
+    """Swap a reply-direction packet's Ethernet and IP addresses and ports (its own
+    inverse, so the same flows orient before classify and reorient after it)."""
     ck = L.PIPELINE_COOKIE
     reply = (L.CT_TRK | L.CT_RPL, L.CT_TRK | L.CT_RPL)
-    addrs = _swap("ipv4_src", "ipv4_dst", 32)
+    addrs = _swap("eth_src", "eth_dst", 48) + _swap("ipv4_src", "ipv4_dst", 32)
     out = [flow(table, 20, match(ct_state=reply, eth_type=L.ETH_IP, ip_proto=proto),
                 [*addrs, *_swap(src, dst, 16)], goto=then, cookie=ck)
            for proto, (src, dst) in L.TP_FIELDS.items()]

@@ -22,7 +22,7 @@ def _route_flow(ctx: Context, router, prefix: str, iface, next_hop: str | None, 
            else Move("ipv4_dst", L.NEXT_HOP.register, 0, 0, 32))
     return flow("routing", LPM_BASE + net.prefixlen,
                 match(metadata=router_match(router), eth_type=L.ETH_IP, ipv4_dst=dst),
-                [Load.field(L.EGRESS_IFACE, iface.num), hop], goto="egress_si", cookie=ck)
+                [Load.field(L.EGRESS_IFACE, iface.num), hop], goto="neighbor", cookie=ck)
 
 
 def routing_flows(ctx: Context) -> list:
@@ -52,20 +52,22 @@ def _probe_trap():
 
 
 def egress_si_flows(ctx: Context) -> list:
-    """Classify at the egress interface what has not been through service insertion."""
+    """Classify at the egress interface what has not been through service insertion,
+    with the source MAC it will leave with (the neighbor table set the destination)."""
     out = [
-        flow("egress_si", 30, match(**fields((L.FLAGS_SERVICED, 1))), goto="neighbor",
+        flow("egress_si", 30, match(**fields((L.FLAGS_SERVICED, 1))), goto="output",
              cookie=L.PIPELINE_COOKIE),
-        flow("egress_si", 30, match(**fields((L.FLAGS_SI_DONE, 1))), goto="neighbor",
+        flow("egress_si", 30, match(**fields((L.FLAGS_SI_DONE, 1))), goto="output",
              cookie=L.PIPELINE_COOKIE),
     ]
     for iface in ctx.interfaces():
         if iface.classifies:
             out.append(flow("egress_si", 20, match(**fields((L.EGRESS_IFACE, iface.num))),
-                            classify_here(ctx, iface) + [Load.field(L.FLAGS_EGRESS, 1),
-                                                         Resubmit("ct")],
+                            [*([SetField("eth_src", iface.mac)] if iface.mac else []),
+                             *classify_here(ctx, iface),
+                             Load.field(L.FLAGS_EGRESS, 1), Resubmit("ct")],
                             cookie=L.cookie("interface", iface.num)))
-    out.append(flow("egress_si", 0, (), goto="neighbor", cookie=L.PIPELINE_COOKIE))
+    out.append(flow("egress_si", 0, (), goto="output", cookie=L.PIPELINE_COOKIE))
     return out
 
 
@@ -81,7 +83,7 @@ def neighbor_flows(ctx: Context) -> list:
         out.append(flow("neighbor", 10,
                         match(**fields((L.EGRESS_IFACE, iface.num),
                                        (L.NEXT_HOP, int(ipaddress.IPv4Address(ip))))),
-                        [SetField("eth_dst", mac)], goto="output",
+                        [SetField("eth_dst", mac)], goto="egress_si",
                         cookie=L.cookie("neighbor", iface.num)))
     out.append(flow("neighbor", 0, (), [Controller()],
                     cookie=L.cookie("pipeline", L.PIPELINE_ARP_MISS)))

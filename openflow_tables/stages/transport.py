@@ -83,7 +83,7 @@ def transport_flows(ctx: Context) -> list:
     return _biw_flows(ctx) + _chain_flows(ctx) + _l3_flows(ctx) + [
         flow("transport", 30, match(**fields((L.TRANSPORT, L.TRANSPORT_DROP))),
              cookie=L.PIPELINE_COOKIE),
-        flow("transport", 10, match(**fields(none, (L.FLAGS_EGRESS, 1))), goto="neighbor",
+        flow("transport", 10, match(**fields(none, (L.FLAGS_EGRESS, 1))), goto="egress_si",
              cookie=L.PIPELINE_COOKIE),
         flow("transport", 5, match(**fields(none)), goto="routing", cookie=L.PIPELINE_COOKIE),
         flow("transport", 0, (), cookie=L.PIPELINE_COOKIE),

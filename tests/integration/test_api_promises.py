@@ -377,3 +377,58 @@ def test_an_in_band_skip_from_cn5_keeps_the_other_hops(controller, edge_net, thr
     after = _chain_node_packets(edge_net)
     assert _sf_packets(edge_net, {spi, path["reverse_spi"]}) == sf0     # cn5 sees no more
     assert all(after[n] - before[n] >= 10 for n in kept), (before, after)
+
+
+# --- L2 match fields -------------------------------------------------------------------------
+
+EXT_UP1_MAC, EXT_UP2_MAC = edge.PORT["up1"].mac, edge.PORT["up2"].mac
+
+
+@pytest.fixture
+def l2_rule(controller):
+    made = []
+
+    def make(**rule):
+        made.append(rest(controller, "POST", "rules", rule, status=201)["name"])
+    yield make
+    for name in made:
+        rest(controller, "DELETE", f"rules/{name}", status=204)
+
+
+def test_an_eth_src_rule_drops_what_comes_from_that_neighbor_only(controller, edge_net,
+                                                                  l2_rule):
+    """A rule with only an L2 field: connections that enter from ext's up2 side are
+    dropped at both uplinks where it applies; those from its up1 side pass."""
+    l2_rule(name="from-up2-drop", priority=300, action="drop",
+            match={"eth_src": EXT_UP2_MAC}, applied_to=["uplink1", "uplink2"])
+    ok = run_transfer(edge_net, pick_sport(edge_net, 5001, "up1"), 5001, chunks=5,
+                      interval=0.02).wait(60)
+    assert ok["result"] == "ok", ok
+    t = run_transfer(edge_net, pick_sport(edge_net, 5001, "up2"), 5001, chunks=5,
+                     interval=0.02)
+    res = t.wait(30)
+    t.kill()
+    assert res["result"] != "ok", res
+    assert not [s for s in res["server"] if s.get("event") == "done"], res
+
+
+def test_an_eth_dst_rule_classifies_at_egress_by_the_frame_it_leaves_with(controller, edge_net,
+                                                                          l2_rule):
+    """eth_dst of ext's up1 side, applied at uplink1: a connection the server opens toward
+    the clients leaves by uplink1 with that destination MAC, so it is serviced by fw1
+    both ways; a client's connection entering uplink1 (to the router's MAC) is not."""
+    l2_rule(name="to-up1-inspect", priority=300, action="redirect", policy="inspect",
+            match={"eth_dst": EXT_UP1_MAC}, applied_to=["uplink1"])
+    port = 7000                       # the client listens; its replies must enter uplink1
+    sport = next(s for s in edge.TEST_SPORTS[1000:]
+                 if harness.predict_uplink(edge_net, port, s) == "up1")
+    before = edge.biw_counters(edge_net, "bw")
+    res = run_transfer(edge_net, sport, port, client="srv", server="cli", dst=CLIENT,
+                       chunks=20, interval=0.02).wait(60)
+    assert res["result"] == "ok", res
+    mid = edge.biw_counters(edge_net, "bw")
+    assert mid[0] - before[0] >= 20 and mid[1] - before[1] >= 10, (before, mid)
+    res = run_transfer(edge_net, pick_sport(edge_net, 5001, "up1"), 5001, chunks=20,
+                       interval=0.02).wait(60)
+    assert res["result"] == "ok", res
+    assert edge.biw_counters(edge_net, "bw") == mid

@@ -306,6 +306,8 @@ CHANGES: dict[str, Change] = {
     "rules.applied_to": Change("web-inspect", ["uplink1"]),
     "rules.policy": Change("web-inspect", "l3-nat"),
     "rules.enabled": Change("web-inspect", False),
+    "rules.match.eth_src": Change("web-inspect", "02:00:00:00:01:02"),
+    "rules.match.eth_dst": Change("web-inspect", ["02:00:00:00:01:02", "02:00:00:00:02:02"]),
     "rules.match.ip_proto": Change("web-inspect", "udp"),
     "rules.match.ipv4_src": Change("web-inspect", "198.51.100.0/24"),
     "rules.match.ipv4_dst": Change("web-inspect", "10.10.0.0/24"),

@@ -333,7 +333,18 @@ def _in_ports(spec: str, port: int) -> bool:
     return int(lo) <= port <= int(hi or lo)
 
 
-def rule_matches(m: dict, orig: tuple) -> bool:
+def original_frame(iface: str, outside_initiates: bool) -> tuple[str, str]:
+    """The Ethernet addresses of the connection's original direction on the wire at
+    ``iface``: from the gateway to the router when it came in there, the other way when
+    it left there (the route's next hop at that uplink is its gateway)."""
+    peer, own = GATEWAY[iface][1], UPLINK_MAC[iface]
+    return (peer, own) if outside_initiates else (own, peer)
+
+
+def rule_matches(m: dict, orig: tuple, frame: tuple[str, str]) -> bool:
+    for f, mac in zip(("eth_src", "eth_dst"), frame):
+        if f in m and mac not in m[f]:
+            return False
     proto, src, dst, sport, dport = orig
     if "ip_proto" in m and m["ip_proto"] != proto:
         return False
@@ -349,12 +360,14 @@ def rule_matches(m: dict, orig: tuple) -> bool:
     return True
 
 
-def expected(svc: Service, iface: str, orig: tuple) -> tuple[str, str | None]:
+def expected(svc: Service, iface: str, conn: "Conn") -> tuple[str, str | None]:
     """(action, policy name) of the highest-priority rule applied at ``iface`` that
-    matches the connection's original tuple; the default rule allows."""
+    matches the connection's original tuple and original frame there; the default rule
+    allows."""
     j = svc.model.by_name("interfaces", iface).id
+    frame = original_frame(iface, conn.outside_initiates)
     hits = [r for r in svc.model.all("rules")
-            if r.enabled and j in r.applied_to and rule_matches(r.match, orig)]
+            if r.enabled and j in r.applied_to and rule_matches(r.match, conn.orig, frame)]
     if not hits:
         return "allow", None
     best = max(hits, key=lambda r: r.priority)
@@ -376,6 +389,7 @@ SPORTS = (40001, 40005, 50000)
 CIDRS = ("198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24", "198.51.100.7/32",
          "10.10.0.0/24", "10.10.0.10/32", "0.0.0.0/1", "128.0.0.0/1")
 DPORTS = (22, 80, 443, 5001, 5002)
+MACS = tuple(GATEWAY[u][1] for u in UPLINKS) + tuple(UPLINK_MAC[u] for u in UPLINKS[:2])
 
 
 def one_or_many(items: tuple) -> st.SearchStrategy:
@@ -397,6 +411,9 @@ def rule_matches_(draw) -> dict:
     for f in ("ipv4_src", "ipv4_dst"):
         if not draw(st.integers(0, 2)):
             m[f] = draw(one_or_many(CIDRS))
+    for f in ("eth_src", "eth_dst"):
+        if not draw(st.integers(0, 5)):
+            m[f] = draw(one_or_many(MACS))
     return m
 
 
@@ -588,7 +605,7 @@ def run_sequence(rules: list[dict], conn: Conn, steps: list[tuple[int, int, int]
         _, from_initiator, uplink = step
         in_port, headers, iface = packet(conn, from_initiator, uplink)
         iface = iface or route_of(edge.svc, headers["ipv4_dst"])
-        want = wanted(expected(edge.svc, iface, conn.orig), from_initiator)
+        want = wanted(expected(edge.svc, iface, conn), from_initiator)
         result = edge.dp.send(1, in_port, headers)
         seen = observed(edge, result, headers["ipv4_dst"])
         log.append(f"packet {'forward' if from_initiator else 'reply'} in port {in_port}, "
@@ -639,6 +656,6 @@ def test_a_connection_idle_across_256_rule_edits_is_classified_again():
     for k in range(255):
         edge.edit(("priority", 0, 101 + k % 2))
     edge.edit(("action", 0, ("drop", None)))
-    assert expected(edge.svc, "uplink1", conn.orig) == ("drop", None)
+    assert expected(edge.svc, "uplink1", conn) == ("drop", None)
     result = edge.dp.send(1, in_port, headers)
     assert observed(edge, result, SERVER) == ("drop",), result.describe()

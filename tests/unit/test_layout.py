@@ -150,7 +150,7 @@ def test_a_match_on_undeclared_register_bits_is_refused():
 
 
 def test_a_write_the_table_does_not_declare_is_refused():
-    flow("neighbor", 10, (), [SetField("eth_dst", "02:00:00:00:00:01")], goto="output")
+    flow("neighbor", 10, (), [SetField("eth_dst", "02:00:00:00:00:01")], goto="egress_si")
     with pytest.raises(FlowError, match=r"table 'neighbor' may not write 'eth_src'"):
         flow("neighbor", 10, (), [SetField("eth_src", "02:00:00:00:00:01")])
     with pytest.raises(FlowError, match=r"table 'neighbor' may not write 'reg7'"):
