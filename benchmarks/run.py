@@ -12,11 +12,13 @@ import subprocess
 import time
 import traceback
 
-from benchmarks import common, datapath, failover, incremental, reclassify, scale, transports
+from benchmarks import (common, datapath, failover, incremental, reclassify, revalidation,
+                        scale, transports)
 
 BENCHMARKS = (("scale", scale.main), ("incremental", incremental.main),
               ("datapath", datapath.main), ("reclassify", reclassify.main),
-              ("transports", transports.main), ("failover", failover.main))
+              ("transports", transports.main), ("failover", failover.main),
+              ("revalidation", revalidation.main))
 
 
 def machine() -> str:

@@ -57,7 +57,7 @@ MAX_CONNECTIONS = 65536  # direction memory; the oldest connections are forgotte
 FiveTuple = tuple[int, str, int, str, int]
 
 
-Program = tuple[int, int]     # (C1 code, C2 value)
+Program = tuple[int, int | None]     # (C1 code, C2 value or None: C2 left as it came)
 
 
 def parse_program(text: str) -> tuple[int, Program]:
@@ -66,7 +66,7 @@ def parse_program(text: str) -> tuple[int, Program]:
     action, _, arg = rest.partition(":")
     try:
         code = ACTIONS[action] if action in ACTIONS else int(action, 0)
-        return int(spi, 0), (code, int(arg, 0) if arg else 0)
+        return int(spi, 0), (code, int(arg, 0) if arg else None)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: want SPI:ACTION[:ARG], ACTION one of {', '.join(ACTIONS)} or a "
@@ -135,7 +135,10 @@ class ServiceFunction:
         frame.src, frame.dst = frame.dst, frame.src
         program = self.programs.get(nsh.spi)
         if program is not None and nsh.mdtype == 1:
-            nsh.context_header = struct.pack("!II", *program) + bytes(nsh.context_header)[8:]
+            code, c2 = program
+            ctx = bytes(nsh.context_header)
+            c2_bytes = ctx[4:8] if c2 is None else struct.pack("!I", c2)
+            nsh.context_header = struct.pack("!I", code) + c2_bytes + ctx[8:]
             self.programmed += 1
         return frame
 

@@ -93,6 +93,7 @@ class ServiceNode:
     interface_a: str | None = None  # biw: forward leaves here
     interface_b: str | None = None  # biw: forward returns here
     admin_state: str = "up"
+    nat: bool = False               # l3: the node source-NATs (see ingress.py)
     num: int = 0
     ct_zone: int = 0                # chain, NSH-unaware: the proxy's conntrack zone
 

@@ -277,7 +277,7 @@ SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
                       "port_b": (name, False), "nsh_aware": (boolean, False),
                       "interface": (string, False), "next_hop": (ipv4, False),
                       "interface_a": (string, False), "interface_b": (string, False),
-                      "admin_state": (enum("up", "down"), False)},
+                      "admin_state": (enum("up", "down"), False), "nat": (boolean, False)},
     "chains": {"name": (name, True), "profiles": (string_list, True),
                "reverse_profiles": (string_list, False),
                "strategy": (enum(*m.STRATEGIES), False)},
@@ -459,7 +459,7 @@ TRANSPORT_FIELDS = {"biw": ("interface_a", "interface_b"), "l3": ("interface", "
 # ignored, so they are refused.  ``host`` places chain nodes on service paths.
 TRANSPORT_ONLY = {"interface_a": "biw", "interface_b": "biw", "interface": "l3",
                   "next_hop": "l3", "port": "chain", "port_b": "chain", "nsh_aware": "chain",
-                  "host": "chain"}
+                  "host": "chain", "nat": "l3"}
 
 
 def _check_node(model: m.Model, n: m.ServiceNode) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
-from openflow_tables.flow import (Controller, Decap, Load, Move, Output, SetField, fields, flow,
+from openflow_tables.flow import (Controller, Ct, Decap, Load, Move, Output, SetField, fields, flow,
                                   match)
 from si_model import model as m
 
@@ -26,6 +26,17 @@ def returns_serviced(iface: m.Interface) -> bool:
     return iface.role == "service" or (iface.role == "vti" and not iface.classifies)
 
 
+def _nat_behind(ctx: Context, vti: m.Interface) -> bool:
+    """An L3 node behind this VTI source-NATs.  The server answers the node's address, so
+    the answer reaches the client through the node, never through the router's record
+    of the connection (made when the client's packet was classified): the record would
+    see one direction only, and conntrack would soon call the client's packets invalid.
+    What the node sends back is looked up in the router's zone (no commit) so the record
+    sees the answers too.  Other VTIs spare that recirculation."""
+    return any(n.transport == "l3" and n.nat and n.interface == vti.id
+               for n in ctx.model.all("service-nodes"))
+
+
 def _ip_ingress(ctx: Context, iface: m.Interface, port: int) -> list:
     router = ctx.router(iface.router)
     loads = [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num),
@@ -35,6 +46,9 @@ def _ip_ingress(ctx: Context, iface: m.Interface, port: int) -> list:
         return [flow("ingress", 90, match(in_port=port, eth_type=L.ETH_IP),
                      loads + [Load.field(L.FLAGS_SERVICED, 1)], goto="routing", cookie=ck)]
     mt = match(in_port=port, eth_type=L.ETH_IP, eth_dst=iface.mac)
+    if returns_serviced(iface) and _nat_behind(ctx, iface):
+        return [flow("ingress", 90, mt, loads + [Load.field(L.FLAGS_SERVICED, 1),
+                                                 Ct(False, L.CT_ZONE, "routing")], cookie=ck)]
     if returns_serviced(iface):
         return [flow("ingress", 90, mt, loads + [Load.field(L.FLAGS_SERVICED, 1)],
                      goto="routing", cookie=ck)]

@@ -432,3 +432,33 @@ def test_an_eth_dst_rule_classifies_at_egress_by_the_frame_it_leaves_with(contro
                        interval=0.02).wait(60)
     assert res["result"] == "ok", res
     assert edge.biw_counters(edge_net, "bw") == mid
+
+
+# --- an L3 node that source-NATs -------------------------------------------------------------
+
+def test_an_l3_node_that_snats_services_both_directions(controller, edge_net):
+    """l3n rewrites the client's address to its own tunnel address (nat: true): the server
+    sees the node's address, its answers reach the node by the VTI's connected prefix, the
+    node restores the client's address and the router returns them to the client."""
+    l3n = edge_net["l3n"]
+    node_ip = sp.VTI_OF_HOST["l3n"].ip.split("/")[0]
+    rest(controller, "PATCH", "service-nodes/l3n", {"nat": True})
+    edge.run(l3n, "nft", "-f", "-", stdin=f"""
+table ip si_nat {{
+    chain post {{
+        type nat hook postrouting priority srcnat; policy accept;
+        ip saddr {sp.CLIENT_NET} ip daddr {edge.SERVER_NET} tcp dport 5203 snat to {node_ip}
+    }}
+}}
+""")
+    try:
+        before = sp.l3_counters(edge_net)
+        res = run_transfer(edge_net, pick_sport(edge_net, 5203, "up1"), 5203,
+                           chunks=60, interval=0.02).wait(60)
+        assert res["result"] == "ok", res
+        assert [s["peer"][0] for s in res["server"] if s.get("event") == "done"] == [node_ip]
+        after = sp.l3_counters(edge_net)
+        assert after[0] - before[0] >= 60, (before, after)       # client -> server, NATed
+    finally:
+        edge.run(l3n, "nft", "delete", "table", "ip", "si_nat")
+        rest(controller, "PATCH", "service-nodes/l3n", {"nat": False})

@@ -228,7 +228,7 @@ def test_nsh_sf_rewrites_only_the_header():
     ctx = bytes.fromhex("00000000" "00000011" "00000022" "00000033")
     frame = (Ether(src="02:00:00:00:5c:01", dst="02:00:00:5c:05:01")
              / NSH(mdtype=1, spi=SPI, si=255, context_header=ctx) / inner)
-    sf = nsh_sf.ServiceFunction({SPI: nsh_sf.ACTIONS["drop_message"]})
+    sf = nsh_sf.ServiceFunction({SPI: (nsh_sf.ACTIONS["drop_message"], None)})
     raw = bytes(frame)
     out = Ether(bytes(sf.handle(Ether(raw))))
     assert (out.src, out.dst) == ("02:00:00:5c:05:01", "02:00:00:00:5c:01")

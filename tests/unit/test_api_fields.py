@@ -274,6 +274,7 @@ CHANGES: dict[str, Change] = {
     "service-nodes.port_b": Change("cn1", "xc1b"),
     # An NSH-aware node returns frames on its one port: port_b goes with the change.
     "service-nodes.nsh_aware": Change("cn1", True, also=lambda v: {"port_b": None}),
+    "service-nodes.nat": Change("l3n", True),
     "service-nodes.interface": Change("l3n", "vti-remote"),
     # vti-l3 as a /29, so that another next hop is on it.
     "service-nodes.next_hop": Change("l3n", "169.254.10.3",
