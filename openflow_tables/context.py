@@ -8,7 +8,7 @@ from openflow_tables import layout as L
 from openflow_tables.flow import FlowError
 from si_model import model as m
 from si_model.flowprog import Instruction
-from si_model.paths import ServicePath
+from si_model.paths import ServicePath, is_local, routers_home
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,11 @@ class Context:
     down_nodes: frozenset = frozenset()
     learned_neighbors: dict[tuple[str, str], str] = field(default_factory=dict)
     paths: dict[str, list[ServicePath]] = field(default_factory=dict)   # chain id -> paths
-    failed_paths: dict[int, tuple[int, ...]] = field(default_factory=dict)  # down SPI -> backups
+    failed_paths: dict[int, ServicePath] = field(default_factory=dict)  # down SPI -> the path
     probe_spis: dict[str, int] = field(default_factory=dict)   # chain node id -> probe SPI
     instructions: list[Instruction] = field(default_factory=list)  # flow programming
-    # (path SPI, chain node id) -> that path without the node, for skip instructions
-    skips: dict[tuple[int, str], ServicePath] = field(default_factory=dict)
+    # (path SPI, chain nodes taken off) -> that path without them, for skip instructions
+    skips: dict[tuple[int, frozenset], ServicePath] = field(default_factory=dict)
     routers: list[m.Router] = field(init=False)
     plane_routers: list[m.Router] = field(init=False)
 
@@ -163,9 +163,22 @@ class Context:
         return [p for ps in self.paths.values() for p in ps] + list(self.skips.values())
 
     def backup_of(self, failed_spi: int) -> ServicePath | None:
-        """The first backup of a failed path that is up now (None: none is)."""
-        ups = (self.path_by_spi(b) for b in self.failed_paths.get(failed_spi, ()))
-        return next((p for p in ups if p is not None and p.state == "up"), None)
+        """Where a failed path's connections go (None: no backup is up).  Among its
+        backups that are up: for a ``local`` chain a local one first, then the one that
+        keeps most of the failed path's surviving nodes (their state: a firewall that
+        saw the connection), then the backups' own order (node-disjoint first)."""
+        failed = self.failed_paths.get(failed_spi)
+        if failed is None:
+            return None
+        ups = [p for p in (self.path_by_spi(b) for b in failed.backups)
+               if p is not None and p.state == "up"]
+        chain = self.model.get("chains", failed.chain)
+        local = chain is not None and chain.strategy == "local"
+        home = routers_home(self.model)
+        survivors = failed.node_ids - self.down_nodes
+        ranked = sorted(enumerate(ups), key=lambda ip: (
+            local and not is_local(ip[1], home), -len(survivors & ip[1].node_ids), ip[0]))
+        return ranked[0][1] if ranked else None
 
     def nsh_paths(self) -> list[tuple[int, tuple[str, ...], str | None]]:
         """(SPI, hops, direction) of every way through the service plane: each direction

@@ -465,7 +465,7 @@ TABLES: tuple[Table, ...] = (
           "lookup); stale ones are revalidated by this packet: flow programming first, "
           "then the failed set, else they are re-stamped.",
           ("transport", "flow_program"),
-          match=(TRANSPORT, *GENERATIONS)),
+          match=(TRANSPORT, *GENERATIONS), sets=(FLAGS_KEPT,)),
     Table(13, "flow_program",
           "Flow-programming instructions, one flow per direction of each programmed "
           "connection: drop, accept (skip the rest of the chain), reroute (a new "
@@ -487,8 +487,8 @@ TABLES: tuple[Table, ...] = (
     Table(15, "transport",
           "Send the packet the way the decision says: biw forward out side A, "
           "reverse out side B; chain: NSH into the service plane; l3: routed out the "
-          "node's VTI; allow continues to routing (or to output when the packet was "
-          "classified at its egress); drop drops.",
+          "node's VTI; allow continues to routing (or back to egress_si, which lets it "
+          "out, when the packet was classified at its egress); drop drops.",
           ("routing", "neighbor", "egress_si"),
           match=("ct_state", ROUTER, TRANSPORT, FWD_DATA, REV_DATA, FLAGS_EGRESS),
           sets=("eth_src", "eth_dst", "nsh_spi", "nsh_si", EGRESS_IFACE, NEXT_HOP)),

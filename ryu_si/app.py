@@ -230,7 +230,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
         if signal.action == "drop_message":
             event(LOG, logging.INFO, "flow_program_drop_message", spi=signal.spi, si=signal.si)
             return
-        node = self.service.node_returning(signal.spi, signal.si)
+        node, last_hop = self.service.node_returning(signal.spi, signal.si)
         try:
             ins = self.service.program(signal.instruction(node), source="in-band")
         except ValidationError as e:
@@ -239,7 +239,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
             return
         if ins.action == "drop":
             return
-        if ins.action == "skip":       # serviced by this node: on to the next hop
+        if ins.action == "skip" and not last_hop:   # serviced here: on to the next hop
             sw = self.switches.get(msg.datapath.id)
             if sw is not None:
                 sw.packet_out(signal.cleared(bytes(msg.data)), (Output("in_port"),),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ def generate(chain: Chain, nodes: Iterable[ServiceNode], *, max_paths: int = 4,
     state "down" and do not count toward ``max_paths``).  ``home`` is the host the
     routers run on: nodes there cost no host crossing.
     An empty list means some profile has no live node: the caller applies the
-    chain's failure policy.
+    policy's failure policy.
     """
     live = _live_by_profile(chain, nodes, down)
     if not chain.profiles or not all(live.get(p) for p in _profiles(chain)):
@@ -341,14 +342,32 @@ def chain_paths(model: Model, spis: SpiTable, down: Iterable[str] = frozenset(),
             for c in model.all("chains")}
 
 
-def skip_path(path: ServicePath, node_id: str,
+MAX_SKIPPED_PER_PATH = 3    # skipped nodes of one path combined: 2**3 - 1 derived paths
+
+
+SkipKey = tuple[int, frozenset]     # (the path's SPI, the nodes taken off it)
+
+
+def skip_paths(path: ServicePath, skipped: Iterable[str],
+               spi_allocator: Callable[[str], int]) -> dict[SkipKey, ServicePath]:
+    """``path`` without each non-empty combination of the skipped nodes it goes through
+    (FIG. 13: skip this node, keep the rest of the chain; a second skip on the same
+    connection takes another node off), up to MAX_SKIPPED_PER_PATH of them."""
+    mine = sorted(n for n in set(skipped) if n in path.node_ids)[:MAX_SKIPPED_PER_PATH]
+    combos = (frozenset(c) for k in range(1, len(mine) + 1)
+              for c in itertools.combinations(mine, k))
+    return {(path.spi, c): skip_path(path, c, spi_allocator) for c in combos}
+
+
+def skip_path(path: ServicePath, removed: frozenset,
               spi_allocator: Callable[[str], int]) -> ServicePath:
-    """``path`` without ``node_id``, both ways (FIG. 13: skip this node, keep the rest of
-    the chain), with SPIs of its own: a connection programmed to skip a node is moved to
-    it.  Its backups are the path's, so it fails over as the path would."""
-    key = f"skip:{node_id}:{path.spi}"
-    fwd = [(h, host) for h, host in zip(path.hops, path.hosts) if h != node_id]
-    rev = [(h, host) for h, host in zip(path.reverse_hops, path.reverse_hosts) if h != node_id]
+    """``path`` without the ``removed`` nodes, both ways, with SPIs of its own: a
+    connection programmed to skip a node is moved to it.  Its backups are the path's,
+    so it fails over as the path would."""
+    key = f"skip:{'/'.join(sorted(removed))}:{path.spi}"
+    fwd = [(h, host) for h, host in zip(path.hops, path.hosts) if h not in removed]
+    rev = [(h, host) for h, host in zip(path.reverse_hops, path.reverse_hosts)
+           if h not in removed]
     return dataclasses.replace(
         path, spi=spi_allocator(key), reverse_spi=spi_allocator(f"rev:{key}"),
         hops=tuple(h for h, _ in fwd), hosts=tuple(host for _, host in fwd),

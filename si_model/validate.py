@@ -462,6 +462,28 @@ TRANSPORT_ONLY = {"interface_a": "biw", "interface_b": "biw", "interface": "l3",
                   "host": "chain", "nat": "l3"}
 
 
+def upgrade_stored(kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """An object stored by an earlier version, as this one reads it, and what was
+    dropped: fields that no longer exist (a chain's failure_policy: the policy's
+    decides), values that no longer exist (round_robin: hash), and fields another
+    transport reads (refused now, stored and ignored before)."""
+    known = set(m.field_names(kind))
+    out = {k: v for k, v in body.items() if k in known}
+    dropped = [f"{k} (no longer a field)" for k in body if k not in known]
+    if kind == "chains" and out.get("strategy") not in (*m.STRATEGIES, None):
+        dropped.append(f"strategy {out['strategy']} (now hash)")
+        out["strategy"] = "hash"
+    if kind == "service-nodes":
+        for f, transport in TRANSPORT_ONLY.items():
+            if out.get(f) not in (None, False) and out.get("transport") != transport:
+                dropped.append(f"{f} (read by {transport} nodes only)")
+                out.pop(f)
+        if out.get("nsh_aware") and out.get("port_b") is not None:
+            dropped.append("port_b (an NSH-aware node has one port)")
+            out.pop("port_b")
+    return out, dropped
+
+
 def _check_node(model: m.Model, n: m.ServiceNode) -> None:
     for f in TRANSPORT_FIELDS[n.transport]:
         if getattr(n, f) is None:

@@ -90,11 +90,14 @@ TRANSPORT_GENERATIONS: dict[int, tuple[L.Field, ...]] = {
 
 def gen_check_flows(ctx: Context) -> list:
     """Fast path for records current in the generations of their own transport;
-    stale ones go through flow programming and revalidation."""
+    stale ones go through flow programming and revalidation, and are committed with the
+    current generations then (a kept decision too: "kept" is cleared, or a record stale
+    in its transport would come back here from commit for ever)."""
     current = ctx.generations.transport_values()
     return [
         flow("gen_check", 10,
              match(**fields((L.TRANSPORT, code), *((g, current[g]) for g in gens))),
              goto="transport", cookie=L.cookie("generation"))
         for code, gens in TRANSPORT_GENERATIONS.items()
-    ] + [flow("gen_check", 0, (), goto="flow_program", cookie=L.PIPELINE_COOKIE)]
+    ] + [flow("gen_check", 0, (), [Load.field(L.FLAGS_KEPT, 0)], goto="flow_program",
+              cookie=L.PIPELINE_COOKIE)]

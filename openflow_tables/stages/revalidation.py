@@ -24,28 +24,41 @@ def _program_actions(ctx: Context, ins) -> tuple[list, str | None]:
     if ins.action == "none":
         return [], "revalidate"
     if ins.action == "reroute" and ins.node is not None:
-        node = ctx.node(ins.node)              # deleted or down since: choose again
+        node = ctx.node(ins.node)      # deleted or down since: the record as it is
         if node is None or not ctx.node_live(node):
-            return [Resubmit("policy")], None
+            return [], "revalidate"
         return [Load.field(L.TRANSPORT, L.TRANSPORT_CODES[node.transport]),
                 Load.field(L.FWD_DATA, node.num), Load.field(L.REV_DATA, node.num),
                 Resubmit("commit")], None
     if ins.action == "reroute":
-        path = ctx.path_by_spi(ins.spi)        # gone or down since: choose again
-        return (_to_path(path) if path and path.state == "up" else [Resubmit("policy")]), None
+        path = ctx.path_by_spi(ins.spi)
+        return (_to_path(path), None) if path and path.state == "up" else ([], "revalidate")
     transport = L.TRANSPORT_DROP if ins.action == "drop" else L.TRANSPORT_NONE
     return [Load.field(L.TRANSPORT, transport), Resubmit("commit")], None
 
 
+def _skip_order(item) -> tuple:
+    (spi, removed), _ = item
+    return spi, sorted(removed)
+
+
 def _variants(ctx: Context, ins) -> list[tuple[int, dict, list, str | None]]:
     """(priority, extra match, actions, goto) of one instruction's flows.  A skip moves a
-    connection from each path through the node to that path without it, so it has one
-    flow per such path (matched by the record's forward SPI), and a lower one that only
-    reports a connection on no such path (nothing to skip)."""
+    connection from each path through the node (a path, or one a skip derived) to that
+    path without it, so it has one flow per such path (matched by the record's forward
+    SPI), and a lower one that only reports a connection on no such path (nothing to
+    skip)."""
     if ins.action != "skip":
         return [(10, {}, *_program_actions(ctx, ins))]
-    out = [(10, fields((L.TRANSPORT, L.TRANSPORT_CHAIN), (L.FWD_SPI, spi)), _to_path(path), None)
-           for (spi, node_id), path in sorted(ctx.skips.items()) if node_id == ins.node]
+    out = []
+    for (spi, removed), path in sorted(ctx.skips.items(), key=lambda kv: (kv[0][0], sorted(kv[0][1]))):
+        if ins.node not in removed:
+            continue
+        rest = removed - {ins.node}
+        source = ctx.skips.get((spi, rest)) if rest else ctx.path_by_spi(spi)
+        if source is not None:
+            out.append((10, fields((L.TRANSPORT, L.TRANSPORT_CHAIN), (L.FWD_SPI, source.spi)),
+                        _to_path(path), None))
     return out + [(5, {}, [], "revalidate")]
 
 

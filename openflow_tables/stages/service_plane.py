@@ -61,7 +61,10 @@ def forward_flows(ctx: Context, router: m.Router) -> list:
             if node.port in ctx.ports:
                 out.append(flow("sp_forward", 10, _nsh(spi, si), *_hop(ctx, spi, si, node),
                                 cookie=L.cookie(kind, node.num)))
-        out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)), [Output(rtr)],
+        # A path with no hops (a skip took its only node) comes in from the router and
+        # goes straight back: OpenFlow sends to the in_port only when told so.
+        back = Output(rtr) if hops else Output("in_port")
+        out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)), [back],
                         cookie=L.cookie("router", router.num)))
     return out
 

@@ -179,7 +179,8 @@ FLOW_PROGRAMMING_FIELDS = {
 
 
 def _flow_programming_request() -> Schema:
-    """Instructions name tcp or udp connections; ``spi`` goes with reroute only."""
+    """Instructions name tcp or udp connections; ``spi`` goes with reroute only, ``node``
+    with reroute (a biw or l3 node) and skip (a chain node)."""
     s = fields_schema(FLOW_PROGRAMMING_FIELDS, references={"router": "routers"})
     s["properties"]["ip_proto"] = {"anyOf": [
         {"type": "integer", "enum": list(TP_FIELDS)},
@@ -187,7 +188,8 @@ def _flow_programming_request() -> Schema:
     s["required"].append("ip_proto")
     s["properties"]["spi"]["description"] = "the path to reroute to (action reroute only)"
     s["properties"]["node"]["description"] = ("the biw or l3 node to reroute to (action "
-                                              "reroute only; give spi or node)")
+                                              "reroute: give spi or node), or the chain "
+                                              "node to take off the connection (action skip)")
     return s
 
 

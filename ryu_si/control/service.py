@@ -22,7 +22,7 @@ from si_model import flowprog
 from si_model import model as m
 from si_model.document import model_from_document
 from si_model.numbering import applied_to_bits, assign_numbers
-from si_model.paths import ServicePath, SpiTable, chain_paths, probe_spis, skip_path
+from si_model.paths import ServicePath, SkipKey, SpiTable, chain_paths, probe_spis, skip_paths
 from si_model.validate import ValidationError, build, check_model, noun
 
 # Objects whose change can change what a rule gives an open connection at an interface
@@ -46,7 +46,7 @@ class Service:
         self.spis = SpiTable.from_dict(state.get("spis", {}))
         self.paths_admin_down: set[int] = set(state.get("paths_admin_down", []))
         self.down_nodes: frozenset[str] = frozenset()
-        self.failed_paths: dict[int, tuple[int, ...]] = {}   # failed SPI -> its backups
+        self.failed_paths: dict[int, ServicePath] = {}   # failed SPI -> the path as it was
         self.paths: dict[str, list[ServicePath]] = {}
         self.instructions: list[flowprog.Instruction] = [
             flowprog.Instruction(**d) for d in state.get("instructions", [])]
@@ -58,8 +58,11 @@ class Service:
         self.applied_to_bits = applied_to_bits(self.model, self.applied_to_bits)
         self.paths = self._compute_paths(self.model)
         self.probe_spis = self._probe_spis(self.model)
-        self.skips: dict[tuple[int, str], ServicePath] = {}
+        self.skipped_nodes: set[str] = set(state.get("skipped_nodes", []))
+        self.skips: dict[SkipKey, ServicePath] = {}
         self._derive_skips()
+        if self.spis.to_dict() != SpiTable.from_dict(state.get("spis", {})).to_dict():
+            self._save_state()                 # SPIs handed out above, kept for good
 
     # --- reads ----------------------------------------------------------------
     def context(self, dpid: int, ports: dict[str, int]) -> Context:
@@ -147,18 +150,20 @@ class Service:
             self.paths_admin_down = down
             self.paths = self._compute_paths(self.model)
             self._derive_skips()
+            self._save_state()                 # new paths' SPIs, kept for good
             self.on_change({})
             return next((p for p in self.paths.get(path.chain, []) if p.spi == spi), path)
 
-    def node_returning(self, spi: int, si: int) -> str | None:
-        """The chain node that returned a frame with (spi, si): hop k is reached at SI
-        255 - k and decrements it once (None: no such hop)."""
+    def node_returning(self, spi: int, si: int) -> tuple[str | None, bool]:
+        """The chain node that returned a frame with (spi, si) (hop k is reached at SI
+        255 - k and decrements it once; None: no such hop), and whether it was the
+        path's last hop."""
         for p in [q for ps in self.paths.values() for q in ps] + list(self.skips.values()):
             for s, hops in ((p.spi, p.hops), (p.reverse_spi, p.reverse_hops)):
                 k = NSH_FIRST_SI - 1 - si
                 if s == spi and 0 <= k < len(hops):
-                    return hops[k]
-        return None
+                    return hops[k], k == len(hops) - 1
+        return None, False
 
     def path_by_spi(self, spi: int) -> ServicePath:
         for paths in self.paths.values():
@@ -173,14 +178,14 @@ class Service:
             self.on_change({})
 
     def _save_state(self, generations: Generations | None = None) -> None:
-        """Persist generations, the SPI table and the instructions that still shape the
-        datapath together (one transaction): the pending ones, and executed skips (their
-        connections are on the paths they derive)."""
+        """Persist generations, the SPI table, the pending instructions and the nodes
+        skips were asked for (their connections may be on the paths derived from them)
+        together (one transaction)."""
         gens = generations or self.generations
         self.store.commit([], self.counters, {
             "generations": dataclasses.asdict(gens), "spis": self.spis.to_dict(),
-            "instructions": [i.to_dict() for i in self.instructions
-                             if i.state == "pending" or (i.action, i.state) == ("skip", "executed")]})
+            "skipped_nodes": sorted(self.skipped_nodes),
+            "instructions": [i.to_dict() for i in self.instructions if i.state == "pending"]})
         self.generations = gens
 
     # --- conntrack epochs ---------------------------------------------------------------
@@ -220,19 +225,32 @@ class Service:
             num = self.counters.get("instruction", 1)
             nodes = {k: n for n in self.model.all("service-nodes") for k in (n.id, n.name)}
             ins = flowprog.parse(body, num, routers, nodes, source)
-            if ins.spi is not None and not any(p.spi == ins.spi for ps in self.paths.values()
-                                               for p in ps):
-                raise ValidationError("spi", f"no service path {ins.spi}", 422)
+            self._check_target(ins)
             self.counters = {**self.counters, "instruction": num + 1}
             for old in self.instructions:
                 if old.state == "pending" and old.router == ins.router and \
                         set(old.directions()) & set(ins.directions()):
                     old.state = "superseded"       # one decision per connection
             self.instructions.append(ins)
+            if ins.action == "skip":
+                self.skipped_nodes.add(ins.node)
             self._derive_skips()
             self._save_state(self._bump("flow_program"))
             self.on_change({})
             return ins
+
+    def _check_target(self, ins: flowprog.Instruction) -> None:
+        """A reroute goes to an up path or a live node of the instruction's router."""
+        if ins.spi is not None and not any(p.spi == ins.spi and p.state == "up"
+                                           for ps in self.paths.values() for p in ps):
+            raise ValidationError("spi", f"no up service path {ins.spi}", 422)
+        if ins.action == "reroute" and ins.node is not None:
+            node = self.model.get("service-nodes", ins.node)
+            iface = node.interface or node.interface_a
+            if self.model.get("interfaces", iface).router != ins.router:
+                raise ValidationError("node", f"{node.name!r} serves another router", 422)
+            if node.admin_state != "up" or node.id in self.down_nodes:
+                raise ValidationError("node", f"{node.name!r} is down", 409)
 
     def executed(self, nums: set[int]) -> None:
         """The flows of these instructions have carried a packet: they are done."""
@@ -257,12 +275,12 @@ class Service:
             down = self.down_nodes - {node_id} if up else self.down_nodes | {node_id}
             if node is None or down == self.down_nodes:
                 return
-            before = self._up_backups()
+            before = self._up_paths()
             self.down_nodes = frozenset(down)
             self.paths = self._compute_paths(self.model)
             self._derive_skips()
-            after = set(self._up_backups())
-            self.failed_paths = {spi: backups for spi, backups in
+            after = set(self._up_paths())
+            self.failed_paths = {spi: path for spi, path in
                                  (self.failed_paths | before).items() if spi not in after}
             self._save_state(self._bump(self.GENERATION_OF[node.transport]))
             self.on_change({})
@@ -270,23 +288,32 @@ class Service:
     def _up_spis(self) -> set[int]:
         return {p.spi for ps in self.paths.values() for p in ps if p.state == "up"}
 
-    def _up_backups(self) -> dict[int, tuple[int, ...]]:
-        """SPI -> backups of every up path, and of every path a skip derived from one."""
+    def _up_paths(self) -> dict[int, ServicePath]:
+        """SPI -> every up path, and every path a skip derived from one."""
         ups = [p for ps in self.paths.values() for p in ps if p.state == "up"]
-        return {p.spi: p.backups for p in ups + list(self.skips.values())}
+        return {p.spi: p for p in ups + list(self.skips.values())}
 
     def _derive_skips(self) -> None:
-        self.skips = self._skips_of(self.paths)
+        self.skips = self._skips_of(self.model, self.paths)
 
-    def _skips_of(self, paths: dict[str, list[ServicePath]]
-                  ) -> dict[tuple[int, str], ServicePath]:
-        """The paths skip instructions move connections to: every up path through a
-        skipped node, without it (SPIs allocated once, so records keep their meaning)."""
-        skipped = {i.node for i in self.instructions
-                   if i.action == "skip" and i.state in ("pending", "executed")}
-        return {(p.spi, n): skip_path(p, n, self.spis.allocate)
-                for ps in paths.values() for p in ps if p.state == "up"
-                for n in sorted(skipped) if n in p.node_ids}
+    def _skips_of(self, model: m.Model, paths: dict[str, list[ServicePath]]
+                  ) -> dict[SkipKey, ServicePath]:
+        """The paths skips move connections to: every up path through skipped nodes,
+        without them (SPIs allocated once, so records keep their meaning).  A derived
+        path whose own nodes are all live stays when its path goes down (the node that
+        failed may be the one it skips); its connections move only when one of its own
+        nodes fails, like any path's."""
+        skipped = {n for n in self.skipped_nodes if model.get("service-nodes", n)}
+        fresh = {k: v for ps in paths.values() for p in ps if p.state == "up"
+                 for k, v in skip_paths(p, skipped, self.spis.allocate).items()}
+        kept = {k: v for k, v in self.skips.items()
+                if k not in fresh and model.get("chains", v.chain) is not None
+                and all(self._node_live(model, n) for n in v.node_ids)}
+        return {**kept, **fresh}
+
+    def _node_live(self, model: m.Model, node_id: str) -> bool:
+        node = model.get("service-nodes", node_id)
+        return node is not None and node.admin_state == "up" and node_id not in self.down_nodes
 
     def _probe_spis(self, model: m.Model) -> dict[str, int]:
         return probe_spis(model, self.spis)
@@ -304,7 +331,7 @@ class Service:
         counters = assign_numbers(cand, self.counters)
         check_model(cand)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
-        skips = self._skips_of(paths)
+        skips = self._skips_of(cand, paths)
         bits = applied_to_bits(cand, self.applied_to_bits)
         changes = self._changes(cand)
         gens = self.generations

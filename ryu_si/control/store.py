@@ -8,11 +8,15 @@ that use them, so a number is never handed out twice, even after a delete
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from typing import Any, Iterable
 
 from si_model import model as m
+from si_model.validate import upgrade_stored
+
+LOG = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
@@ -38,7 +42,11 @@ class Store:
         model = m.Model()
         for kind, body in self._db.execute("SELECT kind, body FROM objects"):
             if kind in m.KINDS:
-                model.put(kind, m.KINDS[kind](**json.loads(body)))
+                fields, dropped = upgrade_stored(kind, json.loads(body))
+                if dropped:
+                    LOG.warning("stored %s %s: dropped %s", kind, fields.get("name"),
+                                ", ".join(dropped))
+                model.put(kind, m.KINDS[kind](**fields))
         counters = dict(self._db.execute("SELECT space, next FROM counters"))
         state = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM state")}
         return model, counters, state

@@ -203,10 +203,13 @@ def test_a_reroute_to_a_node_loads_that_node_for_both_directions(svc):
         assert Load.field(L.TRANSPORT, L.TRANSPORT_L3) in f.actions
         assert Load.field(L.FWD_DATA, l3n.num) in f.actions
         assert Load.field(L.REV_DATA, l3n.num) in f.actions
-    svc.set_node_state(l3n.id, False)        # the node died before a packet came
-    flows = [f for f in compile_for(svc, EDGE_PORTS).table("flow_program")
-             if f.cookie == L.cookie("flow_program", ins.num)]
-    assert all(f.actions[-1] == Resubmit("policy") for f in flows)
+    svc.set_node_state(l3n.id, False)        # the node died before a packet came:
+    flows = [f for f in compile_for(svc, EDGE_PORTS).table("flow_program")  # the record
+             if f.cookie == L.cookie("flow_program", ins.num)]              # as it is
+    assert all(f.goto == "revalidate" and len(f.actions) == 1 for f in flows)
+    with pytest.raises(ValidationError) as e:            # and a new one is refused
+        svc.program(_instruction("reroute", node="l3n", tp_src=40001))
+    assert (e.value.field, e.value.status) == ("node", 409)
 
 
 @pytest.mark.parametrize("body,field", [
@@ -215,7 +218,8 @@ def test_a_reroute_to_a_node_loads_that_node_for_both_directions(svc):
     (_instruction("reroute", spi=1, node="l3n"), "spi"),
     (_instruction("accept", node="l3n"), "node"),
     (_instruction("reroute", node="cn1"), "node"),
-    (_instruction("reroute", node="nosuch"), "node")])
+    (_instruction("reroute", node="nosuch"), "node"),
+    (_instruction("reroute", spi=999999), "spi")])
 def test_a_bad_instruction_names_its_field_and_moves_no_generation(svc, body, field):
     gens = svc.generations
     with pytest.raises(ValidationError) as e:
@@ -252,7 +256,7 @@ def test_a_skip_moves_each_path_through_the_node_to_that_path_without_it(svc):
     flows = [f for f in pipe.table("flow_program") if f.cookie == L.cookie("flow_program", ins.num)]
     assert len(flows) == 2 * len(through) + 2          # both directions, + nothing-to-skip
     for p in through:
-        skip = svc.skips[(p.spi, dpi.id)]
+        skip = svc.skips[(p.spi, frozenset({dpi.id}))]
         assert skip.hops == tuple(h for h in p.hops if h != dpi.id)
         assert skip.reverse_hops == tuple(h for h in p.reverse_hops if h != dpi.id)
         moved = [f for f in flows if Load.field(L.FWD_DATA, L.path_header(skip.spi, 255))
@@ -264,8 +268,36 @@ def test_a_skip_moves_each_path_through_the_node_to_that_path_without_it(svc):
     forwarded = {(_match(f)["nsh_spi"], _match(f)["nsh_si"]) for f in plane.table("sp_forward")
                  if "nsh_spi" in _match(f)}
     for p in through:
-        skip = svc.skips[(p.spi, dpi.id)]
+        skip = svc.skips[(p.spi, frozenset({dpi.id}))]
         assert {(skip.spi, 255 - k) for k in range(len(skip.hops) + 1)} <= forwarded
+
+
+def test_a_second_skip_takes_another_node_off_the_derived_path(svc):
+    chain = _chain(svc, "fw-ids-dpi")
+    ids, dpi = (svc.find("service-nodes", n).id for n in ("cn2", "cn3"))
+    svc.program(_instruction("skip", node="cn3", tp_dst=5201))
+    ins = svc.program(_instruction("skip", node="cn2", tp_dst=5201))
+    flows = [f for f in compile_for(svc, EDGE_PORTS).table("flow_program")
+             if f.cookie == L.cookie("flow_program", ins.num)]
+    for p in (p for p in svc.paths[chain.id] if {ids, dpi} <= p.node_ids):
+        once, twice = svc.skips[(p.spi, frozenset({dpi}))], svc.skips[(p.spi, frozenset({ids, dpi}))]
+        assert twice.hops == tuple(h for h in p.hops if h not in (ids, dpi))
+        moved = [f for f in flows if dict((k, v) for k, v, _ in f.match).get(L.FWD_SPI.register)
+                 is not None and Load.field(L.FWD_DATA, L.path_header(twice.spi, 255)) in f.actions]
+        spis = {(v >> L.FWD_SPI.ofs) & 0xFFFFFF for f in moved for k, v, _ in f.match
+                if k == L.FWD_SPI.register}
+        assert spis == {once.spi}                 # from the path that already skips cn3
+
+
+def test_a_skip_path_outlives_its_path_while_its_own_nodes_live(svc):
+    chain = _chain(svc, "fw-ids-dpi")
+    ids = svc.find("service-nodes", "cn2").id
+    svc.program(_instruction("skip", node="cn2", tp_dst=5201))
+    derived = {k: v for k, v in svc.skips.items() if k[1] == frozenset({ids})}
+    assert derived
+    svc.set_node_state(ids, False)            # the skipped node fails: its paths go down
+    assert all(svc.skips.get(k) == v for k, v in derived.items())
+    assert not set(svc.failed_paths) & {v.spi for v in derived.values()}
 
 
 def test_an_executed_skip_keeps_its_paths_across_a_restart(tmp_path):

@@ -226,3 +226,17 @@ def test_an_l3_node_is_reached_over_its_vti_both_ways(transports):
     back = {**reply.outputs[0].headers, "eth_src": L3_NODE_MAC, "eth_dst": MACS["vti1"]}
     home = edge.send("vti1", back)
     assert edge.leaves(home) == "up1" and home.outputs[0].headers["ipv4_dst"] == CLIENT
+
+
+def test_a_kept_decision_stale_in_its_transport_is_revalidated_once(transports):
+    """A liveness event of the record's transport, then a rule edit: the next packet is
+    re-classified to the same rule (kept decision, transport generations as stored), so
+    it is stale in its transport; revalidation commits it current and it goes on."""
+    svc = transports.svc
+    assert transports.leaves(transports.send("up1", from_client("up1", 80, SYN))) == "bwa"
+    svc.set_node_state(svc.find("service-nodes", "fw2").id, False)
+    rule = svc.find("rules", "web-inspect")
+    svc.update("rules", rule.id, {"priority": 101})
+    transports.dp.load(1, svc.pipeline(1, ROUTER_PORTS))     # conntrack stays
+    for _ in range(2):
+        assert transports.leaves(transports.send("up1", from_client("up1", 80, ACK))) == "bwa"

@@ -1,6 +1,10 @@
 """Validation, numbering and persistence of the config service (no switch)."""
 from __future__ import annotations
 
+import json
+import sqlite3
+import uuid
+
 import pytest
 
 from ryu_si.control.config import default_document
@@ -357,3 +361,24 @@ def test_the_flush_check_does_not_wait_for_a_change_in_progress(service):
     release.set()
     t.join()
     assert answered == [[]]
+
+
+def test_a_store_of_the_previous_version_loads_with_what_it_can_no_longer_hold_dropped(
+        tmp_path):
+    """Chains had a failure_policy and round_robin; biw and L3 nodes took a host. A store
+    written then starts, and every later change is checked against what remains."""
+    path = str(tmp_path / "old.sqlite")
+    Service(Store(path)).replace_config(default_document())
+    db = sqlite3.connect(path)
+    (fw1,) = db.execute("SELECT id, body FROM objects WHERE kind='service-nodes'").fetchall()
+    db.execute("UPDATE objects SET body=? WHERE id=?",
+               (json.dumps({**json.loads(fw1[1]), "host": "bw"}), fw1[0]))
+    chain = {"id": str(uuid.uuid4()), "name": "old", "profiles": ["a"], "reverse_profiles": None,
+             "failure_policy": "fail", "strategy": "round_robin", "num": 7}
+    db.execute("INSERT INTO objects VALUES ('chains', ?, ?)", (chain["id"], json.dumps(chain)))
+    db.commit()
+    svc = Service(Store(path))
+    assert svc.find("service-nodes", "fw1").host is None
+    assert svc.find("chains", "old").strategy == "hash"
+    svc.create("routes", {"name": "r9", "router": "edge", "prefix": "192.0.2.0/24",
+                          "interface": "uplink1", "next_hop": "10.0.1.2"})
