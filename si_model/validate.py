@@ -500,6 +500,9 @@ def _check_node(model: m.Model, n: m.ServiceNode) -> None:
                               "(the proxy sends forward traffic out port, it returns on port_b)")
     if n.transport == "l3" and model.get("interfaces", n.interface).role != "vti":
         raise ValidationError("interface", "must be an interface with role 'vti'")
+    if n.nat and model.get("interfaces", n.interface).classifies:
+        raise ValidationError("nat", "needs the node's VTI not to classify (classify: false): "
+                              "what comes back through it is then serviced, and looked up")
     if n.transport == "biw":
         a = model.get("interfaces", n.interface_a)
         b = model.get("interfaces", n.interface_b)

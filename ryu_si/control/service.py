@@ -72,11 +72,12 @@ class Service:
 
     def _context(self, model: m.Model, dpid: int, ports: dict[str, int], bits: dict,
                  paths: dict, probes: dict[str, int], gens: Generations | None = None,
-                 skips: dict | None = None) -> Context:
+                 skips: dict | None = None, failed: dict | None = None) -> Context:
         return Context(model, dpid, ports, bits, gens or self.generations,
                        down_nodes=self.down_nodes,
                        learned_neighbors=self.learned_neighbors, paths=paths,
-                       failed_paths=self.failed_paths, probe_spis=probes,
+                       failed_paths=self.failed_paths if failed is None else failed,
+                       probe_spis=probes,
                        instructions=self.instructions,
                        skips=self.skips if skips is None else skips)
 
@@ -148,9 +149,13 @@ class Service:
             down = self.paths_admin_down - {spi} | ({spi} if state == "down" else set())
             self.store.commit([], self.counters, {"paths_admin_down": sorted(down)})
             self.paths_admin_down = down
+            before = self._up_paths()
             self.paths = self._compute_paths(self.model)
             self._derive_skips()
-            self._save_state()                 # new paths' SPIs, kept for good
+            gone = before.keys() - self._up_paths().keys()
+            self.failed_paths = self._failed_after(before, self.paths, self.skips)
+            # a path taken down drains like a failed one; new paths' SPIs kept for good
+            self._save_state(self._bump("spi_fail") if gone else None)
             self.on_change({})
             return next((p for p in self.paths.get(path.chain, []) if p.spi == spi), path)
 
@@ -279,19 +284,28 @@ class Service:
             self.down_nodes = frozenset(down)
             self.paths = self._compute_paths(self.model)
             self._derive_skips()
-            after = set(self._up_paths())
-            self.failed_paths = {spi: path for spi, path in
-                                 (self.failed_paths | before).items() if spi not in after}
+            self.failed_paths = self._failed_after(before, self.paths, self.skips)
             self._save_state(self._bump(self.GENERATION_OF[node.transport]))
             self.on_change({})
 
     def _up_spis(self) -> set[int]:
         return {p.spi for ps in self.paths.values() for p in ps if p.state == "up"}
 
-    def _up_paths(self) -> dict[int, ServicePath]:
+    def _up_paths(self, paths: dict | None = None, skips: dict | None = None
+                  ) -> dict[int, ServicePath]:
         """SPI -> every up path, and every path a skip derived from one."""
-        ups = [p for ps in self.paths.values() for p in ps if p.state == "up"]
-        return {p.spi: p for p in ups + list(self.skips.values())}
+        ups = [p for ps in (self.paths if paths is None else paths).values() for p in ps
+               if p.state == "up"]
+        return {p.spi: p for p in ups + list((self.skips if skips is None else skips).values())}
+
+    def _failed_after(self, before: dict[int, ServicePath], paths: dict, skips: dict
+                      ) -> dict[int, ServicePath]:
+        """The failed paths once ``paths`` and ``skips`` replace the current ones: every
+        path that was up and is not any more (a node failed, an operator took it down, a
+        change removed it), until it is up again.  Their connections go to a backup."""
+        after = self._up_paths(paths, skips)
+        return {spi: path for spi, path in (self.failed_paths | before).items()
+                if spi not in after}
 
     def _derive_skips(self) -> None:
         self.skips = self._skips_of(self.model, self.paths)
@@ -332,22 +346,26 @@ class Service:
         check_model(cand)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
         skips = self._skips_of(cand, paths)
+        before = self._up_paths()
+        failed = self._failed_after(before, paths, skips)
         bits = applied_to_bits(cand, self.applied_to_bits)
         changes = self._changes(cand)
         gens = self.generations
         if any(kind in RECLASSIFYING_KINDS for kind, _, _ in changes):
             gens = self._bump("classify")
-        fresh = self._trial_compile(cand, paths, probes, bits, gens, skips)
+        if before.keys() - self._up_paths(paths, skips).keys():     # a path went: drain it
+            gens = dataclasses.replace(gens, spi_fail=(gens.spi_fail + 1) & 0xFF)
+        fresh = self._trial_compile(cand, paths, probes, bits, gens, skips, failed)
         self.store.commit(changes, counters, {
             "spis": self.spis.to_dict(), "generations": dataclasses.asdict(gens),
             "applied_to_bits": [[r, sorted(s), b] for (r, s), b in bits.items()]})
         self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
-        self.skips = skips
+        self.skips, self.failed_paths = skips, failed
         self.applied_to_bits, self.generations = bits, gens
         self.on_change(fresh)
 
     def _trial_compile(self, cand: m.Model, paths, probes, bits, gens: Generations,
-                       skips: dict) -> Compiled:
+                       skips: dict, failed: dict) -> Compiled:
         """Compile the candidate for every switch before anything is stored: a model the
         datapath cannot hold (two flows with one match) is a 409, not a wedged store.
         Every port the model names gets a number; a connected switch that has them all
@@ -358,7 +376,7 @@ class Service:
             ports = self.switch_ports(dpid, cand)
             try:
                 pipe = compile_pipeline(self._context(cand, dpid, ports, bits, paths, probes,
-                                                      gens, skips))
+                                                      gens, skips, failed))
             except FlowError as e:
                 raise ValidationError("config", f"the datapath cannot hold this: {e}",
                                       409) from None

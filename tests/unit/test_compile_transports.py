@@ -308,3 +308,26 @@ def test_an_executed_skip_keeps_its_paths_across_a_restart(tmp_path):
     skips = dict(svc.skips)
     again = Service(Store(str(tmp_path / "si.sqlite")))
     assert skips and again.skips == skips
+
+
+def test_a_path_taken_down_by_an_operator_drains_to_its_backup(svc):
+    """Its flows leave the service plane, so its open connections must move (they would
+    be lost in the plane): like a failed path, to a backup, with one generation bump."""
+    first, second = svc.paths[_chain(svc, "fw-only").id][:2]
+    gens = svc.generations
+    svc.set_path_admin_state(first.spi, "down")
+    assert svc.generations.spi_fail == gens.spi_fail + 1
+    reval = [f for f in compile_for(svc, EDGE_PORTS).table("revalidate")
+             if f.cookie == L.cookie("path", first.spi)]
+    assert Load.field(L.FWD_DATA, L.path_header(second.spi, L.NSH_FIRST_SI)) in reval[0].actions
+    svc.set_path_admin_state(first.spi, "up")
+    assert first.spi not in svc.failed_paths
+
+
+def test_a_path_a_change_removes_drains_to_its_backup(svc):
+    chain = _chain(svc, "fw-only")
+    first, second = svc.paths[chain.id][:2]
+    gens = svc.generations
+    svc.update("service-nodes", first.hops[0], {"admin_state": "down"})
+    assert first.spi in svc.failed_paths and svc.generations.spi_fail == gens.spi_fail + 1
+    assert svc.context(1, EDGE_PORTS).backup_of(first.spi).spi == second.spi
