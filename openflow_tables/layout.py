@@ -465,7 +465,7 @@ TABLES: tuple[Table, ...] = (
           "lookup); stale ones are revalidated by this packet: flow programming first, "
           "then the failed set, else they are re-stamped.",
           ("transport", "flow_program"),
-          match=(TRANSPORT, *GENERATIONS), sets=(FLAGS_KEPT,)),
+          match=(TRANSPORT, RULE_ACTION, *GENERATIONS), sets=(FLAGS_KEPT,)),
     Table(13, "flow_program",
           "Flow-programming instructions, one flow per direction of each programmed "
           "connection: drop, accept (skip the rest of the chain), reroute (a new "
@@ -480,10 +480,11 @@ TABLES: tuple[Table, ...] = (
     Table(14, "revalidate",
           "A record whose service node failed is sent through its policy again (a "
           "live node); one whose path failed moves to that path's first backup that "
-          "is up (the policy when none is); anything else is re-committed with the "
+          "is up (the policy when none is); a redirect that fell back to its failure "
+          "policy tries its policy again; anything else is re-committed with the "
           "current generations.",
           ("policy", "commit"),
-          match=(TRANSPORT, FWD_DATA), sets=(TRANSPORT, FWD_DATA, REV_DATA)),
+          match=(TRANSPORT, RULE_ACTION, FWD_DATA), sets=(TRANSPORT, FWD_DATA, REV_DATA)),
     Table(15, "transport",
           "Send the packet the way the decision says: biw forward out side A, "
           "reverse out side B; chain: NSH into the service plane; l3: routed out the "

@@ -79,6 +79,7 @@ def commit_flows(ctx: Context) -> list:
 
 # The generations a record of each transport depends on (FIG. 14): a node or path
 # liveness change of one transport leaves the records of the others on the fast path.
+FALLBACKS = (L.TRANSPORT_NONE, L.TRANSPORT_DROP)     # a redirect's failure policy
 TRANSPORT_GENERATIONS: dict[int, tuple[L.Field, ...]] = {
     L.TRANSPORT_NONE: (L.GEN_FLOW_PROGRAM,),
     L.TRANSPORT_DROP: (L.GEN_FLOW_PROGRAM,),
@@ -94,10 +95,21 @@ def gen_check_flows(ctx: Context) -> list:
     current generations then (a kept decision too: "kept" is cleared, or a record stale
     in its transport would come back here from commit for ever)."""
     current = ctx.generations.transport_values()
+    stale = [Load.field(L.FLAGS_KEPT, 0)]
+    redirect = (L.RULE_ACTION, L.ACTION_REDIRECT)
     return [
         flow("gen_check", 10,
              match(**fields((L.TRANSPORT, code), *((g, current[g]) for g in gens))),
              goto="transport", cookie=L.cookie("generation"))
         for code, gens in TRANSPORT_GENERATIONS.items()
-    ] + [flow("gen_check", 0, (), [Load.field(L.FLAGS_KEPT, 0)], goto="flow_program",
-              cookie=L.PIPELINE_COOKIE)]
+    ] + [
+        # A redirect that found no live node and fell back to its policy's failure policy
+        # (routed unserviced, or dropped) waits for any node or path to come back: every
+        # liveness generation is its own, and revalidation sends it through its policy.
+        flow("gen_check", 12,
+             match(**fields((L.TRANSPORT, code), redirect, *current.items())),
+             goto="transport", cookie=L.cookie("generation"))
+        for code in FALLBACKS
+    ] + [flow("gen_check", 11, match(**fields((L.TRANSPORT, code), redirect)), stale,
+              goto="flow_program", cookie=L.PIPELINE_COOKIE) for code in FALLBACKS] + [
+        flow("gen_check", 0, (), stale, goto="flow_program", cookie=L.PIPELINE_COOKIE)]

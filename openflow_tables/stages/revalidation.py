@@ -89,7 +89,8 @@ def _to_path(path) -> list:
 
 def revalidate_flows(ctx: Context) -> list:
     """Records on a failed node go through their policy again; records on a failed
-    path move to its first backup that is up (through the policy when none is)."""
+    path move to a backup that is up (through the policy when none is); a redirect that
+    fell back to its failure policy tries its policy again (a node may be back)."""
     out = []
     for node in ctx.model.all("service-nodes"):
         if node.transport in ("biw", "l3") and not ctx.node_live(node):
@@ -103,4 +104,8 @@ def revalidate_flows(ctx: Context) -> list:
                         match(**fields((L.TRANSPORT, L.TRANSPORT_CHAIN), (L.FWD_SPI, spi))),
                         _to_path(backup) if backup else [Resubmit("policy")],
                         cookie=L.cookie("path", spi)))
+    for code in (L.TRANSPORT_NONE, L.TRANSPORT_DROP):      # a redirect's failure policy
+        out.append(flow("revalidate", 5, match(**fields((L.TRANSPORT, code),
+                                                        (L.RULE_ACTION, L.ACTION_REDIRECT))),
+                        [Resubmit("policy")], cookie=L.PIPELINE_COOKIE))
     return out + [flow("revalidate", 0, (), [Resubmit("commit")], cookie=L.PIPELINE_COOKIE)]

@@ -105,6 +105,29 @@ def test_silent_failure_pass_policy_routes_unserviced_within_detection_time(
     assert biw(edge_net)[0] - before >= 5             # recovered: new connections serviced again
 
 
+def test_a_connection_routed_unserviced_while_down_returns_to_the_node_when_it_is_back(
+        controller, edge_net):
+    """failure_policy pass: a transfer falls back to unserviced while fw1 is down; the
+    same connection goes through fw1 again once fw1 is back (not only new ones)."""
+    t = run_transfer(edge_net, pick_sport(edge_net, 80, "up1"), 80, chunks=120,
+                     interval=0.05)
+    time.sleep(0.8)
+    fail_node(edge_net)
+    wait_state(controller, "fw1", up=False)
+    time.sleep(0.8)                                   # its packets now go unserviced
+    heal_node(edge_net)
+    wait_state(controller, "fw1", up=True)
+    time.sleep(0.3)
+    wait_counters()
+    before = biw(edge_net)
+    time.sleep(1.5)
+    wait_counters()
+    after = biw(edge_net)
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    assert after[0] - before[0] >= 10 and after[1] - before[1] >= 10, (before, after)
+
+
 def test_fail_policy_drops_when_no_node_is_live(controller, edge_net):
     assert controller.rest("PATCH", "policies/inspect", {"failure_policy": "fail"})[0] == 200
     try:

@@ -7,7 +7,7 @@ import pytest
 
 from mininet_topos import lab as harness
 from mininet_topos.lab import pick_sport, run_transfer, wait_counters
-from openflow_tables.stages.conntrack import TRANSPORT_GENERATIONS
+from openflow_tables.stages.conntrack import FALLBACKS, TRANSPORT_GENERATIONS
 
 pytestmark = pytest.mark.integration
 CLI, SRV = "198.51.100.10", "10.10.0.10"
@@ -83,9 +83,10 @@ def test_bad_instruction_is_rejected(controller):
 
 def test_generation_bump_with_many_connections_sends_constant_flow_mods(controller, edge_net):
     """1,000 open connections; programming one flow bumps the flow-programming generation
-    (the commit flow is modified; every transport's gen_check flow checks it, and a match
-    change is add + delete) and adds 2 flow_program flows: 1 + 2 x 5 + 2 = 13 flow-mods,
-    whatever the number of connections."""
+    (the commit flow is modified; every transport's gen_check flow checks it, and so do
+    the two flows of redirects fallen back to their failure policy; a match change is add
+    + delete) and adds 2 flow_program flows: 1 + 2 x (5 + 2) + 2 = 17 flow-mods, whatever
+    the number of connections."""
     holder = edge_net["srv"].popen(["python3", "-c", HOLD_SERVER], stdout=-1, text=True)
     client = edge_net["cli"].popen(["python3", "-c", HOLD_CLIENT], stdout=-1, text=True)
     try:
@@ -96,7 +97,7 @@ def test_generation_bump_with_many_connections_sends_constant_flow_mods(controll
                                       instruction(40000, 6000, "none"))
         assert status == 201
         sw = controller.rest("GET", "health")[1]["switches"][0]
-        assert sw["flow_mods_last"] == 1 + 2 * len(TRANSPORT_GENERATIONS) + 2, sw
+        assert sw["flow_mods_last"] == 1 + 2 * (len(TRANSPORT_GENERATIONS) + len(FALLBACKS)) + 2, sw
     finally:
         client.kill()
         holder.kill()

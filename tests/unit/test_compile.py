@@ -178,10 +178,12 @@ def test_a_generation_bump_changes_the_gen_check_of_its_transports_only(service,
     service.set_generations(dataclasses.replace(gens, **{which: getattr(gens, which) + 1}))
     after = set(compile_for(service).flows)
     changed = after - before
-    assert {(f.table, f.priority) for f in changed} == {("commit", 10), ("gen_check", 10)}
-    checks = [v for f in changed if f.table == "gen_check"
+    assert {(f.table, f.priority) for f in changed} == {
+        ("commit", 10), ("gen_check", 10), ("gen_check", 12)}   # 12: redirects fallen back
+    checks = [v for f in changed if (f.table, f.priority) == ("gen_check", 10)
               for name, v, _mask in f.match if name == L.TRANSPORT.register]
     assert {(v & L.TRANSPORT.mask) >> L.TRANSPORT.ofs for v in checks} == transports
+    assert len([f for f in changed if f.priority == 12]) == 2     # both fallbacks
 
 
 def test_classify_generation_bump_changes_ct_result_and_commit_only(service):

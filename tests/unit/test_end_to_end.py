@@ -240,3 +240,18 @@ def test_a_kept_decision_stale_in_its_transport_is_revalidated_once(transports):
     transports.dp.load(1, svc.pipeline(1, ROUTER_PORTS))     # conntrack stays
     for _ in range(2):
         assert transports.leaves(transports.send("up1", from_client("up1", 80, ACK))) == "bwa"
+
+
+def test_a_connection_routed_unserviced_while_no_node_lived_is_serviced_when_one_is_back(
+        transports):
+    """failure_policy pass: with fw1 down the web connection is routed without service;
+    once fw1 is back, its next packet goes through the policy again and reaches fw1."""
+    svc = transports.svc
+    fw1 = svc.find("service-nodes", "fw1").id
+    svc.set_node_state(fw1, False)
+    transports.dp.load(1, svc.pipeline(1, ROUTER_PORTS))
+    assert transports.leaves(transports.send("up1", from_client("up1", 80, SYN))) == "down1"
+    assert transports.leaves(transports.send("up1", from_client("up1", 80, ACK))) == "down1"
+    svc.set_node_state(fw1, True)
+    transports.dp.load(1, svc.pipeline(1, ROUTER_PORTS))
+    assert transports.leaves(transports.send("up1", from_client("up1", 80, ACK))) == "bwa"
