@@ -462,3 +462,23 @@ table ip si_nat {{
     finally:
         edge.run(l3n, "nft", "delete", "table", "ip", "si_nat")
         rest(controller, "PATCH", "service-nodes/l3n", {"nat": False})
+
+
+def test_a_path_taken_down_by_the_operator_drains_its_open_connection(controller, edge_net):
+    """admin_state down takes the path's flows out of the service plane: its open
+    connections move to its backup on their next packet instead of being lost there."""
+    sport = pick_sport(edge_net, 5202, "up1")
+    t = run_transfer(edge_net, sport, 5202, chunks=60, interval=0.05)
+    spi = wait_until(lambda: decisions(5202).get(sport)) >> 8
+    time.sleep(0.5)
+    rest(controller, "PATCH", f"service-paths/{spi}", {"admin_state": "down"})
+    try:
+        failed = wait_until(lambda: next((f for f in rest(controller, "GET", "liveness")
+                                          ["failed_paths"] if f["spi"] == spi), None))
+        res = t.wait(60)
+        assert res["result"] == "ok", res
+        assert decisions(5202)[sport] >> 8 == failed["backup"] != spi
+    finally:
+        rest(controller, "PATCH", f"service-paths/{spi}", {"admin_state": "up"})
+    assert not [f for f in rest(controller, "GET", "liveness")["failed_paths"]
+                if f["spi"] == spi]
