@@ -307,10 +307,6 @@ class ServiceInsertionApp(app_manager.RyuApp):
                        if i.name == result["egress"]), result["egress"])
         return ofproto_trace.confirm(result, bridge, self.ports.get(router.dpid, {}), egress)
 
-    def _failed_path_view(self, spi: int) -> dict:
-        backup = self.service.context(0, {}).backup_of(spi)
-        return {"spi": spi, "backup": backup.spi if backup else None}
-
     def liveness_view(self) -> dict:
         model = self.service.model
         nodes = {}
@@ -322,6 +318,12 @@ class ServiceInsertionApp(app_manager.RyuApp):
                 "nodes": nodes, "down_nodes": sorted(
                     model.get("service-nodes", n).name for n in self.service.down_nodes
                     if model.get("service-nodes", n)),
-                "failed_paths": [self._failed_path_view(spi) for spi in
-                                 sorted(self.service.failed_paths)],
+                "failed_paths": _failed_paths(self.service),
                 "generations": dataclasses.asdict(self.service.generations)}
+
+
+def _failed_paths(service: Service) -> list[dict]:
+    """Each failed path and the backup its connections go to (one context for all)."""
+    ctx = service.context(0, {})
+    return [{"spi": spi, "backup": getattr(ctx.backup_of(spi), "spi", None)}
+            for spi in sorted(service.failed_paths)]

@@ -288,9 +288,6 @@ class Service:
             self._save_state(self._bump(self.GENERATION_OF[node.transport]))
             self.on_change({})
 
-    def _up_spis(self) -> set[int]:
-        return {p.spi for ps in self.paths.values() for p in ps if p.state == "up"}
-
     def _up_paths(self, paths: dict | None = None, skips: dict | None = None
                   ) -> dict[int, ServicePath]:
         """SPI -> every up path, and every path a skip derived from one."""
