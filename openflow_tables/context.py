@@ -180,6 +180,13 @@ class Context:
             local and not is_local(ip[1], home), -len(survivors & ip[1].node_ids), ip[0]))
         return ranked[0][1] if ranked else None
 
+    def through_nat(self, hops: tuple[str, ...]) -> bool:
+        """A path through a node that may rewrite addresses or ports."""
+        return any(self.node(h).nat for h in hops)
+
+    def any_nat_path(self) -> bool:
+        return any(self.through_nat(hops) for _spi, hops, _way in self.nsh_paths())
+
     def nsh_paths(self) -> list[tuple[int, tuple[str, ...], str | None]]:
         """(SPI, hops, direction) of every way through the service plane: each direction
         ("forward", "reverse") of every up path, and the one-hop probe path of every

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from typing import Union
 
-from openflow_tables.layout import TABLE_BY_NAME, WIDTHS, Field, Table, storage_bits
+from openflow_tables.layout import ETH_IP, TABLE_BY_NAME, WIDTHS, Field, Table, storage_bits
 
 MatchValue = Union[int, str, tuple]
 
@@ -185,6 +185,9 @@ def flow(table: str, priority: int, match_: tuple, actions: tuple | list = (),
     for name, _, mask in match_:
         _check_bits(decl, "match", name, mask)
     _check_actions(decl, actions)
+    if any(isinstance(a, Ct) for a in actions) and ("eth_type", ETH_IP, None) not in match_:
+        raise FlowError(f"{table!r}: ct() needs eth_type=0x800 in the flow's match (OVS checks "
+                        "its prerequisites against the match, the outer header after a decap)")
     if not 0 <= priority <= 0xFFFF:
         raise FlowError(f"priority {priority} out of range")
     return Flow(table, priority, match_, tuple(actions), goto, cookie)

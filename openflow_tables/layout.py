@@ -37,7 +37,7 @@ WORDS: dict[str, tuple[str, ...]] = {
     **{f"xxreg{n}": tuple(f"reg{4 * n + k}" for k in range(4)) for n in range(4)},
 }
 WIDTHS: dict[str, int] = {
-    "metadata": 64, "ct_mark": 32, "ct_label": 128,
+    "metadata": 64, "ct_mark": 32, "ct_label": 128, "nsh_c2": 32,
     **{f"reg{n}": 32 for n in range(16)},
     **{name: 32 * len(words) for name, words in WORDS.items()},
 }
@@ -138,15 +138,19 @@ FLAGS_EGRESS = Field("egress_si", "reg1", 2, 1,
 FLAGS_KEPT = Field("kept", "reg1", 3, 1,
                    "re-classification kept the record's decision: re-commit it as it is",
                    ON_ROUTER)
+FLAGS_NAT_BACK = Field("nat_back", "reg1", 4, 1,
+                       "back from the reverse path of a chain with a NAT node: checked "
+                       "against the rules of the interface it entered by, not sent again",
+                       ON_ROUTER)
 SI_IFACE = Field("si_iface", "reg2", 0, 16,
                  "interface the packet is classified at (ingress or egress)", ON_ROUTER)
 SI_CLASS = Field("si_class", "reg2", 16, 7,
                  "class of the interface the packet is classified at: interfaces of a "
                  "router with the same applied_to sets share a class", ON_ROUTER)
 RULE_NUM = Field("rule_num", "reg3", 0, 24, "rule number of the decision", ON_ROUTER)
-# On a service plane bridge CT_ZONE holds the proxied node's zone.  (Its doc is part
-# of the repr that ct() flows are digested with: changing it re-sends those flows.)
-CT_ZONE = Field("ct_zone", "reg8", 0, 16, "the router's conntrack zone", BRIDGES)
+# (Its doc is part of the repr that ct() flows are digested with: changing it
+# re-sends those flows.)
+CT_ZONE = Field("ct_zone", "reg8", 0, 16, "the router's conntrack zone", ON_ROUTER)
 EGRESS_IFACE = Field("egress_iface", "reg9", 0, 16, "egress interface chosen by routing",
                      ON_ROUTER)
 NEXT_HOP = Field("next_hop", "reg10", 0, 32, "next hop IPv4 chosen by routing", ON_ROUTER)
@@ -208,6 +212,9 @@ TRANSPORT_DROP = 1
 TRANSPORT_BIW = 2
 TRANSPORT_CHAIN = 3
 TRANSPORT_L3 = 4
+# The record of a connection as a NAT node sent it on (its addresses rewritten): its
+# replies go back into the reverse path it came out of, whatever interface they enter.
+TRANSPORT_NAT_LEG = 5
 TRANSPORT_CODES = {"biw": TRANSPORT_BIW, "l3": TRANSPORT_L3, "chain": TRANSPORT_CHAIN}
 ACTION_ALLOW = 1
 ACTION_DROP = 2
@@ -244,25 +251,53 @@ def in_label(f: Field) -> Field:
                  f.nbits, f"{f.name}, as the record stores it", inside.bridges, inside)
 
 
-# --- per-packet registers and records of a service plane bridge --------------
-SP_NSH = Field("sp_nsh", "reg0", 0, 32, "service plane: SPI<<8 | next SI of a proxied packet",
-               ON_PLANE)
-SP_SPI, SP_SI = _path_header_parts(SP_NSH, "sp")
-SP_NODE = Field("sp_node", "reg2", 0, 32, "service plane: the proxied node's number", ON_PLANE)
-SP_FWD_LABEL = Field("sp_fwd_label", "ct_label", 0, 32,
-                     "proxy: SPI<<8 | next SI of the forward direction, in the node's zone",
-                     ON_PLANE)
-SP_REV_LABEL = Field("sp_rev_label", "ct_label", 32, 32,
-                     "proxy: SPI<<8 | next SI of the reverse direction, in the node's zone",
-                     ON_PLANE)
+# --- NSH context header C2: the router interface a packet entered by --------
+# The router writes it at every encapsulation; NSH-aware nodes keep it and the proxy
+# carries it across a plain node, so what comes back knows where it came in.
+NSH_IFACE = Field("nsh_iface", "nsh_c2", 0, 16,
+                  "C2: the router interface the packet entered by", BRIDGES)
+
+# --- per-packet registers of a service plane bridge ---------------------------
+SP_CONTEXT = Field("sp_context", "reg0", 0, 16,
+                   "service plane: C2 of a packet while its NSH is stripped", ON_PLANE)
+SP_PATH = Field("sp_path", "reg1", 0, SPI_BITS,
+                "service plane: SPI of a packet handed to an NSH-unaware node", ON_PLANE)
+SP_NODE = Field("sp_node", "reg2", 0, 32,
+                "service plane: the NSH-unaware node a packet is handed to", ON_PLANE)
+SP_WAY = Field("sp_way", "reg3", 0, 1,
+               "service plane: 1 on a reverse path (the node gets it on side B)", ON_PLANE)
+
+# --- the proxy's frames to and from an NSH-unaware node -----------------------
+# The proxy keeps nothing per connection: the frame it hands a plain node carries,
+# in its Ethernet source address, what the proxy needs back.  A transparent node keeps
+# that address even when it NATs (a Linux bridge with br_netfilter rewrites the
+# destination MAC of a packet whose destination it changes, never the source), where
+# a lookup by 5-tuple would miss.  02 : SPI (3 bytes) : C2's interface (2 bytes).
+# A path passes a node once, so (node, side, SPI) gives the SI.
+PROXY_MAC_OUI = 0x02
+PROXY_SPI_SHIFT = 16
+PROXY_MAC_MASK = "ff:ff:ff:ff:00:00"
+PROXY_CONTEXT_BITS = 16
+
+
+def mac_text(value: int) -> str:
+    return ":".join(f"{(value >> (8 * k)) & 0xFF:02x}" for k in reversed(range(6)))
+
+
+def proxy_mac(spi: int) -> str:
+    """Source MAC of a proxied frame of path ``spi`` (context bits zero)."""
+    if not 0 <= spi < 1 << SPI_BITS:
+        raise ValueError(f"SPI {spi} out of range")
+    return mac_text(PROXY_MAC_OUI << 40 | spi << PROXY_SPI_SHIFT)
+
 
 FIELDS: tuple[Field, ...] = (
     ROUTER, IN_IFACE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_EGRESS, FLAGS_KEPT, SI_IFACE,
     SI_CLASS, RULE_NUM, DECISION, TRANSPORT, RULE_ACTION, GEN_CLASSIFY, POLICY_NUM,
     FWD_DATA, FWD_SPI, FWD_SI, REV_DATA, REV_SPI, REV_SI, GEN_TRANSPORT, *GENERATIONS,
     CT_ZONE, EGRESS_IFACE, NEXT_HOP, SWAP_SCRATCH, *APPLIED_TO,
-    CT_MARK_TAG, CT_MARK_CLASS, CT_MARK_RULE, CT_LABEL_DECISION,
-    SP_NSH, SP_SPI, SP_SI, SP_NODE, SP_FWD_LABEL, SP_REV_LABEL,
+    FLAGS_NAT_BACK, CT_MARK_TAG, CT_MARK_CLASS, CT_MARK_RULE, CT_LABEL_DECISION,
+    NSH_IFACE, SP_CONTEXT, SP_PATH, SP_NODE, SP_WAY,
 )
 
 # Liveness probes: UDP from PROBE_SRC to PROBE_DST that must come back through a node.
@@ -374,11 +409,15 @@ TABLES: tuple[Table, ...] = (
           "service plane, decapsulated) mark packets serviced; ARP goes to the ARP stage; "
           "downlink traffic is routed first; unknown ports drop. On a service plane "
           "bridge: NSH from the router or an NSH-aware node goes to sp_forward, plain "
-          "frames back from an NSH-unaware node go through its proxy zone.",
-          ("arp", "ct", "routing", "sp_forward", "sp_proxy_in"), bridges=BRIDGES,
-          match=("in_port", "eth_type", "eth_dst", *NSH_PATH),
-          sets=(ROUTER, IN_IFACE, CT_ZONE, FLAGS_SERVICED, SI_IFACE, SI_CLASS, *APPLIED_TO,
-                SP_NODE)),
+          "frames back from an NSH-unaware node get their NSH header back from their "
+          "source MAC (the path) and the side they return on (the SI). A path through a "
+          "NAT node: what comes back at the end of the forward path is looked up in the "
+          "router's zone (nat_leg), and the end of the reverse path goes to nat_back.",
+          ("arp", "ct", "routing", "sp_forward", "nat_leg", "nat_back"), bridges=BRIDGES,
+          match=("in_port", "eth_type", "eth_dst", "eth_src", *NSH_PATH),
+          sets=(ROUTER, IN_IFACE, CT_ZONE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_NAT_BACK,
+                SI_IFACE, SI_CLASS, *APPLIED_TO, TRANSPORT, REV_DATA, SP_CONTEXT, "nsh_spi",
+                "nsh_si", NSH_IFACE)),
     Table(1, "arp",
           "Answer ARP requests for the router's own interface addresses in the "
           "datapath; send ARP replies addressed to the router to the controller "
@@ -394,9 +433,11 @@ TABLES: tuple[Table, ...] = (
           "Invalid packets drop; records made by service insertion (tag bit in "
           "ct_mark) under the current classification generation go to the applied_to "
           "check; anything else (new connections, records made before a rule or "
-          "applied_to edit) is classified.",
-          ("applied_to", "orient"),
-          match=("ct_state", CT_MARK_TAG, in_label(GEN_CLASSIFY))),
+          "applied_to edit) is classified. A reply to the record of a connection as a "
+          "NAT node sent it on goes back into that node's reverse path (transport).",
+          ("applied_to", "orient", "transport"),
+          match=("ct_state", CT_MARK_TAG, in_label(GEN_CLASSIFY), in_label(TRANSPORT)),
+          sets=(DECISION, RULE_NUM)),
     Table(4, "applied_to",
           "Reuse a stored decision only if the record's rule is applied at the "
           "interface the packet is classified at: (ct_mark rule, interface "
@@ -489,10 +530,14 @@ TABLES: tuple[Table, ...] = (
           "Send the packet the way the decision says: biw forward out side A, "
           "reverse out side B; chain: NSH into the service plane; l3: routed out the "
           "node's VTI; allow continues to routing (or back to egress_si, which lets it "
-          "out, when the packet was classified at its egress); drop drops.",
+          "out, when the packet was classified at its egress); drop drops. C2 of NSH "
+          "says which interface the packet entered by. A packet already back from the "
+          "reverse path its decision names (nat_back) is routed.",
           ("routing", "neighbor", "egress_si"),
-          match=("ct_state", ROUTER, TRANSPORT, FWD_DATA, REV_DATA, FLAGS_EGRESS),
-          sets=("eth_src", "eth_dst", "nsh_spi", "nsh_si", EGRESS_IFACE, NEXT_HOP)),
+          match=("ct_state", ROUTER, TRANSPORT, FWD_DATA, REV_DATA, FLAGS_EGRESS,
+                 FLAGS_NAT_BACK),
+          sets=("eth_src", "eth_dst", "nsh_spi", "nsh_si", NSH_IFACE, EGRESS_IFACE,
+                NEXT_HOP)),
     Table(16, "routing",
           "Longest-prefix match per router: egress interface and next hop. Liveness "
           "probes that came back through a service node go to the controller.",
@@ -519,27 +564,30 @@ TABLES: tuple[Table, ...] = (
     # --- the service plane bridge (the patent's logical service forwarding element)
     Table(20, "sp_forward",
           "Service plane: each hop by exact match on (SPI, SI). NSH-aware nodes get the "
-          "NSH frame; NSH-unaware nodes go through their proxy (SPI/SI saved, NSH "
-          "stripped); the final SI goes back to the router.",
-          ("sp_proxy_ct",), bridges=ON_PLANE,
-          match=("eth_type", *NSH_PATH), sets=(SP_NSH, SP_NODE, CT_ZONE)),
-    Table(21, "sp_proxy_ct",
-          "Proxy toward an NSH-unaware node, after decapsulation: look the plain packet "
-          "up in the node's conntrack zone to learn its direction.",
-          ("sp_proxy_out",), bridges=ON_PLANE,
-          match=("eth_type", SP_NODE)),
-    Table(22, "sp_proxy_out",
-          "Proxy toward an NSH-unaware node: remember SPI and the next SI in the node's "
-          "conntrack zone (per direction), send the plain frame out side A (forward) "
-          "or B (reverse).",
+          "NSH frame; an NSH-unaware node's frame is stripped of NSH (sp_to_node); the "
+          "final SI goes back to the router.",
+          ("sp_to_node",), bridges=ON_PLANE,
+          match=("eth_type", *NSH_PATH), sets=(SP_CONTEXT, SP_PATH, SP_NODE, SP_WAY)),
+    Table(21, "sp_to_node",
+          "The plain frame to an NSH-unaware node, out side A (forward) or B (reverse), "
+          "its source MAC carrying the SPI and C2 (proxy_mac): what comes back on the "
+          "other side tells the proxy its hop.",
           (), bridges=ON_PLANE,
-          match=("eth_type", "ct_state", SP_NODE),
-          sets=(SP_FWD_LABEL, SP_REV_LABEL, "eth_src", "eth_dst")),
-    Table(23, "sp_proxy_in",
-          "Proxy back from an NSH-unaware node: restore SPI/SI from the node's zone, "
-          "re-encapsulate and forward to the next hop.",
-          ("sp_forward",), bridges=ON_PLANE,
-          match=("eth_type", "ct_state", SP_NODE), sets=(SP_NSH, "nsh_spi", "nsh_si")),
+          match=("eth_type", SP_NODE, SP_WAY), sets=("eth_src", "eth_dst")),
+    # --- a router bridge again: the two ends of a path through a NAT node
+    Table(22, "nat_leg",
+          "End of the forward path through a NAT node, looked up in the router's zone: "
+          "a tuple the router has never seen is the connection as the node sent it on; "
+          "it is recorded (its replies go back through the node, ct_result) and routed.",
+          ("routing", "nat_leg"), bridges=ON_ROUTER,
+          match=("eth_type", "ct_state"), sets=(CT_LABEL_DECISION,)),
+    Table(23, "nat_back",
+          "End of the reverse path through a NAT node: the node has restored the "
+          "addresses the router recorded, so the packet is checked as if it had just "
+          "entered by the interface C2 names: that interface's applied_to bits, then "
+          "the router's zone and ct_result (reuse or classify again).",
+          ("ct_result",), bridges=ON_ROUTER,
+          match=(ROUTER, "eth_type", IN_IFACE), sets=(SI_IFACE, SI_CLASS, *APPLIED_TO, CT_ZONE)),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}

@@ -61,6 +61,7 @@ SUBFIELDS: dict[str, tuple[str, int]] = {
     "arp_tha": ("NXM_NX_ARP_THA", 48),
     "nsh_spi": ("NXOXM_NSH_SPI", 24),
     "nsh_si": ("NXOXM_NSH_SI", 8),
+    "nsh_c2": ("NXOXM_NSH_C2", 32),
 }
 _REGISTER = re.compile(r"(xx)?reg(\d+)$")
 

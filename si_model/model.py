@@ -93,9 +93,8 @@ class ServiceNode:
     interface_a: str | None = None  # biw: forward leaves here
     interface_b: str | None = None  # biw: forward returns here
     admin_state: str = "up"
-    nat: bool = False               # l3: the node source-NATs (see ingress.py)
+    nat: bool = False               # l3, chain: the node rewrites addresses (ingress.py, nat.py)
     num: int = 0
-    ct_zone: int = 0                # chain, NSH-unaware: the proxy's conntrack zone
 
 
 @dataclass
@@ -160,7 +159,7 @@ KINDS: dict[str, type] = {
 ASSIGNED_FIELDS: dict[str, tuple[str, ...]] = {
     "routers": ("num", "ct_zone"),
     "interfaces": ("num",),
-    "service-nodes": ("num", "ct_zone"),
+    "service-nodes": ("num",),
     "chains": ("num",),
     "policies": ("num",),
     "rules": ("rule_num",),

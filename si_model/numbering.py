@@ -17,7 +17,6 @@ NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
     ("routers", "ct_zone", "ct_zone", 1, 0xFFFF),
     ("interfaces", "num", "interface", 1, m.MAX_IFACE_NUM),
     ("service-nodes", "num", "service_node", 1, 0xFFFFFFFF),
-    ("service-nodes", "ct_zone", "ct_zone", 1, 0xFFFF),
     ("chains", "num", "chain", 1, 0xFFFF),
     ("policies", "num", "policy", 1, m.MAX_POLICY_NUM),
     ("rules", "rule_num", "rule", 1, m.MAX_RULE_NUM),
@@ -25,7 +24,7 @@ NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
 
 
 def space(kind: str, f: str) -> str:
-    """The number space of one assigned field (routers and nodes share ct zones)."""
+    """The number space of one assigned field."""
     return next(sp for k, name, sp, _, _ in NUMBERS if (k, name) == (kind, f))
 
 

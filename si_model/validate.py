@@ -388,6 +388,8 @@ def check_model(model: m.Model) -> None:
         _same_router(model, "interface", rt.interface, rt.router)
     for n in model.all("service-nodes"):
         _check_node(model, n)
+    for c in model.all("chains"):
+        _check_chain(c)
     for p in model.all("policies"):
         _check_policy(model, p)
     for rule in model.all("rules"):
@@ -457,9 +459,10 @@ TRANSPORT_FIELDS = {"biw": ("interface_a", "interface_b"), "l3": ("interface", "
                     "chain": ("port",)}
 # Fields only one transport reads: set on a node of another, they would be stored and
 # ignored, so they are refused.  ``host`` places chain nodes on service paths.
-TRANSPORT_ONLY = {"interface_a": "biw", "interface_b": "biw", "interface": "l3",
-                  "next_hop": "l3", "port": "chain", "port_b": "chain", "nsh_aware": "chain",
-                  "host": "chain", "nat": "l3"}
+TRANSPORT_ONLY: dict[str, tuple[str, ...]] = {
+    "interface_a": ("biw",), "interface_b": ("biw",), "interface": ("l3",),
+    "next_hop": ("l3",), "port": ("chain",), "port_b": ("chain",), "nsh_aware": ("chain",),
+    "host": ("chain",), "nat": ("l3", "chain")}
 
 
 def upgrade_stored(kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -474,9 +477,9 @@ def upgrade_stored(kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         dropped.append(f"strategy {out['strategy']} (now hash)")
         out["strategy"] = "hash"
     if kind == "service-nodes":
-        for f, transport in TRANSPORT_ONLY.items():
-            if out.get(f) not in (None, False) and out.get("transport") != transport:
-                dropped.append(f"{f} (read by {transport} nodes only)")
+        for f, transports in TRANSPORT_ONLY.items():
+            if out.get(f) not in (None, False) and out.get("transport") not in transports:
+                dropped.append(f"{f} (read by {' and '.join(transports)} nodes only)")
                 out.pop(f)
         if out.get("nsh_aware") and out.get("port_b") is not None:
             dropped.append("port_b (an NSH-aware node has one port)")
@@ -488,10 +491,10 @@ def _check_node(model: m.Model, n: m.ServiceNode) -> None:
     for f in TRANSPORT_FIELDS[n.transport]:
         if getattr(n, f) is None:
             raise ValidationError(f, f"is required for transport {n.transport}")
-    for f, transport in TRANSPORT_ONLY.items():
-        if getattr(n, f) not in (None, False) and n.transport != transport:
-            raise ValidationError(f, f"goes with transport {transport} only (this node's "
-                                  f"transport is {n.transport})")
+    for f, transports in TRANSPORT_ONLY.items():
+        if getattr(n, f) not in (None, False) and n.transport not in transports:
+            raise ValidationError(f, f"goes with transport {' or '.join(transports)} only "
+                                  f"(this node's transport is {n.transport})")
     if n.nsh_aware and n.port_b is not None:
         raise ValidationError("port_b", "goes with a node that is not NSH-aware only (an "
                               "NSH-aware node returns frames on its port)")
@@ -500,7 +503,7 @@ def _check_node(model: m.Model, n: m.ServiceNode) -> None:
                               "(the proxy sends forward traffic out port, it returns on port_b)")
     if n.transport == "l3" and model.get("interfaces", n.interface).role != "vti":
         raise ValidationError("interface", "must be an interface with role 'vti'")
-    if n.nat and model.get("interfaces", n.interface).classifies:
+    if n.nat and n.transport == "l3" and model.get("interfaces", n.interface).classifies:
         raise ValidationError("nat", "needs the node's VTI not to classify (classify: false): "
                               "what comes back through it is then serviced, and looked up")
     if n.transport == "biw":
@@ -513,6 +516,16 @@ def _check_node(model: m.Model, n: m.ServiceNode) -> None:
                 raise ValidationError(f, "must be an interface with role 'service'")
         if a.router != b.router:
             raise ValidationError("interface_b", "must be on the same router as interface_a")
+
+
+def _check_chain(c: m.Chain) -> None:
+    """A path passes a node once: the proxy knows a plain node's hop by its path."""
+    for f in ("profiles", "reverse_profiles"):
+        listed = getattr(c, f) or []
+        twice = sorted({p for p in listed if listed.count(p) > 1})
+        if twice:
+            raise ValidationError(f, f"lists profile {twice[0]} twice: a service path "
+                                  "passes a node once")
 
 
 def _check_policy(model: m.Model, p: m.Policy) -> None:

@@ -34,6 +34,12 @@ def ct_result_flows(ctx: Context) -> list:
         flow("ct_result", 20, match(ct_state=(trk, trk), ct_mark=(tag, tag),
                                     ct_label=label_match(gen, ctx.generations.classify_stamp)),
              goto="applied_to", cookie=L.cookie("generation")),
+        # A reply to a NAT leg's record (stamped by nat_leg, tag bit clear): back into
+        # the reverse path it came out of.
+        flow("ct_result", 25, match(ct_state=(trk | L.CT_RPL, trk_inv | L.CT_RPL),
+                                    ct_mark=(0, tag),
+                                    ct_label=label_match(L.TRANSPORT, L.TRANSPORT_NAT_LEG)),
+             RESTORE_DECISION, goto="transport", cookie=L.PIPELINE_COOKIE),
         flow("ct_result", 10, match(ct_state=(trk, trk)), goto="orient", cookie=L.PIPELINE_COOKIE),
         flow("ct_result", 0, (), cookie=L.PIPELINE_COOKIE),
     ]

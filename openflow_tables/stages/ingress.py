@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
-from openflow_tables.flow import (Controller, Ct, Decap, Load, Move, Output, SetField, fields, flow,
-                                  match)
+from openflow_tables.flow import (Controller, Ct, Decap, Load, Move, Output, Resubmit, SetField,
+                                  fields, flow, match)
 from si_model import model as m
 
 
@@ -64,14 +64,34 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
     final SI per path means a packet that skipped hops is not accepted.  A
     packet whose context header C1 is set carries a flow-programming signal
     from an NSH-aware node: it goes to the controller (lower priority, any SI).
+    A path through a NAT node ends in nat_leg (forward) or nat_back (reverse).
     """
     router = ctx.router(iface.router)
-    out = [flow("ingress", 95, match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
-                                     nsh_si=L.NSH_FIRST_SI - len(hops), nsh_c1=0),
-                [Decap(), Decap(), Load.field(L.ROUTER, router.num),
-                 Load.field(L.IN_IFACE, iface.num), Load.field(L.FLAGS_SERVICED, 1)],
-                goto="routing", cookie=L.cookie("path", spi))
-           for spi, hops, _way in ctx.nsh_paths()]
+    out = []
+    for spi, hops, way in ctx.nsh_paths():
+        mt = match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
+                   nsh_si=L.NSH_FIRST_SI - len(hops), nsh_c1=0)
+        loads = [Load.field(L.ROUTER, router.num), Load.field(L.FLAGS_SERVICED, 1)]
+        ck = L.cookie("path", spi)
+        if way == "reverse" and ctx.through_nat(hops):
+            out.append(flow("ingress", 95, mt, [Move.field(L.NSH_IFACE, L.IN_IFACE.register,
+                                                           L.IN_IFACE.ofs),
+                                                Decap(), Decap(), *loads,
+                                                Load.field(L.FLAGS_SI_DONE, 1),
+                                                Load.field(L.FLAGS_NAT_BACK, 1),
+                                                Resubmit("nat_back")], cookie=ck))
+            continue
+        loads.append(Load.field(L.IN_IFACE, iface.num))
+        if way == "forward" and ctx.through_nat(hops):
+            path = ctx.path_by_spi(spi)
+            out.append(flow("ingress", 95, mt, [
+                Decap(), Decap(), *loads, Load.field(L.CT_ZONE, router.ct_zone),
+                Load.field(L.TRANSPORT, L.TRANSPORT_NAT_LEG),
+                Load.field(L.REV_DATA, L.path_header(path.reverse_spi, L.NSH_FIRST_SI)),
+                Resubmit("nat_leg")], cookie=ck))
+            continue
+        out.append(flow("ingress", 95, mt, [Decap(), Decap(), *loads], goto="routing",
+                        cookie=ck))
     out.append(flow("ingress", 80, match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1),
                     [Controller()], cookie=L.cookie("pipeline", L.PIPELINE_FLOW_PROGRAM)))
     return out

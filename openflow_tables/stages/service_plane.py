@@ -2,26 +2,25 @@
 
 Compiled for the switch whose dpid is a router's ``service_plane_dpid``.  The
 router sends NSH with SI 255; hop k of a path is reached at SI 255-k; the
-final SI goes back to the router.  An NSH-unaware node gets the plain frame:
-the proxy keeps SPI and the next SI in the node's own conntrack zone (one label
-half per direction, so a reply in flight never overwrites a request's state)
-and restores them when the frame comes back.  A node that rewrites the
-5-tuple (NAT) therefore breaks the proxy: its packets miss the zone and drop.
+final SI goes back to the router.  An NSH-unaware node gets the plain frame,
+out side A on a forward path and side B on a reverse one, with the path's SPI and
+C2 in its source MAC (layout.PROXY_MAC); it comes back on the other side with
+that MAC, so the proxy rebuilds the NSH header from the frame alone.  It keeps no
+state per connection: a node that NATs (rewrites addresses or ports) is proxied
+like any other.
 """
 from __future__ import annotations
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context
-from openflow_tables.flow import (Ct, Decap, EncapEthernet, EncapNsh, Load, Move, Output,
+from openflow_tables.flow import (Decap, EncapEthernet, EncapNsh, Load, Move, Output,
                                   Resubmit, SetField, fields, flow, match)
 from si_model import model as m
 
-# ct_state rpl bit of each direction, and where the proxy keeps that direction's SPI/SI.
-DIRECTIONS = ((0, L.SP_FWD_LABEL), (L.CT_RPL, L.SP_REV_LABEL))
-
 
 def proxy_macs(node: m.ServiceNode) -> tuple[str, str]:
-    """Stable MACs for the two sides of a proxied node, so its bridge learns one per side."""
+    """Destination MACs toward each side of a proxied node, never a source: its bridge
+    floods them to the other side."""
     return (f"02:00:5e:{node.num >> 8 & 0xFF:02x}:{node.num & 0xFF:02x}:0a",
             f"02:00:5e:{node.num >> 8 & 0xFF:02x}:{node.num & 0xFF:02x}:0b")
 
@@ -31,16 +30,43 @@ def _plane_nodes(ctx: Context) -> list[m.ServiceNode]:
             if n.transport == "chain" and n.port in ctx.ports]
 
 
-def _hop(ctx: Context, spi: int, si: int, node: m.ServiceNode) -> tuple[list, str | None]:
-    """Actions (and next table) that hand the packet at (spi, si) to ``node``.
+def _sides(ctx: Context, node: m.ServiceNode, way: str | None) -> tuple[int, int, str]:
+    """(port out, port back, destination MAC) of a proxied hop: forward paths (and
+    probes) go out side A, reverse paths out side B."""
+    a, b = ctx.ports[node.port], ctx.ports[node.port_b]
+    mac_a, mac_b = proxy_macs(node)
+    return (b, a, mac_a) if way == "reverse" else (a, b, mac_b)
 
-    For the proxy, conntrack runs in the next table: OVS checks ct() against
-    the flow's match, which is still NSH here, not IPv4.
-    """
+
+def _hop(ctx: Context, spi: int, node: m.ServiceNode, way: str | None) -> tuple[list, str | None]:
+    """Actions (and next table) that hand the packet of path ``spi`` to ``node``.
+
+    For a plain node the Ethernet header is set in the next table: OVS checks
+    set_field against the flow's match, which is still NSH here."""
     if node.nsh_aware:
         return [Output(ctx.ports[node.port])], None
-    return [Decap(), Decap(), Load.field(L.SP_NSH, L.path_header(spi, si - 1)),
-            Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone)], "sp_proxy_ct"
+    return [Move.field(L.NSH_IFACE, L.SP_CONTEXT.register, L.SP_CONTEXT.ofs),
+            Decap(), Decap(), Load.field(L.SP_PATH, spi), Load.field(L.SP_NODE, node.num),
+            Load.field(L.SP_WAY, int(way == "reverse"))], "sp_to_node"
+
+
+def to_node_flows(ctx: Context) -> list:
+    """Per plain node and side: the frame goes out with its hop in the source MAC."""
+    out = []
+    for node in _plane_nodes(ctx):
+        if node.nsh_aware or node.port_b not in ctx.ports:
+            continue
+        for way in ("forward", "reverse"):
+            out_port, _back, dst_mac = _sides(ctx, node, way)
+            out.append(flow("sp_to_node", 10,
+                            match(eth_type=L.ETH_IP, **fields((L.SP_NODE, node.num),
+                                                              (L.SP_WAY, int(way == "reverse")))),
+                            [SetField("eth_src", L.proxy_mac(0)),
+                             Move.field(L.SP_PATH, "eth_src", L.PROXY_SPI_SHIFT),
+                             Move.field(L.SP_CONTEXT, "eth_src", 0),
+                             SetField("eth_dst", dst_mac), Output(out_port)],
+                            cookie=L.cookie("service_node", node.num)))
+    return out
 
 
 def forward_flows(ctx: Context, router: m.Router) -> list:
@@ -58,8 +84,8 @@ def forward_flows(ctx: Context, router: m.Router) -> list:
         kind = L.NODE_DIRECTION_COOKIES.get(way, "service_node")
         for k, node_id in enumerate(hops):
             si, node = L.NSH_FIRST_SI - k, ctx.node(node_id)
-            if node.port in ctx.ports:
-                out.append(flow("sp_forward", 10, _nsh(spi, si), *_hop(ctx, spi, si, node),
+            if node.port in ctx.ports and (node.nsh_aware or node.port_b in ctx.ports):
+                out.append(flow("sp_forward", 10, _nsh(spi, si), *_hop(ctx, spi, node, way),
                                 cookie=L.cookie(kind, node.num)))
         # A path with no hops (a skip took its only node) comes in from the router and
         # goes straight back: OpenFlow sends to the in_port only when told so.
@@ -73,36 +99,27 @@ def _nsh(spi: int, si: int) -> tuple:
     return match(eth_type=L.ETH_NSH, nsh_mdtype=1, nsh_spi=spi, nsh_si=si, nsh_c1=0)
 
 
-def proxy_flows(ctx: Context) -> list:
-    """Out: save SPI/next SI per direction and send side A (forward) or B (reverse).
-    In: restore them, re-encapsulate, forward to the next hop."""
+def proxy_return_flows(ctx: Context) -> list:
+    """A plain node's frame back on the side opposite the one it left by: the source
+    MAC names the path, the node's place on it gives the SI; NSH goes back on, C2
+    included, and the frame goes on to the next hop."""
     out = []
-    for node in _plane_nodes(ctx):
-        if node.nsh_aware or node.port_b not in ctx.ports:
-            continue
-        ck = L.cookie("service_node", node.num)
-        a, b = ctx.ports[node.port], ctx.ports[node.port_b]
-        mac_a, mac_b = proxy_macs(node)
-        nm = fields((L.SP_NODE, node.num))
-        out.append(flow("sp_proxy_ct", 10, match(eth_type=L.ETH_IP, **nm),
-                        [Ct(False, L.CT_ZONE, "sp_proxy_out")], cookie=ck))
-        for rpl, label in DIRECTIONS:
-            side, src, dst = (a, mac_a, mac_b) if not rpl else (b, mac_b, mac_a)
-            state = (L.CT_TRK | rpl, L.CT_TRK | L.CT_RPL | L.CT_INV)
-            out.append(flow("sp_proxy_out", 10, match(eth_type=L.ETH_IP, ct_state=state, **nm),
-                            [Ct(True, L.CT_ZONE, None,
-                                (Move.field(L.SP_NSH, "ct_label", label.ofs),)),
-                             SetField("eth_src", src), SetField("eth_dst", dst), Output(side)],
-                            cookie=ck))
-            out.append(flow("sp_proxy_in", 10, match(eth_type=L.ETH_IP, ct_state=state, **nm),
-                            [Move("ct_label", L.SP_NSH.register, label.ofs, L.SP_NSH.ofs,
-                                  label.nbits), EncapNsh(),
-                             Move.field(L.SP_SPI, "nsh_spi"), Move.field(L.SP_SI, "nsh_si"),
-                             EncapEthernet(), Resubmit("sp_forward")], cookie=ck))
-        for port in (a, b):
-            out.append(flow("ingress", 90, match(in_port=port, eth_type=L.ETH_IP),
-                            [Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone),
-                             Ct(False, L.CT_ZONE, "sp_proxy_in")], cookie=ck))
+    for spi, hops, way in ctx.nsh_paths():
+        for k, node_id in enumerate(hops):
+            node = ctx.node(node_id)
+            if node.nsh_aware or node.port not in ctx.ports or node.port_b not in ctx.ports:
+                continue
+            _out, back, _mac = _sides(ctx, node, way)
+            out.append(flow("ingress", 90,
+                            match(in_port=back, eth_type=L.ETH_IP,
+                                  eth_src=(L.proxy_mac(spi), L.PROXY_MAC_MASK)),
+                            [Move("eth_src", L.SP_CONTEXT.register, 0, L.SP_CONTEXT.ofs,
+                                  L.PROXY_CONTEXT_BITS),
+                             EncapNsh(), SetField("nsh_spi", spi),
+                             SetField("nsh_si", L.NSH_FIRST_SI - k - 1),
+                             Move.field(L.SP_CONTEXT, L.NSH_IFACE.register, L.NSH_IFACE.ofs),
+                             EncapEthernet(), Resubmit("sp_forward")],
+                            cookie=L.cookie("service_node", node.num)))
     return out
 
 
@@ -117,8 +134,7 @@ def plane_ingress_flows(ctx: Context, router: m.Router) -> list:
 def service_plane_flows(ctx: Context) -> list:
     if not ctx.plane_routers:
         return []
-    out = proxy_flows(ctx)
+    out = proxy_return_flows(ctx) + to_node_flows(ctx)
     for router in ctx.plane_routers:
         out += plane_ingress_flows(ctx, router) + forward_flows(ctx, router)
-    return out + [flow(t, 0, (), cookie=L.PIPELINE_COOKIE)
-                  for t in ("ingress", "sp_forward", "sp_proxy_ct", "sp_proxy_out", "sp_proxy_in")]
+    return out + [flow(t, 0, (), cookie=L.PIPELINE_COOKIE) for t in ("ingress", "sp_forward", "sp_to_node")]

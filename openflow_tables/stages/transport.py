@@ -36,26 +36,43 @@ def _biw_flows(ctx: Context) -> list:
 
 
 def _chain_flows(ctx: Context) -> list:
-    """Into the service plane with NSH: SPI and SI come from the decision registers.
+    """Into the service plane with NSH: SPI and SI come from the decision registers,
+    C2 says which interface the packet was classified at.
 
     One flow per router and direction, whatever the number of paths: the
-    select group already wrote SPI and SI into the forward/reverse data.
+    select group already wrote SPI and SI into the forward/reverse data.  A reply
+    to a NAT leg's record takes the record's reverse path the same way.
     """
     out = []
     for router in ctx.routers:
         svc = ctx.plane_interface(router)
         if svc is None:
             continue
-        for rpl, (spi, si) in ((0, (L.FWD_SPI, L.FWD_SI)), (L.CT_RPL, (L.REV_SPI, L.REV_SI))):
+        ways = ((0, L.TRANSPORT_CHAIN, (L.FWD_SPI, L.FWD_SI)),
+                (L.CT_RPL, L.TRANSPORT_CHAIN, (L.REV_SPI, L.REV_SI)),
+                (L.CT_RPL, L.TRANSPORT_NAT_LEG, (L.REV_SPI, L.REV_SI)))
+        for rpl, code, (spi, si) in ways:
             out.append(flow("transport", 20,
                             match(metadata=router_match(router), ct_state=(rpl, L.CT_RPL),
-                                  **fields((L.TRANSPORT, L.TRANSPORT_CHAIN))),
+                                  **fields((L.TRANSPORT, code))),
                             [EncapNsh(), Move.field(spi, "nsh_spi"), Move.field(si, "nsh_si"),
+                             Move.field(L.SI_IFACE, L.NSH_IFACE.register, L.NSH_IFACE.ofs),
                              EncapEthernet(),
                              SetField("eth_src", svc.mac), SetField("eth_dst", L.PLANE_MAC),
                              Output(ctx.port(svc))],
                             cookie=L.cookie("router", router.num)))
-    return out
+    return out + _nat_back_flows(ctx)
+
+
+def _nat_back_flows(ctx: Context) -> list:
+    """Back from the reverse path its decision names (nat_back, the rules said so
+    again): the node has serviced it, route it."""
+    return [flow("transport", 30,
+                 match(ct_state=(L.CT_RPL, L.CT_RPL),
+                       **fields((L.TRANSPORT, L.TRANSPORT_CHAIN), (L.FLAGS_NAT_BACK, 1),
+                                (L.REV_DATA, L.path_header(spi, L.NSH_FIRST_SI)))),
+                 goto="routing", cookie=L.cookie("path", spi))
+            for spi, hops, way in ctx.nsh_paths() if way == "reverse" and ctx.through_nat(hops)]
 
 
 def _l3_flows(ctx: Context) -> list:

@@ -14,7 +14,8 @@ from typing import Iterator
 from ryu.lib.packet import ethernet, ipv4, packet, udp
 
 from openflow_tables import layout as L
-from openflow_tables.flow import Load, Output, Resubmit
+from openflow_tables.flow import Output
+from openflow_tables.stages.service_plane import proxy_macs
 from si_model import model as m
 from ryu_si.control.liveness import probe_payload
 from ryu_si.control.service import Service
@@ -97,9 +98,9 @@ def _chain(service: Service, node: m.ServiceNode, ports) -> Probe | None:
     """A probe on the node's one-hop probe path, put into the service plane as if it
     came from the router; the plane hands it back to the router, which traps it.
 
-    An NSH-aware node gets the NSH frame.  For a plain node the probe starts
-    already stripped, at the proxy, with the registers the hop flow would set
-    (a packet-out that has to decapsulate does not make it through OVS).
+    An NSH-aware node gets the NSH frame.  A plain node gets the frame the proxy
+    would send it (a packet-out that has to decapsulate does not make it through
+    OVS), and the proxy takes it back like any other.
     """
     spi = service.probe_spis.get(node.id)
     for router in service.model.all("routers"):
@@ -111,10 +112,9 @@ def _chain(service: Service, node: m.ServiceNode, ports) -> Probe | None:
         if node.nsh_aware:
             return Probe(node.id, router.service_plane_dpid, svc.mac, L.PLANE_MAC,
                          (Output(OFPP_TABLE),), in_port=rtr, spi=spi)
-        return Probe(node.id, router.service_plane_dpid, svc.mac, L.PLANE_MAC,
-                     (Load.field(L.SP_NSH, L.path_header(spi, L.NSH_FIRST_SI - 1)),
-                      Load.field(L.SP_NODE, node.num), Load.field(L.CT_ZONE, node.ct_zone),
-                      Resubmit("sp_proxy_ct")))
+        if node.port_b in plane:
+            return Probe(node.id, router.service_plane_dpid, L.proxy_mac(spi),
+                         proxy_macs(node)[1], (Output(plane[node.port]),))
     return None
 
 

@@ -482,3 +482,93 @@ def test_a_path_taken_down_by_the_operator_drains_its_open_connection(controller
         rest(controller, "PATCH", f"service-paths/{spi}", {"admin_state": "up"})
     assert not [f for f in rest(controller, "GET", "liveness")["failed_paths"]
                 if f["spi"] == spi]
+
+
+# --- a chain node that NATs ----------------------------------------------------------
+NAT_ADDR = "198.51.100.200"     # in the clients' prefix: the router routes it out uplink1
+VIP = "10.10.0.99"              # an address in the servers' prefix that no host owns
+STATIC_MAC = "02:00:00:00:99:99"
+
+
+def _bridge_nat(host, ruleset: str, restored: tuple[str, ...]) -> None:
+    """Turn a chain node's transparent bridge into a NAT: bridged IPv4 goes through
+    nftables (br_netfilter), and a packet whose destination the NAT changes is bridged
+    toward a neighbour the bridge resolves: a static one (the proxy never reads the
+    destination MAC), on a route through the bridge."""
+    for key, value in (("net.bridge.bridge-nf-call-iptables", 1), ("net.ipv4.ip_forward", 1),
+                       ("net.ipv4.conf.all.rp_filter", 0), ("net.ipv4.conf.br0.rp_filter", 0)):
+        edge.run(host, "sysctl", "-qw", f"{key}={value}")
+    for ip in restored:
+        edge.run(host, "ip", "route", "replace", f"{ip}/32", "dev", "br0")
+        edge.run(host, "ip", "neigh", "replace", ip, "lladdr", STATIC_MAC, "dev", "br0",
+                 "nud", "permanent")
+    edge.run(host, "nft", "-f", "-", stdin=ruleset)
+
+
+def _bridge_unnat(host, restored: tuple[str, ...]) -> None:
+    edge.run(host, "nft", "delete", "table", "ip", "si_nat", check=False)
+    for ip in restored:
+        edge.run(host, "ip", "route", "del", f"{ip}/32", "dev", "br0", check=False)
+        edge.run(host, "ip", "neigh", "del", ip, "dev", "br0", check=False)
+    edge.run(host, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+
+
+@pytest.fixture
+def cn3_nat(controller, edge_net):
+    """cn3 (dpi: on every path of fw-ids-dpi, port 5201) marked nat."""
+    rest(controller, "PATCH", "service-nodes/cn3", {"nat": True})
+    yield edge_net["cn3"]
+    rest(controller, "PATCH", "service-nodes/cn3", {"nat": False})
+
+
+def _nat_records(addr: str) -> list[str]:
+    return [line for line in harness.conntrack() if f"src={addr}" in line
+            or f"dst={addr}" in line]
+
+
+def test_a_chain_node_that_snats_services_both_directions(controller, edge_net, cn3_nat):
+    """cn3 rewrites the client's address: the proxy finds each returning frame's hop by
+    its source MAC, the router records the rewritten connection, and the server's
+    answers to the NAT address go back through cn3, which restores the client's."""
+    restored = (CLIENT,)
+    _bridge_nat(cn3_nat, f"""
+table ip si_nat {{
+    chain post {{
+        type nat hook postrouting priority srcnat; policy accept;
+        ip saddr {CLIENT} ip daddr {SERVER} tcp dport 5201 counter snat to {NAT_ADDR}
+    }}
+}}
+""", restored)
+    try:
+        res = run_transfer(edge_net, pick_sport(edge_net, 5201, "up1"), 5201,
+                           chunks=60, interval=0.02).wait(60)
+        assert res["result"] == "ok", res
+        assert [s["peer"][0] for s in res["server"] if s.get("event") == "done"] == [NAT_ADDR]
+        assert "packets 1 " in edge.run(cn3_nat, "nft", "list", "table", "ip", "si_nat")
+        assert _nat_records(NAT_ADDR), "the router records the connection cn3 sent on"
+    finally:
+        _bridge_unnat(cn3_nat, restored)
+
+
+def test_a_chain_node_that_dnats_services_both_directions(controller, edge_net, cn3_nat):
+    """cn3 rewrites the destination (a VIP no host owns) to the server: the server's
+    answers are sent back into the chain by the rewritten connection's record, and cn3
+    gives them the VIP back before the client sees them."""
+    restored = (SERVER,)
+    _bridge_nat(cn3_nat, f"""
+table ip si_nat {{
+    chain pre {{
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr {VIP} tcp dport 5201 counter dnat to {SERVER}
+    }}
+}}
+""", restored)
+    try:
+        res = run_transfer(edge_net, pick_sport(edge_net, 5201, "up1"), 5201,
+                           chunks=60, interval=0.02, dst=VIP).wait(60)
+        assert res["result"] == "ok", res
+        assert [s["peer"][0] for s in res["server"] if s.get("event") == "done"] == [CLIENT]
+        assert "packets 1 " in edge.run(cn3_nat, "nft", "list", "table", "ip", "si_nat")
+        assert _nat_records(VIP), "the router keeps the client's record, to the VIP"
+    finally:
+        _bridge_unnat(cn3_nat, restored)

@@ -118,11 +118,11 @@ def test_moved_onto_a_drop_interface_the_server_receives_nothing(split_rules, ed
     assert res["result"] != "ok", res
 
 
-@pytest.mark.parametrize("rule", ["web-inspect", "l3-5203"])
+@pytest.mark.parametrize("rule", ["web-inspect", "deep-5201", "l3-5203"])
 def test_readding_an_interface_brings_the_open_connection_back(split_rules, edge_net, rule):
-    """Off the node and back onto it, the same open connection.  Not on a chain of
-    NSH-unaware nodes: their proxy's conntrack zone finds the resumed stream out of
-    its TCP window and drops it (README: the proxy's design, not built yet)."""
+    """Off the node and back onto it, the same open connection, on every transport (the
+    chain's proxy keeps no per-connection state that could find the resumed stream out
+    of its TCP window)."""
     port = RULES[rule]
     sport = pick_sport(edge_net, port, "up1")
     t = run_transfer(edge_net, sport, port, chunks=120, interval=0.025)

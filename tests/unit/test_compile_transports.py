@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from openflow_tables import layout as L
-from openflow_tables.flow import Controller, Ct, Decap, EncapNsh, Load, Output, Resubmit
+from openflow_tables.flow import (Controller, Ct, Decap, EncapNsh, Load, Move, Output, Resubmit,
+                                  SetField)
 from ryu_si.control.service import Service
 from ryu_si.control.store import Store
 from si_model.validate import ValidationError
@@ -61,7 +62,13 @@ def test_router_encapsulates_once_per_direction_and_accepts_final_si(svc):
     pipe = compile_for(svc, EDGE_PORTS)
     chain_out = [f for f in pipe.table("transport") if any(isinstance(a, EncapNsh)
                                                              for a in f.actions)]
-    assert len(chain_out) == 2 and all(f.actions[-1] == Output(6) for f in chain_out)
+    assert len(chain_out) == 3 and all(f.actions[-1] == Output(6) for f in chain_out)
+    codes = sorted((_match(f)[L.TRANSPORT.register] & L.TRANSPORT.mask, _match(f)["ct_state"])
+                   for f in chain_out)
+    assert codes == [(L.TRANSPORT_CHAIN, 0), (L.TRANSPORT_CHAIN, L.CT_RPL),
+                     (L.TRANSPORT_NAT_LEG, L.CT_RPL)]       # a NAT leg's replies: reverse
+    c2 = Move.field(L.SI_IFACE, L.NSH_IFACE.register, L.NSH_IFACE.ofs)
+    assert all(c2 in f.actions for f in chain_out)          # C2: where it was classified
     back = [f for f in pipe.table("ingress")
             if _match(f).get("eth_type") == 0x894F and f.priority == 95]
     n_paths = sum(len(v) for v in svc.paths.values())
@@ -73,16 +80,25 @@ def test_router_encapsulates_once_per_direction_and_accepts_final_si(svc):
 
 
 def test_service_plane_forwards_each_hop_and_proxies_plain_nodes(svc):
+    """A plain node gets the frame on side A (forward) with its hop in the source MAC,
+    and the frame it returns on side B gets NSH back with the next SI and C2."""
     pipe = compile_for(svc, PLANE_PORTS, dpid=2)
     path = svc.paths[_chain(svc, "fw-ids-dpi").id][0]
     fwd = {(_match(f)["nsh_spi"], _match(f)["nsh_si"]): f for f in pipe.table("sp_forward")
            if "nsh_spi" in _match(f)}
-    for k in range(3):
+    back = {(_match(f)["in_port"], (v, mask)): f for f in pipe.table("ingress")
+            for k, v, mask in f.match if k == "eth_src"}
+    for k, node_id in enumerate(path.hops):
+        node = svc.model.get("service-nodes", node_id)
         hop = fwd[(path.spi, 255 - k)]
-        assert hop.goto == "sp_proxy_ct" and hop.actions[:2] == (Decap(), Decap())
+        assert hop.goto == "sp_to_node" and Decap() in hop.actions
+        assert Load.field(L.SP_PATH, path.spi) in hop.actions
+        ret = back[(PLANE_PORTS[node.port_b], (L.proxy_mac(path.spi), L.PROXY_MAC_MASK))]
+        assert SetField("nsh_si", 254 - k) in ret.actions and ret.actions[-1] == Resubmit(
+            "sp_forward")
     assert fwd[(path.spi, 252)].actions == (Output(1),)          # back to the router
-    assert len(pipe.table("sp_proxy_out")) == 2 * 4 + 1            # 4 plain nodes, 2 sides
-    assert all(isinstance(f.actions[0], Ct) for f in pipe.table("sp_proxy_ct") if f.priority)
+    assert len(pipe.table("sp_to_node")) == 2 * 4 + 1              # 4 plain nodes, 2 sides
+    assert not [f for f in pipe.table("ingress") if any(isinstance(a, Ct) for a in f.actions)]
     aware = svc.model.by_name("service-nodes", "cn5")
     aware_hops = [f for (spi, si), f in fwd.items() if f.actions == (Output(10),)]
     assert aware_hops, "the NSH-aware node gets NSH frames as they are"

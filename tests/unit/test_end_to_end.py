@@ -255,3 +255,93 @@ def test_a_connection_routed_unserviced_while_no_node_lived_is_serviced_when_one
     svc.set_node_state(fw1, True)
     transports.dp.load(1, svc.pipeline(1, ROUTER_PORTS))
     assert transports.leaves(transports.send("up1", from_client("up1", 80, ACK))) == "bwa"
+
+
+# --- a NAT node in a chain ---------------------------------------------------------------
+NAT_ADDR, NAT_PORT = "198.51.100.200", 61000      # routed out uplink1, like the client
+
+
+def _snat(h: dict) -> dict:
+    return {**h, "ipv4_src": NAT_ADDR, "tcp_src": NAT_PORT}
+
+
+def _unsnat(h: dict) -> dict:
+    return {**h, "ipv4_dst": CLIENT, "tcp_dst": SPORT}
+
+
+def walk_nat_chain(edge: Edge, sent, node: str, rewrite) -> object:
+    """walk_chain, with ``node`` (plain) rewriting the inner packet as it bridges it."""
+    names = {no: name for name, no in PLANE_PORTS.items()}
+    result = edge.dp.send(2, PLANE_PORTS["rtr"], sent.headers, sent.inner)
+    for _ in range(8):
+        (out,) = result.outputs
+        hop = names[out.port]
+        if hop == "rtr":
+            return out
+        if hop[-1] in "ab":
+            other = hop[:-1] + ("b" if hop[-1] == "a" else "a")
+            frame = rewrite(out.headers) if hop[:-1] == node else out.headers
+            result = edge.dp.send(2, PLANE_PORTS[other], frame)
+        else:
+            result = edge.dp.send(2, out.port,
+                                  {**out.headers, "nsh_si": out.headers["nsh_si"] - 1},
+                                  out.inner)
+    raise AssertionError("no way back to the router")
+
+
+@pytest.fixture
+def nat_edge(transports) -> Edge:
+    svc = transports.svc
+    svc.update("service-nodes", svc.find("service-nodes", "cn3").id, {"nat": True})
+    return Edge(svc, ROUTER_PORTS, PLANE_PORTS)
+
+
+def test_a_chain_node_that_snats_is_proxied_both_ways(nat_edge):
+    """cn3 (dpi, on every fw-ids-dpi path) source-NATs.  The plane finds each hop by the
+    source MAC, the router records the rewritten connection at the end of the forward
+    path, the server's reply to the NAT address goes back into the reverse path, and the
+    client gets its own addresses back."""
+    edge = nat_edge
+    out = edge.send("up1", from_client("up1", 5201, SYN))
+    back = walk_nat_chain(edge, out.outputs[0], "cn3", _snat)
+    home = edge.send("svc", back.headers, back.inner)
+    assert edge.leaves(home) == "down1", home.describe(edge.names)
+    assert home.outputs[0].headers["ipv4_src"] == NAT_ADDR
+    assert "nat_leg" in home.tables()
+    reply = edge.send("down1", {**from_server(5201, SYN_ACK), "ipv4_dst": NAT_ADDR,
+                                "tcp_dst": NAT_PORT})
+    assert edge.leaves(reply) == "svc", reply.describe(edge.names)
+    (sent,) = reply.outputs
+    up1 = edge.svc.find("interfaces", "uplink1")
+    assert sent.headers["nsh_c2"] == up1.num                    # classified at its egress
+    back = walk_nat_chain(edge, sent, "cn3", _unsnat)
+    home = edge.send("svc", back.headers, back.inner)
+    assert edge.leaves(home) == "up1", home.describe(edge.names)
+    assert (home.outputs[0].headers["ipv4_dst"], home.outputs[0].headers["tcp_dst"]) == (
+        CLIENT, SPORT)
+    assert "nat_back" in home.tables()
+    assert len(edge.dp.conntrack.entries()) == 2               # the client's and the node's
+    again = edge.send("up1", from_client("up1", 5201, ACK))
+    back = walk_nat_chain(edge, again.outputs[0], "cn3", _snat)
+    assert edge.leaves(edge.send("svc", back.headers, back.inner)) == "down1"
+
+
+def test_a_reply_back_from_a_nat_node_meets_the_rules_where_it_entered(nat_edge):
+    """After the node restores the client's addresses, the reply is checked at the
+    interface it entered by: a drop rule applied there (and not to the client's side)
+    drops it, as it would drop a reply that never went through a NAT node."""
+    edge, svc = nat_edge, nat_edge.svc
+    out = edge.send("up1", from_client("up1", 5201, SYN))
+    back = walk_nat_chain(edge, out.outputs[0], "cn3", _snat)
+    edge.send("svc", back.headers, back.inner)
+    svc.create("rules", {"name": "no-5201-out-up1", "router": "edge", "priority": 200,
+                         "action": "drop", "match": {"ip_proto": "tcp", "tp_dst": 5201},
+                         "applied_to": ["uplink1"]})
+    edge.dp.load(1, svc.pipeline(1, ROUTER_PORTS))
+    edge.dp.load(2, svc.pipeline(2, PLANE_PORTS))
+    reply = edge.send("down1", {**from_server(5201, SYN_ACK), "ipv4_dst": NAT_ADDR,
+                                "tcp_dst": NAT_PORT})
+    assert edge.leaves(reply) == "svc", reply.describe(edge.names)   # the NAT leg's record
+    back = walk_nat_chain(edge, reply.outputs[0], "cn3", _unsnat)
+    home = edge.send("svc", back.headers, back.inner)
+    assert home.dropped and "nat_back" in home.tables(), home.describe(edge.names)

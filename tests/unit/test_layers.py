@@ -56,13 +56,13 @@ def test_the_layout_holds_the_models_limits(limit, capacity):
 def test_every_number_space_fits_the_field_that_carries_it(kind, field, last):
     """The largest number the model may hand out fits every register or ct field that
     carries it in the datapath."""
-    carriers = {("interfaces", "num"): [L.IN_IFACE, L.SI_IFACE, L.EGRESS_IFACE],
+    carriers = {("interfaces", "num"): [L.IN_IFACE, L.SI_IFACE, L.EGRESS_IFACE, L.NSH_IFACE,
+                                        L.SP_CONTEXT],
                 ("policies", "num"): [L.POLICY_NUM],
                 ("rules", "rule_num"): [L.RULE_NUM, L.CT_MARK_RULE],
                 ("routers", "num"): [L.ROUTER],
                 ("routers", "ct_zone"): [L.CT_ZONE],
-                ("service-nodes", "ct_zone"): [L.CT_ZONE],
-                ("service-nodes", "num"): [L.FWD_DATA, L.SP_NODE],
+                ("service-nodes", "num"): [L.FWD_DATA],
                 ("chains", "num"): []}[(kind, field)]
     for f in carriers:
         assert last < 1 << f.nbits, (kind, field, f.name)

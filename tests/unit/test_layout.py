@@ -42,13 +42,13 @@ def test_every_field_names_the_bridges_it_lives_on():
         assert f.bridges and set(f.bridges) <= set(L.BRIDGES), f.name
 
 
-def test_the_bridges_share_only_the_conntrack_zone_register():
-    """SP_NSH and IN_IFACE share reg0, SP_NODE and SI_IFACE share reg2: each pair is
-    split over the two bridges, never on one."""
+def test_the_bridges_share_only_the_nsh_context_header():
+    """SP_CONTEXT and IN_IFACE share reg0, split over the two bridges, never on one;
+    C2 is read and written on both."""
     both = [f for f in L.FIELDS if set(f.bridges) == set(L.BRIDGES)]
-    assert both == [L.CT_ZONE]
-    for plane, router in ((L.SP_NSH, L.IN_IFACE), (L.SP_NODE, L.SI_IFACE)):
-        assert _overlap(plane, router) and not set(plane.bridges) & set(router.bridges)
+    assert both == [L.NSH_IFACE]
+    assert _overlap(L.SP_CONTEXT, L.IN_IFACE)
+    assert not set(L.SP_CONTEXT.bridges) & set(L.IN_IFACE.bridges)
 
 
 # --- no overlap on one bridge ------------------------------------------------------------
@@ -104,20 +104,29 @@ def test_every_part_of_the_decision_has_the_same_bits_in_ct_label(part):
 
 def test_fields_outside_the_decision_are_not_in_ct_label():
     with pytest.raises(ValueError):
-        L.in_label(L.SP_SPI)
+        L.in_label(L.SP_CONTEXT)
     with pytest.raises(ValueError):
         L.in_label(L.RULE_NUM)
 
 
 # --- SPI and SI ---------------------------------------------------------------------
 @pytest.mark.parametrize("spi_f, si_f, header", [
-    (L.FWD_SPI, L.FWD_SI, L.FWD_DATA), (L.REV_SPI, L.REV_SI, L.REV_DATA),
-    (L.SP_SPI, L.SP_SI, L.SP_NSH)])
+    (L.FWD_SPI, L.FWD_SI, L.FWD_DATA), (L.REV_SPI, L.REV_SI, L.REV_DATA)])
 def test_spi_and_si_are_declared_parts_of_a_path_header(spi_f, si_f, header):
     assert spi_f.within == header and si_f.within == header
     value = L.path_header(0x123456, 254)
     assert value == (0x123456 << 8) | 254
     assert value << header.ofs == spi_f.value(0x123456) | si_f.value(254)
+
+
+def test_the_proxy_mac_is_a_local_unicast_address_carrying_the_spi():
+    mac = int(L.proxy_mac(0xABCDEF).replace(":", ""), 16)
+    assert mac >> 40 & 0b11 == 0b10                    # locally administered, unicast
+    assert mac >> L.PROXY_SPI_SHIFT & 0xFFFFFF == 0xABCDEF
+    assert mac & ((1 << L.PROXY_CONTEXT_BITS) - 1) == 0  # the context bits are the C2 copy
+    assert L.PROXY_CONTEXT_BITS == L.NSH_IFACE.nbits == L.SP_CONTEXT.nbits
+    with pytest.raises(ValueError):
+        L.proxy_mac(1 << 24)
 
 
 def test_a_path_header_refuses_what_does_not_fit():
@@ -171,10 +180,17 @@ def test_a_write_through_an_alias_is_checked_on_the_registers_it_is():
 
 def test_conntrack_writes_are_checked_too():
     commit = Ct(True, L.CT_ZONE, "ct_result", (Load("ct_mark", 1, 31, 1),))
+    ip = match(eth_type=L.ETH_IP)
     with pytest.raises(FlowError, match=r"table 'ct' may not write 'ct_mark'"):
-        flow("ct", 10, (), [commit])
+        flow("ct", 10, ip, [commit])
     mark = (Load("ct_mark", 1, 31, 1),)
-    flow("commit", 10, (), [Ct(True, L.CT_ZONE, "gen_check", mark)])
+    flow("commit", 10, ip, [Ct(True, L.CT_ZONE, "gen_check", mark)])
+
+
+def test_ct_needs_ipv4_in_the_match_as_ovs_checks_it():
+    """After decap() the match still names the outer header: OVS refuses ct() there."""
+    with pytest.raises(FlowError, match="eth_type=0x800"):
+        flow("commit", 10, match(eth_type=L.ETH_NSH), [Ct(False, L.CT_ZONE, "gen_check")])
 
 
 def test_the_compiled_example_passes_its_declarations():
