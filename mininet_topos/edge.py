@@ -271,7 +271,7 @@ def start_edge(controller_port: int = 6653, controller_ip: str = "127.0.0.1",
     """Build and start the edge network, check the port numbering the
     controller relies on, and return the running net."""
     def ready(net: Mininet) -> None:
-        check_ofports()
+        check_ofports({p.port: p.ofport for p in PORTS})
         if static_neighbors:
             add_static_neighbors(net)
     return start_net(EdgeTopo(), EDGE_FOOTPRINT, ready, controller_port, controller_ip)
@@ -318,12 +318,13 @@ def stop_net(net: Mininet, footprint: Footprint) -> None:
         cleanup_leftovers(footprint)
 
 
-def check_ofports() -> None:
-    """The controller's tables and tests assume up1..bwb are ports 1..5."""
-    for p in PORTS:
-        got = sh("ovs-vsctl", "get", "Interface", p.port, "ofport").strip()
-        if got != str(p.ofport):
-            raise RuntimeError(f"port {p.port} got ofport {got}, expected {p.ofport}")
+def check_ofports(expected: dict[str, int]) -> None:
+    """Each port (name -> ofport) got the number the controller's config and the tests
+    rely on (up1..bwb are 1..5 here)."""
+    for port, ofport in expected.items():
+        got = sh("ovs-vsctl", "get", "Interface", port, "ofport").strip()
+        if got != str(ofport):
+            raise RuntimeError(f"port {port} got ofport {got}, expected {ofport}")
 
 
 def add_static_neighbors(net: Mininet) -> None:

@@ -263,12 +263,13 @@ def predict_uplink(net, sport: int, dport: int, dst: str | None = None,
     return dev.group(1)[len("ext-"):]
 
 
-def pick_sport(net, dport: int, uplink: str) -> int:
-    """A client source port the ECMP hash sends to ``uplink``; never the same
-    port twice in one test run, so no test meets another's TIME_WAIT state (the
-    hosts keep these ports out of their ephemeral range for the same reason)."""
+def pick_sport(net, dport: int, uplink: str, dst: str | None = None) -> int:
+    """A client source port the ECMP hash sends to ``uplink`` (toward ``dst``, srv by
+    default); never the same port twice in one test run, so no test meets another's
+    TIME_WAIT state (the hosts keep these ports out of their ephemeral range for the
+    same reason)."""
     for sport in edge.TEST_SPORTS:
-        if sport not in _USED_SPORTS and predict_uplink(net, sport, dport) == uplink:
+        if sport not in _USED_SPORTS and predict_uplink(net, sport, dport, dst) == uplink:
             _USED_SPORTS.add(sport)
             return sport
     raise LookupError(f"no source port in {edge.TEST_SPORTS} hashes to {uplink}")

@@ -350,17 +350,9 @@ def stop_full(net: Mininet) -> None:
 
 
 def _ready(net: Mininet) -> None:
-    check_ofports()
+    for ports in OFPORTS.values():
+        edge.check_ofports(ports)
     learn_underlay()
-
-
-def check_ofports() -> None:
-    """Every port of OFPORTS has the number the controller relies on."""
-    for bridge, ports in OFPORTS.items():
-        for port, ofport in ports.items():
-            got = sh("ovs-vsctl", "get", "Interface", port, "ofport").strip()
-            if got != str(ofport):
-                raise RuntimeError(f"{bridge} port {port} got ofport {got}, expected {ofport}")
 
 
 def learn_underlay(timeout: float = 5.0) -> None:

@@ -40,7 +40,7 @@ def router_flows(ctx: Context) -> list[Flow]:
         *conntrack.gen_check_flows(ctx), *revalidation.flow_program_flows(ctx),
         *revalidation.revalidate_flows(ctx), *transport.transport_flows(ctx),
         *routing.routing_flows(ctx), *routing.egress_si_flows(ctx),
-        *routing.neighbor_flows(ctx), *routing.output_flows(ctx),
+        *routing.neighbor_flows(ctx), *routing.output_flows(ctx), *routing.cross_flows(ctx),
         *nat.nat_flows(ctx),
     ]
 

@@ -1,6 +1,7 @@
 """What the compiler needs besides the model, and the lookups every stage shares."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,10 +89,41 @@ class Context:
         return self.model.get("interfaces", iface_id)
 
     def interfaces(self) -> list[m.Interface]:
-        """Interfaces of this switch's routers whose port exists on the switch."""
-        return sorted((i for i in self.model.all("interfaces")
-                       if self.on_switch(i.router) and i.port in self.ports),
+        """Interfaces of this switch's routers whose port exists on the switch, and the
+        links between them (no port)."""
+        return sorted((i for i in self.model.all("interfaces") if self.present(i)),
                       key=lambda i: i.num)
+
+    def present(self, iface: m.Interface) -> bool:
+        if not self.on_switch(iface.router):
+            return False
+        if iface.role == "router_link":
+            return self.link_peer(iface) is not None
+        return iface.port in self.ports
+
+    def link_peer(self, iface: m.Interface) -> m.Interface | None:
+        """The other end of a router link (a t1's end names it; the parent's end is named)."""
+        if iface.peer is not None:
+            return self.model.get("interfaces", iface.peer)
+        return next((i for i in self.model.all("interfaces") if i.peer == iface.id), None)
+
+    def link_routes(self) -> list[tuple[m.Interface, str]]:
+        """Routes a link gives (egress interface, prefix): a parent reaches each of its
+        child's downlink prefixes over the link; a child without a default route of its
+        own sends everything else to its parent."""
+        out = []
+        for link in self.interfaces():
+            if link.role != "router_link":
+                continue
+            peer = self.link_peer(link)
+            if link.peer is None:
+                out += [(link, str(ipaddress.IPv4Interface(i.ip).network))
+                        for i in self.model.interfaces_of(peer.router)
+                        if i.role == "downlink" and i.ip]
+            elif not any(r.prefix == "0.0.0.0/0" for r in self.model.all("routes")
+                         if r.router == link.router):
+                out.append((link, "0.0.0.0/0"))
+        return out
 
     def port(self, iface: m.Interface) -> int | None:
         return self.ports.get(iface.port)

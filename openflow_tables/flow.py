@@ -106,6 +106,11 @@ class DecTtl:
 
 
 @dataclass(frozen=True)
+class CtClear:
+    """Forget the packet's conntrack state (a packet crossing to another router's zone)."""
+
+
+@dataclass(frozen=True)
 class Controller:
     """Packet-in to the controller; ``reason`` is carried as the cookie of the flow."""
 
@@ -113,7 +118,7 @@ class Controller:
 
 
 Action = Union[Load, SetField, Move, Output, GroupAction, Resubmit, Ct, Conjunction,
-               DecTtl, Controller, EncapNsh, EncapEthernet, Decap]
+               DecTtl, CtClear, Controller, EncapNsh, EncapEthernet, Decap]
 
 
 # --- flows and groups --------------------------------------------------------

@@ -558,9 +558,10 @@ TABLES: tuple[Table, ...] = (
           match=(FLAGS_SERVICED, FLAGS_SI_DONE, EGRESS_IFACE),
           sets=("eth_src", SI_IFACE, SI_CLASS, *APPLIED_TO, FLAGS_EGRESS)),
     Table(19, "output",
-          "Rewrite the source MAC to the egress interface, decrement TTL, output.",
-          (),
-          match=("eth_type", EGRESS_IFACE), sets=("eth_src", "nw_ttl")),
+          "Rewrite the source MAC to the egress interface, decrement TTL, output; a "
+          "router link's frame takes the far end's MAC and crosses (cross).",
+          ("cross",),
+          match=("eth_type", EGRESS_IFACE), sets=("eth_src", "eth_dst", "nw_ttl")),
     # --- the service plane bridge (the patent's logical service forwarding element)
     Table(20, "sp_forward",
           "Service plane: each hop by exact match on (SPI, SI). NSH-aware nodes get the "
@@ -588,6 +589,16 @@ TABLES: tuple[Table, ...] = (
           "the router's zone and ct_result (reuse or classify again).",
           ("ct_result",), bridges=ON_ROUTER,
           match=(ROUTER, "eth_type", IN_IFACE), sets=(SI_IFACE, SI_CLASS, *APPLIED_TO, CT_ZONE)),
+    Table(24, "cross",
+          "Over a router link (T0 and T1 on one bridge): the packet enters the router at "
+          "the link's far end as if by a port: that router's number, zone and own "
+          "registers, no conntrack state of the router it left; classified there when "
+          "that end classifies (a T1's uplink), else routed.",
+          ("ct", "routing"), bridges=ON_ROUTER,
+          match=(ROUTER, "eth_type", EGRESS_IFACE),
+          sets=(ROUTER, IN_IFACE, CT_ZONE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_EGRESS,
+                FLAGS_KEPT, FLAGS_NAT_BACK, SI_IFACE, SI_CLASS, *APPLIED_TO, RULE_NUM, DECISION,
+                EGRESS_IFACE, NEXT_HOP, SWAP_SCRATCH)),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-ROLES = ("uplink", "downlink", "vti", "service")
+ROLES = ("uplink", "downlink", "vti", "service", "router_link")
 CLASSIFYING_ROLES = ("uplink", "vti")
 TRANSPORTS = ("chain", "l3", "biw")
 ACTIONS = ("redirect", "allow", "drop")
@@ -46,17 +46,24 @@ class Interface:
     id: str
     name: str
     router: str
-    port: str
     role: str
+    port: str | None = None        # None only for a router_link (no physical port)
     ip: str | None = None          # CIDR: the router's address and the connected prefix
     mac: str | None = None
     classify: bool | None = None   # None: by role (uplink and vti classify)
     service_plane: bool = False    # a service interface that links to the service plane
+    peer: str | None = None        # router_link of a t1: its parent's end of the link
     num: int = 0
 
     @property
     def classifies(self) -> bool:
-        return self.role in CLASSIFYING_ROLES if self.classify is None else self.classify
+        """By role when not set: uplinks and VTIs classify; a t1's link to its parent (the
+        end that names a peer) is that t1's uplink, the parent's end is routed first."""
+        if self.classify is not None:
+            return self.classify
+        if self.role == "router_link":
+            return self.peer is not None
+        return self.role in CLASSIFYING_ROLES
 
 
 @dataclass
@@ -168,7 +175,7 @@ ASSIGNED_FIELDS: dict[str, tuple[str, ...]] = {
 # kind -> {field: referenced kind}; list-valued fields reference each element.
 REFERENCES: dict[str, dict[str, str]] = {
     "routers": {"parent": "routers"},
-    "interfaces": {"router": "routers"},
+    "interfaces": {"router": "routers", "peer": "interfaces"},
     "routes": {"router": "routers", "interface": "interfaces"},
     "neighbors": {"interface": "interfaces"},
     "service-nodes": {"interface": "interfaces", "interface_a": "interfaces",

@@ -264,10 +264,10 @@ SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "routers": {"name": (name, True), "tier": (enum(*m.TIERS), False),
                 "parent": (string, False), "host": (name, False), "dpid": (dpid, False),
                 "service_plane_dpid": (dpid, False), "service_plane_port": (name, False)},
-    "interfaces": {"name": (name, True), "router": (string, True), "port": (name, True),
+    "interfaces": {"name": (name, True), "router": (string, True), "port": (name, False),
                    "role": (enum(*m.ROLES), True), "ip": (iface_cidr, False),
                    "mac": (mac, False), "classify": (boolean, False),
-                   "service_plane": (boolean, False)},
+                   "service_plane": (boolean, False), "peer": (string, False)},
     "routes": {"name": (name, False), "router": (string, True), "prefix": (cidr, True),
                "interface": (string, True), "next_hop": (ipv4, False)},
     "neighbors": {"name": (name, False), "ip": (ipv4, True), "mac": (mac, True),
@@ -377,6 +377,7 @@ def check_model(model: m.Model) -> None:
     for kind in m.KINDS:
         _unique(model, kind, "name")
     _unique(model, "interfaces", "port")
+    _unique(model, "interfaces", "peer")
     for r in model.all("routers"):
         _check_router(model, r)
     if len({r.host for r in model.all("routers") if r.host}) > 1:
@@ -384,6 +385,8 @@ def check_model(model: m.Model) -> None:
                               "paths are ranked and 'local' is judged from it", 409)
     for i in model.all("interfaces"):
         _check_interface(i)
+        if i.role == "router_link":
+            _check_link(model, i)
     for rt in model.all("routes"):
         _same_router(model, "interface", rt.interface, rt.router)
     for n in model.all("service-nodes"):
@@ -423,6 +426,8 @@ def _unique(model: m.Model, kind: str, f: str) -> None:
     seen: dict[str, str] = {}
     for o in model.all(kind):
         v = getattr(o, f)
+        if v is None:
+            continue
         if v in seen and seen[v] != o.id:
             raise ValidationError(f, f"{noun(kind)} {f} {v!r} is already used", 409)
         seen[v] = o.id
@@ -446,8 +451,47 @@ def _check_interface(i: m.Interface) -> None:
     if i.role in ("uplink", "downlink") and (i.ip is None or i.mac is None):
         raise ValidationError("ip" if i.ip is None else "mac",
                               f"is required for a {i.role} interface")
+    if i.role == "router_link":
+        if i.port is not None:
+            raise ValidationError("port", "a router_link has no port: the routers it joins "
+                                  "share one bridge")
+        if i.mac is None:
+            raise ValidationError("mac", "is required for a router_link interface")
+        if i.service_plane:
+            raise ValidationError("service_plane", "goes with a service interface only")
+    elif i.port is None:
+        raise ValidationError("port", f"is required for a {i.role} interface")
+    if i.peer is not None and i.role != "router_link":
+        raise ValidationError("peer", "goes with a router_link interface only")
     if i.role == "service" and i.mac is None:
         raise ValidationError("mac", "is required for a service interface")
+
+
+def _check_link(model: m.Model, i: m.Interface) -> None:
+    """A t1's end of its link to its parent names the parent's end (``peer``); both
+    routers run on one bridge (the packet crosses with no port); a t1 has one link."""
+    router = model.get("routers", i.router)
+    if i.peer is None:
+        if router.tier == "t1":
+            raise ValidationError("peer", "is required on a t1's router_link: the parent "
+                                  "router's router_link it joins")
+        return
+    if router.tier != "t1":
+        raise ValidationError("peer", "is set on the t1's end of a link only (this router "
+                              "is a t0: its end is named by the t1's)")
+    peer = model.get("interfaces", i.peer)
+    if peer.role != "router_link" or peer.peer is not None:
+        raise ValidationError("peer", "must be the parent's end of the link: a router_link "
+                              "without a peer of its own")
+    if peer.router != router.parent:
+        raise ValidationError("peer", "must be an interface of this router's parent")
+    if model.get("routers", peer.router).dpid != router.dpid:
+        raise ValidationError("peer", "both routers of a link run on one bridge (same "
+                              "dpid): a link has no port to cross bridges by")
+    links = [o.name for o in model.interfaces_of(router.id) if o.role == "router_link"]
+    if len(links) > 1:
+        raise ValidationError("role", f"a t1 router has one router_link, its uplink to its "
+                              f"parent (this one has {', '.join(sorted(links))})", 409)
 
 
 def _same_router(model: m.Model, f: str, iface_id: str, router_id: str) -> None:
@@ -558,3 +602,23 @@ def _check_rule(model: m.Model, rule: m.Rule) -> None:
         raise ValidationError("policy", "is required when action is redirect")
     if rule.action != "redirect" and rule.policy is not None:
         raise ValidationError("policy", f"must be empty when action is {rule.action}")
+    if rule.policy is not None:
+        _check_reachable(model, rule, model.get("policies", rule.policy))
+
+
+def _check_reachable(model: m.Model, rule: m.Rule, p: m.Policy) -> None:
+    """A rule redirects only to what its own router reaches: biw and L3 nodes by its own
+    interfaces, a chain by its own service plane."""
+    router = model.get("routers", rule.router)
+    if p.chain is not None:
+        if not any(i.service_plane for i in model.interfaces_of(router.id)):
+            raise ValidationError("policy", f"policy {p.name!r} is a chain and router "
+                                  f"{router.name!r} has no service plane interface", 422)
+        return
+    for node_id in (p.biw_nodes or []) + (p.l3_nodes or []):
+        node = model.get("service-nodes", node_id)
+        iface = model.get("interfaces", node.interface_a or node.interface)
+        if iface.router != router.id:
+            raise ValidationError("policy", f"node {node.name!r} of policy {p.name!r} is "
+                                  f"attached to router {model.get('routers', iface.router).name!r},"
+                                  f" not to {router.name!r}", 422)

@@ -7,9 +7,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol
 
-from openflow_tables.flow import (Conjunction, Controller, Ct, Decap, DecTtl, EncapEthernet,
-                                  EncapNsh, Flow, Group, GroupAction, Load, Move, Output,
-                                  Resubmit, SetField)
+from openflow_tables.flow import (Conjunction, Controller, Ct, CtClear, Decap, DecTtl,
+                                  EncapEthernet, EncapNsh, Flow, Group, GroupAction, Load, Move,
+                                  Output, Resubmit, SetField)
 from openflow_tables.interpret.conntrack import (Conntrack, CtEntry, IPPROTO_TCP, ct_key,
                                                  tcp_invalid)
 from openflow_tables.interpret.packet import (CT_TUPLE_FIELDS, InterpretError, NSH_FIELDS,
@@ -376,6 +376,9 @@ class _Run:
             raise _Stop()
         pkt.write("nw_ttl", ttl - 1)
 
+    def _ct_clear(self, pkt: Packet, a: CtClear, flow: Flow) -> None:
+        pkt.clear_ct()
+
     def _ct(self, pkt: Packet, a: Ct, flow: Flow) -> None:
         zone = read_bits(pkt, a.zone_field.register, a.zone_field.ofs, a.zone_field.nbits)
         if a.exec_ and not a.commit:
@@ -442,7 +445,7 @@ class _Run:
 _HANDLERS = {
     Load: _Run._load, SetField: _Run._set_field, Move: _Run._move, Output: _Run._output,
     Controller: _Run._controller, Resubmit: _Run._resubmit, GroupAction: _Run._group,
-    DecTtl: _Run._dec_ttl, Ct: _Run._ct, EncapNsh: _Run._encap_nsh,
+    DecTtl: _Run._dec_ttl, Ct: _Run._ct, CtClear: _Run._ct_clear, EncapNsh: _Run._encap_nsh,
     EncapEthernet: _Run._encap_ethernet, Decap: _Run._decap, Conjunction: _Run._conjunction,
 }
 

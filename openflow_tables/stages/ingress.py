@@ -100,6 +100,8 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
 def ingress_flows(ctx: Context) -> list:
     out = []
     for iface in ctx.interfaces():
+        if iface.role == "router_link":      # entered by crossing (routing.cross_flows)
+            continue
         if iface.service_plane:
             out += _nsh_return_flows(ctx, iface, ctx.port(iface))
         port = ctx.port(iface)
@@ -124,7 +126,7 @@ def _arp_reply(iface: m.Interface, ip: str) -> list:
 def arp_flows(ctx: Context) -> list:
     out = []
     for iface in ctx.interfaces():
-        if iface.ip is None:
+        if iface.ip is None or iface.role == "router_link":
             continue
         ip = iface.ip.split("/")[0]
         rm = router_match(ctx.router(iface.router))

@@ -5,8 +5,8 @@ import ipaddress
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
-from openflow_tables.flow import (Controller, DecTtl, Load, Move, Output, Resubmit, SetField, fields,
-                                  flow, match)
+from openflow_tables.flow import (Controller, CtClear, DecTtl, Load, Move, Output, Resubmit,
+                                  SetField, fields, flow, match)
 from openflow_tables.stages.ingress import classify_here
 
 LPM_BASE = 100  # routing priority = LPM_BASE + prefix length
@@ -26,7 +26,7 @@ def _route_flow(ctx: Context, router, prefix: str, iface, next_hop: str | None, 
 
 
 def routing_flows(ctx: Context) -> list:
-    """Connected prefixes of the interfaces, then the static routes."""
+    """Connected prefixes of the interfaces, the static routes, the routes links give."""
     out = []
     for iface in ctx.interfaces():
         if iface.ip and iface.role != "service":
@@ -35,9 +35,12 @@ def routing_flows(ctx: Context) -> list:
                                    L.cookie("interface", iface.num)))
     for rt in ctx.model.all("routes"):
         iface = ctx.iface(rt.interface)
-        if ctx.on_switch(rt.router) and iface.port in ctx.ports:
+        if ctx.present(iface):
             out.append(_route_flow(ctx, ctx.router(rt.router), rt.prefix, iface, rt.next_hop,
                                    L.cookie("route")))
+    for link, prefix in ctx.link_routes():
+        out.append(_route_flow(ctx, ctx.router(link.router), prefix, link, None,
+                               L.cookie("interface", link.num)))
     out.append(_probe_trap())
     out.append(flow("routing", 0, (), cookie=L.PIPELINE_COOKIE))
     return out
@@ -78,25 +81,66 @@ def neighbor_flows(ctx: Context) -> list:
     out = []
     for (iface_id, ip), mac in sorted(entries.items()):
         iface = ctx.model.get("interfaces", iface_id)
-        if iface is None or not ctx.on_switch(iface.router) or iface.port not in ctx.ports:
+        if iface is None or not ctx.present(iface):
             continue
         out.append(flow("neighbor", 10,
                         match(**fields((L.EGRESS_IFACE, iface.num),
                                        (L.NEXT_HOP, int(ipaddress.IPv4Address(ip))))),
                         [SetField("eth_dst", mac)], goto="egress_si",
                         cookie=L.cookie("neighbor", iface.num)))
+    # A link's far end is a router on this bridge: no address to resolve.
+    out += [flow("neighbor", 20, match(**fields((L.EGRESS_IFACE, link.num))), goto="egress_si",
+                 cookie=L.cookie("interface", link.num))
+            for link in ctx.interfaces() if link.role == "router_link"]
     out.append(flow("neighbor", 0, (), [Controller()],
                     cookie=L.cookie("pipeline", L.PIPELINE_ARP_MISS)))
     return out
 
 
 def output_flows(ctx: Context) -> list:
+    """Out of its port; over a link, to the router at its other end (cross)."""
     out = []
     for iface in ctx.interfaces():
-        if iface.role != "service":
+        if iface.role == "router_link":
+            out.append(flow("output", 10, match(eth_type=L.ETH_IP,
+                                                **fields((L.EGRESS_IFACE, iface.num))),
+                            [SetField("eth_src", iface.mac),
+                             SetField("eth_dst", ctx.link_peer(iface).mac), DecTtl()],
+                            goto="cross", cookie=L.cookie("interface", iface.num)))
+        elif iface.role != "service":
             out.append(flow("output", 10, match(eth_type=L.ETH_IP,
                                                 **fields((L.EGRESS_IFACE, iface.num))),
                             [SetField("eth_src", iface.mac), DecTtl(), Output(ctx.port(iface))],
                             cookie=L.cookie("interface", iface.num)))
     out.append(flow("output", 0, (), cookie=L.PIPELINE_COOKIE))
     return out
+
+
+# What a packet carries from one router's pipeline that the next must not see: flags,
+# the classification interface, the decision, the routing result.
+_RESET_AT_CROSSING = (L.FLAGS_SERVICED, L.FLAGS_SI_DONE, L.FLAGS_EGRESS, L.FLAGS_KEPT,
+                      L.FLAGS_NAT_BACK, L.SI_IFACE, L.SI_CLASS, L.RULE_NUM, L.EGRESS_IFACE,
+                      L.NEXT_HOP, L.SWAP_SCRATCH, *L.APPLIED_TO)
+
+
+def cross_flows(ctx: Context) -> list:
+    """A link: the packet enters the router at the link's other end as if by a port,
+    with that router's number, zone and registers of its own (its decision, its
+    classification, FIG. 24), and no conntrack state of the router it left."""
+    out = []
+    for link in ctx.interfaces():
+        if link.role != "router_link":
+            continue
+        peer = ctx.link_peer(link)
+        router = ctx.router(peer.router)
+        enter = [CtClear(), *(Load.field(f, 0) for f in _RESET_AT_CROSSING),
+                 *(Load(reg, 0, 0, 32) for reg in L.WORDS[L.DECISION.register]),
+                 Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, peer.num),
+                 Load.field(L.CT_ZONE, router.ct_zone)]
+        go = [*classify_here(ctx, peer), Resubmit("ct")] if peer.classifies else [
+            Resubmit("routing")]
+        out.append(flow("cross", 10,
+                        match(metadata=router_match(ctx.router(link.router)),
+                              eth_type=L.ETH_IP, **fields((L.EGRESS_IFACE, link.num))),
+                        enter + go, cookie=L.cookie("interface", link.num)))
+    return out + [flow("cross", 0, (), cookie=L.PIPELINE_COOKIE)]

@@ -90,7 +90,7 @@ class Service:
         own when it has every port the model names, else a number for each of those
         ports (what the trial compile checks, and what a trace without a switch runs on)."""
         model = model or self.model
-        names = {i.port: n for n, i in enumerate(model.all("interfaces"), start=1)}
+        names = {i.port: n for n, i in enumerate(model.all("interfaces"), start=1) if i.port}
         names.update({n.port: 1000 + k for k, n in enumerate(model.all("service-nodes"))
                       if n.port})
         real = self.ports_of(dpid) if dpid is not None else None

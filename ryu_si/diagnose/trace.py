@@ -300,8 +300,8 @@ class Tracer:
         if not result.outputs:
             return None
         name = self.port_names.get(result.outputs[0].port)
-        iface = next((i for i in self.model.interfaces_of(self.router.id) if i.port == name),
-                     None)
+        iface = next((i for i in self.model.all("interfaces") if i.port == name
+                      and self.model.get("routers", i.router).dpid == self.router.dpid), None)
         return iface.name if iface else name
 
 
@@ -344,6 +344,10 @@ def _interface(model: m.Model, interface_id: str) -> m.Interface:
     iface = model.get("interfaces", interface_id)
     if iface is None:
         raise ValidationError("interface", f"unknown interface {interface_id!r}", 422)
+    if iface.port is None:
+        raise ValidationError("interface", f"{iface.name} is a router link, which no packet "
+                              "enters the edge by: trace from a port's interface (the walk "
+                              "crosses links)", 422)
     return iface
 
 

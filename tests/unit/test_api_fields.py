@@ -120,11 +120,11 @@ EXCEPTIONS: dict[str, str] = {
     "chains.name": _NAME,
     "policies.name": _NAME,
     "rules.name": _NAME,
-    # Validated relations between routers (a t1 has a t0 parent, no loops, no orphans)
-    # that no flow depends on yet: T0/T1 tiers in the datapath are a later step, and the
-    # README's known limits say so.
-    "routers.tier": "a validated label until tiers reach the datapath (README: known limits)",
-    "routers.parent": "a validated relation until tiers reach the datapath (README: known limits)",
+    # Relations between routers (a t1 has a t0 parent, no loops, no orphans) that the
+    # links must agree with: the datapath joins routers by their links (interfaces.peer,
+    # whose change is tested), which are checked against these.
+    "routers.tier": "checked relation: routers are joined in the datapath by their links",
+    "routers.parent": "checked relation: routers are joined in the datapath by their links",
     # Only ipv4 is accepted (anything else is refused until dual stack lands), and every
     # rule already matches IPv4 only: the field states what the rule does.
     "rules.match.eth_type": "only ipv4 is accepted, and every rule matches IPv4",
@@ -177,6 +177,22 @@ def second_router(doc: Doc) -> None:
     add(doc, "routers", name="x-edge2", tier="t0", dpid=3)
     add(doc, "interfaces", name="x-up", router="x-edge2", port="xup", role="uplink",
         ip="10.0.9.1/24", mac="02:00:00:00:09:01")
+
+
+def tenant(doc: Doc) -> None:
+    """A t1 under edge on the same bridge, its uplink linked to one of two t0 ends."""
+    add(doc, "routers", name="x-t1", tier="t1", parent="edge", dpid=1)
+    for k in (1, 2):
+        add(doc, "interfaces", name=f"x-t0-link{k}", router="edge", role="router_link",
+            mac=f"02:00:00:00:70:0{k}")
+    add(doc, "interfaces", name="x-t1-link", router="x-t1", role="router_link",
+        mac="02:00:00:00:71:01", peer="x-t0-link1")
+    add(doc, "interfaces", name="x-t1-down", router="x-t1", port="xt1d", role="downlink",
+        ip="10.20.0.1/24", mac="02:00:00:00:71:02")
+
+
+def no_chain_rules(doc: Doc) -> None:
+    doc["rules"] = [r for r in doc["rules"] if r.get("policy") not in ("deep", "fw")]
 
 
 def spare_node(doc: Doc) -> None:
@@ -248,11 +264,14 @@ CHANGES: dict[str, Change] = {
     # Routes stay on edge: downlink1 carries only a neighbor.
     "interfaces.router": Change("downlink1", "x-edge2", setup=second_router),
     "interfaces.port": Change("uplink1", "xup1"),
-    "interfaces.role": Change("downlink1"),
+    "interfaces.role": Change("downlink1",
+                              also=lambda v: {"port": None} if v == "router_link" else {}),
+    "interfaces.peer": Change("x-t1-link", "x-t0-link2", setup=tenant),
     "interfaces.ip": Change("downlink1", "10.10.0.254/24"),
     "interfaces.mac": Change("downlink1", "02:00:00:00:10:fe"),
     "interfaces.classify": Change("downlink1", True),
-    "interfaces.service_plane": Change("svc-plane", False),
+    # Without a service plane no rule may redirect to a chain: those rules go.
+    "interfaces.service_plane": Change("svc-plane", False, setup=no_chain_rules),
     # --- routes
     # A route's interface must be on its router: the two move together.
     "routes.router": Change("clients", "x-edge2", setup=second_router,
@@ -391,7 +410,7 @@ def cases() -> list:
 def port_numbers(model: m.Model) -> dict[str, int]:
     """A number for every port the model names, from the name alone: a renamed port is
     another number, and adding a port renumbers no other.  Every switch gets them all."""
-    names = {i.port for i in model.all("interfaces")}
+    names = {i.port for i in model.all("interfaces") if i.port}
     names |= {p for n in model.all("service-nodes") for p in (n.port, n.port_b) if p}
     names |= {r.service_plane_port for r in model.all("routers") if r.service_plane_port}
     ports = {p: zlib.crc32(p.encode()) % 0xFF00 + 1 for p in names}   # below OFPP_MAX

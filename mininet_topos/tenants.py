@@ -1,0 +1,103 @@
+"""A provider router and two tenants' routers on one bridge (ryu_si/examples/tenants.yaml).
+
+    cli --- ext ==(up1, up2: ECMP)== [ edge: t0 ]---link---[ tenant-a ] --- ta1 --- tsa
+                                       |    |        \\             |   |
+                                      bwa  bwb        link          fwa fwb
+                                       |    |          \\            |   |
+                                      bw (the t0's IDS) [ tenant-b ] tfw (tenant A's firewall)
+                                                           |
+                                                          tb1 --- tsb
+
+The three routers share the bridge ``edge``: the links between them have no port (the
+datapath crosses them).  tsa is tenant A's server (10.20.0.10), tsb tenant B's
+(10.30.0.10); ext routes both tenants' prefixes over the two uplinks (ECMP, with the
+per-uplink tables that pin one connection, as in edge.py).
+
+Command line (hosts and switches configure themselves, as in edge.py):
+    PYTHONPATH=. mn --custom mininet_topos/tenants.py --topo tenants \\
+       --controller remote,port=6653
+
+From Python: ``start_tenants()`` / ``stop_tenants()``.
+"""
+from __future__ import annotations
+
+from mininet.net import Mininet
+from mininet.topo import Topo
+
+from mininet_topos import edge
+from mininet_topos.edge import SwitchPort, run
+
+TENANT_NETS = {"tsa": "10.20.0.0/24", "tsb": "10.30.0.0/24"}
+SERVER_A, SERVER_B = "10.20.0.10", "10.30.0.10"
+TENANT_FW = "tfw"
+PORTS = (
+    edge.PORT["up1"], edge.PORT["up2"],
+    SwitchPort("ta1", 3, "tsa", "tsa-eth0", f"{SERVER_A}/24", "02:00:00:00:20:0a",
+               "10.20.0.1", "02:00:00:00:20:01"),
+    edge.PORT["bwa"], edge.PORT["bwb"],
+    SwitchPort("tb1", 6, "tsb", "tsb-eth0", f"{SERVER_B}/24", "02:00:00:00:30:0a",
+               "10.30.0.1", "02:00:00:00:30:01"),
+    SwitchPort("fwa", 7, TENANT_FW, f"{TENANT_FW}-a", None, "02:00:00:00:a1:02",
+               None, "02:00:00:00:a1:01"),
+    SwitchPort("fwb", 8, TENANT_FW, f"{TENANT_FW}-b", None, "02:00:00:00:b1:02",
+               None, "02:00:00:00:b1:01"),
+)
+HOSTS = ("ext", "cli", "tsa", "tsb", "bw", TENANT_FW)
+FOOTPRINT = edge.Footprint(
+    HOSTS, frozenset([p.intf for p in PORTS] + [i for _h, i, _ip, _mac in edge.CLI_LINK]),
+    (edge.BRIDGE,), tuple(p.port for p in PORTS))
+
+
+class TenantsExt(edge.ExtRouter):
+    """The external router, with the tenants' prefixes over both uplinks too."""
+
+    def config(self, **params):
+        result = super().config(**params)
+        up1, up2 = edge.PORT["up1"], edge.PORT["up2"]
+        for net in TENANT_NETS.values():
+            run(self, "ip", "route", "replace", net,
+                "nexthop", "via", up1.router_ip, "dev", up1.intf,
+                "nexthop", "via", up2.router_ip, "dev", up2.intf)
+            for name, table in edge.UPLINK_TABLE.items():
+                port = edge.PORT[name]
+                run(self, "ip", "route", "replace", net, "via", port.router_ip,
+                    "dev", port.intf, "table", str(table))
+        return result
+
+
+class TenantsTopo(Topo):
+    """Bridge ``edge`` with ports up1, up2 (ext), ta1 (tsa), bwa, bwb (bw), tb1 (tsb), fwa,
+    fwb (tfw): OpenFlow ports 1..8 in that order; cli hangs off ext."""
+
+    def build(self, **_opts) -> None:
+        self.addSwitch(edge.BRIDGE, cls=edge.EdgeSwitch, dpid=edge.DPID)
+        self.addHost("ext", cls=TenantsExt, ip=None, mac=None)
+        for host, port in (("tsa", "ta1"), ("tsb", "tb1")):
+            gw = next(p.router_ip for p in PORTS if p.port == port)
+            self.addHost(host, cls=edge.EdgeHost, ip=None, mac=None, defaultRoute=f"via {gw}")
+        for node in ("bw", TENANT_FW):
+            self.addHost(node, cls=edge.BiwNode, ip=None, mac=None)
+        self.addHost("cli", cls=edge.EdgeHost, ip=None, mac=None,
+                     defaultRoute="via 198.51.100.1")
+        for p in PORTS:
+            self.addLink(edge.BRIDGE, p.host, port1=p.ofport, intfName1=p.port,
+                         intfName2=p.intf, addr1=edge.switch_side_mac(p.ofport), addr2=p.mac,
+                         params2={"ip": p.ip} if p.ip else {})
+        (h1, i1, ip1, mac1), (h2, i2, ip2, mac2) = edge.CLI_LINK
+        self.addLink(h1, h2, intfName1=i1, intfName2=i2, addr1=mac1, addr2=mac2,
+                     params1={"ip": ip1}, params2={"ip": ip2})
+
+
+topos = {"tenants": TenantsTopo}
+
+
+def start_tenants(controller_port: int = 6653, controller_ip: str = "127.0.0.1") -> Mininet:
+    """Build and start the network, check its port numbers; return the running net."""
+    ofports = {p.port: p.ofport for p in PORTS}
+    return edge.start_net(TenantsTopo(), FOOTPRINT, lambda _net: edge.check_ofports(ofports),
+                          controller_port, controller_ip)
+
+
+def stop_tenants(net: Mininet) -> None:
+    """Stop the net and remove its bridge, namespaces and veths."""
+    edge.stop_net(net, FOOTPRINT)

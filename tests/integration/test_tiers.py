@@ -1,0 +1,118 @@
+"""A provider router (t0) and two tenants' routers (t1) on one bridge, joined by links
+(ryu_si/examples/tenants.yaml, mininet_topos/tenants.py): real OVS, conntrack, TCP.
+
+Web traffic to tenant A's server goes through the t0's IDS (bw, at the uplinks) and then
+tenant A's own firewall (tfw, at tenant A's uplink); tenant B drops telnet at its uplink.
+Each router keeps its record in its own conntrack zone.
+"""
+from __future__ import annotations
+
+import re
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from mininet_topos import edge
+from mininet_topos import lab as harness
+from mininet_topos import tenants
+from mininet_topos.lab import move_connection, pick_sport, run_transfer, unmove_all
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def controller_config() -> Path:
+    return Path(str(resources.files("ryu_si").joinpath("examples/tenants.yaml")))
+
+
+@pytest.fixture(scope="module")
+def edge_net(of_port: int):
+    harness.flush_conntrack()
+    net = tenants.start_tenants(controller_port=of_port)
+    try:
+        yield net
+    finally:
+        tenants.stop_tenants(net)
+
+
+@pytest.fixture(autouse=True)
+def _no_pinning(edge_net):
+    yield
+    unmove_all(edge_net)
+
+
+def zone(ctl, router: str) -> int:
+    status, body = ctl.rest("GET", f"routers/{router}")
+    assert status == 200, body
+    return body["ct_zone"]
+
+
+def records(sport: int, dport: int, zone_: int) -> list[str]:
+    return [line for line in harness.conntrack(zone=zone_)
+            if re.search(rf"sport={sport},dport={dport}\)", line)]
+
+
+def both_ways(net, node: str) -> tuple[int, int]:
+    return edge.biw_counters(net, node)
+
+
+def test_outside_to_a_tenant_is_classified_at_each_tier(controller, edge_net):
+    """FIG. 24: the t0's IDS and tenant A's firewall both see both directions; the t0 and
+    tenant A each keep one record of the connection, in their own zones."""
+    ids0, fw0 = both_ways(edge_net, "bw"), both_ways(edge_net, tenants.TENANT_FW)
+    sport = pick_sport(edge_net, 80, "up1", tenants.SERVER_A)
+    res = run_transfer(edge_net, sport, 80, chunks=40, interval=0.02, server="tsa",
+                       dst=tenants.SERVER_A).wait(60)
+    assert res["result"] == "ok", res
+    ids1, fw1 = both_ways(edge_net, "bw"), both_ways(edge_net, tenants.TENANT_FW)
+    for before, after in ((ids0, ids1), (fw0, fw1)):
+        assert after[0] - before[0] >= 40 and after[1] - before[1] >= 20, (before, after)
+    for router in ("t0", "tenant-a"):
+        assert len(records(sport, 80, zone(controller, router))) == 1, router
+    assert not records(sport, 80, zone(controller, "tenant-b"))
+
+
+def test_an_ecmp_move_at_the_t0_keeps_both_decisions(controller, edge_net):
+    """Mid-transfer the client's packets move to uplink2: the t0 reuses its record there
+    (claim 1), tenant A's record is untouched, both nodes keep seeing the connection."""
+    sport = pick_sport(edge_net, 80, "up1", tenants.SERVER_A)
+    t = run_transfer(edge_net, sport, 80, chunks=200, interval=0.01, server="tsa",
+                     dst=tenants.SERVER_A)
+    time.sleep(0.6)
+    tenant_zone = zone(controller, "tenant-a")
+    before = records(sport, 80, tenant_zone)
+    move_connection(edge_net, sport, "up2")
+    ids0, fw0 = both_ways(edge_net, "bw"), both_ways(edge_net, tenants.TENANT_FW)
+    time.sleep(0.6)
+    ids1, fw1 = both_ways(edge_net, "bw"), both_ways(edge_net, tenants.TENANT_FW)
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    assert ids1[0] - ids0[0] >= 10 and fw1[0] - fw0[0] >= 10, (ids0, ids1, fw0, fw1)
+    mark = re.compile(r"mark=(\d+),labels=(\S+?),")
+    assert [mark.search(r).groups() for r in records(sport, 80, tenant_zone)] == [
+        mark.search(r).groups() for r in before]
+
+
+def test_a_tenant_rule_holds_at_its_own_uplink(controller, edge_net):
+    """Telnet: tenant B drops it at its uplink; tenant A, without such a rule, serves it."""
+    ok = run_transfer(edge_net, pick_sport(edge_net, 23, "up1", tenants.SERVER_A), 23,
+                      chunks=5, interval=0.02, server="tsa", dst=tenants.SERVER_A).wait(30)
+    assert ok["result"] == "ok", ok
+    dropped = run_transfer(edge_net, pick_sport(edge_net, 23, "up1", tenants.SERVER_B), 23,
+                           chunks=5, interval=0.02, server="tsb",
+                           dst=tenants.SERVER_B).wait(30)
+    assert dropped["result"] != "ok" and dropped["bytes"] == 0, dropped
+
+
+def test_tenants_reach_each_other_through_the_t0(controller, edge_net):
+    """Tenant A's server to tenant B's, by both links and the t0: a TCP transfer works,
+    classified at each tenant's uplink (a record in each tenant's zone; the t0's ends of
+    its links are routed first, like downlinks)."""
+    sport = 41900
+    res = run_transfer(edge_net, sport, 8080, chunks=20, interval=0.02, client="tsa",
+                       server="tsb", dst=tenants.SERVER_B).wait(60)
+    assert res["result"] == "ok", res
+    assert records(sport, 8080, zone(controller, "tenant-b"))
+    assert records(sport, 8080, zone(controller, "tenant-a"))

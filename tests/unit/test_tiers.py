@@ -1,0 +1,198 @@
+"""A provider router and two tenants' routers on one bridge (ryu_si/examples/tenants.yaml),
+walked through the compiled pipeline by the interpreter: each router classifies with its
+own rules in its own zone (FIG. 24), a packet crosses a link with nothing of the router it
+left, and the checks refuse links that cannot work."""
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import yaml
+
+from openflow_tables import layout as L
+from openflow_tables.flow import Load
+from openflow_tables.interpret import Datapath, Result, ipv4
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
+from si_model.validate import ValidationError
+
+PORTS = {"up1": 1, "up2": 2, "ta1": 3, "bwa": 4, "bwb": 5, "tb1": 6, "fwa": 7, "fwb": 8}
+NAMES = {no: name for name, no in PORTS.items()}
+CLIENT, SERVER_A, SERVER_B, SPORT = "198.51.100.10", "10.20.0.10", "10.30.0.10", 40000
+ROUTER_MAC = {"up1": "02:00:00:00:01:01", "up2": "02:00:00:00:02:01", "ta1": "02:00:00:00:20:01",
+              "tb1": "02:00:00:00:30:01"}
+GATEWAY = {"up1": "02:00:00:00:01:02", "up2": "02:00:00:00:02:02"}
+SYN, ACK, SYN_ACK = 0x02, 0x10, 0x12
+
+
+def tenants_doc() -> dict:
+    return yaml.safe_load(resources.files("ryu_si").joinpath("examples/tenants.yaml").read_text())
+
+
+class Edge:
+    def __init__(self, svc: Service) -> None:
+        self.svc, self.dp = svc, Datapath()
+        self.dp.load(1, svc.pipeline(1, PORTS))
+
+    def send(self, port: str, headers: dict) -> Result:
+        return self.dp.send(1, PORTS[port], headers)
+
+    def leaves(self, result: Result) -> str:
+        assert len(result.outputs) == 1 and not result.packet_ins, result.describe(NAMES)
+        return NAMES[result.outputs[0].port]
+
+    def through_biw(self, result: Result, a: str, b: str) -> Result:
+        """The node bridges the frame to its other side."""
+        out = self.leaves(result)
+        assert out in (a, b), result.describe(NAMES)
+        return self.send(b if out == a else a, result.outputs[0].headers)
+
+    def zones(self) -> dict[int, int]:
+        """zone -> records in it."""
+        out: dict[int, int] = {}
+        for e in self.dp.conntrack.entries():
+            out[e.zone] = out.get(e.zone, 0) + 1
+        return out
+
+
+@pytest.fixture
+def edge(tmp_path) -> Edge:
+    svc = Service(Store(str(tmp_path / "si.sqlite")))
+    svc.replace_config(tenants_doc())
+    return Edge(svc)
+
+
+def from_client(on: str, dst: str, dport: int, flags: int) -> dict:
+    return ipv4(CLIENT, dst, sport=SPORT, dport=dport, eth_src=GATEWAY[on],
+                eth_dst=ROUTER_MAC[on], tcp_flags=flags)
+
+
+def from_server_a(dport: int, flags: int) -> dict:
+    return ipv4(SERVER_A, CLIENT, sport=dport, dport=SPORT, eth_src="02:00:00:00:20:0a",
+                eth_dst=ROUTER_MAC["ta1"], tcp_flags=flags)
+
+
+def zone_of(svc: Service, name: str) -> int:
+    return svc.find("routers", name).ct_zone
+
+
+def test_each_tier_classifies_with_its_own_rules_in_its_own_zone(edge):
+    """Outside -> tenant A's server, port 80: the t0's IDS at the uplink, then tenant A's
+    firewall at tenant A's uplink (the link); one record in each router's zone; the reply
+    reuses both, in the reverse order, and leaves by the uplink."""
+    svc = edge.svc
+    first = edge.send("up1", from_client("up1", SERVER_A, 80, SYN))
+    at_t1 = edge.through_biw(first, "bwa", "bwb")                 # the provider's IDS
+    assert "cross" in at_t1.tables(), at_t1.describe(NAMES)
+    served = edge.through_biw(at_t1, "fwa", "fwb")                # tenant A's firewall
+    assert edge.leaves(served) == "ta1"
+    out = served.outputs[0].headers
+    assert (out["ipv4_dst"], out["nw_ttl"]) == (SERVER_A, 62)     # two router hops
+    assert edge.zones() == {zone_of(svc, "t0"): 1, zone_of(svc, "tenant-a"): 1}
+    reply = edge.send("ta1", from_server_a(80, SYN_ACK))
+    back_at_t0 = edge.through_biw(reply, "fwa", "fwb")
+    assert edge.leaves(back_at_t0) in ("bwa", "bwb")
+    home = edge.through_biw(back_at_t0, "bwa", "bwb")
+    assert edge.leaves(home) == "up1" and home.outputs[0].headers["ipv4_dst"] == CLIENT
+    assert edge.zones() == {zone_of(svc, "t0"): 1, zone_of(svc, "tenant-a"): 1}
+
+
+def test_an_ecmp_move_at_the_t0_keeps_both_decisions(edge):
+    """The client's next packet arrives on uplink2: the t0's record is reused (claim 1:
+    its rule is applied there too), the tenant's is untouched: still its firewall."""
+    first = edge.send("up1", from_client("up1", SERVER_A, 80, SYN))
+    edge.through_biw(edge.through_biw(first, "bwa", "bwb"), "fwa", "fwb")
+    records = {e.zone: (e.mark, e.label) for e in edge.dp.conntrack.entries()}
+    moved = edge.send("up2", from_client("up2", SERVER_A, 80, ACK))
+    assert "classify" not in moved.tables()                       # reused at the t0
+    at_t1 = edge.through_biw(moved, "bwa", "bwb")
+    assert edge.leaves(edge.through_biw(at_t1, "fwa", "fwb")) == "ta1"
+    assert {e.zone: (e.mark, e.label) for e in edge.dp.conntrack.entries()} == records
+
+
+def test_a_tenant_rule_holds_at_its_uplink_only(edge):
+    """Telnet: the t0 routes it (no rule of its own), tenant B drops it at its uplink;
+    tenant A has no such rule and delivers it."""
+    to_b = edge.send("up1", from_client("up1", SERVER_B, 23, SYN))
+    assert to_b.dropped and "cross" in to_b.tables(), to_b.describe(NAMES)
+    to_a = edge.send("up1", from_client("up1", SERVER_A, 23, SYN))
+    assert edge.leaves(to_a) == "ta1"
+
+
+def test_tenants_reach_each_other_through_the_t0(edge):
+    """Tenant A's server to tenant B's: out of A by its uplink, across the t0, into B
+    by B's uplink, where B's rules apply (telnet dropped, anything else delivered)."""
+    ok = edge.send("ta1", ipv4(SERVER_A, SERVER_B, sport=SPORT, dport=8080,
+                               eth_src="02:00:00:00:20:0a", eth_dst=ROUTER_MAC["ta1"],
+                               tcp_flags=SYN))
+    assert edge.leaves(ok) == "tb1" and ok.outputs[0].headers["nw_ttl"] == 61
+    telnet = edge.send("ta1", ipv4(SERVER_A, SERVER_B, sport=SPORT + 1, dport=23,
+                                   eth_src="02:00:00:00:20:0a", eth_dst=ROUTER_MAC["ta1"],
+                                   tcp_flags=SYN))
+    assert telnet.dropped
+
+
+def test_the_t0_derives_routes_to_the_tenants_and_they_default_to_the_t0(edge):
+    """The t0 reaches each tenant's downlink prefix over the link to it; each tenant
+    sends everything else (0.0.0.0/0, no ipv4_dst match) to the t0."""
+    links = {edge.svc.find("interfaces", n).num: n
+             for n in ("t0-to-a", "t0-to-b", "a-uplink", "b-uplink")}
+    got = {}
+    for f in edge.svc.pipeline(1, PORTS).table("routing"):
+        for a in f.actions:
+            if isinstance(a, Load) and a == Load.field(L.EGRESS_IFACE, a.value) \
+                    and a.value in links:
+                got[links[a.value]] = {k: (v, m) for k, v, m in f.match}.get("ipv4_dst")
+    assert got == {"t0-to-a": ("10.20.0.0", "255.255.255.0"),
+                   "t0-to-b": ("10.30.0.0", "255.255.255.0"),
+                   "a-uplink": None, "b-uplink": None}
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["interfaces"][-2].update(peer="t0-to-a"), "peer"),       # taken by tenant-a
+    (lambda d: d["interfaces"][-2].update(peer="uplink1"), "peer"),       # not a link
+    (lambda d: d["interfaces"][-2].update(port="x"), "port"),             # a link has none
+    (lambda d: d["interfaces"][-2].pop("peer"), "peer"),                  # a t1's end names it
+    (lambda d: d["interfaces"][5].update(peer="a-uplink"), "peer"),       # on the t0's end
+    (lambda d: d["routers"][2].update(dpid=3), "peer"),                   # another bridge
+    (lambda d: d["routers"][2].update(parent="tenant-a"), "parent"),      # t1 under a t1
+    (lambda d: d["routers"][0].update(parent="tenant-a"), "parent"),      # a t0 with a parent
+])
+def test_links_that_cannot_work_are_refused_naming_the_field(tmp_path, change, field):
+    svc = Service(Store(str(tmp_path / "si.sqlite")))
+    doc = tenants_doc()
+    change(doc)
+    with pytest.raises(ValidationError) as e:
+        svc.replace_config(doc)
+    assert e.value.field.rsplit(".", 1)[-1] == field and 400 <= e.value.status < 500
+
+
+def test_a_router_with_a_link_or_children_cannot_be_deleted(edge):
+    svc = edge.svc
+    before = svc.model.copy()
+    for kind, name in (("routers", "t0"), ("interfaces", "t0-to-a")):
+        with pytest.raises(ValidationError) as e:
+            svc.delete(kind, name)
+        assert e.value.status == 409
+    assert svc.model.objects == before.objects
+
+
+def test_a_rule_redirects_only_to_what_its_router_reaches(tmp_path):
+    """Tenant B pointing at tenant A's firewall, or at a chain with no service plane of its
+    own: refused (422, naming the policy), nothing stored."""
+    svc = Service(Store(str(tmp_path / "si.sqlite")))
+    svc.replace_config(tenants_doc())
+    before = svc.model.copy()
+    for extra in ({"policies": [{"name": "deep", "chain": "x"}],
+                   "chains": [{"name": "x", "profiles": ["ids"]}]}, {}):
+        doc = tenants_doc()
+        for kind, items in extra.items():
+            doc.setdefault(kind, []).extend(items)
+        policy = "deep" if extra else "tenant-a-fw"
+        doc["rules"].append({"name": "b-steal", "router": "tenant-b", "priority": 50,
+                             "action": "redirect", "policy": policy,
+                             "match": {"ip_proto": "tcp"}, "applied_to": ["b-uplink"]})
+        with pytest.raises(ValidationError) as e:
+            svc.replace_config(doc)
+        assert (e.value.field.rsplit(".", 1)[-1], e.value.status) == ("policy", 422)
+    assert svc.model.objects == before.objects
