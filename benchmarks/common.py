@@ -194,6 +194,13 @@ def rule_filter(rule_num: int) -> str:
     return f"cookie=0x{L.cookie('rule', rule_num):x}/0x{mask:x}"
 
 
+def rule_cookies(bridge_name: str, rule_num: int) -> set[int]:
+    """Cookies (with digests) of the flows of one rule on the bridge: a change of the
+    rule shows as a change of this set."""
+    out = ofctl("dump-flows", bridge_name, rule_filter(rule_num))
+    return {int(c, 16) for c in re.findall(r"cookie=0x([0-9a-f]+)", out)}
+
+
 def packets(bridge_name: str, *filters: str, containing: str = "") -> int:
     """Sum of n_packets over the flows matching the filters whose text has ``containing``."""
     lines = ofctl("dump-flows", bridge_name, *filters).splitlines()

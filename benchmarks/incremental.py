@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import time
 from collections.abc import Callable
 
 from benchmarks import common
 from benchmarks.workload import Edge, applied_to_pool, document, rule
-from mininet_topos.lab import ofctl
 
 BRIDGE, DPID = "bench1", 0xB1
 VISIBLE_TIMEOUT_S = 60.0
@@ -29,9 +27,7 @@ HEADER = ["operation", "ops", "flow-mods median", "flow-mods max", "REST median 
 
 
 def rule_cookies(rule_num: int) -> set[int]:
-    """Cookies (with digests) of the flows of one rule on the bridge."""
-    out = ofctl("dump-flows", BRIDGE, common.rule_filter(rule_num))
-    return {int(c, 16) for c in re.findall(r"cookie=0x([0-9a-f]+)", out)}
+    return common.rule_cookies(BRIDGE, rule_num)
 
 
 class Bench:

@@ -13,12 +13,12 @@ import time
 import traceback
 
 from benchmarks import (common, datapath, failover, incremental, reclassify, revalidation,
-                        scale, transports)
+                        scale, tenants, transports)
 
 BENCHMARKS = (("scale", scale.main), ("incremental", incremental.main),
               ("datapath", datapath.main), ("reclassify", reclassify.main),
               ("transports", transports.main), ("failover", failover.main),
-              ("revalidation", revalidation.main))
+              ("revalidation", revalidation.main), ("tenants", tenants.main))
 
 
 def machine() -> str:

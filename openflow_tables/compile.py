@@ -31,7 +31,7 @@ def compile_pipeline(ctx: Context) -> Pipeline:
 
 def router_flows(ctx: Context) -> list[Flow]:
     return [
-        *ingress.ingress_flows(ctx), *ingress.arp_flows(ctx),
+        *ingress.ingress_flows(ctx), *ingress.resume_flows(ctx), *ingress.arp_flows(ctx),
         *conntrack.ct_flows(), *conntrack.ct_result_flows(ctx),
         *applied_to.applied_to_flows(ctx), *applied_to.class_check_flows(ctx),
         *classify.orient_flows("orient", "classify"), *classify.classify_flows(ctx),

@@ -185,6 +185,28 @@ class Context:
         return next((i for i in self.interfaces()
                      if i.router == router.id and i.service_plane), None)
 
+    def chain_interface(self, router: m.Router) -> m.Interface | None:
+        """Where the router's chain decisions enter a service plane: its own, or its
+        parent's (a t1 using a service the t0 offers, FIG. 28-31)."""
+        own = self.plane_interface(router)
+        if own is not None or router.parent is None or not self.on_switch(router.parent):
+            return own
+        return self.plane_interface(self.router(router.parent))
+
+    def biw_nodes(self) -> list[tuple[m.ServiceNode, m.Interface, m.Interface]]:
+        """(node, side A, side B) of each biw node whose two ports are on this switch."""
+        out = []
+        for node in self.model.all("service-nodes"):
+            if node.transport != "biw":
+                continue
+            a, b = self.iface(node.interface_a), self.iface(node.interface_b)
+            if self.on_switch(a.router) and self.port(a) and self.port(b):
+                out.append((node, a, b))
+        return out
+
+    def children(self, router_id: str) -> list[m.Router]:
+        return [r for r in self.routers if r.parent == router_id]
+
     def up_paths(self, chain_id: str) -> list[Any]:
         return [p for p in self.paths.get(chain_id, []) if p.state == "up"]
 

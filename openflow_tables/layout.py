@@ -280,6 +280,19 @@ PROXY_MAC_MASK = "ff:ff:ff:ff:00:00"
 PROXY_CONTEXT_BITS = 16
 
 
+# A bump-in-the-wire node of a parent router serving a child's decision: frames go
+# out with the child's number in the source MAC, which the node's bridge keeps, so what
+# comes back is routed on by the child.  02:5d:00:0d:RR:RR, d = 1 on the reply direction.
+TIER_MAC_OUI = 0x025D
+
+
+def tier_mac(router_num: int, reply: bool) -> str:
+    """Source MAC of a frame a parent's biw node serves for router ``router_num``."""
+    if not 0 <= router_num <= ROUTER.mask:
+        raise ValueError(f"router {router_num} out of range")
+    return mac_text(TIER_MAC_OUI << 32 | int(reply) << 16 | router_num)
+
+
 def mac_text(value: int) -> str:
     return ":".join(f"{(value >> (8 * k)) & 0xFF:02x}" for k in reversed(range(6)))
 
@@ -413,7 +426,8 @@ TABLES: tuple[Table, ...] = (
           "source MAC (the path) and the side they return on (the SI). A path through a "
           "NAT node: what comes back at the end of the forward path is looked up in the "
           "router's zone (nat_leg), and the end of the reverse path goes to nat_back.",
-          ("arp", "ct", "routing", "sp_forward", "nat_leg", "nat_back"), bridges=BRIDGES,
+          ("arp", "ct", "routing", "sp_forward", "nat_leg", "nat_back", "resume"),
+          bridges=BRIDGES,
           match=("in_port", "eth_type", "eth_dst", "eth_src", *NSH_PATH),
           sets=(ROUTER, IN_IFACE, CT_ZONE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_NAT_BACK,
                 SI_IFACE, SI_CLASS, *APPLIED_TO, TRANSPORT, REV_DATA, SP_CONTEXT, "nsh_spi",
@@ -581,14 +595,14 @@ TABLES: tuple[Table, ...] = (
           "a tuple the router has never seen is the connection as the node sent it on; "
           "it is recorded (its replies go back through the node, ct_result) and routed.",
           ("routing", "nat_leg"), bridges=ON_ROUTER,
-          match=("eth_type", "ct_state"), sets=(CT_LABEL_DECISION,)),
+          match=("eth_type", "ct_state", IN_IFACE), sets=(ROUTER, CT_ZONE, CT_LABEL_DECISION)),
     Table(23, "nat_back",
           "End of the reverse path through a NAT node: the node has restored the "
           "addresses the router recorded, so the packet is checked as if it had just "
           "entered by the interface C2 names: that interface's applied_to bits, then "
           "the router's zone and ct_result (reuse or classify again).",
           ("ct_result",), bridges=ON_ROUTER,
-          match=(ROUTER, "eth_type", IN_IFACE), sets=(SI_IFACE, SI_CLASS, *APPLIED_TO, CT_ZONE)),
+          match=("eth_type", IN_IFACE), sets=(ROUTER, SI_IFACE, SI_CLASS, *APPLIED_TO, CT_ZONE)),
     Table(24, "cross",
           "Over a router link (T0 and T1 on one bridge): the packet enters the router at "
           "the link's far end as if by a port: that router's number, zone and own "
@@ -599,6 +613,11 @@ TABLES: tuple[Table, ...] = (
           sets=(ROUTER, IN_IFACE, CT_ZONE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_EGRESS,
                 FLAGS_KEPT, FLAGS_NAT_BACK, SI_IFACE, SI_CLASS, *APPLIED_TO, RULE_NUM, DECISION,
                 EGRESS_IFACE, NEXT_HOP, SWAP_SCRATCH)),
+    Table(25, "resume",
+          "Back from a service path: the router that classified the packet (the "
+          "interface C2 named, now in_iface) routes it on, serviced; a t1 using its "
+          "parent's service plane gets its packets back this way.",
+          ("routing",), bridges=ON_ROUTER, match=(IN_IFACE,), sets=(ROUTER,)),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}

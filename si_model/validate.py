@@ -607,18 +607,24 @@ def _check_rule(model: m.Model, rule: m.Rule) -> None:
 
 
 def _check_reachable(model: m.Model, rule: m.Rule, p: m.Policy) -> None:
-    """A rule redirects only to what its own router reaches: biw and L3 nodes by its own
-    interfaces, a chain by its own service plane."""
+    """A rule redirects only to what its router reaches: biw nodes on its own or its
+    parent's interfaces (a t1 using a service the t0 offers, FIG. 28-31), L3 nodes behind
+    its own VTIs, a chain by its own service plane or its parent's."""
     router = model.get("routers", rule.router)
+    reach = [router.id] + ([router.parent] if router.parent else [])
     if p.chain is not None:
-        if not any(i.service_plane for i in model.interfaces_of(router.id)):
-            raise ValidationError("policy", f"policy {p.name!r} is a chain and router "
-                                  f"{router.name!r} has no service plane interface", 422)
+        if not any(i.service_plane for r in reach for i in model.interfaces_of(r)):
+            raise ValidationError("policy", f"policy {p.name!r} is a chain and neither router "
+                                  f"{router.name!r} nor its parent has a service plane "
+                                  "interface", 422)
         return
-    for node_id in (p.biw_nodes or []) + (p.l3_nodes or []):
+    for node_id, own in [(n, False) for n in p.biw_nodes or []] + [
+            (n, True) for n in p.l3_nodes or []]:
         node = model.get("service-nodes", node_id)
-        iface = model.get("interfaces", node.interface_a or node.interface)
-        if iface.router != router.id:
+        at = model.get("interfaces", node.interface_a or node.interface).router
+        if at not in (reach[:1] if own else reach):
+            where = "its own router" if own else "its router or its parent"
             raise ValidationError("policy", f"node {node.name!r} of policy {p.name!r} is "
-                                  f"attached to router {model.get('routers', iface.router).name!r},"
-                                  f" not to {router.name!r}", 422)
+                                  f"attached to router {model.get('routers', at).name!r}: a "
+                                  f"rule of {router.name!r} reaches {node.transport} nodes of "
+                                  f"{where} only", 422)

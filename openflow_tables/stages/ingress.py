@@ -60,40 +60,68 @@ def _ip_ingress(ctx: Context, iface: m.Interface, port: int) -> list:
 def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
     """NSH back from the service plane at a path's final SI: the chain is done.
 
-    Decapsulate to the original frame and route it as serviced.  Matching the
-    final SI per path means a packet that skipped hops is not accepted.  A
-    packet whose context header C1 is set carries a flow-programming signal
-    from an NSH-aware node: it goes to the controller (lower priority, any SI).
-    A path through a NAT node ends in nat_leg (forward) or nat_back (reverse).
+    Decapsulate to the original frame; it is serviced.  C2 names the interface it was
+    classified at, so the router that classified it (a child using its parent's plane
+    too) routes it on (resume).  Matching the final SI per path means a packet that
+    skipped hops is not accepted.  A packet whose context header C1 is set carries a
+    flow-programming signal from an NSH-aware node: it goes to the controller (lower
+    priority, any SI).  A path through a NAT node ends in nat_leg (forward) or nat_back
+    (reverse).  A probe path (no C2) ends at this router, which traps the probe.
     """
     router = ctx.router(iface.router)
     out = []
     for spi, hops, way in ctx.nsh_paths():
         mt = match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
                    nsh_si=L.NSH_FIRST_SI - len(hops), nsh_c1=0)
-        loads = [Load.field(L.ROUTER, router.num), Load.field(L.FLAGS_SERVICED, 1)]
         ck = L.cookie("path", spi)
+        if way is None:
+            out.append(flow("ingress", 95, mt, [Decap(), Decap(), Load.field(L.ROUTER, router.num),
+                                                Load.field(L.IN_IFACE, iface.num),
+                                                Load.field(L.FLAGS_SERVICED, 1)],
+                            goto="routing", cookie=ck))
+            continue
+        back = [Move.field(L.NSH_IFACE, L.IN_IFACE.register, L.IN_IFACE.ofs), Decap(), Decap(),
+                Load.field(L.FLAGS_SERVICED, 1)]
         if way == "reverse" and ctx.through_nat(hops):
-            out.append(flow("ingress", 95, mt, [Move.field(L.NSH_IFACE, L.IN_IFACE.register,
-                                                           L.IN_IFACE.ofs),
-                                                Decap(), Decap(), *loads,
-                                                Load.field(L.FLAGS_SI_DONE, 1),
-                                                Load.field(L.FLAGS_NAT_BACK, 1),
-                                                Resubmit("nat_back")], cookie=ck))
-            continue
-        loads.append(Load.field(L.IN_IFACE, iface.num))
-        if way == "forward" and ctx.through_nat(hops):
+            back += [Load.field(L.FLAGS_SI_DONE, 1), Load.field(L.FLAGS_NAT_BACK, 1),
+                     Resubmit("nat_back")]
+        elif way == "forward" and ctx.through_nat(hops):
             path = ctx.path_by_spi(spi)
-            out.append(flow("ingress", 95, mt, [
-                Decap(), Decap(), *loads, Load.field(L.CT_ZONE, router.ct_zone),
-                Load.field(L.TRANSPORT, L.TRANSPORT_NAT_LEG),
-                Load.field(L.REV_DATA, L.path_header(path.reverse_spi, L.NSH_FIRST_SI)),
-                Resubmit("nat_leg")], cookie=ck))
-            continue
-        out.append(flow("ingress", 95, mt, [Decap(), Decap(), *loads], goto="routing",
-                        cookie=ck))
+            back += [Load.field(L.TRANSPORT, L.TRANSPORT_NAT_LEG),
+                     Load.field(L.REV_DATA, L.path_header(path.reverse_spi, L.NSH_FIRST_SI)),
+                     Resubmit("nat_leg")]
+        else:
+            back.append(Resubmit("resume"))
+        out.append(flow("ingress", 95, mt, back, cookie=ck))
     out.append(flow("ingress", 80, match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1),
                     [Controller()], cookie=L.cookie("pipeline", L.PIPELINE_FLOW_PROGRAM)))
+    return out
+
+
+def resume_flows(ctx: Context) -> list:
+    """Back from a service path: the router of the interface the packet was classified
+    at (C2, now in_iface) routes it on."""
+    return [flow("resume", 10, match(**fields((L.IN_IFACE, i.num))),
+                 [Load.field(L.ROUTER, ctx.router(i.router).num), Resubmit("routing")],
+                 cookie=L.cookie("interface", i.num))
+            for i in ctx.interfaces() if i.classifies] + [
+        flow("resume", 0, (), cookie=L.PIPELINE_COOKIE)]
+
+
+def tier_return_flows(ctx: Context) -> list:
+    """A parent's biw node back from serving a child's decision: the source MAC names
+    the child (tier_mac), which routes it on, serviced."""
+    out = []
+    for node, a, b in ctx.biw_nodes():
+        for child in ctx.children(a.router):
+            for side, reply in ((b, False), (a, True)):
+                out.append(flow("ingress", 95,
+                                match(in_port=ctx.port(side), eth_type=L.ETH_IP,
+                                      eth_src=L.tier_mac(child.num, reply)),
+                                [Load.field(L.ROUTER, child.num),
+                                 Load.field(L.IN_IFACE, side.num),
+                                 Load.field(L.FLAGS_SERVICED, 1)],
+                                goto="routing", cookie=L.cookie("service_node", node.num)))
     return out
 
 
@@ -112,7 +140,7 @@ def ingress_flows(ctx: Context) -> list:
                             [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num)],
                             goto="arp", cookie=L.cookie("interface", iface.num)))
     out.append(flow("ingress", 0, (), cookie=L.PIPELINE_COOKIE))
-    return out
+    return out + tier_return_flows(ctx)
 
 
 def _arp_reply(iface: m.Interface, ip: str) -> list:

@@ -14,7 +14,7 @@ connection is classified again elsewhere.
 from __future__ import annotations
 
 from openflow_tables import layout as L
-from openflow_tables.context import Context, router_match
+from openflow_tables.context import Context
 from openflow_tables.flow import Ct, Load, Move, Resubmit, fields, flow, match
 from openflow_tables.stages.ingress import classify_here
 
@@ -25,18 +25,28 @@ _NAT_LEG_STAMP = tuple(Move(reg, "ct_label", 0, L.CT_LABEL_OFFSETS[reg], 32)
 
 def nat_flows(ctx: Context) -> list:
     """Both tables, on a router bridge where a path goes through a NAT node."""
-    return nat_leg_flows() + nat_back_flows(ctx) if ctx.any_nat_path() else []
+    return nat_leg_flows(ctx) + nat_back_flows(ctx) if ctx.any_nat_path() else []
 
 
-def nat_leg_flows() -> list:
-    """Look the packet up (here: OVS checks ct() against the match, which at the plane
-    port is NSH); a new tuple is recorded and routed, a known one (the node did not
-    rewrite this connection, or a later packet) routed, an invalid one dropped."""
+def _classifying(ctx: Context) -> list:
+    return [i for i in ctx.interfaces() if i.classifies]
+
+
+def nat_leg_flows(ctx: Context) -> list:
+    """Look the packet up in the zone of the router that classified it (C2's interface;
+    here: OVS checks ct() against the match, which at the plane port is NSH); a new
+    tuple is recorded and routed, a known one (the node did not rewrite this connection,
+    or a later packet) routed, an invalid one dropped."""
     trk, inv, new = L.CT_TRK, L.CT_INV, L.CT_NEW
     ip = {"eth_type": L.ETH_IP}
-    return [
-        flow("nat_leg", 30, match(ct_state=(0, trk), **ip), [Ct(False, L.CT_ZONE, "nat_leg")],
-             cookie=L.PIPELINE_COOKIE),
+    out = []
+    for i in _classifying(ctx):
+        router = ctx.router(i.router)
+        out.append(flow("nat_leg", 30, match(ct_state=(0, trk), **ip,
+                                             **fields((L.IN_IFACE, i.num))),
+                        [Load.field(L.ROUTER, router.num), Load.field(L.CT_ZONE, router.ct_zone),
+                         Ct(False, L.CT_ZONE, "nat_leg")], cookie=L.cookie("interface", i.num)))
+    return out + [
         flow("nat_leg", 20, match(ct_state=(trk | inv, trk | inv), **ip),
              cookie=L.PIPELINE_COOKIE),
         flow("nat_leg", 10, match(ct_state=(trk | new, trk | new | inv), **ip),
@@ -48,17 +58,15 @@ def nat_leg_flows() -> list:
 
 
 def nat_back_flows(ctx: Context) -> list:
-    """One flow per classifying interface: become a packet classified there, then the
-    router's zone and ct_result like any other."""
+    """One flow per classifying interface: become a packet classified there (by its
+    router), then that router's zone and ct_result like any other."""
     out = []
-    for iface in ctx.interfaces():
-        if not iface.classifies or iface.role == "service":
-            continue
+    for iface in _classifying(ctx):
         router = ctx.router(iface.router)
         out.append(flow("nat_back", 10,
-                        match(metadata=router_match(router), eth_type=L.ETH_IP,
-                              **fields((L.IN_IFACE, iface.num))),
-                        [*classify_here(ctx, iface), Load.field(L.CT_ZONE, router.ct_zone),
+                        match(eth_type=L.ETH_IP, **fields((L.IN_IFACE, iface.num))),
+                        [Load.field(L.ROUTER, router.num), *classify_here(ctx, iface),
+                         Load.field(L.CT_ZONE, router.ct_zone),
                          Ct(False, L.CT_ZONE, "ct_result")],
                         cookie=L.cookie("interface", iface.num)))
     return out + [flow("nat_back", 0, (), cookie=L.PIPELINE_COOKIE)]

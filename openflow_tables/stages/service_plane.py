@@ -137,4 +137,5 @@ def service_plane_flows(ctx: Context) -> list:
     out = proxy_return_flows(ctx) + to_node_flows(ctx)
     for router in ctx.plane_routers:
         out += plane_ingress_flows(ctx, router) + forward_flows(ctx, router)
-    return out + [flow(t, 0, (), cookie=L.PIPELINE_COOKIE) for t in ("ingress", "sp_forward", "sp_to_node")]
+    return out + [flow(t, 0, (), cookie=L.PIPELINE_COOKIE)
+                  for t in ("ingress", "sp_forward", "sp_to_node")]

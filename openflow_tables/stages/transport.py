@@ -13,25 +13,24 @@ def _biw_flows(ctx: Context) -> list:
     """Forward leaves on side A and comes back on B; the reverse the other way.
 
     Frames carry the pair's MACs (A's as source toward B's, or back) so the
-    node's transparent bridge learns one MAC per side and never drops.
+    node's transparent bridge learns one MAC per side and never drops.  A child
+    router's decision for its parent's node carries the child in the source MAC
+    (tier_mac) instead, and comes back to the child (tier_return_flows).
     """
     out = []
-    for node in ctx.model.all("service-nodes"):
-        if node.transport != "biw":
-            continue
-        a, b = ctx.iface(node.interface_a), ctx.iface(node.interface_b)
-        if not (ctx.on_switch(a.router) and ctx.port(a) and ctx.port(b)):
-            continue
-        biw = (L.TRANSPORT, L.TRANSPORT_BIW)
-        out.append(flow("transport", 20,
-                        match(ct_state=(0, L.CT_RPL), **fields(biw, (L.FWD_DATA, node.num))),
-                        [SetField("eth_src", a.mac), SetField("eth_dst", b.mac),
-                         Output(ctx.port(a))], cookie=L.cookie("node_forward", node.num)))
-        rpl = (L.CT_RPL, L.CT_RPL)
-        out.append(flow("transport", 20,
-                        match(ct_state=rpl, **fields(biw, (L.REV_DATA, node.num))),
-                        [SetField("eth_src", b.mac), SetField("eth_dst", a.mac),
-                         Output(ctx.port(b))], cookie=L.cookie("node_reverse", node.num)))
+    for node, a, b in ctx.biw_nodes():
+        senders = [(20, {}, a.mac, b.mac)] + [
+            (25, {"metadata": router_match(child)}, L.tier_mac(child.num, False),
+             L.tier_mac(child.num, True)) for child in ctx.children(a.router)]
+        for priority, who, src_fwd, src_rev in senders:
+            for rpl, data, src, dst, port, way in (
+                    (0, L.FWD_DATA, src_fwd, b.mac, ctx.port(a), "node_forward"),
+                    (L.CT_RPL, L.REV_DATA, src_rev, a.mac, ctx.port(b), "node_reverse")):
+                out.append(flow("transport", priority,
+                                match(ct_state=(rpl, L.CT_RPL), **who,
+                                      **fields((L.TRANSPORT, L.TRANSPORT_BIW), (data, node.num))),
+                                [SetField("eth_src", src), SetField("eth_dst", dst),
+                                 Output(port)], cookie=L.cookie(way, node.num)))
     return out
 
 
@@ -45,7 +44,7 @@ def _chain_flows(ctx: Context) -> list:
     """
     out = []
     for router in ctx.routers:
-        svc = ctx.plane_interface(router)
+        svc = ctx.chain_interface(router)
         if svc is None:
             continue
         ways = ((0, L.TRANSPORT_CHAIN, (L.FWD_SPI, L.FWD_SI)),

@@ -526,49 +526,44 @@ def _nat_records(addr: str) -> list[str]:
             or f"dst={addr}" in line]
 
 
+def _through_nat_node(net, node, rule: str, hook: str, restored: str,
+                      dst: str = SERVER) -> str:
+    """A transfer to port 5201 (chain fw-ids-dpi, through cn3) with ``rule`` in cn3's
+    nftables ``hook``: the transfer completes and cn3's NAT rule saw its first packet.
+    The server's view of the client's address."""
+    chain = {"prerouting": "dstnat", "postrouting": "srcnat"}[hook]
+    _bridge_nat(node, f"""
+table ip si_nat {{
+    chain nat {{
+        type nat hook {hook} priority {chain}; policy accept;
+        {rule}
+    }}
+}}
+""", (restored,))
+    try:
+        res = run_transfer(net, pick_sport(net, 5201, "up1"), 5201, chunks=60,
+                           interval=0.02, dst=dst).wait(60)
+        assert res["result"] == "ok", res
+        assert "packets 1 " in edge.run(node, "nft", "list", "table", "ip", "si_nat")
+        (peer,) = [s["peer"][0] for s in res["server"] if s.get("event") == "done"]
+        return peer
+    finally:
+        _bridge_unnat(node, (restored,))
+
+
 def test_a_chain_node_that_snats_services_both_directions(controller, edge_net, cn3_nat):
     """cn3 rewrites the client's address: the proxy finds each returning frame's hop by
     its source MAC, the router records the rewritten connection, and the server's
     answers to the NAT address go back through cn3, which restores the client's."""
-    restored = (CLIENT,)
-    _bridge_nat(cn3_nat, f"""
-table ip si_nat {{
-    chain post {{
-        type nat hook postrouting priority srcnat; policy accept;
-        ip saddr {CLIENT} ip daddr {SERVER} tcp dport 5201 counter snat to {NAT_ADDR}
-    }}
-}}
-""", restored)
-    try:
-        res = run_transfer(edge_net, pick_sport(edge_net, 5201, "up1"), 5201,
-                           chunks=60, interval=0.02).wait(60)
-        assert res["result"] == "ok", res
-        assert [s["peer"][0] for s in res["server"] if s.get("event") == "done"] == [NAT_ADDR]
-        assert "packets 1 " in edge.run(cn3_nat, "nft", "list", "table", "ip", "si_nat")
-        assert _nat_records(NAT_ADDR), "the router records the connection cn3 sent on"
-    finally:
-        _bridge_unnat(cn3_nat, restored)
+    rule = f"ip saddr {CLIENT} ip daddr {SERVER} tcp dport 5201 counter snat to {NAT_ADDR}"
+    assert _through_nat_node(edge_net, cn3_nat, rule, "postrouting", CLIENT) == NAT_ADDR
+    assert _nat_records(NAT_ADDR), "the router records the connection cn3 sent on"
 
 
 def test_a_chain_node_that_dnats_services_both_directions(controller, edge_net, cn3_nat):
     """cn3 rewrites the destination (a VIP no host owns) to the server: the server's
     answers are sent back into the chain by the rewritten connection's record, and cn3
     gives them the VIP back before the client sees them."""
-    restored = (SERVER,)
-    _bridge_nat(cn3_nat, f"""
-table ip si_nat {{
-    chain pre {{
-        type nat hook prerouting priority dstnat; policy accept;
-        ip daddr {VIP} tcp dport 5201 counter dnat to {SERVER}
-    }}
-}}
-""", restored)
-    try:
-        res = run_transfer(edge_net, pick_sport(edge_net, 5201, "up1"), 5201,
-                           chunks=60, interval=0.02, dst=VIP).wait(60)
-        assert res["result"] == "ok", res
-        assert [s["peer"][0] for s in res["server"] if s.get("event") == "done"] == [CLIENT]
-        assert "packets 1 " in edge.run(cn3_nat, "nft", "list", "table", "ip", "si_nat")
-        assert _nat_records(VIP), "the router keeps the client's record, to the VIP"
-    finally:
-        _bridge_unnat(cn3_nat, restored)
+    rule = f"ip daddr {VIP} tcp dport 5201 counter dnat to {SERVER}"
+    assert _through_nat_node(edge_net, cn3_nat, rule, "prerouting", SERVER, VIP) == CLIENT
+    assert _nat_records(VIP), "the router keeps the client's record, to the VIP"

@@ -111,8 +111,25 @@ def test_tenants_reach_each_other_through_the_t0(controller, edge_net):
     classified at each tenant's uplink (a record in each tenant's zone; the t0's ends of
     its links are routed first, like downlinks)."""
     sport = 41900
-    res = run_transfer(edge_net, sport, 8080, chunks=20, interval=0.02, client="tsa",
+    res = run_transfer(edge_net, sport, 8081, chunks=20, interval=0.02, client="tsa",
                        server="tsb", dst=tenants.SERVER_B).wait(60)
     assert res["result"] == "ok", res
-    assert records(sport, 8080, zone(controller, "tenant-b"))
-    assert records(sport, 8080, zone(controller, "tenant-a"))
+    assert records(sport, 8081, zone(controller, "tenant-b"))
+    assert records(sport, 8081, zone(controller, "tenant-a"))
+
+
+@pytest.mark.parametrize("client, sport", [("cli", None), ("tsa", 41901)])
+def test_tenant_b_uses_the_t0s_ids_from_outside_and_from_tenant_a(controller, edge_net,
+                                                                   client, sport):
+    """FIG. 31 (from outside) and FIG. 30 (from tenant A): tenant B's rule sends port
+    8080 through the t0's IDS; the IDS sees both directions and tenant B gets the
+    packets back (the transfer completes; tenant B keeps the one record)."""
+    if sport is None:
+        sport = pick_sport(edge_net, 8080, "up1", tenants.SERVER_B)
+    ids0 = both_ways(edge_net, "bw")
+    res = run_transfer(edge_net, sport, 8080, chunks=30, interval=0.02, client=client,
+                       server="tsb", dst=tenants.SERVER_B).wait(60)
+    assert res["result"] == "ok", res
+    ids1 = both_ways(edge_net, "bw")
+    assert ids1[0] - ids0[0] >= 30 and ids1[1] - ids0[1] >= 15, (ids0, ids1)
+    assert len(records(sport, 8080, zone(controller, "tenant-b"))) == 1

@@ -122,7 +122,7 @@ def test_a_tenant_rule_holds_at_its_uplink_only(edge):
 def test_tenants_reach_each_other_through_the_t0(edge):
     """Tenant A's server to tenant B's: out of A by its uplink, across the t0, into B
     by B's uplink, where B's rules apply (telnet dropped, anything else delivered)."""
-    ok = edge.send("ta1", ipv4(SERVER_A, SERVER_B, sport=SPORT, dport=8080,
+    ok = edge.send("ta1", ipv4(SERVER_A, SERVER_B, sport=SPORT, dport=8081,
                                eth_src="02:00:00:00:20:0a", eth_dst=ROUTER_MAC["ta1"],
                                tcp_flags=SYN))
     assert edge.leaves(ok) == "tb1" and ok.outputs[0].headers["nw_ttl"] == 61
@@ -196,3 +196,76 @@ def test_a_rule_redirects_only_to_what_its_router_reaches(tmp_path):
             svc.replace_config(doc)
         assert (e.value.field.rsplit(".", 1)[-1], e.value.status) == ("policy", 422)
     assert svc.model.objects == before.objects
+
+
+def test_outside_to_tenant_b_uses_the_t0s_ids_and_comes_back_to_tenant_b(edge):
+    """FIG. 31: tenant B's rule sends port 8080 to the t0's IDS; the frame carries tenant B
+    in its source MAC, so what the node hands back is routed on by tenant B (not the t0,
+    whose route would send it into tenant B again), both ways."""
+    svc = edge.svc
+    first = edge.send("up1", from_client("up1", SERVER_B, 8080, SYN))
+    assert edge.leaves(first) == "bwa", first.describe(NAMES)
+    b = svc.find("routers", "tenant-b")
+    assert first.outputs[0].headers["eth_src"] == L.tier_mac(b.num, False)
+    home = edge.through_biw(first, "bwa", "bwb")
+    assert edge.leaves(home) == "tb1" and "cross" not in home.tables()
+    reply = edge.send("tb1", ipv4(SERVER_B, CLIENT, sport=8080, dport=SPORT,
+                                  eth_src="02:00:00:00:30:0a", eth_dst=ROUTER_MAC["tb1"],
+                                  tcp_flags=SYN_ACK))
+    assert edge.leaves(reply) == "bwb"
+    assert reply.outputs[0].headers["eth_src"] == L.tier_mac(b.num, True)
+    out = edge.through_biw(reply, "bwa", "bwb")
+    assert edge.leaves(out) == "up1" and out.outputs[0].headers["ipv4_dst"] == CLIENT
+    assert edge.zones() == {zone_of(svc, "t0"): 1, zone_of(svc, "tenant-b"): 1}
+
+
+def test_tenant_a_to_tenant_b_uses_the_t0s_ids_at_tenant_bs_uplink(edge):
+    """FIG. 30: from tenant A's server, across the t0, classified at tenant B's uplink,
+    through the t0's IDS, delivered by tenant B."""
+    syn = edge.send("ta1", ipv4(SERVER_A, SERVER_B, sport=SPORT, dport=8080,
+                                eth_src="02:00:00:00:20:0a", eth_dst=ROUTER_MAC["ta1"],
+                                tcp_flags=SYN))
+    assert edge.leaves(syn) == "bwa", syn.describe(NAMES)
+    home = edge.through_biw(syn, "bwa", "bwb")
+    assert edge.leaves(home) == "tb1" and home.outputs[0].headers["ipv4_src"] == SERVER_A
+
+
+def test_a_tenant_rule_may_use_a_chain_of_its_parents_service_plane(tmp_path):
+    """A t1 without a service plane of its own redirects to its parent's chain: NSH with
+    C2 naming the t1's uplink, and the end of the path hands the packet to the t1."""
+    from tests.unit.test_end_to_end import PLANE_PORTS, walk_chain
+    doc = yaml.safe_load(resources.files("ryu_si").joinpath(
+        "examples/three_transports.yaml").read_text())
+    doc["routers"].append({"name": "t1", "tier": "t1", "parent": "edge", "dpid": 1})
+    doc["interfaces"] += [
+        {"name": "e-t1", "router": "edge", "role": "router_link", "mac": "02:00:00:00:70:01"},
+        {"name": "t1-up", "router": "t1", "role": "router_link", "peer": "e-t1",
+         "mac": "02:00:00:00:71:01"},
+        {"name": "t1-down", "router": "t1", "port": "t1d", "role": "downlink",
+         "ip": "10.40.0.1/24", "mac": "02:00:00:00:72:01"}]
+    doc["neighbors"].append({"name": "t1-srv", "ip": "10.40.0.10", "mac": "02:00:00:00:72:0a",
+                             "interface": "t1-down"})
+    doc["rules"].append({"name": "t1-deep", "router": "t1", "priority": 100,
+                         "action": "redirect", "policy": "deep",
+                         "match": {"ip_proto": "tcp", "tp_dst": 5300}, "applied_to": ["t1-up"]})
+    svc = Service(Store(str(tmp_path / "si.sqlite")))
+    svc.replace_config(doc)
+    ports = {"up1": 1, "up2": 2, "down1": 3, "bwa": 4, "bwb": 5, "svc": 6, "vti1": 7,
+             "vti2": 8, "bw2a": 9, "bw2b": 10, "t1d": 11}
+    names = {no: name for name, no in ports.items()}
+
+    class _Edge:
+        dp = Datapath()
+
+    e = _Edge()
+    e.dp.load(1, svc.pipeline(1, ports))
+    e.dp.load(2, svc.pipeline(2, PLANE_PORTS))
+    out = e.dp.send(1, 1, ipv4(CLIENT, "10.40.0.10", sport=SPORT, dport=5300,
+                               eth_src=GATEWAY["up1"], eth_dst=ROUTER_MAC["up1"], tcp_flags=SYN))
+    (sent,) = out.outputs
+    assert names[sent.port] == "svc" and sent.headers["nsh_c2"] == svc.find(
+        "interfaces", "t1-up").num, out.describe(names)
+    _hops, back = walk_chain(e, sent)
+    home = e.dp.send(1, 6, back.headers, back.inner)
+    assert [names[o.port] for o in home.outputs] == ["t1d"], home.describe(names)
+    assert "resume" in home.tables()
