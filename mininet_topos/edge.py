@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -214,6 +215,45 @@ table bridge {NFT_TABLE} {{
             run(self, "sysctl", "-qw", f"net.bridge.bridge-nf-call-{family}=0", check=False)
         run(self, "nft", "-f", "-", stdin=self.ruleset())
         return result
+
+    NAT_NEIGHBOR_MAC = "02:00:00:00:99:99"
+
+    def start_nat(self, rules: str, hook: str, restored: tuple[str, ...]) -> None:
+        """Make the bridge a NAT: bridged IPv4 goes through nftables (br_netfilter),
+        ``rules`` in a nat chain at ``hook`` (table ip si_nat).  A packet whose
+        destination the NAT changes is bridged toward a neighbour the bridge resolves: a
+        static one for each address in ``restored`` (the router ignores the destination
+        MAC of what a node returns), on a route through the bridge."""
+        priority = {"prerouting": "dstnat", "postrouting": "srcnat"}[hook]
+        for key, value in (("net.bridge.bridge-nf-call-iptables", 1),
+                           ("net.ipv4.ip_forward", 1), ("net.ipv4.conf.all.rp_filter", 0),
+                           ("net.ipv4.conf.br0.rp_filter", 0)):
+            run(self, "sysctl", "-qw", f"{key}={value}")
+        for ip in restored:
+            run(self, "ip", "route", "replace", f"{ip}/32", "dev", "br0")
+            run(self, "ip", "neigh", "replace", ip, "lladdr", self.NAT_NEIGHBOR_MAC,
+                "dev", "br0", "nud", "permanent")
+        run(self, "nft", "-f", "-", stdin=f"""
+table ip si_nat {{
+    chain nat {{
+        type nat hook {hook} priority {priority}; policy accept;
+        {rules}
+    }}
+}}
+""")
+
+    def stop_nat(self, restored: tuple[str, ...]) -> None:
+        run(self, "nft", "delete", "table", "ip", "si_nat", check=False)
+        for ip in restored:
+            run(self, "ip", "route", "del", f"{ip}/32", "dev", "br0", check=False)
+            run(self, "ip", "neigh", "del", ip, "dev", "br0", check=False)
+        run(self, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+
+    def nat_first_packets(self) -> int:
+        """Packets the NAT rules counted: each connection's first (nat chains see no
+        other)."""
+        out = run(self, "nft", "list", "table", "ip", "si_nat")
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
 
 
 class EdgeSwitch(OVSSwitch):

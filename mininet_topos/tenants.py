@@ -1,17 +1,19 @@
 """A provider router and two tenants' routers on one bridge (ryu_si/examples/tenants.yaml).
 
     cli --- ext ==(up1, up2: ECMP)== [ edge: t0 ]---link---[ tenant-a ] --- ta1 --- tsa
-                                       |    |        \\             |   |
-                                      bwa  bwb        link          fwa fwb
-                                       |    |          \\            |   |
-                                      bw (the t0's IDS) [ tenant-b ] tfw (tenant A's firewall)
-                                                           |
-                                                          tb1 --- tsb
+                                       |    |        \\          | |  | |   \\-- ta2 --- tsa2
+                                      bwa  bwb        link     fwa fwb lba lbb
+                                       |    |          \\        | |   | |
+                                      bw (the t0's IDS) |      tfw     lb (tenant A's
+                                                        |   (firewall)   load balancer)
+                                                   [ tenant-b ] --- tb1 --- tsb
 
 The three routers share the bridge ``edge``: the links between them have no port (the
-datapath crosses them).  tsa is tenant A's server (10.20.0.10), tsb tenant B's
-(10.30.0.10); ext routes both tenants' prefixes over the two uplinks (ECMP, with the
-per-uplink tables that pin one connection, as in edge.py).
+datapath crosses them).  tsa and tsa2 are tenant A's servers (10.20.0.10, 10.21.0.10: the
+load balancer's pool behind the VIP 10.20.0.100), tsb tenant B's (10.30.0.10); ext
+routes the tenants' prefixes over the two uplinks (ECMP, with the per-uplink tables that
+pin one connection, as in edge.py).  lb is a transparent bridge that can NAT
+(edge.BiwNode.start_nat).
 
 Command line (hosts and switches configure themselves, as in edge.py):
     PYTHONPATH=. mn --custom mininet_topos/tenants.py --topo tenants \\
@@ -27,9 +29,10 @@ from mininet.topo import Topo
 from mininet_topos import edge
 from mininet_topos.edge import SwitchPort, run
 
-TENANT_NETS = {"tsa": "10.20.0.0/24", "tsb": "10.30.0.0/24"}
-SERVER_A, SERVER_B = "10.20.0.10", "10.30.0.10"
-TENANT_FW = "tfw"
+TENANT_NETS = {"tsa": "10.20.0.0/24", "tsa2": "10.21.0.0/24", "tsb": "10.30.0.0/24"}
+SERVER_A, SERVER_A2, SERVER_B = "10.20.0.10", "10.21.0.10", "10.30.0.10"
+VIP, VIP_PORT = "10.20.0.100", 8443
+TENANT_FW, LB = "tfw", "lb"
 PORTS = (
     edge.PORT["up1"], edge.PORT["up2"],
     SwitchPort("ta1", 3, "tsa", "tsa-eth0", f"{SERVER_A}/24", "02:00:00:00:20:0a",
@@ -41,8 +44,12 @@ PORTS = (
                None, "02:00:00:00:a1:01"),
     SwitchPort("fwb", 8, TENANT_FW, f"{TENANT_FW}-b", None, "02:00:00:00:b1:02",
                None, "02:00:00:00:b1:01"),
+    SwitchPort("lba", 9, LB, f"{LB}-a", None, "02:00:00:00:a3:02", None, "02:00:00:00:a3:01"),
+    SwitchPort("lbb", 10, LB, f"{LB}-b", None, "02:00:00:00:b3:02", None, "02:00:00:00:b3:01"),
+    SwitchPort("ta2", 11, "tsa2", "tsa2-eth0", f"{SERVER_A2}/24", "02:00:00:00:21:0a",
+               "10.21.0.1", "02:00:00:00:21:01"),
 )
-HOSTS = ("ext", "cli", "tsa", "tsb", "bw", TENANT_FW)
+HOSTS = ("ext", "cli", "tsa", "tsa2", "tsb", "bw", TENANT_FW, LB)
 FOOTPRINT = edge.Footprint(
     HOSTS, frozenset([p.intf for p in PORTS] + [i for _h, i, _ip, _mac in edge.CLI_LINK]),
     (edge.BRIDGE,), tuple(p.port for p in PORTS))
@@ -72,10 +79,10 @@ class TenantsTopo(Topo):
     def build(self, **_opts) -> None:
         self.addSwitch(edge.BRIDGE, cls=edge.EdgeSwitch, dpid=edge.DPID)
         self.addHost("ext", cls=TenantsExt, ip=None, mac=None)
-        for host, port in (("tsa", "ta1"), ("tsb", "tb1")):
+        for host, port in (("tsa", "ta1"), ("tsa2", "ta2"), ("tsb", "tb1")):
             gw = next(p.router_ip for p in PORTS if p.port == port)
             self.addHost(host, cls=edge.EdgeHost, ip=None, mac=None, defaultRoute=f"via {gw}")
-        for node in ("bw", TENANT_FW):
+        for node in ("bw", TENANT_FW, LB):
             self.addHost(node, cls=edge.BiwNode, ip=None, mac=None)
         self.addHost("cli", cls=edge.EdgeHost, ip=None, mac=None,
                      defaultRoute="via 198.51.100.1")

@@ -77,7 +77,10 @@ class Context:
                               if r.service_plane_dpid == self.dpid]
         self._router_ids = {r.id for r in self.routers}
         self._classes: dict[str, dict[tuple[int, str | None], int]] = {}
-        self._l2: dict[str, frozenset[str]] = {}
+        self._l2: dict[str, frozenset[str]] | None = None
+        self._interfaces: list[m.Interface] | None = None
+        self._link_ends: dict[str, m.Interface] = {
+            i.peer: i for i in self.model.all("interfaces") if i.peer is not None}
 
     def on_switch(self, router_id: str) -> bool:
         return router_id in self._router_ids
@@ -91,8 +94,10 @@ class Context:
     def interfaces(self) -> list[m.Interface]:
         """Interfaces of this switch's routers whose port exists on the switch, and the
         links between them (no port)."""
-        return sorted((i for i in self.model.all("interfaces") if self.present(i)),
-                      key=lambda i: i.num)
+        if self._interfaces is None:
+            self._interfaces = sorted((i for i in self.model.all("interfaces")
+                                       if self.present(i)), key=lambda i: i.num)
+        return self._interfaces
 
     def present(self, iface: m.Interface) -> bool:
         if not self.on_switch(iface.router):
@@ -105,7 +110,7 @@ class Context:
         """The other end of a router link (a t1's end names it; the parent's end is named)."""
         if iface.peer is not None:
             return self.model.get("interfaces", iface.peer)
-        return next((i for i in self.model.all("interfaces") if i.peer == iface.id), None)
+        return self._link_ends.get(iface.id)
 
     def link_routes(self) -> list[tuple[m.Interface, str]]:
         """Routes a link gives (egress interface, prefix): a parent reaches each of its
@@ -166,9 +171,10 @@ class Context:
         return cached
 
     def class_key(self, iface: m.Interface) -> tuple[int, str | None]:
-        l2 = self._l2.get(iface.router)
-        if l2 is None:
-            l2 = self._l2[iface.router] = m.l2_interfaces(self.model, iface.router)
+        if self._l2 is None:
+            self._l2 = {router: m.l2_interfaces(rules)
+                        for router, rules in m.rules_by_router(self.model).items()}
+        l2 = self._l2.get(iface.router, frozenset())
         return self.iface_bits(iface), iface.id if iface.id in l2 else None
 
     def iface_class(self, iface: m.Interface) -> int:
@@ -238,8 +244,10 @@ class Context:
         """A path through a node that may rewrite addresses or ports."""
         return any(self.node(h).nat for h in hops)
 
-    def any_nat_path(self) -> bool:
-        return any(self.through_nat(hops) for _spi, hops, _way in self.nsh_paths())
+    def any_nat(self) -> bool:
+        """A path through a NAT node, or a biw node that NATs, on this switch."""
+        return (any(n.nat for n, _a, _b in self.biw_nodes())
+                or any(self.through_nat(hops) for _spi, hops, _way in self.nsh_paths()))
 
     def nsh_paths(self) -> list[tuple[int, tuple[str, ...], str | None]]:
         """(SPI, hops, direction) of every way through the service plane: each direction

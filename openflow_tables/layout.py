@@ -293,6 +293,13 @@ def tier_mac(router_num: int, reply: bool) -> str:
     return mac_text(TIER_MAC_OUI << 32 | int(reply) << 16 | router_num)
 
 
+# A NAT leg's reply handed to a bump-in-the-wire node that NATs: the interface the reply
+# entered by rides in the source MAC (the node restores the client's addresses, and the
+# router checks the reply there, as C2 says for a chain).  02:5e:00:01 : interface.
+NAT_RETURN_MAC = "02:5e:00:01:00:00"
+NAT_RETURN_MASK = "ff:ff:ff:ff:00:00"
+
+
 def mac_text(value: int) -> str:
     return ":".join(f"{(value >> (8 * k)) & 0xFF:02x}" for k in reversed(range(6)))
 
@@ -430,8 +437,8 @@ TABLES: tuple[Table, ...] = (
           bridges=BRIDGES,
           match=("in_port", "eth_type", "eth_dst", "eth_src", *NSH_PATH),
           sets=(ROUTER, IN_IFACE, CT_ZONE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_NAT_BACK,
-                SI_IFACE, SI_CLASS, *APPLIED_TO, TRANSPORT, REV_DATA, SP_CONTEXT, "nsh_spi",
-                "nsh_si", NSH_IFACE)),
+                SI_IFACE, SI_CLASS, *APPLIED_TO, TRANSPORT, FWD_DATA, REV_DATA, SP_CONTEXT,
+                "nsh_spi", "nsh_si", NSH_IFACE)),
     Table(1, "arp",
           "Answer ARP requests for the router's own interface addresses in the "
           "datapath; send ARP replies addressed to the router to the controller "
@@ -595,7 +602,8 @@ TABLES: tuple[Table, ...] = (
           "a tuple the router has never seen is the connection as the node sent it on; "
           "it is recorded (its replies go back through the node, ct_result) and routed.",
           ("routing", "nat_leg"), bridges=ON_ROUTER,
-          match=("eth_type", "ct_state", IN_IFACE), sets=(ROUTER, CT_ZONE, CT_LABEL_DECISION)),
+          match=("eth_type", "ct_state", IN_IFACE, "ip_proto", "ipv4_dst", "udp_dst"),
+          sets=(ROUTER, CT_ZONE, CT_LABEL_DECISION)),
     Table(23, "nat_back",
           "End of the reverse path through a NAT node: the node has restored the "
           "addresses the router recorded, so the packet is checked as if it had just "

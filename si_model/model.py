@@ -190,11 +190,20 @@ REFERENCES: dict[str, dict[str, str]] = {
 L2_MATCH_FIELDS = ("eth_src", "eth_dst")
 
 
-def l2_interfaces(model: "Model", router_id: str) -> frozenset[str]:
-    """Interfaces of the router where a rule matches Ethernet addresses: a connection's
-    frame differs from one such interface to another."""
-    return frozenset(i for r in model.rules_of(router_id)
+def l2_interfaces(rules: list["Rule"]) -> frozenset[str]:
+    """Interfaces where one of a router's ``rules`` matches Ethernet addresses: a
+    connection's frame differs from one such interface to another."""
+    return frozenset(i for r in rules
                      if any(f in r.match for f in L2_MATCH_FIELDS) for i in r.applied_to)
+
+
+def rules_by_router(model: "Model") -> dict[str, list["Rule"]]:
+    """Every router's rules, in one pass (a loop over routers calling rules_of is
+    routers x rules)."""
+    out: dict[str, list[Rule]] = {}
+    for r in model.objects["rules"].values():
+        out.setdefault(r.router, []).append(r)
+    return out
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

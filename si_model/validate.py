@@ -397,22 +397,23 @@ def check_model(model: m.Model) -> None:
         _check_policy(model, p)
     for rule in model.all("rules"):
         _check_rule(model, rule)
+    rules = m.rules_by_router(model)
     for r in model.all("routers"):
-        _check_capacity(model, r)
+        _check_capacity(model, r, rules.get(r.id, []))
 
 
-def _check_capacity(model: m.Model, r: m.Router) -> None:
+def _check_capacity(model: m.Model, r: m.Router, rules: list[m.Rule]) -> None:
     """The datapath's per-router limits, refused as a 409 naming the limit (a model
     past them cannot be compiled).  Each distinct applied_to set takes one of
     MAX_APPLIED_TO_SETS register bits; each distinct membership of a classifying
     interface in those sets (its interface class) one of MAX_INTERFACE_CLASSES values of
     the ct_mark class field.  The compiler refuses the same models; this names the field."""
-    sets = {frozenset(x.applied_to) for x in model.rules_of(r.id)}
+    sets = {frozenset(x.applied_to) for x in rules}
     if len(sets) > m.MAX_APPLIED_TO_SETS:
         raise ValidationError("applied_to", f"router {r.name!r} would have {len(sets)} "
                               f"distinct applied_to sets; the limit is {m.MAX_APPLIED_TO_SETS} per "
                               f"router (rules with the same applied_to share one)", 409)
-    l2 = m.l2_interfaces(model, r.id)
+    l2 = m.l2_interfaces(rules)
     classes = {(frozenset(s for s in sets if i.id in s), i.id if i.id in l2 else None)
                for i in model.interfaces_of(r.id) if i.classifies}
     if len(classes) > m.MAX_INTERFACE_CLASSES:
@@ -506,7 +507,7 @@ TRANSPORT_FIELDS = {"biw": ("interface_a", "interface_b"), "l3": ("interface", "
 TRANSPORT_ONLY: dict[str, tuple[str, ...]] = {
     "interface_a": ("biw",), "interface_b": ("biw",), "interface": ("l3",),
     "next_hop": ("l3",), "port": ("chain",), "port_b": ("chain",), "nsh_aware": ("chain",),
-    "host": ("chain",), "nat": ("l3", "chain")}
+    "host": ("chain",)}
 
 
 def upgrade_stored(kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -609,7 +610,8 @@ def _check_rule(model: m.Model, rule: m.Rule) -> None:
 def _check_reachable(model: m.Model, rule: m.Rule, p: m.Policy) -> None:
     """A rule redirects only to what its router reaches: biw nodes on its own or its
     parent's interfaces (a t1 using a service the t0 offers, FIG. 28-31), L3 nodes behind
-    its own VTIs, a chain by its own service plane or its parent's."""
+    its own VTIs (and biw nodes that NAT on its own interfaces), a chain by its own
+    service plane or its parent's."""
     router = model.get("routers", rule.router)
     reach = [router.id] + ([router.parent] if router.parent else [])
     if p.chain is not None:
@@ -622,8 +624,9 @@ def _check_reachable(model: m.Model, rule: m.Rule, p: m.Policy) -> None:
             (n, True) for n in p.l3_nodes or []]:
         node = model.get("service-nodes", node_id)
         at = model.get("interfaces", node.interface_a or node.interface).router
-        if at not in (reach[:1] if own else reach):
-            where = "its own router" if own else "its router or its parent"
+        if at not in (reach[:1] if own or node.nat else reach):
+            where = ("its own router" if own or node.nat
+                     else "its router or its parent")
             raise ValidationError("policy", f"node {node.name!r} of policy {p.name!r} is "
                                   f"attached to router {model.get('routers', at).name!r}: a "
                                   f"rule of {router.name!r} reaches {node.transport} nodes of "

@@ -88,6 +88,7 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
         elif way == "forward" and ctx.through_nat(hops):
             path = ctx.path_by_spi(spi)
             back += [Load.field(L.TRANSPORT, L.TRANSPORT_NAT_LEG),
+                     Load.field(L.FWD_DATA, L.TRANSPORT_CHAIN),
                      Load.field(L.REV_DATA, L.path_header(path.reverse_spi, L.NSH_FIRST_SI)),
                      Resubmit("nat_leg")]
         else:

@@ -1,4 +1,5 @@
-"""nat_leg and nat_back: the two ends of a path through a node that rewrites addresses.
+"""nat_leg and nat_back: the two ends of a path through a node that rewrites addresses
+(a chain's path, or a bump-in-the-wire node's two sides).
 
 The router classifies a connection as the client made it (its record, made at
 classification).  A NAT node sends it on with other addresses: a tuple the router
@@ -15,17 +16,22 @@ from __future__ import annotations
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context
-from openflow_tables.flow import Ct, Load, Move, Resubmit, fields, flow, match
+from openflow_tables.flow import Ct, Load, Move, Output, Resubmit, SetField, fields, flow, match
 from openflow_tables.stages.ingress import classify_here
 
-# The NAT leg's record holds the transport word (reg7) and the reverse data (reg5).
+# The NAT leg's record holds the transport word (reg7), the transport of the node
+# (forward data: TRANSPORT_CHAIN or TRANSPORT_BIW) and the way back (reverse data: the
+# path's reverse SPI, or the biw node's number).
 _NAT_LEG_STAMP = tuple(Move(reg, "ct_label", 0, L.CT_LABEL_OFFSETS[reg], 32)
-                       for reg in (L.TRANSPORT.register, L.REV_DATA.register))
+                       for reg in (L.TRANSPORT.register, L.FWD_DATA.register,
+                                   L.REV_DATA.register))
 
 
 def nat_flows(ctx: Context) -> list:
     """Both tables, on a router bridge where a path goes through a NAT node."""
-    return nat_leg_flows(ctx) + nat_back_flows(ctx) if ctx.any_nat_path() else []
+    if not ctx.any_nat():
+        return []
+    return nat_leg_flows(ctx) + nat_back_flows(ctx) + biw_nat_flows(ctx)
 
 
 def _classifying(ctx: Context) -> list:
@@ -46,7 +52,13 @@ def nat_leg_flows(ctx: Context) -> list:
                                              **fields((L.IN_IFACE, i.num))),
                         [Load.field(L.ROUTER, router.num), Load.field(L.CT_ZONE, router.ct_zone),
                          Ct(False, L.CT_ZONE, "nat_leg")], cookie=L.cookie("interface", i.num)))
+    probe = match(eth_type=L.ETH_IP, ip_proto=17, ipv4_dst=L.PROBE_DST, udp_dst=L.PROBE_PORT)
     return out + [
+        # A biw node's liveness probe is no connection to record.
+        flow("nat_leg", 40, probe, [Resubmit("routing")], cookie=L.PIPELINE_COOKIE),
+        # Back from a biw node: the router and zone are loaded already.
+        flow("nat_leg", 25, match(ct_state=(0, trk), **ip), [Ct(False, L.CT_ZONE, "nat_leg")],
+             cookie=L.PIPELINE_COOKIE),
         flow("nat_leg", 20, match(ct_state=(trk | inv, trk | inv), **ip),
              cookie=L.PIPELINE_COOKIE),
         flow("nat_leg", 10, match(ct_state=(trk | new, trk | new | inv), **ip),
@@ -70,3 +82,42 @@ def nat_back_flows(ctx: Context) -> list:
                          Ct(False, L.CT_ZONE, "ct_result")],
                         cookie=L.cookie("interface", iface.num)))
     return out + [flow("nat_back", 0, (), cookie=L.PIPELINE_COOKIE)]
+
+
+def biw_nat_flows(ctx: Context) -> list:
+    """A bump-in-the-wire node that NATs: what it returns on side B is the forward
+    direction (nat_leg records a rewritten tuple); a NAT leg's reply goes out side B with
+    the interface it entered by in its source MAC (NAT_RETURN_MAC), and comes back on
+    side A restored, to be checked there (nat_back), then routed (transport)."""
+    out = []
+    for node, a, b in ctx.biw_nodes():
+        if not node.nat:
+            continue
+        router = ctx.router(b.router)
+        ck = L.cookie("service_node", node.num)
+        out.append(flow("ingress", 92, match(in_port=ctx.port(b), eth_type=L.ETH_IP),
+                        [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, b.num),
+                         Load.field(L.CT_ZONE, router.ct_zone), Load.field(L.FLAGS_SERVICED, 1),
+                         Load.field(L.TRANSPORT, L.TRANSPORT_NAT_LEG),
+                         Load.field(L.FWD_DATA, L.TRANSPORT_BIW),
+                         Load.field(L.REV_DATA, node.num), Resubmit("nat_leg")], cookie=ck))
+        out.append(flow("ingress", 95, match(in_port=ctx.port(a), eth_type=L.ETH_IP,
+                                             eth_src=(L.NAT_RETURN_MAC, L.NAT_RETURN_MASK)),
+                        [Move("eth_src", L.IN_IFACE.register, 0, L.IN_IFACE.ofs,
+                              L.IN_IFACE.nbits),
+                         Load.field(L.FLAGS_SERVICED, 1), Load.field(L.FLAGS_SI_DONE, 1),
+                         Load.field(L.FLAGS_NAT_BACK, 1), Resubmit("nat_back")], cookie=ck))
+        rpl = (L.CT_RPL, L.CT_RPL)
+        out.append(flow("transport", 20,
+                        match(ct_state=rpl, **fields((L.TRANSPORT, L.TRANSPORT_NAT_LEG),
+                                                     (L.FWD_DATA, L.TRANSPORT_BIW),
+                                                     (L.REV_DATA, node.num))),
+                        [SetField("eth_src", L.NAT_RETURN_MAC),
+                         Move.field(L.SI_IFACE, "eth_src", 0), SetField("eth_dst", a.mac),
+                         Output(ctx.port(b))], cookie=L.cookie("node_reverse", node.num)))
+        out.append(flow("transport", 30,
+                        match(ct_state=rpl, **fields((L.TRANSPORT, L.TRANSPORT_BIW),
+                                                     (L.FLAGS_NAT_BACK, 1),
+                                                     (L.REV_DATA, node.num))),
+                        goto="routing", cookie=ck))
+    return out

@@ -47,13 +47,15 @@ def _chain_flows(ctx: Context) -> list:
         svc = ctx.chain_interface(router)
         if svc is None:
             continue
-        ways = ((0, L.TRANSPORT_CHAIN, (L.FWD_SPI, L.FWD_SI)),
-                (L.CT_RPL, L.TRANSPORT_CHAIN, (L.REV_SPI, L.REV_SI)),
-                (L.CT_RPL, L.TRANSPORT_NAT_LEG, (L.REV_SPI, L.REV_SI)))
-        for rpl, code, (spi, si) in ways:
+        chain = (L.TRANSPORT, L.TRANSPORT_CHAIN)
+        ways = ((0, (chain,), (L.FWD_SPI, L.FWD_SI)),
+                (L.CT_RPL, (chain,), (L.REV_SPI, L.REV_SI)),
+                (L.CT_RPL, ((L.TRANSPORT, L.TRANSPORT_NAT_LEG), (L.FWD_DATA, L.TRANSPORT_CHAIN)),
+                 (L.REV_SPI, L.REV_SI)))
+        for rpl, decision, (spi, si) in ways:
             out.append(flow("transport", 20,
                             match(metadata=router_match(router), ct_state=(rpl, L.CT_RPL),
-                                  **fields((L.TRANSPORT, code))),
+                                  **fields(*decision)),
                             [EncapNsh(), Move.field(spi, "nsh_spi"), Move.field(si, "nsh_si"),
                              Move.field(L.SI_IFACE, L.NSH_IFACE.register, L.NSH_IFACE.ofs),
                              EncapEthernet(),

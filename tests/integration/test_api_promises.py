@@ -487,30 +487,6 @@ def test_a_path_taken_down_by_the_operator_drains_its_open_connection(controller
 # --- a chain node that NATs ----------------------------------------------------------
 NAT_ADDR = "198.51.100.200"     # in the clients' prefix: the router routes it out uplink1
 VIP = "10.10.0.99"              # an address in the servers' prefix that no host owns
-STATIC_MAC = "02:00:00:00:99:99"
-
-
-def _bridge_nat(host, ruleset: str, restored: tuple[str, ...]) -> None:
-    """Turn a chain node's transparent bridge into a NAT: bridged IPv4 goes through
-    nftables (br_netfilter), and a packet whose destination the NAT changes is bridged
-    toward a neighbour the bridge resolves: a static one (the proxy never reads the
-    destination MAC), on a route through the bridge."""
-    for key, value in (("net.bridge.bridge-nf-call-iptables", 1), ("net.ipv4.ip_forward", 1),
-                       ("net.ipv4.conf.all.rp_filter", 0), ("net.ipv4.conf.br0.rp_filter", 0)):
-        edge.run(host, "sysctl", "-qw", f"{key}={value}")
-    for ip in restored:
-        edge.run(host, "ip", "route", "replace", f"{ip}/32", "dev", "br0")
-        edge.run(host, "ip", "neigh", "replace", ip, "lladdr", STATIC_MAC, "dev", "br0",
-                 "nud", "permanent")
-    edge.run(host, "nft", "-f", "-", stdin=ruleset)
-
-
-def _bridge_unnat(host, restored: tuple[str, ...]) -> None:
-    edge.run(host, "nft", "delete", "table", "ip", "si_nat", check=False)
-    for ip in restored:
-        edge.run(host, "ip", "route", "del", f"{ip}/32", "dev", "br0", check=False)
-        edge.run(host, "ip", "neigh", "del", ip, "dev", "br0", check=False)
-    edge.run(host, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
 
 
 @pytest.fixture
@@ -531,24 +507,16 @@ def _through_nat_node(net, node, rule: str, hook: str, restored: str,
     """A transfer to port 5201 (chain fw-ids-dpi, through cn3) with ``rule`` in cn3's
     nftables ``hook``: the transfer completes and cn3's NAT rule saw its first packet.
     The server's view of the client's address."""
-    chain = {"prerouting": "dstnat", "postrouting": "srcnat"}[hook]
-    _bridge_nat(node, f"""
-table ip si_nat {{
-    chain nat {{
-        type nat hook {hook} priority {chain}; policy accept;
-        {rule}
-    }}
-}}
-""", (restored,))
+    node.start_nat(rule, hook, (restored,))
     try:
         res = run_transfer(net, pick_sport(net, 5201, "up1"), 5201, chunks=60,
                            interval=0.02, dst=dst).wait(60)
         assert res["result"] == "ok", res
-        assert "packets 1 " in edge.run(node, "nft", "list", "table", "ip", "si_nat")
+        assert node.nat_first_packets() == 1
         (peer,) = [s["peer"][0] for s in res["server"] if s.get("event") == "done"]
         return peer
     finally:
-        _bridge_unnat(node, (restored,))
+        node.stop_nat((restored,))
 
 
 def test_a_chain_node_that_snats_services_both_directions(controller, edge_net, cn3_nat):

@@ -7,7 +7,9 @@ Each router keeps its record in its own conntrack zone.
 """
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
 from importlib import resources
 from pathlib import Path
@@ -133,3 +135,79 @@ def test_tenant_b_uses_the_t0s_ids_from_outside_and_from_tenant_a(controller, ed
     ids1 = both_ways(edge_net, "bw")
     assert ids1[0] - ids0[0] >= 30 and ids1[1] - ids0[1] >= 15, (ids0, ids1)
     assert len(records(sport, 8080, zone(controller, "tenant-b"))) == 1
+
+
+LB_RULE = (f"ip daddr {tenants.VIP} tcp dport {tenants.VIP_PORT} counter dnat to numgen inc "
+           f"mod 2 map {{ 0 : {tenants.SERVER_A}, 1 : {tenants.SERVER_A2} }}")
+POOL = (tenants.SERVER_A, tenants.SERVER_A2)
+
+
+@pytest.fixture
+def load_balancer(edge_net):
+    lb = edge_net[tenants.LB]
+    lb.start_nat(LB_RULE, "prerouting", POOL)
+    servers = {h: edge_net[h].popen([harness.HOST_PYTHON, str(harness.TRAFFIC), "server",
+                                     "--port", str(tenants.VIP_PORT)],
+                                    stdout=subprocess.PIPE, text=True)
+               for h in ("tsa", "tsa2")}
+    try:
+        for proc in servers.values():
+            assert '"listening"' in proc.stdout.readline()
+        yield lb, servers
+    finally:
+        for proc in servers.values():
+            proc.kill()
+            proc.wait()
+        lb.stop_nat(POOL)
+
+
+def burst(net, count: int, first_sport: int) -> dict:
+    out = net["cli"].cmd(harness.HOST_PYTHON, str(harness.TRAFFIC), "burst", "--dst",
+                         tenants.VIP, "--port", str(tenants.VIP_PORT), "--count", str(count),
+                         "--first-sport", str(first_sport))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def lb_up(ctl) -> bool:
+    return ctl.rest("GET", "liveness")[1]["nodes"][tenants.LB]["up"]
+
+
+def wait_until(check, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.1)
+
+
+def test_a_load_balancer_holds_the_vip_and_gets_the_servers_replies_back(
+        controller, edge_net, load_balancer):
+    """FIG. 32: 20 connections to the VIP spread over the two servers; each server sees
+    the client's own address, and the client completes every connection with the VIP
+    (a reply from a server's own address would be reset by its TCP)."""
+    lb, servers = load_balancer
+    result = burst(edge_net, 20, 41500)
+    assert result["ok"] == 20, result
+    assert lb.nat_first_packets() == 20
+    for proc in servers.values():
+        proc.kill()
+    peers = {h: [json.loads(line)["peer"][0] for line in proc.stdout
+                 if '"done"' in line] for h, proc in servers.items()}
+    assert {h: len(p) for h, p in peers.items()} == {"tsa": 10, "tsa2": 10}, peers
+    assert {p for ps in peers.values() for p in ps} == {edge.CLI_IP}
+
+
+def test_the_load_balancers_failure_follows_its_policy(controller, edge_net, load_balancer):
+    """failure_policy fail: with lb silently dropping (its probes too), the router marks
+    it down and new connections to the VIP are dropped; back up, they work again."""
+    lb, _servers = load_balancer
+    edge.run(lb, "nft", "insert", "rule", "bridge", edge.NFT_TABLE, "count", "drop")
+    try:
+        wait_until(lambda: not lb_up(controller))
+        assert burst(edge_net, 3, 41530)["failed"] == 3
+    finally:
+        out = edge.run(lb, "nft", "-a", "list", "chain", "bridge", edge.NFT_TABLE, "count")
+        for handle in re.findall(r"drop # handle (\d+)", out):
+            edge.run(lb, "nft", "delete", "rule", "bridge", edge.NFT_TABLE, "count",
+                     "handle", handle)
+    wait_until(lambda: lb_up(controller))
+    assert burst(edge_net, 3, 41540)["ok"] == 3

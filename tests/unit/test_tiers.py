@@ -16,7 +16,8 @@ from ryu_si.control.service import Service
 from ryu_si.control.store import Store
 from si_model.validate import ValidationError
 
-PORTS = {"up1": 1, "up2": 2, "ta1": 3, "bwa": 4, "bwb": 5, "tb1": 6, "fwa": 7, "fwb": 8}
+PORTS = {"up1": 1, "up2": 2, "ta1": 3, "bwa": 4, "bwb": 5, "tb1": 6, "fwa": 7, "fwb": 8,
+         "lba": 9, "lbb": 10, "ta2": 11}
 NAMES = {no: name for name, no in PORTS.items()}
 CLIENT, SERVER_A, SERVER_B, SPORT = "198.51.100.10", "10.20.0.10", "10.30.0.10", 40000
 ROUTER_MAC = {"up1": "02:00:00:00:01:01", "up2": "02:00:00:00:02:01", "ta1": "02:00:00:00:20:01",
@@ -137,15 +138,15 @@ def test_the_t0_derives_routes_to_the_tenants_and_they_default_to_the_t0(edge):
     sends everything else (0.0.0.0/0, no ipv4_dst match) to the t0."""
     links = {edge.svc.find("interfaces", n).num: n
              for n in ("t0-to-a", "t0-to-b", "a-uplink", "b-uplink")}
-    got = {}
+    got = set()
     for f in edge.svc.pipeline(1, PORTS).table("routing"):
         for a in f.actions:
             if isinstance(a, Load) and a == Load.field(L.EGRESS_IFACE, a.value) \
                     and a.value in links:
-                got[links[a.value]] = {k: (v, m) for k, v, m in f.match}.get("ipv4_dst")
-    assert got == {"t0-to-a": ("10.20.0.0", "255.255.255.0"),
-                   "t0-to-b": ("10.30.0.0", "255.255.255.0"),
-                   "a-uplink": None, "b-uplink": None}
+                got.add((links[a.value], {k: (v, m) for k, v, m in f.match}.get("ipv4_dst")))
+    mask = "255.255.255.0"
+    assert got == {("t0-to-a", ("10.20.0.0", mask)), ("t0-to-a", ("10.21.0.0", mask)),
+                   ("t0-to-b", ("10.30.0.0", mask)), ("a-uplink", None), ("b-uplink", None)}
 
 
 @pytest.mark.parametrize("change, field", [
@@ -269,3 +270,44 @@ def test_a_tenant_rule_may_use_a_chain_of_its_parents_service_plane(tmp_path):
     home = e.dp.send(1, 6, back.headers, back.inner)
     assert [names[o.port] for o in home.outputs] == ["t1d"], home.describe(names)
     assert "resume" in home.tables()
+
+
+VIP, POOL_2 = "10.20.0.100", "10.21.0.10"
+
+
+def test_a_load_balancer_at_a_vip_gets_the_servers_replies_back(edge):
+    """FIG. 32: tenant A's lb (a biw node that NATs) rewrites the VIP to a pool server;
+    the router records the rewritten connection as it comes back, so the server's reply
+    (from its own address) goes back into lb, which restores the VIP: the client only
+    sees the VIP.  The reply is then checked where it entered tenant A (its uplink)."""
+    svc = edge.svc
+    syn = edge.send("up1", from_client("up1", VIP, 8443, SYN))
+    assert edge.leaves(syn) == "lba", syn.describe(NAMES)
+    dnat = {**syn.outputs[0].headers, "ipv4_dst": POOL_2}
+    to_server = edge.send("lbb", dnat)
+    assert edge.leaves(to_server) == "ta2" and "nat_leg" in to_server.tables()
+    reply = edge.send("ta2", ipv4(POOL_2, CLIENT, sport=8443, dport=SPORT,
+                                  eth_src="02:00:00:00:21:0a", eth_dst="02:00:00:00:21:01",
+                                  tcp_flags=SYN_ACK))
+    assert edge.leaves(reply) == "lbb", reply.describe(NAMES)
+    uplink = svc.find("interfaces", "a-uplink")
+    assert reply.outputs[0].headers["eth_src"] == L.mac_text(
+        int(L.NAT_RETURN_MAC.replace(":", ""), 16) | uplink.num)
+    undone = {**reply.outputs[0].headers, "ipv4_src": VIP}
+    home = edge.send("lba", undone)
+    assert edge.leaves(home) == "up1", home.describe(NAMES)
+    assert home.outputs[0].headers["ipv4_src"] == VIP and "nat_back" in home.tables()
+    zones = edge.zones()
+    assert zones[zone_of(svc, "tenant-a")] == 2        # the client's record and the lb's leg
+    assert zones[zone_of(svc, "t0")] == 1
+
+
+def test_a_nat_node_of_the_parent_is_not_a_tenants_service(tmp_path):
+    """What a parent's biw node hands back to a child carries no record of a rewritten
+    tuple: a NAT node serves its own router only (422)."""
+    svc = Service(Store(str(tmp_path / "si.sqlite")))
+    doc = tenants_doc()
+    next(n for n in doc["service-nodes"] if n["name"] == "ids")["nat"] = True
+    with pytest.raises(ValidationError) as e:
+        svc.replace_config(doc)
+    assert (e.value.field.rsplit(".", 1)[-1], e.value.status) == ("policy", 422)
