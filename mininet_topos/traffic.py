@@ -40,9 +40,18 @@ DATA, RESULT = b"D", b"R"
 EXIT_OK, EXIT_CORRUPT, EXIT_ERROR = 0, 1, 2
 
 
+EMIT_LOCK = threading.Lock()
+
+
 def emit(obj: dict) -> None:
-    """One JSON line on stdout, flushed (the reader may be a log file)."""
-    print(json.dumps(obj, sort_keys=True), flush=True)
+    """One JSON line on stdout, flushed (the reader may be a log file).
+
+    Connection threads emit concurrently, and print() writes the text and the newline
+    separately: one locked write keeps each line whole."""
+    line = json.dumps(obj, sort_keys=True) + "\n"
+    with EMIT_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def send_frame(sock: socket.socket, kind: bytes, payload: bytes) -> None:
