@@ -199,6 +199,14 @@ class Context:
             return own
         return self.plane_interface(self.router(router.parent))
 
+    def plane_tags(self, router: m.Router) -> frozenset[int]:
+        """The service planes whose paths come back by ``router``'s plane interface: the
+        default plane, and every plane it or a child using its interface is attached to."""
+        users = {router.id} | {r.id for r in self.children(router.id)
+                               if self.plane_interface(r) is None}
+        return frozenset({0} | {p.num for p in self.model.all("service-planes")
+                                if users & set(p.routers)})
+
     def biw_nodes(self) -> list[tuple[m.ServiceNode, m.Interface, m.Interface]]:
         """(node, side A, side B) of each biw node whose two ports are on this switch."""
         out = []

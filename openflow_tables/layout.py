@@ -352,6 +352,7 @@ COOKIE_KINDS: dict[str, CookieKind] = {k.name: k for k in (
     # The one flow that hands a data packet to a service node, per direction: /stats
     # counts each packet once per node and direction from these alone.
     CookieKind(12, "node_forward"), CookieKind(13, "node_reverse"),
+    CookieKind(14, "service_plane"),     # a plane's path ends on the plane bridge (by tag)
 )}
 NODE_DIRECTION_COOKIES = {"forward": "node_forward", "reverse": "node_reverse"}
 
@@ -587,8 +588,9 @@ TABLES: tuple[Table, ...] = (
     Table(20, "sp_forward",
           "Service plane: each hop by exact match on (SPI, SI). NSH-aware nodes get the "
           "NSH frame; an NSH-unaware node's frame is stripped of NSH (sp_to_node); the "
-          "final SI goes back to the router.",
-          ("sp_to_node",), bridges=ON_PLANE,
+          "final SI goes back toward the routers (sp_return). A plane's number is its "
+          "SPIs' top byte: one plane's packets match none of another's hops.",
+          ("sp_to_node", "sp_return"), bridges=ON_PLANE,
           match=("eth_type", *NSH_PATH), sets=(SP_CONTEXT, SP_PATH, SP_NODE, SP_WAY)),
     Table(21, "sp_to_node",
           "The plain frame to an NSH-unaware node, out side A (forward) or B (reverse), "
@@ -626,6 +628,11 @@ TABLES: tuple[Table, ...] = (
           "interface C2 named, now in_iface) routes it on, serviced; a t1 using its "
           "parent's service plane gets its packets back this way.",
           ("routing",), bridges=ON_ROUTER, match=(IN_IFACE,), sets=(ROUTER,)),
+    Table(26, "sp_return",
+          "Service plane: a path's end (or a flow-programming signal) goes back to the "
+          "router bridge link it came from, chosen by the interface C2 names when "
+          "several routers' links share the plane bridge; probes to the first link.",
+          (), bridges=ON_PLANE, match=("eth_type", NSH_IFACE)),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}

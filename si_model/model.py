@@ -25,6 +25,7 @@ MAX_INTERFACE_CLASSES = 128    # distinct memberships of its classifying interfa
 MAX_RULE_NUM = (1 << 24) - 1
 MAX_POLICY_NUM = (1 << 16) - 1
 MAX_IFACE_NUM = (1 << 16) - 1
+MAX_PLANE_NUM = 255            # a plane's tag is the top byte of its paths' 24-bit SPIs
 
 
 @dataclass
@@ -39,6 +40,20 @@ class Router:
     service_plane_port: str | None = None   # its port toward the router
     num: int = 0
     ct_zone: int = 0
+
+
+@dataclass
+class ServicePlane:
+    """A logical service plane (FIG. 26-27): the routers that may send into it, and the
+    chains (and so the paths) that live in it.  Planes share the service-plane bridge;
+    a plane's number is the top byte of every SPI of its paths, so the bridge's exact
+    (SPI, SI) flows keep one plane's packets off another's hops, a node serving two
+    planes included.  Chains and nodes without a plane are on the default plane (0),
+    which every router with a service plane may use."""
+    id: str
+    name: str
+    routers: list[str] = field(default_factory=list)
+    num: int = 0
 
 
 @dataclass
@@ -101,6 +116,7 @@ class ServiceNode:
     interface_b: str | None = None  # biw: forward returns here
     admin_state: str = "up"
     nat: bool = False               # l3, chain: the node rewrites addresses (ingress.py, nat.py)
+    planes: list[str] = field(default_factory=list)   # chain: the planes it serves ([]: default)
     num: int = 0
 
 
@@ -111,6 +127,7 @@ class Chain:
     profiles: list[str] = field(default_factory=list)
     reverse_profiles: list[str] | None = None
     strategy: str = "hash"
+    plane: str | None = None        # the service plane its paths live in (None: default)
     num: int = 0
 
 
@@ -153,6 +170,7 @@ class Rule:
 # REST resource name -> class, in dependency order (a kind refers only to earlier ones).
 KINDS: dict[str, type] = {
     "routers": Router,
+    "service-planes": ServicePlane,
     "interfaces": Interface,
     "routes": Route,
     "neighbors": Neighbor,
@@ -165,6 +183,7 @@ KINDS: dict[str, type] = {
 # Fields the controller assigns; clients may read but not write them.
 ASSIGNED_FIELDS: dict[str, tuple[str, ...]] = {
     "routers": ("num", "ct_zone"),
+    "service-planes": ("num",),
     "interfaces": ("num",),
     "service-nodes": ("num",),
     "chains": ("num",),
@@ -175,12 +194,13 @@ ASSIGNED_FIELDS: dict[str, tuple[str, ...]] = {
 # kind -> {field: referenced kind}; list-valued fields reference each element.
 REFERENCES: dict[str, dict[str, str]] = {
     "routers": {"parent": "routers"},
+    "service-planes": {"routers": "routers"},
     "interfaces": {"router": "routers", "peer": "interfaces"},
     "routes": {"router": "routers", "interface": "interfaces"},
     "neighbors": {"interface": "interfaces"},
     "service-nodes": {"interface": "interfaces", "interface_a": "interfaces",
-                      "interface_b": "interfaces"},
-    "chains": {},
+                      "interface_b": "interfaces", "planes": "service-planes"},
+    "chains": {"plane": "service-planes"},
     "policies": {"chain": "chains", "l3_nodes": "service-nodes",
                  "biw_nodes": "service-nodes"},
     "rules": {"router": "routers", "policy": "policies", "applied_to": "interfaces"},
@@ -195,6 +215,16 @@ def l2_interfaces(rules: list["Rule"]) -> frozenset[str]:
     connection's frame differs from one such interface to another."""
     return frozenset(i for r in rules
                      if any(f in r.match for f in L2_MATCH_FIELDS) for i in r.applied_to)
+
+
+def plane_num(model: "Model", plane_id: str | None) -> int:
+    """The tag of a chain's or node's plane: 0 for the default plane."""
+    return model.get("service-planes", plane_id).num if plane_id else 0
+
+
+def node_planes(model: "Model", node: "ServiceNode") -> tuple[int, ...]:
+    """The tags of the planes a chain node serves (the default plane when none is set)."""
+    return tuple(sorted(plane_num(model, p) for p in node.planes)) or (0,)
 
 
 def rules_by_router(model: "Model") -> dict[str, list["Rule"]]:

@@ -15,6 +15,7 @@ from si_model.validate import ValidationError, integer
 NUMBERS: tuple[tuple[str, str, str, int, int], ...] = (
     ("routers", "num", "router", 1, 0xFFFF),
     ("routers", "ct_zone", "ct_zone", 1, 0xFFFF),
+    ("service-planes", "num", "service_plane", 1, m.MAX_PLANE_NUM),
     ("interfaces", "num", "interface", 1, m.MAX_IFACE_NUM),
     ("service-nodes", "num", "service_node", 1, 0xFFFFFFFF),
     ("chains", "num", "chain", 1, 0xFFFF),

@@ -8,6 +8,7 @@ docs/service-paths.md for the algorithm.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import itertools
 from collections import Counter
@@ -18,9 +19,11 @@ from typing import Any
 
 import networkx as nx
 
-from si_model.model import Chain, Model, ServiceNode
+from si_model.model import Chain, Model, ServiceNode, node_planes, plane_num
 
 MAX_SPI = (1 << 24) - 1
+PLANE_SHIFT = 16                        # an SPI's top byte is its service plane's number
+MAX_PLANE_SPI = (1 << PLANE_SHIFT) - 1
 ROUTER_HOSTS = (None, "router")
 SOURCE, SINK = "source", "sink"
 
@@ -61,30 +64,45 @@ class ServicePath:
 
 class SpiTable:
     """Path key → SPI, kept by the store so a hop sequence keeps its SPI across
-    recomputations and restarts.  Numbers are never handed out twice; 0 stays
-    free to mean "no path" in registers."""
+    recomputations and restarts.  Each service plane numbers its own paths: an SPI is
+    the plane's number (top byte) and a number within the plane, never handed out
+    twice; 0 stays free to mean "no path" in registers."""
 
     def __init__(self) -> None:
         self._spis: dict[str, int] = {}
-        self._next = 1
+        self._next: dict[int, int] = {}     # plane -> next number within it
 
-    def allocate(self, key: str) -> int:
-        if key not in self._spis:
-            if self._next > MAX_SPI:
-                raise OverflowError("the 24-bit SPI space is exhausted")
-            self._spis[key] = self._next
-            self._next += 1
-        return self._spis[key]
+    def allocate(self, key: str, plane: int = 0) -> int:
+        stored = key if plane == 0 else f"plane{plane}:{key}"
+        if stored not in self._spis:
+            local = self._next.get(plane, 1)
+            if local > MAX_PLANE_SPI:
+                raise OverflowError(f"service plane {plane} has used all its "
+                                    f"{MAX_PLANE_SPI} SPIs")
+            self._spis[stored] = plane << PLANE_SHIFT | local
+            self._next[plane] = local + 1
+        return self._spis[stored]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"next": self._next, "spis": dict(self._spis)}
+        return {"next": self._next.get(0, 1), "spis": dict(self._spis),
+                "next_by_plane": {str(p): n for p, n in self._next.items() if p}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SpiTable:
         table = cls()
         table._spis = {str(k): int(v) for k, v in data.get("spis", {}).items()}
-        table._next = max(int(data.get("next", 1)), max(table._spis.values(), default=0) + 1)
+        stored = {0: int(data.get("next", 1)),
+                  **{int(p): int(n) for p, n in data.get("next_by_plane", {}).items()}}
+        for spi in table._spis.values():
+            plane = plane_of(spi)
+            stored[plane] = max(stored.get(plane, 1), (spi & MAX_PLANE_SPI) + 1)
+        table._next = stored
         return table
+
+
+def plane_of(spi: int) -> int:
+    """The service plane an SPI belongs to."""
+    return spi >> PLANE_SHIFT
 
 
 # --- path generation ---------------------------------------------------------------
@@ -333,13 +351,18 @@ def chain_paths(model: Model, spis: SpiTable, down: Iterable[str] = frozenset(),
                 admin_down: frozenset[int] = frozenset(),
                 previous: Mapping[str, Sequence[ServicePath]] | None = None
                 ) -> dict[str, list[ServicePath]]:
-    """Service paths of every chain of the model; surviving paths keep their SPIs."""
+    """Service paths of every chain of the model, each from the nodes of its plane and
+    numbered in it; surviving paths keep their SPIs."""
     nodes = [n for n in model.all("service-nodes") if n.transport == "chain"]
     home = routers_home(model)
-    return {c.id: generate(c, nodes, spi_allocator=spis.allocate, down=frozenset(down),
-                           admin_down=admin_down, previous=(previous or {}).get(c.id, ()),
-                           home=home)
-            for c in model.all("chains")}
+    out = {}
+    for c in model.all("chains"):
+        plane = plane_num(model, c.plane)
+        out[c.id] = generate(c, [n for n in nodes if plane in node_planes(model, n)],
+                             spi_allocator=functools.partial(spis.allocate, plane=plane),
+                             down=frozenset(down), admin_down=admin_down,
+                             previous=(previous or {}).get(c.id, ()), home=home)
+    return out
 
 
 MAX_SKIPPED_PER_PATH = 3    # skipped nodes of one path combined: 2**3 - 1 derived paths
@@ -349,7 +372,7 @@ SkipKey = tuple[int, frozenset]     # (the path's SPI, the nodes taken off it)
 
 
 def skip_paths(path: ServicePath, skipped: Iterable[str],
-               spi_allocator: Callable[[str], int]) -> dict[SkipKey, ServicePath]:
+               spi_allocator: Callable[[str, int], int]) -> dict[SkipKey, ServicePath]:
     """``path`` without each non-empty combination of the skipped nodes it goes through
     (FIG. 13: skip this node, keep the rest of the chain; a second skip on the same
     connection takes another node off), up to MAX_SKIPPED_PER_PATH of them."""
@@ -360,21 +383,23 @@ def skip_paths(path: ServicePath, skipped: Iterable[str],
 
 
 def skip_path(path: ServicePath, removed: frozenset,
-              spi_allocator: Callable[[str], int]) -> ServicePath:
-    """``path`` without the ``removed`` nodes, both ways, with SPIs of its own: a
-    connection programmed to skip a node is moved to it.  Its backups are the path's,
-    so it fails over as the path would."""
+              spi_allocator: Callable[[str, int], int]) -> ServicePath:
+    """``path`` without the ``removed`` nodes, both ways, with SPIs of its own in the
+    path's plane: a connection programmed to skip a node is moved to it.  Its backups
+    are the path's, so it fails over as the path would."""
+    plane = plane_of(path.spi)
     key = f"skip:{'/'.join(sorted(removed))}:{path.spi}"
     fwd = [(h, host) for h, host in zip(path.hops, path.hosts) if h not in removed]
     rev = [(h, host) for h, host in zip(path.reverse_hops, path.reverse_hosts)
            if h not in removed]
     return dataclasses.replace(
-        path, spi=spi_allocator(key), reverse_spi=spi_allocator(f"rev:{key}"),
+        path, spi=spi_allocator(key, plane), reverse_spi=spi_allocator(f"rev:{key}", plane),
         hops=tuple(h for h, _ in fwd), hosts=tuple(host for _, host in fwd),
         reverse_hops=tuple(h for h, _ in rev), reverse_hosts=tuple(host for _, host in rev))
 
 
 def probe_spis(model: Model, spis: SpiTable) -> dict[str, int]:
-    """A one-hop probe path per chain node (stable SPI), for liveness."""
-    return {n.id: spis.allocate(f"probe:{n.id}") for n in model.all("service-nodes")
-            if n.transport == "chain"}
+    """A one-hop probe path per chain node (stable SPI, in the first plane it serves),
+    for liveness."""
+    return {n.id: spis.allocate(f"probe:{n.id}", node_planes(model, n)[0])
+            for n in model.all("service-nodes") if n.transport == "chain"}

@@ -26,7 +26,8 @@ IP_PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
 # What one object of each kind is called in messages ("no policy 'x'"; a kind is not
 # made singular by cutting its last letter, which gave "policie").
 NOUNS: dict[str, str] = {
-    "routers": "router", "interfaces": "interface", "routes": "route",
+    "routers": "router", "service-planes": "service plane", "interfaces": "interface",
+    "routes": "route",
     "neighbors": "neighbor", "service-nodes": "service node", "chains": "chain",
     "policies": "policy", "rules": "rule"}
 
@@ -264,6 +265,7 @@ SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "routers": {"name": (name, True), "tier": (enum(*m.TIERS), False),
                 "parent": (string, False), "host": (name, False), "dpid": (dpid, False),
                 "service_plane_dpid": (dpid, False), "service_plane_port": (name, False)},
+    "service-planes": {"name": (name, True), "routers": (string_list, False)},
     "interfaces": {"name": (name, True), "router": (string, True), "port": (name, False),
                    "role": (enum(*m.ROLES), True), "ip": (iface_cidr, False),
                    "mac": (mac, False), "classify": (boolean, False),
@@ -277,10 +279,11 @@ SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
                       "port_b": (name, False), "nsh_aware": (boolean, False),
                       "interface": (string, False), "next_hop": (ipv4, False),
                       "interface_a": (string, False), "interface_b": (string, False),
-                      "admin_state": (enum("up", "down"), False), "nat": (boolean, False)},
+                      "admin_state": (enum("up", "down"), False), "nat": (boolean, False),
+                      "planes": (string_list, False)},
     "chains": {"name": (name, True), "profiles": (string_list, True),
                "reverse_profiles": (string_list, False),
-               "strategy": (enum(*m.STRATEGIES), False)},
+               "strategy": (enum(*m.STRATEGIES), False), "plane": (string, False)},
     "policies": {"name": (name, True), "chain": (string, False),
                  "l3_nodes": (string_list, False), "biw_nodes": (string_list, False),
                  "weights": (weights, False),
@@ -389,8 +392,11 @@ def check_model(model: m.Model) -> None:
             _check_link(model, i)
     for rt in model.all("routes"):
         _same_router(model, "interface", rt.interface, rt.router)
+    for sp in model.all("service-planes"):
+        _no_repeats("routers", sp.routers)
     for n in model.all("service-nodes"):
         _check_node(model, n)
+        _no_repeats("planes", n.planes)
     for c in model.all("chains"):
         _check_chain(c)
     for p in model.all("policies"):
@@ -507,7 +513,8 @@ TRANSPORT_FIELDS = {"biw": ("interface_a", "interface_b"), "l3": ("interface", "
 TRANSPORT_ONLY: dict[str, tuple[str, ...]] = {
     "interface_a": ("biw",), "interface_b": ("biw",), "interface": ("l3",),
     "next_hop": ("l3",), "port": ("chain",), "port_b": ("chain",), "nsh_aware": ("chain",),
-    "host": ("chain",)}
+    "host": ("chain",), "planes": ("chain",)}
+UNSET = (None, False, [])
 
 
 def upgrade_stored(kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -523,7 +530,7 @@ def upgrade_stored(kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         out["strategy"] = "hash"
     if kind == "service-nodes":
         for f, transports in TRANSPORT_ONLY.items():
-            if out.get(f) not in (None, False) and out.get("transport") not in transports:
+            if out.get(f) not in UNSET and out.get("transport") not in transports:
                 dropped.append(f"{f} (read by {' and '.join(transports)} nodes only)")
                 out.pop(f)
         if out.get("nsh_aware") and out.get("port_b") is not None:
@@ -537,7 +544,7 @@ def _check_node(model: m.Model, n: m.ServiceNode) -> None:
         if getattr(n, f) is None:
             raise ValidationError(f, f"is required for transport {n.transport}")
     for f, transports in TRANSPORT_ONLY.items():
-        if getattr(n, f) not in (None, False) and n.transport not in transports:
+        if getattr(n, f) not in UNSET and n.transport not in transports:
             raise ValidationError(f, f"goes with transport {' or '.join(transports)} only "
                                   f"(this node's transport is {n.transport})")
     if n.nsh_aware and n.port_b is not None:
@@ -607,6 +614,11 @@ def _check_rule(model: m.Model, rule: m.Rule) -> None:
         _check_reachable(model, rule, model.get("policies", rule.policy))
 
 
+def _no_repeats(f: str, ids: list[str]) -> None:
+    if len(set(ids)) != len(ids):
+        raise ValidationError(f, "lists one object twice")
+
+
 def _check_reachable(model: m.Model, rule: m.Rule, p: m.Policy) -> None:
     """A rule redirects only to what its router reaches: biw nodes on its own or its
     parent's interfaces (a t1 using a service the t0 offers, FIG. 28-31), L3 nodes behind
@@ -619,6 +631,11 @@ def _check_reachable(model: m.Model, rule: m.Rule, p: m.Policy) -> None:
             raise ValidationError("policy", f"policy {p.name!r} is a chain and neither router "
                                   f"{router.name!r} nor its parent has a service plane "
                                   "interface", 422)
+        plane = model.get("service-planes", model.get("chains", p.chain).plane or "")
+        if plane is not None and router.id not in plane.routers:
+            raise ValidationError("policy", f"policy {p.name!r} is a chain of service plane "
+                                  f"{plane.name!r}, which router {router.name!r} is not "
+                                  "attached to (the plane's routers)", 422)
         return
     for node_id, own in [(n, False) for n in p.biw_nodes or []] + [
             (n, True) for n in p.l3_nodes or []]:

@@ -6,6 +6,7 @@ from openflow_tables.context import Context, router_match
 from openflow_tables.flow import (Controller, Ct, Decap, Load, Move, Output, Resubmit, SetField,
                                   fields, flow, match)
 from si_model import model as m
+from si_model.paths import plane_of
 
 
 def applied_to_loads(bits: int) -> list[Load]:
@@ -66,11 +67,15 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
     skipped hops is not accepted.  A packet whose context header C1 is set carries a
     flow-programming signal from an NSH-aware node: it goes to the controller (lower
     priority, any SI).  A path through a NAT node ends in nat_leg (forward) or nat_back
-    (reverse).  A probe path (no C2) ends at this router, which traps the probe.
+    (reverse).  A probe path (no C2) ends at this router, which traps the probe.  Only
+    the paths of planes the routers behind this interface are attached to come back.
     """
     router = ctx.router(iface.router)
+    tags = ctx.plane_tags(router)
     out = []
     for spi, hops, way in ctx.nsh_paths():
+        if way is not None and plane_of(spi) not in tags:
+            continue
         mt = match(in_port=port, eth_type=L.ETH_NSH, nsh_mdtype=1, nsh_spi=spi,
                    nsh_si=L.NSH_FIRST_SI - len(hops), nsh_c1=0)
         ck = L.cookie("path", spi)

@@ -2,7 +2,9 @@
 
 Compiled for the switch whose dpid is a router's ``service_plane_dpid``.  The
 router sends NSH with SI 255; hop k of a path is reached at SI 255-k; the
-final SI goes back to the router.  An NSH-unaware node gets the plain frame,
+final SI goes back to the router (sp_return).  Service planes share the bridge: a
+plane's number is the top byte of its SPIs, so the exact (SPI, SI) flows keep its
+packets on its own paths, through a node that serves two planes too.  An NSH-unaware node gets the plain frame,
 out side A on a forward path and side B on a reverse one, with the path's SPI and
 C2 in its source MAC (layout.PROXY_MAC); it comes back on the other side with
 that MAC, so the proxy rebuilds the NSH header from the frame alone.  It keeps no
@@ -16,6 +18,7 @@ from openflow_tables.context import Context
 from openflow_tables.flow import (Decap, EncapEthernet, EncapNsh, Load, Move, Output,
                                   Resubmit, SetField, fields, flow, match)
 from si_model import model as m
+from si_model.paths import plane_of
 
 
 def proxy_macs(node: m.ServiceNode) -> tuple[str, str]:
@@ -69,17 +72,23 @@ def to_node_flows(ctx: Context) -> list:
     return out
 
 
-def forward_flows(ctx: Context, router: m.Router) -> list:
-    """Each hop of each path (and probe path) by exact (SPI, SI); the final SI to the router.
+def plane_links(ctx: Context) -> list[tuple[m.Router, int]]:
+    """(router, port) of each router whose service interface links to this plane
+    bridge, by router number: the first also takes the probes back."""
+    return [(r, ctx.ports[r.service_plane_port])
+            for r in sorted(ctx.plane_routers, key=lambda r: r.num)
+            if r.service_plane_port in ctx.ports]
+
+
+def forward_flows(ctx: Context) -> list:
+    """Each hop of each path (and probe path) by exact (SPI, SI); the final SI back
+    toward the routers (sp_return).
 
     A frame whose C1 is set (a flow-programming signal from an NSH-aware node)
     skips the remaining hops and goes straight back to the router.
     """
-    rtr = ctx.ports.get(router.service_plane_port or "")
-    if rtr is None:
-        return []
-    out = [flow("sp_forward", 5, match(eth_type=L.ETH_NSH, nsh_mdtype=1), [Output(rtr)],
-                cookie=L.cookie("router", router.num))]
+    out = [flow("sp_forward", 5, match(eth_type=L.ETH_NSH, nsh_mdtype=1), goto="sp_return",
+                cookie=L.PIPELINE_COOKIE)]
     for spi, hops, way in ctx.nsh_paths():
         kind = L.NODE_DIRECTION_COOKIES.get(way, "service_node")
         for k, node_id in enumerate(hops):
@@ -89,10 +98,31 @@ def forward_flows(ctx: Context, router: m.Router) -> list:
                                 cookie=L.cookie(kind, node.num)))
         # A path with no hops (a skip took its only node) comes in from the router and
         # goes straight back: OpenFlow sends to the in_port only when told so.
-        back = Output(rtr) if hops else Output("in_port")
-        out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)), [back],
-                        cookie=L.cookie("router", router.num)))
+        end = {"goto": "sp_return"} if hops else {"actions": [Output("in_port")]}
+        out.append(flow("sp_forward", 10, _nsh(spi, L.NSH_FIRST_SI - len(hops)), **end,
+                        cookie=L.cookie("service_plane", plane_of(spi))))
     return out
+
+
+def return_flows(ctx: Context, links: list[tuple[m.Router, int]]) -> list:
+    """What leaves the plane goes back by the link of the router that sent it: with one
+    link, that one; with several, the one of the router (or its parent, whose link a
+    t1 without its own uses) owning the interface C2 names.  Probes carry no C2: they
+    go back by the first link, whose router traps them."""
+    out = [flow("sp_return", 0, (), [Output(links[0][1])], cookie=L.PIPELINE_COOKIE)]
+    if len(links) < 2:
+        return out
+    for router, port in links:
+        senders = {router.id} | {r.id for r in ctx.model.all("routers")
+                                 if r.parent == router.id and not _own_link(ctx, r)}
+        out += [flow("sp_return", 10, match(eth_type=L.ETH_NSH, **fields((L.NSH_IFACE, i.num))),
+                     [Output(port)], cookie=L.cookie("router", router.num))
+                for i in ctx.model.all("interfaces") if i.router in senders]
+    return out
+
+
+def _own_link(ctx: Context, router: m.Router) -> bool:
+    return any(i.service_plane for i in ctx.model.interfaces_of(router.id))
 
 
 def _nsh(spi: int, si: int) -> tuple:
@@ -123,19 +153,20 @@ def proxy_return_flows(ctx: Context) -> list:
     return out
 
 
-def plane_ingress_flows(ctx: Context, router: m.Router) -> list:
-    """NSH from the router and from NSH-aware nodes is forwarded by (SPI, SI)."""
-    ports = [ctx.ports.get(router.service_plane_port or "")]
-    ports += [ctx.ports[n.port] for n in _plane_nodes(ctx) if n.nsh_aware]
+def plane_ingress_flows(ctx: Context, links: list[tuple[m.Router, int]]) -> list:
+    """NSH from the routers and from NSH-aware nodes is forwarded by (SPI, SI)."""
+    ports = [(port, L.cookie("router", r.num)) for r, port in links]
+    ports += [(ctx.ports[n.port], L.cookie("service_node", n.num))
+              for n in _plane_nodes(ctx) if n.nsh_aware]
     return [flow("ingress", 100, match(in_port=p, eth_type=L.ETH_NSH), goto="sp_forward",
-                 cookie=L.cookie("router", router.num)) for p in ports if p is not None]
+                 cookie=ck) for p, ck in ports]
 
 
 def service_plane_flows(ctx: Context) -> list:
-    if not ctx.plane_routers:
+    links = plane_links(ctx)
+    if not links:
         return []
-    out = proxy_return_flows(ctx) + to_node_flows(ctx)
-    for router in ctx.plane_routers:
-        out += plane_ingress_flows(ctx, router) + forward_flows(ctx, router)
-    return out + [flow(t, 0, (), cookie=L.PIPELINE_COOKIE)
-                  for t in ("ingress", "sp_forward", "sp_to_node")]
+    return (proxy_return_flows(ctx) + to_node_flows(ctx) + plane_ingress_flows(ctx, links)
+            + forward_flows(ctx) + return_flows(ctx, links)
+            + [flow(t, 0, (), cookie=L.PIPELINE_COOKIE)
+               for t in ("ingress", "sp_forward", "sp_to_node")])

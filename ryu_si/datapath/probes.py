@@ -103,7 +103,7 @@ def _chain(service: Service, node: m.ServiceNode, ports) -> Probe | None:
     OVS), and the proxy takes it back like any other.
     """
     spi = service.probe_spis.get(node.id)
-    for router in service.model.all("routers"):
+    for router in sorted(service.model.all("routers"), key=lambda r: r.num):
         plane = ports.get(router.service_plane_dpid or -1, {})
         svc = next((i for i in service.model.interfaces_of(router.id) if i.service_plane), None)
         rtr = plane.get(router.service_plane_port or "")

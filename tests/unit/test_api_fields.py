@@ -105,6 +105,7 @@ _NAME = ("a label: references by name are resolved to ids, and flows carry the a
          "bookkeeping, not what the field says.)")
 EXCEPTIONS: dict[str, str] = {
     "routers.id": _IDENTITY,
+    "service-planes.id": _IDENTITY,
     "interfaces.id": _IDENTITY,
     "routes.id": _IDENTITY,
     "neighbors.id": _IDENTITY,
@@ -113,6 +114,7 @@ EXCEPTIONS: dict[str, str] = {
     "policies.id": _IDENTITY,
     "rules.id": _IDENTITY,
     "routers.name": _NAME,
+    "service-planes.name": _NAME,
     "interfaces.name": _NAME,
     "routes.name": _NAME,
     "neighbors.name": _NAME,
@@ -191,6 +193,16 @@ def tenant(doc: Doc) -> None:
         ip="10.20.0.1/24", mac="02:00:00:00:71:02")
 
 
+def planes(doc: Doc) -> None:
+    """Two named service planes of edge; a chain in the first, served by a node of its own
+    (a node of the default plane serves no named one)."""
+    for name in ("x-plane", "x-plane2"):
+        add(doc, "service-planes", name=name, routers=["edge"])
+    add(doc, "service-nodes", name="x-spare", transport="chain", profile="x-spare", host="h1",
+        port="xsa", port_b="xsb", planes=["x-plane"])
+    add(doc, "chains", name="x-chain", profiles=["x-spare"], plane="x-plane")
+
+
 def no_chain_rules(doc: Doc) -> None:
     doc["rules"] = [r for r in doc["rules"] if r.get("policy") not in ("deep", "fw")]
 
@@ -260,6 +272,8 @@ CHANGES: dict[str, Change] = {
     "routers.dpid": Change("edge", 3),
     "routers.service_plane_dpid": Change("edge", 3),
     "routers.service_plane_port": Change("edge", "xrtr"),
+    # --- service planes: only paths of a plane edge is attached to come back to it
+    "service-planes.routers": Change("x-plane", [], setup=planes),
     # --- interfaces
     # Routes stay on edge: downlink1 carries only a neighbor.
     "interfaces.router": Change("downlink1", "x-edge2", setup=second_router),
@@ -302,10 +316,15 @@ CHANGES: dict[str, Change] = {
     "service-nodes.interface_a": Change("fw1", "x-biw-c", setup=third_service_interface),
     "service-nodes.interface_b": Change("fw1", "x-biw-c", setup=third_service_interface),
     "service-nodes.admin_state": Change("fw1"),
+    # Out of the chain's plane: the chain has no path left.
+    "service-nodes.planes": Change("x-spare", ["x-plane2"], setup=planes),
     # --- chains
     "chains.profiles": Change("fw-only", ["ids"]),
     "chains.reverse_profiles": Change("fw-only", ["ids"]),
     "chains.strategy": Change("fw-only", setup=cn4_with_the_router),
+    # Into another plane: its paths' SPIs carry that plane's number.
+    "chains.plane": Change("x-chain", "x-plane2", setup=steps(
+        planes, setting("service-nodes", "x-spare", planes=["x-plane", "x-plane2"]))),
     # --- policies
     "policies.chain": Change("deep", "fw-only"),
     "policies.l3_nodes": Change("l3-nat", ["l3n", "x-l3"], setup=second_l3_node),

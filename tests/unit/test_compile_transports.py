@@ -101,7 +101,8 @@ def test_service_plane_forwards_each_hop_and_proxies_plain_nodes(svc):
         ret = back[(PLANE_PORTS[node.port_b], (L.proxy_mac(path.spi), L.PROXY_MAC_MASK))]
         assert SetField("nsh_si", 254 - k) in ret.actions and ret.actions[-1] == Resubmit(
             "sp_forward")
-    assert fwd[(path.spi, 252)].actions == (Output(1),)          # back to the router
+    assert fwd[(path.spi, 252)].goto == "sp_return"              # back to the router,
+    assert [f.actions for f in pipe.table("sp_return")] == [(Output(1),)]   # its only link
     assert len(pipe.table("sp_to_node")) == 2 * 4 + 1              # 4 plain nodes, 2 sides
     assert not [f for f in pipe.table("ingress") if any(isinstance(a, Ct) for a in f.actions)]
     aware = svc.model.by_name("service-nodes", "cn5")

@@ -11,6 +11,7 @@ import pytest
 from openflow_tables import layout as L
 from si_model import model as m
 from si_model.numbering import NUMBERS
+from si_model.paths import PLANE_SHIFT
 
 ROOT = Path(__file__).resolve().parents[2]
 # package -> top-level modules it must not import
@@ -63,6 +64,8 @@ def test_every_number_space_fits_the_field_that_carries_it(kind, field, last):
                 ("routers", "num"): [L.ROUTER],
                 ("routers", "ct_zone"): [L.CT_ZONE],
                 ("service-nodes", "num"): [L.FWD_DATA],
-                ("chains", "num"): []}[(kind, field)]
+                ("chains", "num"): [],
+                ("service-planes", "num"): [L.SP_PATH]}[(kind, field)]
+    shift = PLANE_SHIFT if kind == "service-planes" else 0   # a plane is an SPI's top byte
     for f in carriers:
-        assert last < 1 << f.nbits, (kind, field, f.name)
+        assert last << shift < 1 << f.nbits, (kind, field, f.name)

@@ -179,13 +179,13 @@ def test_a_router_with_a_link_or_children_cannot_be_deleted(edge):
 
 
 def test_a_rule_redirects_only_to_what_its_router_reaches(tmp_path):
-    """Tenant B pointing at tenant A's firewall, or at a chain with no service plane of its
-    own: refused (422, naming the policy), nothing stored."""
+    """Tenant B pointing at tenant A's firewall, or at a chain of a service plane it is not
+    attached to: refused (422, naming the policy), nothing stored."""
     svc = Service(Store(str(tmp_path / "si.sqlite")))
     svc.replace_config(tenants_doc())
     before = svc.model.copy()
     for extra in ({"policies": [{"name": "deep", "chain": "x"}],
-                   "chains": [{"name": "x", "profiles": ["ids"]}]}, {}):
+                   "chains": [{"name": "x", "profiles": ["dpi"], "plane": "provider"}]}, {}):
         doc = tenants_doc()
         for kind, items in extra.items():
             doc.setdefault(kind, []).extend(items)

@@ -147,7 +147,8 @@ def test_every_body_the_api_parses_refuses_duplicated_keys(tmp_path, monkeypatch
     """Every route that takes a body, found from the routes really served (a new one is
     covered without editing this test)."""
     svc = Service(Store(str(tmp_path / "si.sqlite")))
-    svc.replace_config(_three_transports())
+    svc.replace_config({**_three_transports(),
+                        "service-planes": [{"name": "spare", "routers": ["edge"]}]})
     monkeypatch.delenv("RYU_SI_TOKEN", raising=False)
     api = Api(svc)
     routes = sorted((meth, path) for meth, path in routes_of(SIRestController)
