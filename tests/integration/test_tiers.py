@@ -211,3 +211,59 @@ def test_the_load_balancers_failure_follows_its_policy(controller, edge_net, loa
                      "handle", handle)
     wait_until(lambda: lb_up(controller))
     assert burst(edge_net, 3, 41540)["ok"] == 3
+
+
+# --- service planes (FIG. 26-27) ----------------------------------------------------------
+TENANT_NETS = {"a": "10.20.0.0/15", "b": "10.30.0.0/24"}   # tenant A's two subnets, B's
+
+
+def plane_tags(ctl) -> dict[str, int]:
+    status, body = ctl.rest("GET", "service-planes")
+    assert status == 200, body
+    return {p["name"]: p["num"] for p in body}
+
+
+@pytest.fixture
+def plane_counters(controller, edge_net):
+    """nftables counters in the plane nodes pn and sn: frames with a tenant's address,
+    all of them and by the plane number in their source MAC (the proxy's 02:TAG:...)."""
+    tags = plane_tags(controller)
+    names = [f"{what}_{net}" for net in TENANT_NETS
+             for what in ("all", *(f"p{t}" for t in tags.values()))]
+    rules = "\n".join(
+        f'{cond} {field} {prefix} counter name "{what}_{net}"'
+        for net, prefix in TENANT_NETS.items() for field in ("ip saddr", "ip daddr")
+        for what, cond in [("all", "")] + [
+            (f"p{t}", f"ether saddr and ff:ff:00:00:00:00 == 02:{t:02x}:00:00:00:00")
+            for t in tags.values()])
+    ruleset = ("table bridge si_planes {\n" + "".join(f"counter {n} {{ }}\n" for n in names)
+               + "chain count {\ntype filter hook prerouting priority filter; "
+               "policy accept;\n" + rules + "\n}\n}\n")
+    for node in tenants.PLANE_NODES:
+        edge.run(edge_net[node], "nft", "-f", "-", stdin=ruleset)
+    try:
+        yield tags, lambda node: edge.nft_counters(edge_net[node], "bridge", "si_planes")
+    finally:
+        for node in tenants.PLANE_NODES:
+            edge.run(edge_net[node], "nft", "delete", "table", "bridge", "si_planes",
+                     check=False)
+
+
+def test_each_tenants_traffic_stays_on_its_own_plane_through_a_shared_node(
+        controller, edge_net, plane_counters):
+    """sn serves tenant A's plane (shared with the t0) and tenant B's; pn the t0's own.
+    Every frame of tenant A's connection that sn sees carries shared-a's number, every
+    one of tenant B's plane-b's; pn sees only the t0's connection, on provider."""
+    tags, count = plane_counters
+    wait_until(lambda: all(controller.rest("GET", "liveness")[1]["nodes"][n]["up"]
+                           for n in tenants.PLANE_NODES), timeout=30)
+    for dport, server, dst in ((9001, "tsa", tenants.SERVER_A), (9002, "tsb", tenants.SERVER_B),
+                               (9000, "tsa2", tenants.SERVER_A2)):
+        res = run_transfer(edge_net, pick_sport(edge_net, dport, "up1", dst), dport, chunks=10,
+                           interval=0.02, server=server, dst=dst).wait(60)
+        assert res["result"] == "ok", (dport, res)
+    sn, pn = count("sn"), count("pn")
+    shared, b, provider = (f"p{tags[p]}" for p in ("shared-a", "plane-b", "provider"))
+    assert sn["all_a"] >= 20 and sn["all_a"] == sn[f"{shared}_a"], sn
+    assert sn["all_b"] >= 20 and sn["all_b"] == sn[f"{b}_b"], sn
+    assert pn["all_a"] >= 20 and pn["all_a"] == pn[f"{provider}_a"] and pn["all_b"] == 0, pn
