@@ -203,6 +203,10 @@ def trace_text(r: dict, walk: bool = False) -> str:
         lines.append(f"policy    {policy['name']} ({policy['transport']}, failure "
                      f"{policy['failure_policy']}): live {cell(policy['live_nodes'])}")
     lines.append(f"outcome   {r['outcome']}")
+    for tier in r.get("tiers", [])[1:]:     # the first is the summary above
+        rule_ = tier["rule"]["name"] if tier["rule"] else "-"
+        lines.append(f"then      {tier['router']} at {tier['classified_at']}: rule {rule_}, "
+                     f"{tier['outcome']}")
     lines.append(f"route     {route['interface']} via {route['next_hop']} ({route['prefix']})"
                  if route else "route     - (no route: dropped)")
     if "egress" in r:

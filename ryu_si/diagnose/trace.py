@@ -102,6 +102,14 @@ class Confirmation(TypedDict):
     error: str | None
 
 
+class TierHit(TypedDict):
+    """One router's classification of the packet on its walk (a t0's, then a t1's)."""
+    router: str
+    classified_at: str
+    rule: RuleHit | None
+    outcome: str
+
+
 class TraceResult(TypedDict):
     """``classified_at`` is null when the packet is not classified at all (it comes
     back from a service node, or leaves by an interface that does not classify);
@@ -112,7 +120,10 @@ class TraceResult(TypedDict):
     (routed without service) or drop; ``egress`` the interface the packet leaves
     by (null: dropped, or sent to the controller to resolve its next hop);
     ``tables`` the tables it crossed, in order; ``walk`` the interpreter's report,
-    table by table (``openflow_tables.walk``)."""
+    table by table (``openflow_tables.walk``).  ``classified_at``, ``rule`` and
+    ``outcome`` are the first classification's; ``tiers`` lists every router's that
+    the walk met, in order (the packet crosses router links within the switch: FIG. 24
+    classifies at the t0, then at the tenant's uplink)."""
 
     ingress: str
     classified_at: str | None
@@ -121,6 +132,7 @@ class TraceResult(TypedDict):
     ambiguous: bool
     policy: PolicyHit | None
     outcome: str
+    tiers: list[TierHit]
     route: RouteHit | None
     egress: str | None
     tables: list[str]
@@ -205,14 +217,13 @@ class Tracer:
         matched = self._matched(classify)
         hit = self._rule(classify.flow) if classify else None
         policy = self._policy_hit(hit, _step(steps, "policy"))
-        transport = _step(steps, "transport")
-        outcome = (TRANSPORT_OUTCOMES.get(_field(transport.packet, L.TRANSPORT), "drop")
-                   if transport and classify else "allow")
+        tiers = self._tiers(steps)
         return TraceResult(
             ingress=entry.name, classified_at=at.name if at else None, rule=hit,
             matched=matched,
             ambiguous=len(matched) > 1 and matched[0]["priority"] == matched[1]["priority"],
-            policy=policy, outcome=outcome, route=self._route(steps),
+            policy=policy, outcome=tiers[0]["outcome"] if tiers else "allow", tiers=tiers,
+            route=self._route(steps),
             egress=self._egress(result), tables=result.tables(),
             walk=result.describe(self.port_names).splitlines(),
             ofproto_trace_flow=expected_ofproto_trace_flow(self.model, interface_id,
@@ -220,8 +231,28 @@ class Tracer:
             confirmed=None)
 
     # --- reading the walk ---
+    def _tiers(self, steps: list[Step]) -> list[TierHit]:
+        """Each classification of the walk, with what its transport step decided (a
+        classification the walk leaves before its transport is a drop)."""
+        out = []
+        for k, step in enumerate(steps):
+            if step.table != "classify" or step.flow is None:
+                continue
+            transport = _step(steps[k:], "transport")
+            router = next(r for r in self.model.all("routers")
+                          if r.num == _field(step.packet, L.ROUTER))
+            at = self._iface(_field(step.packet, L.SI_IFACE))
+            out.append(TierHit(
+                router=router.name, classified_at=at.name if at else "-",
+                rule=self._rule(step.flow),
+                outcome=(TRANSPORT_OUTCOMES.get(_field(transport.packet, L.TRANSPORT), "drop")
+                         if transport else "allow")))
+        return out
+
     def _iface(self, num: int) -> m.Interface | None:
-        return next((i for i in self.model.interfaces_of(self.router.id) if i.num == num), None)
+        """An interface of a router on this switch (a walk crosses router links)."""
+        return next((i for i in self.model.all("interfaces") if i.num == num
+                     and self.model.get("routers", i.router).dpid == self.router.dpid), None)
 
     def _rule(self, flow: Flow) -> RuleHit | None:
         """The rule a classify flow's cookie names (the router's default rule too)."""
@@ -230,8 +261,7 @@ class Tracer:
             return None
         if owner[0] == "router":
             return RuleHit(**DEFAULT_RULE)
-        rule = next((r for r in self.model.rules_of(self.router.id) if r.rule_num == owner[1]),
-                    None)
+        rule = next((r for r in self.model.all("rules") if r.rule_num == owner[1]), None)
         return _rule_hit(rule) if rule else None
 
     def _matched(self, classify: Step | None) -> list[RuleHit]:

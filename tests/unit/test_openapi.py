@@ -93,12 +93,19 @@ def _check(doc: dict, instance, schema: str, cls=OAS30ReadValidator) -> None:
     validate_instance(instance, root, cls=cls)
 
 
+def _example(name: str) -> dict:
+    return yaml.safe_load(resources.files("ryu_si").joinpath(f"examples/{name}").read_text())
+
+
 def _three_transports() -> dict:
-    text = resources.files("ryu_si").joinpath("examples/three_transports.yaml").read_text()
-    return yaml.safe_load(text)
+    return _example("three_transports.yaml")
 
 
-@pytest.mark.parametrize("config", [default_document, _three_transports])
+def _tenants() -> dict:
+    return _example("tenants.yaml")
+
+
+@pytest.mark.parametrize("config", [default_document, _three_transports, _tenants])
 def test_what_the_service_answers_and_accepts_fits_the_schemas(doc, tmp_path, config):
     svc = Service(Store(str(tmp_path / "si.sqlite")))
     _check(doc, config(), "Config", OAS30WriteValidator)

@@ -14,6 +14,7 @@ from openflow_tables.flow import Load
 from openflow_tables.interpret import Datapath, Result, ipv4
 from ryu_si.control.service import Service
 from ryu_si.control.store import Store
+from ryu_si.diagnose.trace import FiveTuple, trace
 from si_model.validate import ValidationError
 
 PORTS = {"up1": 1, "up2": 2, "ta1": 3, "bwa": 4, "bwb": 5, "tb1": 6, "fwa": 7, "fwb": 8,
@@ -311,3 +312,19 @@ def test_a_nat_node_of_the_parent_is_not_a_tenants_service(tmp_path):
     with pytest.raises(ValidationError) as e:
         svc.replace_config(doc)
     assert (e.value.field.rsplit(".", 1)[-1], e.value.status) == ("policy", 422)
+
+
+def test_a_trace_lists_each_tiers_classification(edge):
+    """The trace of telnet from outside to tenant B crosses the t0 (no rule of its own:
+    the default, allowed) into tenant B, whose rule drops it at its uplink; the one to
+    tenant A on port 9001 is allowed by the t0 and redirected by tenant A."""
+    svc = edge.svc
+    up1 = svc.find("interfaces", "uplink1").id
+    telnet = trace(svc, up1, FiveTuple(6, CLIENT, SERVER_B, SPORT, 23))
+    assert [(t["router"], t["classified_at"], t["rule"]["name"], t["outcome"])
+            for t in telnet["tiers"]] == [("t0", "uplink1", "default", "allow"),
+                                          ("tenant-b", "b-uplink", "b-no-telnet", "drop")]
+    assert telnet["egress"] is None
+    scrub = trace(svc, up1, FiveTuple(6, CLIENT, SERVER_A, SPORT, 9001))
+    assert [(t["router"], t["rule"]["name"], t["outcome"]) for t in scrub["tiers"]] == [
+        ("t0", "default", "allow"), ("tenant-a", "a-scrub-9001", "redirect")]
