@@ -343,10 +343,9 @@ def build(kind: str, body: Any, model: m.Model, existing: Any | None = None) -> 
                 raise ValidationError(f, "is required")
     _resolve_refs(kind, values, model)
     if existing is not None:
-        merged = m.fields_of(existing) | values
-        return m.KINDS[kind](**merged)
+        values = m.fields_of(existing) | values
     values.setdefault("id", str(uuid.uuid4()))
-    if values.get("name") is None:
+    if values.get("name") is None:     # absent, or cleared with null: a generated name
         values["name"] = f"{noun(kind).replace(' ', '-')}-{values['id'][:8]}"
     if kind == "rules" and values.get("router") is None:
         values["router"] = _router_of_applied_to(values["applied_to"], model)
@@ -355,12 +354,16 @@ def build(kind: str, body: Any, model: m.Model, existing: Any | None = None) -> 
 
 def _cleared(kind: str, f: str, required: bool) -> Any:
     """``null`` gives an optional field its default (a redirect rule PATCHed to drop
-    sheds its policy with ``"policy": null``); a required field cannot be cleared."""
+    sheds its policy with ``"policy": null``), or derives it again (a name, a rule's
+    router); a required field cannot be cleared."""
     if required:
         raise ValidationError(f, "is required: null cannot clear it")
     default = m.KINDS[kind].__dataclass_fields__[f]
-    return default.default_factory() if default.default_factory is not dataclasses.MISSING \
-        else default.default
+    if default.default_factory is not dataclasses.MISSING:
+        return default.default_factory()
+    if default.default is dataclasses.MISSING:
+        return None                      # derived by build(): a name, a rule's router
+    return default.default
 
 
 def _uuid(v: Any) -> str:
