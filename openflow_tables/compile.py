@@ -37,7 +37,7 @@ def router_flows(ctx: Context) -> list[Flow]:
         *classify.orient_flows("orient", "classify"), *classify.classify_flows(ctx),
         *classify.orient_flows("reorient", "keep_decision"), *classify.keep_decision_flows(ctx),
         *policy.policy_flows(ctx), *conntrack.commit_flows(ctx),
-        *conntrack.gen_check_flows(ctx), *revalidation.flow_program_flows(ctx),
+        *conntrack.gen_check_flows(ctx), *conntrack.transit_done_flows(ctx), *revalidation.flow_program_flows(ctx),
         *revalidation.revalidate_flows(ctx), *transport.transport_flows(ctx),
         *routing.routing_flows(ctx), *routing.egress_si_flows(ctx),
         *routing.neighbor_flows(ctx), *routing.output_flows(ctx), *routing.cross_flows(ctx),

@@ -177,6 +177,15 @@ class Context:
         l2 = self._l2.get(iface.router, frozenset())
         return self.iface_bits(iface), iface.id if iface.id in l2 else None
 
+    def class_pairs(self, router: m.Router) -> list[tuple[int, int]]:
+        """(i, j): a record made at class i holds at class j when its rule is applied
+        there: every applied_to set of j is one of i's, and j is no class of its own
+        (an L2 rule's interface) unless it is i (applied_to.class_check_flows)."""
+        classes = self.router_classes(router.id)
+        return [(i, j) for (bits_i, own_i), i in classes.items()
+                for (bits_j, own_j), j in classes.items()
+                if bits_j & ~bits_i == 0 and own_j in (None, own_i)]
+
     def iface_class(self, iface: m.Interface) -> int:
         return self.router_classes(iface.router)[self.class_key(iface)]
 

@@ -142,11 +142,21 @@ FLAGS_NAT_BACK = Field("nat_back", "reg1", 4, 1,
                        "back from the reverse path of a chain with a NAT node: checked "
                        "against the rules of the interface it entered by, not sent again",
                        ON_ROUTER)
+FLAGS_TRANSIT = Field("transit", "reg1", 5, 1,
+                      "classified again at its egress: its decision where it entered was "
+                      "carried out, the egress interface is of another class (not recorded)",
+                      ON_ROUTER)
+FLAGS_REUSED = Field("reused", "reg1", 6, 1,
+                     "the decision comes from a record that holds here (class_check hit)",
+                     ON_ROUTER)
 SI_IFACE = Field("si_iface", "reg2", 0, 16,
                  "interface the packet is classified at (ingress or egress)", ON_ROUTER)
 SI_CLASS = Field("si_class", "reg2", 16, 7,
                  "class of the interface the packet is classified at: interfaces of a "
                  "router with the same applied_to sets share a class", ON_ROUTER)
+DONE_CLASS = Field("done_class", "reg2", 24, 7,
+                   "transit: class of the interface whose decision was carried out before "
+                   "its egress (where it entered)", ON_ROUTER)
 RULE_NUM = Field("rule_num", "reg3", 0, 24, "rule number of the decision", ON_ROUTER)
 # (Its doc is part of the repr that ct() flows are digested with: changing it
 # re-sends those flows.)
@@ -280,17 +290,22 @@ PROXY_MAC_MASK = "ff:ff:ff:ff:00:00"
 PROXY_CONTEXT_BITS = 16
 
 
-# A bump-in-the-wire node of a parent router serving a child's decision: frames go
-# out with the child's number in the source MAC, which the node's bridge keeps, so what
-# comes back is routed on by the child.  02:5d:00:0d:RR:RR, d = 1 on the reply direction.
-TIER_MAC_OUI = 0x025D
+# A frame handed to a bump-in-the-wire node carries, in its source MAC (the node's
+# bridge keeps it), the interface it was classified at: what comes back is routed on
+# by that interface's router (a child using its parent's node too) knowing where its
+# decision was made, so its egress classifies it only if its rules differ there.
+# 02:5d:0e:0d : interface (2 bytes), d = 1 on the reply direction (the node's bridge
+# learns each direction's addresses on its own side).
+SERVICE_TAG_OUI = 0x025D0E00
+SERVICE_TAG_MASK = "ff:ff:ff:ff:00:00"
 
 
-def tier_mac(router_num: int, reply: bool) -> str:
-    """Source MAC of a frame a parent's biw node serves for router ``router_num``."""
-    if not 0 <= router_num <= ROUTER.mask:
-        raise ValueError(f"router {router_num} out of range")
-    return mac_text(TIER_MAC_OUI << 32 | int(reply) << 16 | router_num)
+def service_tag_mac(reply: bool, iface_num: int = 0) -> str:
+    """Source MAC of a frame a biw node serves for a decision made at ``iface_num``
+    (0: the fixed part the datapath fills in)."""
+    if not 0 <= iface_num <= SI_IFACE.mask:
+        raise ValueError(f"interface {iface_num} out of range")
+    return mac_text((SERVICE_TAG_OUI | int(reply)) << 16 | iface_num)
 
 
 # A NAT leg's reply handed to a bump-in-the-wire node that NATs: the interface the reply
@@ -474,7 +489,7 @@ TABLES: tuple[Table, ...] = (
           "carries (then no rule of this interface can outrank the record's). A hit "
           "restores the decision from ct_label; a miss re-classifies.",
           ("gen_check", "orient"), miss="orient",
-          match=(ROUTER, CT_MARK_CLASS, SI_CLASS), sets=(DECISION, RULE_NUM)),
+          match=(ROUTER, CT_MARK_CLASS, SI_CLASS), sets=(DECISION, RULE_NUM, FLAGS_REUSED)),
     Table(6, "orient",
           "Rules classify connections, not packets: a reply-direction packet (ct_state "
           "+rpl) has its addresses and ports swapped into the connection's original "
@@ -518,17 +533,23 @@ TABLES: tuple[Table, ...] = (
           "Commit the decision to conntrack: ct_mark = tag + interface class + rule "
           "number, ct_label = transport, rule action, classification generation, "
           "forward/reverse data, policy, generations. A kept decision keeps its "
-          "transport generations (revalidated next).",
-          ("gen_check",),
-          match=("eth_type", FLAGS_KEPT),
+          "transport generations (revalidated next). A transit packet's egress "
+          "decision is not recorded: it is carried out (transport), unless it keeps "
+          "the record's decision, which may be the one already carried out "
+          "(transit_done).",
+          ("gen_check", "transport", "transit_done"),
+          match=("eth_type", FLAGS_KEPT, FLAGS_TRANSIT),
           sets=(GEN_CLASSIFY, GEN_TRANSPORT, CT_LABEL_DECISION, CT_MARK_TAG, CT_MARK_CLASS,
                 CT_MARK_RULE)),
     Table(12, "gen_check",
           "Records stamped with the current generations take the fast path (one "
           "lookup); stale ones are revalidated by this packet: flow programming first, "
-          "then the failed set, else they are re-stamped.",
-          ("transport", "flow_program"),
-          match=(TRANSPORT, RULE_ACTION, *GENERATIONS), sets=(FLAGS_KEPT,)),
+          "then the failed set, else they are re-stamped. At a transit packet's egress, "
+          "a record that holds there may be the decision already carried out "
+          "(transit_done).",
+          ("transport", "flow_program", "transit_done"),
+          match=(TRANSPORT, RULE_ACTION, *GENERATIONS, FLAGS_TRANSIT, FLAGS_REUSED),
+          sets=(FLAGS_KEPT,)),
     Table(13, "flow_program",
           "Flow-programming instructions, one flow per direction of each programmed "
           "connection: drop, accept (skip the rest of the chain), reroute (a new "
@@ -573,12 +594,20 @@ TABLES: tuple[Table, ...] = (
           ("egress_si",),
           match=(EGRESS_IFACE, NEXT_HOP), sets=("eth_dst",)),
     Table(18, "egress_si",
-          "Traffic routed out of a classifying interface that has not been "
-          "through service insertion yet is classified there, at its egress, with "
-          "the Ethernet header it will leave with.",
-          ("ct", "output"),
-          match=(FLAGS_SERVICED, FLAGS_SI_DONE, EGRESS_IFACE),
-          sets=("eth_src", SI_IFACE, SI_CLASS, *APPLIED_TO, FLAGS_EGRESS)),
+          "Traffic routed out of a classifying interface is classified there, at its "
+          "egress, with the Ethernet header it will leave with, unless it was "
+          "classified at an interface of the same class (the same rules). Traffic not "
+          "classified yet goes through the router's zone like ingress traffic (the "
+          "record is made here); transit traffic, classified where it entered (in this "
+          "pass, or before a service that said where: C2, the biw source MAC), is "
+          "looked up in the router's zone and classified without a record (transit). "
+          "What came back from a service that does not say where it was classified "
+          "(an L3 node, a NAT node) leaves.",
+          ("ct", "output", "ct_result"),
+          match=("eth_type", FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_NAT_BACK, EGRESS_IFACE,
+                 SI_CLASS),
+          sets=("eth_src", SI_IFACE, SI_CLASS, *APPLIED_TO, FLAGS_EGRESS, FLAGS_TRANSIT,
+                FLAGS_REUSED, FLAGS_KEPT, DONE_CLASS)),
     Table(19, "output",
           "Rewrite the source MAC to the egress interface, decrement TTL, output; a "
           "router link's frame takes the far end's MAC and crosses (cross).",
@@ -624,15 +653,27 @@ TABLES: tuple[Table, ...] = (
                 FLAGS_KEPT, FLAGS_NAT_BACK, SI_IFACE, SI_CLASS, *APPLIED_TO, RULE_NUM, DECISION,
                 EGRESS_IFACE, NEXT_HOP, SWAP_SCRATCH)),
     Table(25, "resume",
-          "Back from a service path: the router that classified the packet (the "
-          "interface C2 named, now in_iface) routes it on, serviced; a t1 using its "
-          "parent's service plane gets its packets back this way.",
-          ("routing",), bridges=ON_ROUTER, match=(IN_IFACE,), sets=(ROUTER,)),
+          "Back from a service path or a biw node: the router that classified the "
+          "packet (the interface C2 or the source MAC named, now in_iface) routes it on, "
+          "serviced, knowing where it was classified (its egress classifies it again "
+          "only if its rules differ there); a t1 using its parent's service plane or "
+          "node gets its packets back this way.",
+          ("routing",), bridges=ON_ROUTER, match=(IN_IFACE,),
+          sets=(ROUTER, CT_ZONE, FLAGS_SI_DONE, SI_IFACE, SI_CLASS)),
     Table(26, "sp_return",
           "Service plane: a path's end (or a flow-programming signal) goes back to the "
           "router bridge link it came from, chosen by the interface C2 names when "
           "several routers' links share the plane bridge; probes to the first link.",
           (), bridges=ON_PLANE, match=("eth_type", NSH_IFACE)),
+    Table(27, "transit_done",
+          "At a transit packet's egress, the router's record holds there (or its rule "
+          "won again). If the record also holds where the packet entered (its class "
+          "carries every applied_to set of that interface's class, done_class), its "
+          "decision is the one carried out there: the packet leaves. Otherwise the "
+          "record is another packet's (replies made it at this egress since): carried "
+          "out now.",
+          ("gen_check", "transport", "output"), bridges=ON_ROUTER,
+          match=(ROUTER, CT_MARK_CLASS, DONE_CLASS, FLAGS_REUSED), sets=(FLAGS_REUSED,)),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}

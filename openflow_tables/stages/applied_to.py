@@ -6,7 +6,7 @@ import functools
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
-from openflow_tables.flow import Flow, fields, flow, match
+from openflow_tables.flow import Flow, Load, fields, flow, match
 from openflow_tables.stages.conntrack import RESTORE_DECISION
 
 
@@ -58,15 +58,12 @@ def class_check_flows(ctx: Context) -> list:
     """
     out = []
     for router in ctx.routers:
-        classes = ctx.router_classes(router.id)
-        for (bits_i, own_i), i in classes.items():
-            for (bits_j, own_j), j in classes.items():
-                if bits_j & ~bits_i == 0 and own_j in (None, own_i):
-                    out.append(flow("class_check", 10,
-                                    match(metadata=router_match(router),
-                                          ct_mark=(L.CT_MARK_CLASS.value(i), L.CT_MARK_CLASS.mask),
-                                          **fields((L.SI_CLASS, j))),
-                                    RESTORE_DECISION, goto="gen_check",
-                                    cookie=L.cookie("router", router.num)))
+        for i, j in ctx.class_pairs(router):
+            out.append(flow("class_check", 10,
+                            match(metadata=router_match(router),
+                                  ct_mark=(L.CT_MARK_CLASS.value(i), L.CT_MARK_CLASS.mask),
+                                  **fields((L.SI_CLASS, j))),
+                            [*RESTORE_DECISION, Load.field(L.FLAGS_REUSED, 1)],
+                            goto="gen_check", cookie=L.cookie("router", router.num)))
     out.append(flow("class_check", 0, (), goto="orient", cookie=L.PIPELINE_COOKIE))
     return out

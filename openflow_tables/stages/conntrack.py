@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from openflow_tables import layout as L
-from openflow_tables.context import Context
-from openflow_tables.flow import Ct, Load, Move, fields, flow, match
+from openflow_tables.context import Context, router_match
+from openflow_tables.flow import Ct, Load, Move, Resubmit, fields, flow, match
 
 
 def ct_flows() -> list:
@@ -75,6 +75,12 @@ def commit_flows(ctx: Context) -> list:
     commit = Ct(True, L.CT_ZONE, "gen_check", STAMP)
     ck = L.cookie("generation")
     return [
+        # A transit packet's egress decision is carried out, not recorded: the record
+        # stays the decision of where it entered (transit_done).
+        flow("commit", 35, match(**fields((L.FLAGS_TRANSIT, 1), (L.FLAGS_KEPT, 1))),
+             [Resubmit("transit_done")], cookie=L.PIPELINE_COOKIE),
+        flow("commit", 30, match(**fields((L.FLAGS_TRANSIT, 1))), goto="transport",
+             cookie=L.PIPELINE_COOKIE),
         flow("commit", 20, match(eth_type=L.ETH_IP, **fields((L.FLAGS_KEPT, 1))),
              [classify_gen, commit], cookie=ck),
         flow("commit", 10, match(eth_type=L.ETH_IP),
@@ -104,6 +110,9 @@ def gen_check_flows(ctx: Context) -> list:
     stale = [Load.field(L.FLAGS_KEPT, 0)]
     redirect = (L.RULE_ACTION, L.ACTION_REDIRECT)
     return [
+        flow("gen_check", 25, match(**fields((L.FLAGS_TRANSIT, 1), (L.FLAGS_REUSED, 1))),
+             [Resubmit("transit_done")], cookie=L.PIPELINE_COOKIE)
+    ] + [
         flow("gen_check", 10,
              match(**fields((L.TRANSPORT, code), *((g, current[g]) for g in gens))),
              goto="transport", cookie=L.cookie("generation"))
@@ -119,3 +128,24 @@ def gen_check_flows(ctx: Context) -> list:
     ] + [flow("gen_check", 11, match(**fields((L.TRANSPORT, code), redirect)), stale,
               goto="flow_program", cookie=L.PIPELINE_COOKIE) for code in FALLBACKS] + [
         flow("gen_check", 0, (), stale, goto="flow_program", cookie=L.PIPELINE_COOKIE)]
+
+
+def transit_done_flows(ctx: Context) -> list:
+    """A transit packet's egress found a record that holds there (reused), or its rule
+    won again (kept).  Where the record also holds at the interface the packet entered
+    by (its class carries every set of that class: the class_check pairs), its decision
+    is the one carried out there, and the packet leaves: a rule applied at both ends
+    services a connection once.  Otherwise replies made the record at this egress since:
+    it is this interface's decision, carried out now."""
+    out = []
+    for router in ctx.routers:
+        for i, j in ctx.class_pairs(router):
+            out.append(flow("transit_done", 10,
+                            match(metadata=router_match(router),
+                                  ct_mark=(L.CT_MARK_CLASS.value(i), L.CT_MARK_CLASS.mask),
+                                  **fields((L.DONE_CLASS, j))),
+                            [Resubmit("output")], cookie=L.cookie("router", router.num)))
+    return out + [
+        flow("transit_done", 5, match(**fields((L.FLAGS_REUSED, 1))),
+             [Load.field(L.FLAGS_REUSED, 0), Resubmit("gen_check")], cookie=L.PIPELINE_COOKIE),
+        flow("transit_done", 0, (), [Resubmit("transport")], cookie=L.PIPELINE_COOKIE)]

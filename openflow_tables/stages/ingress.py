@@ -105,29 +105,36 @@ def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
 
 
 def resume_flows(ctx: Context) -> list:
-    """Back from a service path: the router of the interface the packet was classified
-    at (C2, now in_iface) routes it on."""
+    """Back from a service: the router of the interface the packet was classified at
+    (C2 or the biw source MAC, now in_iface) routes it on, as classified there (its
+    egress compares classes, routing.egress_si_flows)."""
     return [flow("resume", 10, match(**fields((L.IN_IFACE, i.num))),
-                 [Load.field(L.ROUTER, ctx.router(i.router).num), Resubmit("routing")],
+                 [Load.field(L.ROUTER, ctx.router(i.router).num),
+                  Load.field(L.CT_ZONE, ctx.router(i.router).ct_zone),
+                  Load.field(L.FLAGS_SI_DONE, 1), Load.field(L.SI_IFACE, i.num),
+                  Load.field(L.SI_CLASS, ctx.iface_class(i)), Resubmit("routing")],
                  cookie=L.cookie("interface", i.num))
             for i in ctx.interfaces() if i.classifies] + [
         flow("resume", 0, (), cookie=L.PIPELINE_COOKIE)]
 
 
-def tier_return_flows(ctx: Context) -> list:
-    """A parent's biw node back from serving a child's decision: the source MAC names
-    the child (tier_mac), which routes it on, serviced."""
+def biw_return_flows(ctx: Context) -> list:
+    """A biw node back from serving a decision: its source MAC names the interface the
+    packet was classified at (transport.service_tag_mac), whose router routes it on,
+    serviced (resume).  A node that NATs has its own way back (nat.biw_nat_flows);
+    frames without the tag (liveness probes) come back as the service port's."""
     out = []
     for node, a, b in ctx.biw_nodes():
-        for child in ctx.children(a.router):
-            for side, reply in ((b, False), (a, True)):
-                out.append(flow("ingress", 95,
-                                match(in_port=ctx.port(side), eth_type=L.ETH_IP,
-                                      eth_src=L.tier_mac(child.num, reply)),
-                                [Load.field(L.ROUTER, child.num),
-                                 Load.field(L.IN_IFACE, side.num),
-                                 Load.field(L.FLAGS_SERVICED, 1)],
-                                goto="routing", cookie=L.cookie("service_node", node.num)))
+        if node.nat:
+            continue
+        for side, reply in ((b, False), (a, True)):
+            out.append(flow("ingress", 95,
+                            match(in_port=ctx.port(side), eth_type=L.ETH_IP,
+                                  eth_src=(L.service_tag_mac(reply), L.SERVICE_TAG_MASK)),
+                            [Move("eth_src", L.IN_IFACE.register, 0, L.IN_IFACE.ofs,
+                                  L.IN_IFACE.nbits),
+                             Load.field(L.FLAGS_SERVICED, 1), Resubmit("resume")],
+                            cookie=L.cookie("interface", side.num)))   # nodes may share sides
     return out
 
 
@@ -146,7 +153,7 @@ def ingress_flows(ctx: Context) -> list:
                             [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num)],
                             goto="arp", cookie=L.cookie("interface", iface.num)))
     out.append(flow("ingress", 0, (), cookie=L.PIPELINE_COOKIE))
-    return out + tier_return_flows(ctx)
+    return out + biw_return_flows(ctx)
 
 
 def _arp_reply(iface: m.Interface, ip: str) -> list:

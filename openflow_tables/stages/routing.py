@@ -5,7 +5,7 @@ import ipaddress
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
-from openflow_tables.flow import (Controller, CtClear, DecTtl, Load, Move, Output, Resubmit,
+from openflow_tables.flow import (Controller, Ct, CtClear, DecTtl, Load, Move, Output, Resubmit,
                                   SetField, fields, flow, match)
 from openflow_tables.stages.ingress import classify_here
 
@@ -55,21 +55,43 @@ def _probe_trap():
 
 
 def egress_si_flows(ctx: Context) -> list:
-    """Classify at the egress interface what has not been through service insertion,
-    with the source MAC it will leave with (the neighbor table set the destination)."""
+    """Classify at the egress interface, with the source MAC the packet will leave with
+    (the neighbor table set the destination), unless it was classified at an interface
+    of the same class: the same rules gave it its decision.
+
+    Not classified yet: through the router's zone like ingress traffic (the record is
+    made here).  Transit (classified where it entered, in this pass or before a
+    service that said where): looked up in the router's zone and classified again
+    without a record (commit, transit_done), so the rules of the interface it leaves by
+    hold for it too.  Back from a service that says nothing (an L3 node, a NAT node):
+    it leaves.
+    """
     out = [
-        flow("egress_si", 30, match(**fields((L.FLAGS_SERVICED, 1))), goto="output",
+        flow("egress_si", 40, match(**fields((L.FLAGS_NAT_BACK, 1))), goto="output",
              cookie=L.PIPELINE_COOKIE),
-        flow("egress_si", 30, match(**fields((L.FLAGS_SI_DONE, 1))), goto="output",
-             cookie=L.PIPELINE_COOKIE),
+        flow("egress_si", 30, match(**fields((L.FLAGS_SERVICED, 1), (L.FLAGS_SI_DONE, 0))),
+             goto="output", cookie=L.PIPELINE_COOKIE),
     ]
     for iface in ctx.interfaces():
-        if iface.classifies:
-            out.append(flow("egress_si", 20, match(**fields((L.EGRESS_IFACE, iface.num))),
-                            [*([SetField("eth_src", iface.mac)] if iface.mac else []),
-                             *classify_here(ctx, iface),
-                             Load.field(L.FLAGS_EGRESS, 1), Resubmit("ct")],
-                            cookie=L.cookie("interface", iface.num)))
+        if not iface.classifies:
+            continue
+        here = [*([SetField("eth_src", iface.mac)] if iface.mac else []),
+                *classify_here(ctx, iface), Load.field(L.FLAGS_EGRESS, 1)]
+        ck = L.cookie("interface", iface.num)
+        out += [
+            flow("egress_si", 35, match(**fields((L.EGRESS_IFACE, iface.num),
+                                                 (L.FLAGS_SI_DONE, 1),
+                                                 (L.SI_CLASS, ctx.iface_class(iface)))),
+                 goto="output", cookie=ck),
+            flow("egress_si", 25, match(eth_type=L.ETH_IP,
+                                        **fields((L.EGRESS_IFACE, iface.num),
+                                                 (L.FLAGS_SI_DONE, 1))),
+                 [Move.field(L.SI_CLASS, L.DONE_CLASS.register, L.DONE_CLASS.ofs),
+                  *here, Load.field(L.FLAGS_TRANSIT, 1), Load.field(L.FLAGS_REUSED, 0),
+                  Load.field(L.FLAGS_KEPT, 0), CtClear(), Ct(False, L.CT_ZONE, "ct_result")],
+                 cookie=ck),
+            flow("egress_si", 20, match(**fields((L.EGRESS_IFACE, iface.num))),
+                 [*here, Resubmit("ct")], cookie=ck)]
     out.append(flow("egress_si", 0, (), goto="output", cookie=L.PIPELINE_COOKIE))
     return out
 

@@ -12,25 +12,23 @@ from openflow_tables.flow import (EncapEthernet, EncapNsh, Load, Move, Output, S
 def _biw_flows(ctx: Context) -> list:
     """Forward leaves on side A and comes back on B; the reverse the other way.
 
-    Frames carry the pair's MACs (A's as source toward B's, or back) so the
-    node's transparent bridge learns one MAC per side and never drops.  A child
-    router's decision for its parent's node carries the child in the source MAC
-    (tier_mac) instead, and comes back to the child (tier_return_flows).
+    The source MAC says where the packet was classified (service_tag_mac: the
+    interface, the direction), which the node's bridge keeps, so what comes back is
+    routed on by that interface's router (a child using its parent's node too)
+    knowing it (ingress.biw_return_flows).  The node's transparent bridge learns each
+    direction's sources on one side and never drops.
     """
     out = []
     for node, a, b in ctx.biw_nodes():
-        senders = [(20, {}, a.mac, b.mac)] + [
-            (25, {"metadata": router_match(child)}, L.tier_mac(child.num, False),
-             L.tier_mac(child.num, True)) for child in ctx.children(a.router)]
-        for priority, who, src_fwd, src_rev in senders:
-            for rpl, data, src, dst, port, way in (
-                    (0, L.FWD_DATA, src_fwd, b.mac, ctx.port(a), "node_forward"),
-                    (L.CT_RPL, L.REV_DATA, src_rev, a.mac, ctx.port(b), "node_reverse")):
-                out.append(flow("transport", priority,
-                                match(ct_state=(rpl, L.CT_RPL), **who,
-                                      **fields((L.TRANSPORT, L.TRANSPORT_BIW), (data, node.num))),
-                                [SetField("eth_src", src), SetField("eth_dst", dst),
-                                 Output(port)], cookie=L.cookie(way, node.num)))
+        for rpl, data, dst, port, way in (
+                (0, L.FWD_DATA, b.mac, ctx.port(a), "node_forward"),
+                (L.CT_RPL, L.REV_DATA, a.mac, ctx.port(b), "node_reverse")):
+            out.append(flow("transport", 20,
+                            match(ct_state=(rpl, L.CT_RPL),
+                                  **fields((L.TRANSPORT, L.TRANSPORT_BIW), (data, node.num))),
+                            [SetField("eth_src", L.service_tag_mac(bool(rpl))),
+                             Move.field(L.SI_IFACE, "eth_src", 0), SetField("eth_dst", dst),
+                             Output(port)], cookie=L.cookie(way, node.num)))
     return out
 
 

@@ -34,7 +34,8 @@ def test_each_rule_is_one_classify_flow_on_its_applied_to_bit(service):
 def test_interfaces_carry_bits_of_every_set_they_belong_to(service):
     pipe = compile_for(service)
     ingress = {dict((k, v) for k, v, _ in f.match)["in_port"]: f
-               for f in pipe.table("ingress") if ("eth_type", 0x0800, None) in f.match}
+               for f in pipe.table("ingress") if ("eth_type", 0x0800, None) in f.match
+               and f.priority == 90}
     both = service.applied_to_bits[(_rule(service, "web-inspect").router,
                                     frozenset(_rule(service, "web-inspect").applied_to))]
     only1 = service.applied_to_bits[(_rule(service, "alt-web-uplink1").router,
@@ -139,7 +140,8 @@ def test_flows_grow_like_rules_plus_interfaces_not_their_product(service):
     classify = pipe.table("classify")
     assert len(classify) < 1100, len(classify)
     assert len(pipe.table("applied_to")) <= 1000 + 2
-    assert len(pipe.table("ingress")) == 2 * 32 + 2 * 1 + 2 + 1  # ip+arp per iface, biw, miss
+    # ip+arp per iface, biw sides (the service port's, the tagged return), miss
+    assert len(pipe.table("ingress")) == 2 * 32 + 2 * 1 + 2 * 2 + 1
     assert subtables(pipe.flows, "classify") <= 3
 
 
@@ -155,13 +157,14 @@ def _flows_one_rule_changes(service, n_rules: int) -> set:
 
 def test_adding_one_rule_changes_few_flows_whatever_the_rule_count(service):
     """A rule costs its own flows (classify, applied_to; keep_decision for a redirect),
-    the interfaces whose sets or class change (ingress and egress_si) and the pair of class_check
-    flows of new classes; the classify generation bump changes ct_result and commit.
-    None of it grows with the rules already there."""
+    the interfaces whose sets or class change (ingress, egress_si, resume), the pair of
+    class_check flows of new classes and the transit_done flows of a new class value;
+    the classify generation bump changes ct_result and commit.  None of it grows with
+    the rules already there."""
     changed = _flows_one_rule_changes(service, 300)
     assert changed and {f.table for f in changed} <= {
         "classify", "applied_to", "keep_decision", "ingress", "egress_si", "class_check",
-        "ct_result", "commit"}
+        "ct_result", "commit", "resume", "transit_done"}
     assert len(changed) == len(_flows_one_rule_changes(service, 30))
     assert sorted(f.table for f in changed if L.cookie_owner(f.cookie)[0] == "rule") == [
         "applied_to", "classify"]                       # a drop rule keeps no decision

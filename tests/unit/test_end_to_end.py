@@ -81,7 +81,9 @@ def test_web_goes_through_the_node_both_ways_and_keeps_it_after_an_ecmp_move(dem
     out = demo.send("up2", from_client("up2", 80, SYN))
     assert demo.leaves(out) == "bwa"                      # the biw node's side A
     sent = out.outputs[0].headers
-    assert (sent["eth_src"], sent["eth_dst"]) == (BIW_A, BIW_B)
+    up = {n: demo.svc.find("interfaces", n).num for n in ("uplink1", "uplink2")}
+    # the source MAC says where it was classified (uplink2), forward direction
+    assert (sent["eth_src"], sent["eth_dst"]) == (L.service_tag_mac(False, up["uplink2"]), BIW_B)
     back = demo.send("bwb", sent)                         # the node bridges it to side B
     assert demo.leaves(back) == "down1"
     got = back.outputs[0].headers
@@ -89,7 +91,7 @@ def test_web_goes_through_the_node_both_ways_and_keeps_it_after_an_ecmp_move(dem
     reply = demo.send("down1", from_server(80, SYN_ACK))
     assert demo.leaves(reply) == "bwb"                    # the reverse direction: side B
     assert (reply.outputs[0].headers["eth_src"], reply.outputs[0].headers["eth_dst"]) == (
-        BIW_B, BIW_A)
+        L.service_tag_mac(True, up["uplink1"]), BIW_A)      # classified at its egress
     home = demo.send("bwa", reply.outputs[0].headers)
     assert demo.leaves(home) == "up1"                     # the route to the clients
     assert home.outputs[0].headers["eth_dst"] == GATEWAY["up1"]

@@ -333,12 +333,12 @@ def _in_ports(spec: str, port: int) -> bool:
     return int(lo) <= port <= int(hi or lo)
 
 
-def original_frame(iface: str, outside_initiates: bool) -> tuple[str, str]:
+def original_frame(iface: str, entered: bool) -> tuple[str, str]:
     """The Ethernet addresses of the connection's original direction on the wire at
     ``iface``: from the gateway to the router when it came in there, the other way when
     it left there (the route's next hop at that uplink is its gateway)."""
     peer, own = GATEWAY[iface][1], UPLINK_MAC[iface]
-    return (peer, own) if outside_initiates else (own, peer)
+    return (peer, own) if entered else (own, peer)
 
 
 def rule_matches(m: dict, orig: tuple, frame: tuple[str, str]) -> bool:
@@ -360,19 +360,44 @@ def rule_matches(m: dict, orig: tuple, frame: tuple[str, str]) -> bool:
     return True
 
 
-def expected(svc: Service, iface: str, conn: "Conn") -> tuple[str, str | None]:
-    """(action, policy name) of the highest-priority rule applied at ``iface`` that
-    matches the connection's original tuple and original frame there; the default rule
-    allows."""
+def winner(svc: Service, iface: str, conn: "Conn", entered: bool):
+    """The highest-priority rule applied at ``iface`` that matches the connection's
+    original tuple and its original frame there (``entered``: the original direction
+    came in by ``iface``); None: the default rule."""
     j = svc.model.by_name("interfaces", iface).id
-    frame = original_frame(iface, conn.outside_initiates)
+    frame = original_frame(iface, entered)
     hits = [r for r in svc.model.all("rules")
             if r.enabled and j in r.applied_to and rule_matches(r.match, conn.orig, frame)]
-    if not hits:
+    return max(hits, key=lambda r: r.priority) if hits else None
+
+
+def decision_of(svc: Service, rule) -> tuple[str, str | None]:
+    """(action, policy name) of a rule; the default rule allows."""
+    if rule is None:
         return "allow", None
-    best = max(hits, key=lambda r: r.priority)
-    policy = svc.model.get("policies", best.policy).name if best.policy else None
-    return best.action, policy
+    return rule.action, svc.model.get("policies", rule.policy).name if rule.policy else None
+
+
+def expected(svc: Service, iface: str, conn: "Conn") -> tuple[str, str | None]:
+    """What classifying the connection at ``iface`` gives (an uplink it entered by when
+    the outside initiated it, left by otherwise)."""
+    return decision_of(svc, winner(svc, iface, conn, conn.outside_initiates))
+
+
+def expected_walk(svc: Service, conn: "Conn", forward: bool, at: str,
+                  dst: str) -> list[tuple[str, str | None]]:
+    """The decisions a packet classified at ``at`` meets, in order.  In transit (both
+    ends outside) the interface it leaves by classifies it too, unless the same rule
+    won where it entered (a rule applied at both ends services it once).  What an L3
+    node sends back says nothing of where it was classified: it leaves (README)."""
+    if conn.peer is None:
+        return [expected(svc, at, conn)]
+    first = winner(svc, at, conn, entered=forward)
+    walk = [decision_of(svc, first)]
+    if walk[0][0] == "drop" or walk[0] == ("redirect", "l3-nat"):
+        return walk
+    second = winner(svc, route_of(svc, dst), conn, entered=not forward)
+    return walk if second == first else walk + [decision_of(svc, second)]
 
 
 def route_of(svc: Service, dst: str) -> str:
@@ -398,7 +423,7 @@ def one_or_many(items: tuple) -> st.SearchStrategy:
 
 
 @st.composite
-def rule_matches_(draw) -> dict:
+def rule_matches_(draw, l2: bool = True) -> dict:
     m: dict = {}
     if draw(st.integers(0, 4)):
         m["ip_proto"] = "tcp"
@@ -411,7 +436,7 @@ def rule_matches_(draw) -> dict:
     for f in ("ipv4_src", "ipv4_dst"):
         if not draw(st.integers(0, 2)):
             m[f] = draw(one_or_many(CIDRS))
-    for f in ("eth_src", "eth_dst"):
+    for f in ("eth_src", "eth_dst") if l2 else ():
         if not draw(st.integers(0, 5)):
             m[f] = draw(one_or_many(MACS))
     return m
@@ -425,14 +450,14 @@ APPLIED_TO = st.sampled_from(SUBSETS).map(list)
 
 
 @st.composite
-def rules_(draw) -> list[dict]:
+def rules_(draw, l2: bool = True) -> list[dict]:
     n = draw(st.integers(1, 4))
     prios = draw(st.lists(st.integers(1, 300), min_size=n, max_size=n, unique=True))
     out = []
     for k, prio in enumerate(prios):
         action, policy = draw(ACTIONS)
         rule = {"name": f"r{k}", "priority": prio, "action": action,
-                "match": draw(rule_matches_()), "applied_to": draw(APPLIED_TO)}
+                "match": draw(rule_matches_(l2)), "applied_to": draw(APPLIED_TO)}
         if policy:
             rule["policy"] = policy
         out.append(rule)
@@ -446,11 +471,12 @@ class Conn:
     sport: int         # the echo id for ICMP
     dport: int
     proto: int = 6
+    peer: int | None = None   # transit: the server is this OUTSIDE host, not SERVER
 
     @property
     def orig(self) -> tuple:
         """The first packet's tuple, as rules read it (no ports for ICMP)."""
-        ends = (OUTSIDE[self.host], SERVER)
+        ends = (OUTSIDE[self.host], SERVER if self.peer is None else OUTSIDE[self.peer])
         src, dst = ends if self.outside_initiates else ends[::-1]
         if self.proto == 1:
             return 1, src, dst, None, None
@@ -471,6 +497,14 @@ def conns(outside_initiates: bool) -> st.SearchStrategy:
     return st.builds(Conn, st.just(outside_initiates), st.integers(0, 2),
                      st.sampled_from(SPORTS), st.sampled_from(DPORTS),
                      st.sampled_from((6, 6, 6, 17, 1)))
+
+
+@st.composite
+def transit_conns(draw) -> Conn:
+    """Both ends outside, each in a prefix the router routes by an uplink."""
+    host, peer = draw(st.lists(st.integers(0, 2), min_size=2, max_size=2, unique=True))
+    return Conn(True, host, draw(st.sampled_from(SPORTS)), draw(st.sampled_from(DPORTS)),
+                draw(st.sampled_from((6, 6, 6, 17, 1))), peer)
 
 
 # A step is drawn as three small integers (cheap to generate and to shrink: all zeros
@@ -544,7 +578,7 @@ class Edge:
 
 def packet(conn: Conn, from_initiator: bool, uplink: str) -> tuple[int, dict, str]:
     """(in_port, headers, interface classified at, "" when routing decides) of one packet."""
-    inside = (conn.outside_initiates != from_initiator)
+    inside = conn.peer is None and conn.outside_initiates != from_initiator
     if inside:
         return PORTS["down1"], conn.headers(from_initiator, eth_src=SERVER_MAC,
                                             eth_dst=DOWN_MAC), ""
@@ -603,20 +637,45 @@ def run_sequence(rules: list[dict], conn: Conn, steps: list[tuple[int, int, int]
             log.append(f"edit {step}")
             continue
         _, from_initiator, uplink = step
+        uplink = off_route(edge.svc, conn, from_initiator, uplink)
         in_port, headers, iface = packet(conn, from_initiator, uplink)
-        iface = iface or route_of(edge.svc, headers["ipv4_dst"])
-        want = wanted(expected(edge.svc, iface, conn), from_initiator)
-        result = edge.dp.send(1, in_port, headers)
-        seen = observed(edge, result, headers["ipv4_dst"])
+        dst = headers["ipv4_dst"]
+        iface = iface or route_of(edge.svc, dst)
+        walk = expected_walk(edge.svc, conn, from_initiator, iface, dst)
         log.append(f"packet {'forward' if from_initiator else 'reply'} in port {in_port}, "
-                   f"classified at {iface}: want {want}, got {seen}")
+                   f"classified at {iface}: want {walk}")
+        result = edge.dp.send(1, in_port, headers)
+        follow_walk(edge, conn, log, walk, result, from_initiator, dst)
+
+
+def off_route(svc: Service, conn: Conn, from_initiator: bool, uplink: str) -> str:
+    """In transit, a packet comes in by another uplink than its route leaves by (the
+    router sends nothing back out of the port it came in by)."""
+    if conn.peer is None:
+        return uplink
+    _, src, dst, *_ = conn.orig
+    out = route_of(svc, dst if from_initiator else src)
+    return uplink if uplink != out else UPLINKS[(UPLINKS.index(uplink) + 1) % len(UPLINKS)]
+
+
+def follow_walk(edge: Edge, conn: Conn, log: list[str], walk: list, result,
+                forward: bool, dst: str) -> None:
+    """Each decision of the walk in turn: allow goes on, drop ends it, a redirect shows
+    the packet handed to its node, which sends it back; then it reaches ``dst``."""
+    for decision in walk:
+        if decision[0] == "allow":
+            continue
+        want, seen = wanted(decision, forward), observed(edge, result, dst)
+        log.append(f"  {decision}: want {want}, got {seen}")
         assert seen == want, _report(edge, conn, log, result)
-        if seen[0] in ("biw", "l3"):
-            port, back = return_from_node(result.outputs[0], seen)
-            again = edge.dp.send(1, port, back)
-            home = observed(edge, again, headers["ipv4_dst"])
-            log.append(f"  back from the node in port {port}: {home}")
-            assert home == ("allow",), _report(edge, conn, log, again)
+        if seen == ("drop",):
+            return
+        port, back = return_from_node(result.outputs[0], seen)
+        result = edge.dp.send(1, port, back)
+        log.append(f"  back from the node in port {port}")
+    seen = observed(edge, result, dst)
+    log.append(f"  then: {seen}")
+    assert seen == ("allow",), _report(edge, conn, log, result)
 
 
 def _report(edge: Edge, conn: Conn, log: list[str], result) -> str:
@@ -641,6 +700,16 @@ def test_no_sequence_weakens_a_decision_outside_initiated(rules, conn, steps):
 @SEQUENCE_SETTINGS
 @given(rules=rules_(), conn=conns(outside_initiates=False), steps=STEPS)
 def test_no_sequence_weakens_a_decision_inside_initiated(rules, conn, steps):
+    run_sequence(rules, conn, steps)
+
+
+@SEQUENCE_SETTINGS
+@given(rules=rules_(l2=False), conn=transit_conns(), steps=STEPS)
+def test_no_sequence_weakens_a_decision_in_transit(rules, conn, steps):
+    """Both ends outside: each packet meets the rules of the uplink it enters by and,
+    where they differ, of the uplink it leaves by (FIG. 23).  No L2 rules: with ECMP on
+    both sides one uplink sees the connection's first direction both come in and go
+    out, so "its frame at the interface" is the first one seen there (the record's)."""
     run_sequence(rules, conn, steps)
 
 

@@ -201,21 +201,21 @@ def test_a_rule_redirects_only_to_what_its_router_reaches(tmp_path):
 
 
 def test_outside_to_tenant_b_uses_the_t0s_ids_and_comes_back_to_tenant_b(edge):
-    """FIG. 31: tenant B's rule sends port 8080 to the t0's IDS; the frame carries tenant B
-    in its source MAC, so what the node hands back is routed on by tenant B (not the t0,
-    whose route would send it into tenant B again), both ways."""
+    """FIG. 31: tenant B's rule sends port 8080 to the t0's IDS; the frame carries tenant
+    B's interface in its source MAC, so what the node hands back is routed on by tenant B
+    (not the t0, whose route would send it into tenant B again), both ways."""
     svc = edge.svc
     first = edge.send("up1", from_client("up1", SERVER_B, 8080, SYN))
     assert edge.leaves(first) == "bwa", first.describe(NAMES)
-    b = svc.find("routers", "tenant-b")
-    assert first.outputs[0].headers["eth_src"] == L.tier_mac(b.num, False)
+    b_up = svc.find("interfaces", "b-uplink").num
+    assert first.outputs[0].headers["eth_src"] == L.service_tag_mac(False, b_up)
     home = edge.through_biw(first, "bwa", "bwb")
     assert edge.leaves(home) == "tb1" and "cross" not in home.tables()
     reply = edge.send("tb1", ipv4(SERVER_B, CLIENT, sport=8080, dport=SPORT,
                                   eth_src="02:00:00:00:30:0a", eth_dst=ROUTER_MAC["tb1"],
                                   tcp_flags=SYN_ACK))
     assert edge.leaves(reply) == "bwb"
-    assert reply.outputs[0].headers["eth_src"] == L.tier_mac(b.num, True)
+    assert reply.outputs[0].headers["eth_src"] == L.service_tag_mac(True, b_up)
     out = edge.through_biw(reply, "bwa", "bwb")
     assert edge.leaves(out) == "up1" and out.outputs[0].headers["ipv4_dst"] == CLIENT
     assert edge.zones() == {zone_of(svc, "t0"): 1, zone_of(svc, "tenant-b"): 1}
