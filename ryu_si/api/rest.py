@@ -225,10 +225,19 @@ class SIFallbackController(ControllerBase):
     @route("si-fallback", BASE + "/{tail:.*}")
     @handler
     def fallback(self, req, **_):
-        allowed = openapi.allowed_methods(req.path)
-        if allowed and req.method.upper() not in allowed:
-            resp = json_response({"error": f"{req.method} is not allowed on {req.path}",
-                                  "field": "method", "status": 405}, 405)
-            resp.headers["Allow"] = ", ".join(allowed)
-            return resp
-        raise ValidationError("path", f"no such resource: {req.path}", 404)
+        return _not_served(req)
+
+    @route("si-fallback-metrics", openapi.METRICS_PATH)
+    @handler
+    def metrics_fallback(self, req, **_):
+        return _not_served(req)
+
+
+def _not_served(req) -> Response:
+    allowed = openapi.allowed_methods(req.path)
+    if allowed and req.method.upper() not in allowed:
+        resp = json_response({"error": f"{req.method} is not allowed on {req.path}",
+                              "field": "method", "status": 405}, 405)
+        resp.headers["Allow"] = ", ".join(allowed)
+        return resp
+    raise ValidationError("path", f"no such resource: {req.path}", 404)

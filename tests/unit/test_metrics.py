@@ -197,6 +197,13 @@ def test_metrics_need_the_token_when_one_is_set_and_other_reads_do_not(scraper, 
     assert scraper.get("/si/v1/stats").status_int == 200
 
 
+def test_another_method_on_metrics_is_a_405_naming_get(scraper):
+    resp = webob.Request.blank(METRICS_PATH, method="POST", body=b"{}").get_response(
+        scraper.wsgi)
+    assert (resp.status_int, resp.headers["Allow"]) == (405, "GET")
+    assert json.loads(resp.body)["field"] == "method"
+
+
 def test_probe_round_trips_are_timed_once_and_only_for_recent_probes():
     live = Liveness(0.1, 3)
     live.track({"n"})
