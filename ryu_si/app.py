@@ -34,6 +34,7 @@ from ryu_si.diagnose import ofproto_trace
 from ryu_si.datapath import probes
 from ryu_si.control.liveness import Liveness, parse_probe
 from ryu_si.logs import dpid_str, event
+from ryu_si.api.metrics import Metrics
 from ryu_si.api.rest import APP_KEY, SIFallbackController, SIRestController
 from ryu_si.datapath.neighbors import Neighbors
 from ryu_si.datapath.ovsdb_names import bridge_of, name_tables
@@ -71,6 +72,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.started = time.time()
         self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change,
                                self._connected_ports)
+        self.metrics = Metrics(self)          # before the first change, which it counts
         self.pusher = Pusher(self.service, self.switches, self.ports)
         self.neighbors = Neighbors(self.service, self.ports,
                                    lambda dpid: self.service.pipeline(dpid,
@@ -97,6 +99,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
         return self.ports.get(dpid) if dpid in self.switches else None
 
     def _on_change(self, compiled: Compiled) -> None:
+        self.metrics.observe_generations(self.service.generations)
         self.pusher.on_change(compiled)
 
     # --- switch events -------------------------------------------------------------
@@ -202,8 +205,8 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.liveness.track({p.node_id for p in sent})
         changes = self.liveness.tick(now)
         for p in sent:
-            ready[p.dpid].packet_out(p.frame(self.liveness.sent(p.node_id, now)), p.actions,
-                                     p.in_port)
+            ready[p.dpid].packet_out(p.frame(self.liveness.sent(p.node_id, time.time())),
+                                     p.actions, p.in_port)
         sent_at = time.time()
         for node_id, up in changes:
             node = self.service.model.get("service-nodes", node_id)
@@ -216,8 +219,10 @@ class ServiceInsertionApp(app_manager.RyuApp):
     def _probe_reply(self, msg) -> None:
         payload = packet.Packet(msg.data).protocols[-1]
         parsed = parse_probe(payload) if isinstance(payload, bytes) else None
-        if parsed is not None:
-            self.liveness.reply(*parsed, time.time())
+        rtt = None if parsed is None else self.liveness.reply(*parsed, time.time())
+        if rtt is not None:
+            node = self.service.model.get("service-nodes", parsed[0])
+            self.metrics.probe_rtt.labels(node.name if node else parsed[0]).observe(rtt)
 
     # --- flow programming ------------------------------------------------------------------
     def _flow_program_signal(self, msg) -> None:

@@ -37,8 +37,14 @@ def token_from_env_or_conf() -> str | None:
 
 
 def check(req_method: str, authorization_header: str | None, token: str | None) -> None:
-    """Let a request through, or raise Unauthorized."""
-    if token is None or req_method.upper() in SAFE_METHODS:
+    """Let a read through, and a change only with the token (if one is set)."""
+    if req_method.upper() not in SAFE_METHODS:
+        require(authorization_header, token)
+
+
+def require(authorization_header: str | None, token: str | None) -> None:
+    """Let any request through when the API is open, else only one with the token."""
+    if token is None:
         return
     scheme, _, given = (authorization_header or "").strip().partition(" ")
     # compare_digest on bytes: str would reject non-ASCII input with a TypeError.

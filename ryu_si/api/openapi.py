@@ -34,6 +34,7 @@ from si_model.paths import MAX_SPI, ServicePath
 Schema = dict[str, Any]
 OPENAPI_VERSION = "3.0.3"
 BASE = "/si/v1"
+METRICS_PATH = "/metrics"
 JSON = "application/json"
 
 
@@ -225,17 +226,19 @@ class Op(NamedTuple):
     body: Schema | None = None
     errors: tuple[int, ...] = ()
     body_types: tuple[str, ...] = (JSON,)
+    answer_type: str = JSON
+    guarded: bool = False          # a read that needs the token too (when one is set)
 
 
 def _operation(method: str, path: str, op: Op) -> Schema:
     """Requests that change state carry the optional bearer token (and may get a 401)."""
     ok: Schema = {"description": op.summary}
     if op.answer is not None:
-        ok["content"] = {JSON: {"schema": op.answer}}
-    mutating = method.upper() not in auth.SAFE_METHODS
+        ok["content"] = {op.answer_type: {"schema": op.answer}}
+    mutating = method.upper() not in auth.SAFE_METHODS or op.guarded
     codes = sorted({*op.errors, *((401,) if mutating else ()), 500})
     out: Schema = {
-        "operationId": re.sub(r"\W+", "_", f"{method}{path[len(BASE):]}").strip("_"),
+        "operationId": re.sub(r"\W+", "_", f"{method}{path.removeprefix(BASE)}").strip("_"),
         "summary": op.summary,
         "responses": {str(op.status): ok,
                       **{str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}}}
@@ -310,6 +313,9 @@ def paths() -> dict[str, Schema]:
                              _ref("FlowProgrammingRequest"), (400, 422))),
         **_path_item(f"{BASE}/liveness", get=Op("Node and path status, probes, generations",
                                                 _ref("Liveness"))),
+        **_path_item(METRICS_PATH, get=Op(
+            "Prometheus metrics (text format 0.0.4); needs the bearer token when the "
+            "controller has one", {"type": "string"}, answer_type="text/plain", guarded=True)),
     }
     for kind in m.KINDS:
         out |= _kind_paths(kind)
@@ -330,8 +336,9 @@ def document() -> dict[str, Any]:
                           for c, d in ERRORS.items()},
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
-                "description": f"required for requests that change state when the controller "
-                               f"has a token ({auth.TOKEN_ENV} or [si] token); reads are open"}},
+                "description": f"required for requests that change state, and for "
+                               f"{METRICS_PATH}, when the controller has a token "
+                               f"({auth.TOKEN_ENV} or [si] token); other reads are open"}},
         },
     }
 
@@ -378,13 +385,19 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 def allowed_methods(path: str) -> list[str]:
     """The methods the document declares for a concrete request path (empty: no such
     path), for 405 answers."""
-    return next((methods for pattern, methods in _path_patterns() if pattern.fullmatch(path)),
-                [])
+    return next((methods for _, pattern, methods in _path_patterns()
+                 if pattern.fullmatch(path)), [])
+
+
+def template_of(path: str) -> str | None:
+    """The documented path a concrete request path falls under (None: none does)."""
+    return next((template for template, pattern, _ in _path_patterns()
+                 if pattern.fullmatch(path)), None)
 
 
 @functools.cache
-def _path_patterns() -> tuple[tuple[re.Pattern, list[str]], ...]:
-    """Each documented path as a regex ({ref} matches one segment) with its methods."""
-    return tuple((re.compile(re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(template))),
+def _path_patterns() -> tuple[tuple[str, re.Pattern, list[str]], ...]:
+    """Each documented path, as a regex ({ref} matches one segment), with its methods."""
+    return tuple((template, re.compile(re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(template))),
                   sorted(m.upper() for m in item if m in HTTP_METHODS))
                  for template, item in paths().items())

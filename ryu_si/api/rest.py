@@ -16,6 +16,7 @@ from typing import Any, Callable
 from ryu.app.wsgi import ControllerBase, Response, route
 
 from ryu_si.api import auth
+from ryu_si.api import metrics
 from ryu_si.api import openapi
 from ryu_si.diagnose import trace
 from si_model import model as m
@@ -74,9 +75,12 @@ def handler(fn: Callable) -> Callable:
             event(LOG, logging.ERROR, "rest_internal_error", method=req.method,
                   path=req.path, exc_info=True)
             resp = json_response({"error": "internal error", "status": 500}, 500)
+        seconds = time.monotonic() - started
+        self.data[APP_KEY].metrics.observe_request(req.method, req.path, resp.status_int,
+                                                   seconds)
         if req.method.upper() not in auth.SAFE_METHODS:
             event(LOG, logging.INFO, "rest_change", method=req.method, path=req.path,
-                  status=resp.status_int, ms=round((time.monotonic() - started) * 1000, 1))
+                  status=resp.status_int, ms=round(seconds * 1000, 1))
         return resp
     wrapped.__name__ = fn.__name__
     return wrapped
@@ -129,6 +133,15 @@ class SIRestController(ControllerBase):
     @handler
     def stats(self, req, **_):
         return json_response(self.app.stats())
+
+    @route("si", openapi.METRICS_PATH, methods=["GET"])
+    @handler
+    def metrics(self, req, **_):
+        """Prometheus text format, behind the token when one is set (unlike other reads):
+        a scrape job carries it as its bearer credentials."""
+        auth.require(req.headers.get("Authorization"), auth.token_from_env_or_conf())
+        return Response(status=200, body=self.app.metrics.exposition(),
+                        headerlist=[("Content-Type", metrics.CONTENT_TYPE)])
 
     @route("si", BASE + "/flow-programming", methods=["GET"])
     @handler
@@ -212,10 +225,19 @@ class SIFallbackController(ControllerBase):
     @route("si-fallback", BASE + "/{tail:.*}")
     @handler
     def fallback(self, req, **_):
-        allowed = openapi.allowed_methods(req.path)
-        if allowed and req.method.upper() not in allowed:
-            resp = json_response({"error": f"{req.method} is not allowed on {req.path}",
-                                  "field": "method", "status": 405}, 405)
-            resp.headers["Allow"] = ", ".join(allowed)
-            return resp
-        raise ValidationError("path", f"no such resource: {req.path}", 404)
+        return _not_served(req)
+
+    @route("si-fallback-metrics", openapi.METRICS_PATH)
+    @handler
+    def metrics_fallback(self, req, **_):
+        return _not_served(req)
+
+
+def _not_served(req) -> Response:
+    allowed = openapi.allowed_methods(req.path)
+    if allowed and req.method.upper() not in allowed:
+        resp = json_response({"error": f"{req.method} is not allowed on {req.path}",
+                              "field": "method", "status": 405}, 405)
+        resp.headers["Allow"] = ", ".join(allowed)
+        return resp
+    raise ValidationError("path", f"no such resource: {req.path}", 404)

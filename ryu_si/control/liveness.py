@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 PROBE_MAGIC = b"RSIP"
 PROBE_FORMAT = "!4sI40s"          # magic, sequence, node id (a UUID, ascii, padded)
 WINDOW_ROUNDS = 100               # rounds whose timing the reported detection time covers
+RTT_WINDOW = 16                   # latest probes per node whose send time is kept
 
 
 @dataclass
@@ -33,6 +34,7 @@ class NodeState:
     replies: int = 0
     changes: int = 0
     last_change: float | None = None
+    sent_at: dict[int, float] = field(default_factory=dict, repr=False)   # seq -> time
 
     def alive(self, multiplier: int) -> bool:
         return self.sent - self.replied < multiplier and self.replied >= self.floor
@@ -93,14 +95,21 @@ class Liveness:
         st = self.nodes[node_id]
         st.sent += 1
         st.last_sent = now
+        st.sent_at[st.sent] = now
+        st.sent_at.pop(st.sent - RTT_WINDOW, None)
         return st.sent
 
-    def reply(self, node_id: str, seq: int, now: float) -> None:
+    def reply(self, node_id: str, seq: int, now: float) -> float | None:
+        """Count an answer; its round trip, if the probe is one of the node's latest
+        RTT_WINDOW and was not answered before (a duplicate is not timed twice)."""
         st = self.nodes.get(node_id)
-        if st is not None and seq <= st.sent:
-            st.replies += 1
-            st.replied = max(st.replied, seq)
-            st.last_reply = now
+        if st is None or seq > st.sent:
+            return None
+        st.replies += 1
+        st.replied = max(st.replied, seq)
+        st.last_reply = now
+        sent_at = st.sent_at.pop(seq, None)
+        return None if sent_at is None else now - sent_at
 
     def tick(self, now: float) -> list[tuple[str, bool]]:
         """(node, up) for every node whose state changes now (call before sending)."""

@@ -14,7 +14,9 @@ from ryu import cfg
 
 from ryu_si.control import config as si_config
 from ryu_si import logs
+from openflow_tables.context import Generations
 from ryu_si.api import rest
+from ryu_si.api.metrics import Metrics
 from ryu_si.datapath.pusher import Pusher
 from ryu_si.logs import event
 from ryu_si.datapath.switch import Counters
@@ -316,7 +318,9 @@ def rest_call(monkeypatch, method: str, authorization: str | None, fn=None) -> l
     req = SimpleNamespace(method=method, path="/si/v1/rules/r1", body=b'{"password": "pw"}',
                           headers={"Authorization": authorization} if authorization else {})
     wrapped = rest.handler(fn or (lambda self, req: rest.json_response({}, 201)))
-    return lines("json", lambda: wrapped(None, req))
+    app = SimpleNamespace(service=SimpleNamespace(generations=Generations()))
+    app.metrics = Metrics(app)
+    return lines("json", lambda: wrapped(SimpleNamespace(data={rest.APP_KEY: app}), req))
 
 
 def test_a_mutating_request_logs_rest_change_without_header_or_body(monkeypatch):

@@ -18,7 +18,7 @@ from si_model import validate as v
 from ryu_si.app import ServiceInsertionApp
 from ryu_si.control.config import default_document
 from ryu_si.control.liveness import Liveness, NodeState
-from ryu_si.api.openapi import BASE, describe, document, routes_of
+from ryu_si.api.openapi import BASE, METRICS_PATH, describe, document, routes_of
 from ryu_si.api.rest import SIRestController
 from ryu_si.control.service import Service
 from ryu_si.control.store import Store
@@ -74,12 +74,12 @@ def test_checkers_made_by_factories_describe_their_arguments():
         describe(lambda f, x: x)
 
 
-def test_changes_carry_the_optional_bearer_token_and_reads_do_not(doc):
+def test_changes_and_metrics_carry_the_optional_bearer_token_and_other_reads_do_not(doc):
     for path, item in doc["paths"].items():
         for method, op in item.items():
             if method == "parameters":
                 continue
-            changes = method not in ("get", "head")
+            changes = method not in ("get", "head") or path == METRICS_PATH
             assert ("security" in op) is changes, (method, path)
             assert ("401" in op["responses"]) is changes, (method, path)
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

@@ -20,6 +20,7 @@ from ryu_si.api import rest
 from ryu_si.control import service as service_module
 from si_model import validate as v
 from ryu_si.control.config import default_document
+from ryu_si.api.metrics import Metrics
 from ryu_si.api.openapi import BASE, routes_of
 from ryu_si.api.rest import APP_KEY, SIFallbackController, SIRestController
 from ryu_si.control.service import Service
@@ -39,6 +40,7 @@ class Api:
         self.service = service
         self.wsgi = WSGIApplication()
         app = SimpleNamespace(service=service)
+        app.metrics = Metrics(app)
         self.wsgi.register(SIRestController, {APP_KEY: app})
         self.wsgi.register(SIFallbackController, {APP_KEY: app})
 
