@@ -72,6 +72,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self.started = time.time()
         self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change,
                                self._connected_ports)
+        self.service.phase.pause = lambda: hub.sleep(0)   # /health answers between phases
         self.metrics = Metrics(self)          # before the first change, which it counts
         self.pusher = Pusher(self.service, self.switches, self.ports)
         self.neighbors = Neighbors(self.service, self.ports,
@@ -267,6 +268,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
             "status": "ok" if all(not s.errors for s in self.switches.values()) else "degraded",
             "switches": [s.health() for s in self.switches.values()],
             "uptime_s": round(time.time() - self.started, 1),
+            "change": self.service.phase.view(),
             "objects": {k: len(v) for k, v in self.service.model.objects.items()},
             "generations": dataclasses.asdict(self.service.generations),
         }

@@ -6,8 +6,8 @@ import functools
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
-from openflow_tables.flow import Flow, Load, fields, flow, match
-from openflow_tables.stages.conntrack import RESTORE_DECISION
+from openflow_tables.flow import Flow, Load, flow, match
+from openflow_tables.stages.conntrack import RESTORE_DECISION, class_pair_flows
 
 
 def record_match(rule_num: int) -> tuple[int, int]:
@@ -56,14 +56,6 @@ def class_check_flows(ctx: Context) -> list:
     interface to another): it reuses only records made there.  One flow per such pair
     of classes of a router (classes are few: interfaces with equal memberships share one).
     """
-    out = []
-    for router in ctx.routers:
-        for i, j in ctx.class_pairs(router):
-            out.append(flow("class_check", 10,
-                            match(metadata=router_match(router),
-                                  ct_mark=(L.CT_MARK_CLASS.value(i), L.CT_MARK_CLASS.mask),
-                                  **fields((L.SI_CLASS, j))),
-                            [*RESTORE_DECISION, Load.field(L.FLAGS_REUSED, 1)],
-                            goto="gen_check", cookie=L.cookie("router", router.num)))
-    out.append(flow("class_check", 0, (), goto="orient", cookie=L.PIPELINE_COOKIE))
-    return out
+    reuse = [*RESTORE_DECISION, Load.field(L.FLAGS_REUSED, 1)]
+    return class_pair_flows(ctx, "class_check", L.SI_CLASS, reuse, goto="gen_check") + [
+        flow("class_check", 0, (), goto="orient", cookie=L.PIPELINE_COOKIE)]

@@ -137,15 +137,18 @@ def transit_done_flows(ctx: Context) -> list:
     is the one carried out there, and the packet leaves: a rule applied at both ends
     services a connection once.  Otherwise replies made the record at this egress since:
     it is this interface's decision, carried out now."""
-    out = []
-    for router in ctx.routers:
-        for i, j in ctx.class_pairs(router):
-            out.append(flow("transit_done", 10,
-                            match(metadata=router_match(router),
-                                  ct_mark=(L.CT_MARK_CLASS.value(i), L.CT_MARK_CLASS.mask),
-                                  **fields((L.DONE_CLASS, j))),
-                            [Resubmit("output")], cookie=L.cookie("router", router.num)))
-    return out + [
+    return class_pair_flows(ctx, "transit_done", L.DONE_CLASS, [Resubmit("output")]) + [
         flow("transit_done", 5, match(**fields((L.FLAGS_REUSED, 1))),
              [Load.field(L.FLAGS_REUSED, 0), Resubmit("gen_check")], cookie=L.PIPELINE_COOKIE),
         flow("transit_done", 0, (), [Resubmit("transport")], cookie=L.PIPELINE_COOKIE)]
+
+
+def class_pair_flows(ctx: Context, table: str, field: L.Field, actions: list,
+                     goto: str | None = None) -> list:
+    """One flow per router and class pair (i, j) whose record of class i holds at class
+    j (Context.class_pairs): the record's class in ct_mark, j in ``field``."""
+    return [flow(table, 10, match(metadata=router_match(router),
+                                  ct_mark=(L.CT_MARK_CLASS.value(i), L.CT_MARK_CLASS.mask),
+                                  **fields((field, j))),
+                 actions, goto=goto, cookie=L.cookie("router", router.num))
+            for router in ctx.routers for i, j in ctx.class_pairs(router)]

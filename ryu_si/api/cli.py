@@ -10,12 +10,15 @@ import argparse
 import json
 import os
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from si_model import model as m
+from ryu_si.api import apply_view
 from ryu_si.api.auth import TOKEN_ENV
 from si_model.document import parse_document
 
@@ -24,6 +27,8 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 BASE = "/si/v1"
 JSON = "application/json"
 TIMEOUT_S = 30
+APPLY_TIMEOUT_S = 1800     # a 50,000-rule document: check, compile and install
+POLL_S = 0.5
 FIRST_COLUMNS = ("name", "spi", "chain")   # identifying columns lead a table
 
 
@@ -33,7 +38,7 @@ class CliError(Exception):
 
 # --- talking to the server ---------------------------------------------------------------
 def call(args: argparse.Namespace, method: str, path: str, body: Any = None,
-         raw: bytes | None = None) -> Any:
+         raw: bytes | None = None, timeout: float = TIMEOUT_S) -> Any:
     """One request with a JSON ``body``, or ``raw`` YAML/JSON bytes (the server reads both)."""
     headers = {"Accept": JSON}
     data = raw
@@ -46,7 +51,7 @@ def call(args: argparse.Namespace, method: str, path: str, body: Any = None,
     req = urllib.request.Request(args.url.rstrip("/") + BASE + path, data, headers,
                                  method=method)
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             answer = resp.read()
     except urllib.error.HTTPError as e:
         raise CliError(_server_error(e.code, e.read())) from None
@@ -184,6 +189,57 @@ def config_put(args: argparse.Namespace) -> None:
     emit(args, call(args, "PUT", "/config", raw=_read(args.file)))
 
 
+def config_apply(args: argparse.Namespace) -> None:
+    """PUT the document, following it on stderr until every switch holds it: the
+    phases, then each switch's install (a bar redrawn on a terminal; otherwise a line
+    each time the phase or a step of the bar changes)."""
+    raw = _read(args.file)
+    answer: dict[str, Any] = {}
+
+    def put() -> None:
+        try:
+            answer["objects"] = call(args, "PUT", "/config", raw=raw, timeout=APPLY_TIMEOUT_S)
+        except CliError as e:
+            answer["error"] = e
+    worker = threading.Thread(target=put, daemon=True)
+    started = time.monotonic()
+    worker.start()
+    _follow(args, worker, started)
+    if "error" in answer:
+        raise answer["error"]
+    elapsed = time.monotonic() - started
+    lines, ok = apply_view.outcome_lines(call(args, "GET", "/health"), elapsed)
+    emit(args, {"objects": answer["objects"], "switches": lines},
+         lambda: "\n".join([f"applied: {cell(answer['objects'])}", *lines]))
+    if not ok:
+        raise CliError("not every switch confirmed the change")
+
+
+def _follow(args: argparse.Namespace, worker: threading.Thread, started: float) -> None:
+    tty, last, shown = sys.stderr.isatty(), "validating", ""
+    while worker.is_alive():
+        try:
+            health = call(args, "GET", "/health", timeout=POLL_S * 2)
+            last = health.get("change", {}).get("phase", last)
+        except CliError:
+            health = None                      # busy checking or compiling
+        line = apply_view.status_line(health, last, time.monotonic() - started)
+        if tty:
+            print(f"\r{line:<100}", end="", file=sys.stderr, flush=True)
+        elif _milestone(line) != _milestone(shown):
+            print(line, file=sys.stderr, flush=True)
+            shown = line
+        worker.join(POLL_S)
+    if tty:
+        print(file=sys.stderr)
+
+
+def _milestone(line: str) -> str:
+    """What a status line says, less its clock and the install's exact counts."""
+    words = line.split()
+    return " ".join(w for k, w in enumerate(words) if k not in (1, 2) and "/" not in w)
+
+
 def getter(path: str) -> Callable[[argparse.Namespace], None]:
     """A command that GETs ``path`` and prints the answer."""
     return lambda args: emit(args, call(args, "GET", path))
@@ -280,6 +336,9 @@ def parser() -> argparse.ArgumentParser:
     command(sub, "get", config_get, "print it (JSON)")
     command(sub, "put", config_put, "replace it with a YAML/JSON file").add_argument(
         "file", help="config file ('-': standard input)")
+    command(commands, "apply", config_apply,
+            "replace the config with a YAML/JSON file, showing its progress until every "
+            "switch holds it").add_argument("file", help="config file ('-': standard input)")
     command(commands, "paths", getter("/service-paths"), "service paths")
     command(commands, "liveness", getter("/liveness"), "node and path liveness")
     command(commands, "stats", getter("/stats"), "rule hits and path counters")

@@ -29,6 +29,7 @@ from si_model import flowprog
 from si_model import model as m
 from si_model import validate as v
 from ryu_si.control.liveness import NodeState
+from ryu_si.control.progress import PHASES
 from si_model.paths import MAX_SPI, ServicePath
 
 Schema = dict[str, Any]
@@ -168,8 +169,13 @@ HEALTH = _object(
     status={"type": "string", "enum": ["ok", "degraded"]},
     switches={"type": "array", "items": {"type": "object", "properties": {
         "dpid": {"type": "integer"}, "flows": {"type": "integer"},
-        "groups": {"type": "integer"}, "errors": {"type": "array", "items": {}}}}},
+        "groups": {"type": "integer"}, "errors": {"type": "array", "items": {}},
+        "install": _object(
+            state={"type": "string", "enum": ["idle", "installing", "holds"]},
+            sent={"type": "integer"}, total={"type": "integer"})}}},
     uptime_s={"type": "number"},
+    change=_object(phase={"type": "string", "enum": list(PHASES)},
+                   seconds={"type": "number"}),
     objects={"type": "object", "additionalProperties": {"type": "integer"}},
     generations=type_schema(Generations))
 FLOW_PROGRAMMING_FIELDS = {

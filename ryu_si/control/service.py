@@ -17,6 +17,7 @@ from openflow_tables.compile import Pipeline, compile_pipeline
 from openflow_tables.context import Context, Generations
 from openflow_tables.flow import FlowError
 from openflow_tables.layout import NSH_FIRST_SI
+from ryu_si.control.progress import Phase
 from ryu_si.control.store import Store
 from si_model import flowprog
 from si_model import model as m
@@ -41,6 +42,7 @@ class Service:
         self.store = store
         self.on_change = on_change
         self.ports_of = ports_of            # a connected switch's port numbers, or None
+        self.phase = Phase()                # where a change is (/health)
         self.model, self.counters, state = store.load()
         self.generations = Generations(**state.get("generations", {}))
         self.spis = SpiTable.from_dict(state.get("spis", {}))
@@ -137,7 +139,8 @@ class Service:
     def replace_config(self, doc: Any) -> dict[str, int]:
         """Make the model exactly ``doc`` (see ``si_model.document.model_from_document``)."""
         with self._lock:
-            self._apply(model_from_document(doc, self.model, self.counters))
+            with self.phase.change():
+                self._apply(model_from_document(doc, self.model, self.counters))
             return {k: len(v) for k, v in self.model.objects.items()}
 
     def set_path_admin_state(self, spi: int, state: str) -> ServicePath:
@@ -339,6 +342,11 @@ class Service:
 
     # --- the one path every change takes ----------------------------------------
     def _apply(self, cand: m.Model) -> None:
+        """Check, compile, store, announce; the phases show in /health."""
+        with self.phase.change():
+            self._checked_apply(cand)
+
+    def _checked_apply(self, cand: m.Model) -> None:
         counters = assign_numbers(cand, self.counters)
         check_model(cand)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
@@ -352,6 +360,7 @@ class Service:
             gens = self._bump("classify")
         if before.keys() - self._up_paths(paths, skips).keys():     # a path went: drain it
             gens = dataclasses.replace(gens, spi_fail=(gens.spi_fail + 1) & 0xFF)
+        self.phase.to("compiling")
         fresh = self._trial_compile(cand, paths, probes, bits, gens, skips, failed)
         self.store.commit(changes, counters, {
             "spis": self.spis.to_dict(), "generations": dataclasses.asdict(gens),
@@ -359,6 +368,7 @@ class Service:
         self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
         self.skips, self.failed_paths = skips, failed
         self.applied_to_bits, self.generations = bits, gens
+        self.phase.to("installing")
         self.on_change(fresh)
 
     def _trial_compile(self, cand: m.Model, paths, probes, bits, gens: Generations,

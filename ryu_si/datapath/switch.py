@@ -91,6 +91,15 @@ class Counters:
     last_resync: float | None = None
 
 
+@dataclass
+class Install:
+    """The change being sent to the switch: messages sent of all it takes; "holds"
+    once the switch has answered the commit or barrier after the last one."""
+    state: str = "idle"          # idle (nothing sent yet), installing, holds
+    sent: int = 0
+    total: int = 0
+
+
 class BundleRefused(Exception):
     """The switch refused a bundle: none of it was applied."""
 
@@ -105,6 +114,7 @@ class Switch:
         self.wanted: dict[tuple, Flow] = {}           # flow key -> the flow it should hold
         self.installed_groups: dict[int, int] = {}   # group id -> fingerprint on the switch
         self.counters = Counters()
+        self.install = Install()
         self.errors: list[dict] = []
         # xid -> (command, flow/key/group/id), oldest first.  An OrderedDict: dropping the
         # oldest of a plain dict is O(n) once many were dropped (it skips the dead slots).
@@ -185,7 +195,7 @@ class Switch:
     def health(self) -> dict:
         return {"dpid": self.datapath.id, "flows": len(self.installed),
                 "groups": len(self.installed_groups), **asdict(self.counters),
-                "errors": self.errors[-10:]}
+                "install": asdict(self.install), "errors": self.errors[-10:]}
 
     # --- reading the switch ------------------------------------------------------------
     def _dump_flows(self) -> dict[tuple, int]:
@@ -250,6 +260,8 @@ class Switch:
         if not (self.counters.flow_mods_last or self.counters.group_mods_last):
             return
         before = self._installed_of(flow_send + flow_delete, group_send + group_delete)
+        self.install = Install("installing", 0, len(flow_send) + len(flow_delete)
+                               + len(group_send) + len(group_delete))
         try:
             if atomic:
                 self._open_bundle()
@@ -258,15 +270,18 @@ class Switch:
             for n, key in enumerate(flow_send, start=1):
                 self._put_flow(key, flows[key], cookies[key])
                 if n % YIELD_EVERY == 0:
+                    self.install.sent = len(group_send) + n
                     hub.sleep(0)      # let echo replies out: OVS drops a silent controller
             for key in flow_delete:
                 self._delete_flow(key)
             for gid in group_delete:
                 self._delete_group(gid)
+            self.install.sent = self.install.total
             if atomic:
                 self._commit_bundle()
             else:
                 self._barrier()
+            self.install.state = "holds"
         except BundleRefused as refused:
             self._restore_installed(before)          # nothing of it was applied
             event(LOG, logging.WARNING, "switch_bundle_refused", dpid=dpid_str(self.datapath.id),
