@@ -80,13 +80,22 @@ def dump(bridge: str, *filters: str) -> list[str]:
     return [line for line in out.splitlines() if " actions=" in line]
 
 
+# ovs-ofctl's protocol shorthands name fields: "tcp" and "udp" are one shape.
+SHORTHANDS = {**dict.fromkeys(("ip", "ipv6", "arp", "rarp"), ("dl_type",)),
+              **dict.fromkeys(("tcp", "udp", "sctp", "icmp", "tcp6", "udp6", "sctp6", "icmp6"),
+                              ("dl_type", "nw_proto"))}
+
+
 def shape(line: str) -> tuple[str, ...]:
     """The fields a flow matches on and their masks (not the values, not the priority)."""
     head = line.split(" actions=")[0].strip().split(", ")[-1]
     items = [i for i in head.split(",")
              if i and not i.startswith(("priority=", "table=", "cookie="))]
-    return tuple(sorted(key + (f"/{value.split('/')[1]}" if "/" in value else "")
-                        for key, _, value in (i.partition("=") for i in items)))
+    fields = []
+    for key, _, value in (i.partition("=") for i in items):
+        mask = f"/{value.split('/')[1]}" if "/" in value else ""
+        fields += [key + mask] if key not in SHORTHANDS else SHORTHANDS[key]
+    return tuple(sorted(fields))
 
 
 def subtables(lines: list[str]) -> int:
