@@ -176,8 +176,7 @@ def test_port_blocks_cover_the_range_exactly(lo, hi):
 def test_flow_shapes_ignore_values_and_name_protocol_fields():
     from benchmarks.peers.measure import subtables
     lines = [" table=0, priority=9,tcp,in_port=1,nw_src=10.0.0.0/8,tp_dst=80 actions=drop",
-             " cookie=0x5, table=0, priority=7,udp,in_port=2,nw_src=10.9.0.0/8,tp_dst=53 "
-             "actions=drop",
+             " cookie=0x5, table=0, priority=7,udp,in_port=2,nw_src=9.0.0.0/8,tp_dst=5 actions=drop",
              " table=0, priority=9,tcp,in_port=1,nw_src=10.0.0.0/16,tp_dst=80 actions=drop",
              " table=0, priority=9,ip,in_port=1,nw_proto=6,nw_src=1.0.0.0/16,tp_dst=8 actions=drop",
              " table=0, priority=9,tcp,in_port=1,tp_dst=0x1000/0xf000 actions=drop",
