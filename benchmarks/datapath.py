@@ -211,7 +211,12 @@ def connection_rate(n: int, cold: bool) -> dict:
     _, miss0 = common.datapath_lookups()
     proc = CLI.run(*python(f"print(json.dumps(connect_loop({SRV.ip!r}, {CONN_PORT}, {n}, "
                            f"{WORKERS}, {cold})))"), stdout=subprocess.PIPE, text=True)
-    out, _ = proc.communicate(timeout=600)
+    try:
+        out, _ = proc.communicate(timeout=600)
+    finally:   # a benchmark stopped (SIGTERM) must not leave the client running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     result = json.loads(out)
     _, miss1 = common.datapath_lookups()
     return {**result, "rate": result["ok"] / result["seconds"],
