@@ -7,7 +7,7 @@ APT_PACKAGES := openvswitch-switch mininet iputils-ping iperf3 netcat-openbsd tc
                 nftables ethtool iproute2 python3-venv python3-dev gcc curl
 STAMP := $(VENV)/.ryu-si-installed
 
-.PHONY: install apt ovs-start demo test test-unit test-integration bench docs clean
+.PHONY: install apt ovs-start demo test test-unit test-integration bench bench-peers peers-apt docs clean
 
 install: apt $(STAMP)
 
@@ -50,6 +50,28 @@ test-integration: install ovs-start
 
 bench: install ovs-start
 	$(PY) -m benchmarks.run
+
+# The peers (OVN from Debian, Faucet in its own venv): not part of `make test`.
+PEER_APT := ovn-central ovn-host
+FAUCET_VENV := benchmarks/peers/.faucet-venv
+FAUCET_VERSION := 1.10.12
+
+bench-peers: install ovs-start peers-apt $(FAUCET_VENV)/.installed
+	$(PY) -m benchmarks.peers $(PEERS_ARGS)
+
+# The benchmark starts its own OVN daemons: the packages' services would program
+# a br-int of the shared switch, so they are stopped right after installing.
+peers-apt:
+	@if ! dpkg-query -W -f='$${Status}' $(PEER_APT) 2>/dev/null | grep -q "ok installed.*ok installed"; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(PEER_APT); \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now ovn-host ovn-central; fi; \
+	fi
+
+$(FAUCET_VENV)/.installed:
+	test -x $(FAUCET_VENV)/bin/python || /usr/bin/python3 -m venv $(FAUCET_VENV)
+	$(FAUCET_VENV)/bin/pip install -q faucet==$(FAUCET_VERSION)
+	$(FAUCET_VENV)/bin/faucet --version
+	touch $@
 
 docs: install
 	$(PY) -m openflow_tables.docgen ryu_si/default_config.yaml > docs/pipeline.md

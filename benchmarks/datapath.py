@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from benchmarks import common
@@ -102,7 +102,7 @@ def config(edge: Edge, n_rules: int) -> dict:
 
 
 @contextmanager
-def attached(host: Host) -> Iterator[Host]:
+def attached(host: Host, bridge: str = BRIDGE) -> Iterator[Host]:
     """The namespace, its veth on the bridge, no IPv6 chatter, tx offload off; removed on
     exit (and first removed if a killed earlier run left them)."""
     sh("ip", "netns", "del", host.ns, check=False)
@@ -121,10 +121,10 @@ def attached(host: Host) -> Iterator[Host]:
         sh("sysctl", "-qw", f"net.ipv6.conf.{host.port}.disable_ipv6=1")
         sh("ethtool", "-K", host.port, "tx", "off")
         sh("ip", "link", "set", host.port, "up")
-        sh("ovs-vsctl", "add-port", BRIDGE, host.port)
+        sh("ovs-vsctl", "add-port", bridge, host.port)
         yield host
     finally:
-        sh("ovs-vsctl", "--if-exists", "del-port", BRIDGE, host.port, check=False)
+        sh("ovs-vsctl", "--if-exists", "del-port", bridge, host.port, check=False)
         sh("ip", "netns", "del", host.ns, check=False)
 
 
@@ -211,7 +211,12 @@ def connection_rate(n: int, cold: bool) -> dict:
     _, miss0 = common.datapath_lookups()
     proc = CLI.run(*python(f"print(json.dumps(connect_loop({SRV.ip!r}, {CONN_PORT}, {n}, "
                            f"{WORKERS}, {cold})))"), stdout=subprocess.PIPE, text=True)
-    out, _ = proc.communicate(timeout=600)
+    try:
+        out, _ = proc.communicate(timeout=600)
+    finally:   # a benchmark stopped (SIGTERM) must not leave the client running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     result = json.loads(out)
     _, miss1 = common.datapath_lookups()
     return {**result, "rate": result["ok"] / result["seconds"],
@@ -228,7 +233,7 @@ def throughput(seconds: int) -> float:
 
 # ---------------------------------------------------------------- the three modes
 
-def _peer_gateways(on: bool) -> None:
+def peer_gateways(on: bool) -> None:
     """normal/ct: each host's gateway is the other host; pipeline: the router."""
     CLI.set_gateway_mac(SRV.mac if on else CLI.router_mac)
     SRV.set_gateway_mac(CLI.mac if on else SRV.router_mac)
@@ -305,12 +310,12 @@ def main(argv: list[str] | None = None) -> None:
         common.start_installed(ctl, BRIDGE)
         flows = common.flow_count(BRIDGE)
         rule_num = ctl.rest("GET", "rules/bench-allow")[1]["rule_num"]
-        _peer_gateways(False)
+        peer_gateways(False)
         results["pipeline"] = measure("pipeline", args)
         syns = classified(rule_num)
         common.connect(BRIDGE, None)
         ctl.stop()
-        _peer_gateways(True)
+        peer_gateways(True)
         for mode in ("ct", "normal"):
             install_baseline(mode)
             results[mode] = measure(mode, args)

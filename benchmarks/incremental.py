@@ -26,15 +26,12 @@ HEADER = ["operation", "ops", "flow-mods median", "flow-mods max", "REST median 
           "visible median ms", "visible p99 ms", "visible max ms"]
 
 
-def rule_cookies(rule_num: int) -> set[int]:
-    return common.rule_cookies(BRIDGE, rule_num)
-
-
 class Bench:
     """One controller with the rule base installed, and the operations timed against it."""
 
-    def __init__(self, ctl, edge: Edge, seed: int) -> None:
+    def __init__(self, ctl, edge: Edge, seed: int, bridge: str = BRIDGE) -> None:
         self.ctl = ctl
+        self.bridge = bridge
         self.rnd = random.Random(seed)
         self.pool = applied_to_pool(edge.uplink_names())
         self.samples: dict[str, list[tuple[int, float, float]]] = {"add": [], "change": [],
@@ -54,6 +51,9 @@ class Bench:
         self.samples[kind].append((self.flow_mods() - mods0, rest_s, seen_s))
         return body
 
+    def rule_cookies(self, rule_num: int) -> set[int]:
+        return common.rule_cookies(self.bridge, rule_num)
+
     def flow_mods(self) -> int:
         """Flow-mods sent so far (``flow_mods_total``): a push with nothing to send,
         e.g. after a liveness event, resets ``flow_mods_last`` but not the total."""
@@ -62,7 +62,7 @@ class Bench:
     def add(self, n: int) -> dict:
         body = rule(n, self.rnd, self.pool) | {"name": f"inc{n}"}
         return self._timed("add", ("POST", "rules", body),
-                           lambda created: bool(rule_cookies(created["rule_num"])))
+                           lambda created: bool(self.rule_cookies(created["rule_num"])))
 
     def change(self, name: str) -> None:
         """Move a rule to another applied_to set that other rules already use."""
@@ -71,18 +71,18 @@ class Bench:
         now = sorted(names[i] for i in current["applied_to"])
         target = self.rnd.choice([s for sets in self.pool.values() for s in sets
                                   if sorted(s) != now])
-        before = rule_cookies(current["rule_num"])
+        before = self.rule_cookies(current["rule_num"])
 
         def moved(_answer: object) -> bool:
             """Flows that carry the set bit were replaced; a conjunction's other
             clauses do not carry it and stay as they are."""
-            after = rule_cookies(current["rule_num"])
+            after = self.rule_cookies(current["rule_num"])
             return after != before and len(after) == len(before)
         self._timed("change", ("PATCH", f"rules/{name}", {"applied_to": target}), moved)
 
     def delete(self, created: dict) -> None:
         self._timed("delete", ("DELETE", f"rules/{created['name']}"),
-                    lambda _answer: not rule_cookies(created["rule_num"]))
+                    lambda _answer: not self.rule_cookies(created["rule_num"]))
 
     def rows(self) -> list[list]:
         out = []

@@ -1,0 +1,44 @@
+"""The product on the same rule base: ``ryu-manager ryu_si.app`` started with the
+datapath benchmark's document (the generated rules, the hosts' neighbours, one
+low-priority allow rule for its own traffic).
+
+Apply: from the controller's start until its first full reconcile is on the
+bridge (a cold start).  Rule tables: classify and applied_to; subtables: the
+classify table's shapes.  One rule: ``benchmarks.incremental``'s add (REST
+call until the rule's cookie shows on the bridge), each deleted again.
+"""
+from __future__ import annotations
+
+import time
+
+from benchmarks import common, datapath
+from benchmarks.incremental import Bench
+from benchmarks.peers import measure
+from benchmarks.workload import Edge
+from openflow_tables import layout as L
+
+BRIDGE, DPID = datapath.BRIDGE, datapath.DPID
+
+
+def run(n_rules: int, n_ifaces: int, adds: int, cold: int) -> measure.Result:
+    edge = Edge(datapath.PORTS.prefix, n_ifaces, DPID)
+    internal = [p for p in edge.all_ports() if p not in (datapath.CLI.port, datapath.SRV.port)]
+    result = measure.Result("ryu-si")
+    with common.bridge(BRIDGE, DPID, internal), measure.hosts(BRIDGE), \
+            common.controller(datapath.config(edge, n_rules)) as ctl:
+        t0 = time.monotonic()
+        common.start_installed(ctl, BRIDGE)
+        result.apply_s = time.monotonic() - t0
+        classify = measure.dump(BRIDGE, f"table={L.table_id('classify')}")
+        result.flows = common.flow_count(BRIDGE)
+        result.rule_flows = len(classify) + common.flow_count(
+            BRIDGE, f"table={L.table_id('applied_to')}")
+        result.subtables = measure.subtables(classify)
+        result.rss_mib = common.rss_mib(ctl.proc.pid)
+        datapath.peer_gateways(False)
+        result.cold_rate, result.cold_failed = measure.cold_connections(cold)
+        bench = Bench(ctl, edge, seed=measure.ADD_SEED, bridge=BRIDGE)
+        for n in range(adds):
+            bench.delete(bench.add(n))
+        result.one_rule_s = [seen for _, _, seen in bench.samples["add"]]
+    return result
