@@ -9,7 +9,7 @@ const FIELDS = ["rule_num", "name", "router", "priority", "match", "action", "po
                 "applied_to", "enabled"];
 
 function ruleRow(config, rule) {
-  const row = {
+  return {
     id: rule.id, rule_num: rule.rule_num, name: rule.name,
     router: config.name("routers", rule.router), priority: rule.priority,
     match: matchText(rule.match), action: rule.action,
@@ -17,8 +17,14 @@ function ruleRow(config, rule) {
     applied_to: rule.applied_to.map(i => config.name("interfaces", i)).join(", "),
     enabled: rule.enabled ? "yes" : "no",
   };
-  row.fields = Object.fromEntries(FIELDS.map(f => [f, String(row[f]).toLowerCase()]));
-  row.text = FIELDS.map(f => row.fields[f]).join(" ");
+}
+
+// The lowercase strings a filter reads, made on the first filter that needs them.
+function searchable(row) {
+  if (!row.fields) {
+    row.fields = Object.fromEntries(FIELDS.map(f => [f, String(row[f]).toLowerCase()]));
+    row.text = FIELDS.map(f => row.fields[f]).join(" ");
+  }
   return row;
 }
 
@@ -29,8 +35,8 @@ function predicate(filter) {
     const field = colon > 0 ? term.slice(0, colon) : null;
     return FIELDS.includes(field) ? [field, term.slice(colon + 1)] : [null, term];
   });
-  return row => terms.every(([field, value]) =>
-    (field ? row.fields[field] : row.text).includes(value));
+  return row => !terms.length || terms.every(([field, value]) =>
+    (field ? searchable(row).fields[field] : searchable(row).text).includes(value));
 }
 
 export class RulesTable {

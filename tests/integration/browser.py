@@ -56,8 +56,10 @@ class Console:
         self.seen: list[Request] = []
 
     def open(self, view: str, refresh_s: float | None = None) -> float:
-        """Load the console on ``view``; returns the seconds the load took."""
+        """Load the console afresh on ``view`` (from a blank page: a URL that differs
+        only by its #fragment would not reload); returns the seconds the load took."""
         query = f"?refresh={refresh_s}" if refresh_s else ""
+        self.driver.get("about:blank")
         start = time.monotonic()
         self.driver.get(f"{self.base_url}/si/ui/{query}#{view}")
         return time.monotonic() - start
