@@ -8,7 +8,6 @@ Screenshots of each view are written to var/console/.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
