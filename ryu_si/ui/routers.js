@@ -3,7 +3,7 @@
 import {el} from "./dom.js";
 
 function setChip(config, set) {
-  const names = set.ids.map(id => config.name("interfaces", id)).join(", ");
+  const names = set.ids.map(id => config.name("interfaces", id)).sort().join(", ");
   return el("span", {class: "chip", title: `${set.rules} rule(s) are applied to these interfaces`},
             `{${names}} `, el("b", {}, `${set.rules} rule${set.rules === 1 ? "" : "s"}`));
 }

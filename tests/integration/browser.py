@@ -7,10 +7,11 @@ asked the controller for and where from.  Screenshots go to ``var/console/``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +21,8 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+
+from mininet_topos import lab as harness
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "var" / "console"
@@ -114,3 +117,33 @@ class Console:
     def quit(self) -> None:
         self.driver.quit()
 
+
+
+@contextlib.contextmanager
+def switchless_controller(work: Path, doc: dict, timeout: float = 120.0,
+                          **env: str) -> Iterator[harness.Controller]:
+    """ryu-manager serving ``doc`` (with ``env`` in its environment only) on free ports
+    no switch knows: what the console shows of a configuration, with no traffic."""
+    (work / "config.json").write_text(json.dumps(doc))
+    ctl = harness.Controller(of_port=harness.free_port(), wsapi_port=harness.free_port(),
+                             workdir=work, config=work / "config.json")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        ctl.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(ctl):
+            assert time.monotonic() < deadline, f"no REST after {timeout} s\n{ctl.log_tail()}"
+            time.sleep(0.5)
+        yield ctl
+    finally:
+        ctl.stop()
+
+
+def _answers(ctl: harness.Controller) -> bool:
+    assert ctl.proc.poll() is None, ctl.log_tail()
+    try:
+        return ctl.rest("GET", "health", timeout=2)[0] == 200
+    except OSError:
+        return False

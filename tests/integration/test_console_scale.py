@@ -14,8 +14,7 @@ import urllib.request
 import pytest
 
 from benchmarks.workload import Edge, document
-from mininet_topos import lab as harness
-from tests.integration.browser import Console
+from tests.integration.browser import Console, switchless_controller
 
 pytestmark = pytest.mark.integration
 RULES = 10_000
@@ -32,32 +31,9 @@ def big() -> dict:
 @pytest.fixture(scope="module")
 def controller(big, tmp_path_factory):
     """ryu-manager with the 10,000 rules and a token; no switch ever connects."""
-    work = tmp_path_factory.mktemp("console-scale")
-    (work / "big.json").write_text(json.dumps(big))
-    ctl = harness.Controller(of_port=harness.free_port(), wsapi_port=harness.free_port(),
-                             workdir=work, config=work / "big.json")
-    with pytest.MonkeyPatch.context() as env:     # only the controller's environment
-        env.setenv("RYU_SI_TOKEN", TOKEN)
-        ctl.start()
-    try:
-        wait_for_rest(ctl)
+    with switchless_controller(tmp_path_factory.mktemp("console-scale"), big,
+                               RYU_SI_TOKEN=TOKEN) as ctl:
         yield ctl
-    finally:
-        ctl.stop()
-
-
-def wait_for_rest(ctl, timeout: float = 120.0) -> None:
-    """Until REST answers (the 10,000 rules are compiled at start)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert ctl.proc.poll() is None, ctl.log_tail()
-        try:
-            if ctl.rest("GET", "health", timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"no REST after {timeout} s\n{ctl.log_tail()}"
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
