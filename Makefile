@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := openvswitch-switch mininet iputils-ping iperf3 netcat-openbsd tcpdump \
-                nftables ethtool iproute2 python3-venv python3-dev gcc curl
+                nftables ethtool iproute2 python3-venv python3-dev gcc curl \
+                chromium chromium-driver
 STAMP := $(VENV)/.ryu-si-installed
 
 .PHONY: install apt ovs-start demo test test-unit test-integration bench bench-peers peers-apt docs clean

@@ -34,6 +34,7 @@ from ryu_si.diagnose import ofproto_trace
 from ryu_si.datapath import probes
 from ryu_si.control.liveness import Liveness, parse_probe
 from ryu_si.logs import dpid_str, event
+from ryu_si.api.console import SIConsoleController
 from ryu_si.api.metrics import Metrics
 from ryu_si.api.rest import APP_KEY, SIFallbackController, SIRestController
 from ryu_si.datapath.neighbors import Neighbors
@@ -83,6 +84,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
                                                           CONF.si.probe_multiplier))
         kwargs["wsgi"].register(SIRestController, {APP_KEY: self})
         kwargs["wsgi"].register(SIFallbackController, {APP_KEY: self})
+        kwargs["wsgi"].register(SIConsoleController, {APP_KEY: self})
         if self.liveness.interval > 0:
             hub.spawn(self._liveness_loop)
 

@@ -87,7 +87,9 @@ def handler(fn: Callable) -> Callable:
 
 
 def view(obj: Any) -> dict[str, Any]:
-    return m.to_dict(obj)
+    """The object's fields, shared rather than deep-copied: the answer is serialised at
+    once, and a deep copy of 10,000 rules costs the console's config read 0.4 s."""
+    return m.fields_of(obj)
 
 
 class SIRestController(ControllerBase):

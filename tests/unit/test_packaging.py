@@ -128,6 +128,14 @@ def test_the_wheel_ships_the_pth_at_the_purelib_root(built_wheel: Path) -> None:
         assert f"{PTH}," in whl.read(record).decode()   # so pip uninstall removes it
 
 
+def test_the_wheel_ships_every_console_file(built_wheel: Path) -> None:
+    shipped = {p.name for p in (REPO / "ryu_si" / "ui").iterdir()}
+    assert shipped >= {"index.html", "console.js", "console.css"}
+    with zipfile.ZipFile(built_wheel) as whl:
+        for name in shipped:
+            assert whl.read(f"ryu_si/ui/{name}") == (REPO / "ryu_si" / "ui" / name).read_bytes()
+
+
 def test_without_the_shim_ryu_wsgi_does_not_import(control_venv: Path, work: Path) -> None:
     # The dependency dirs are on sys.path, but no .pth of theirs ran: no ryu_si at all.
     probe = ok(run([control_venv, "-c",
@@ -188,6 +196,8 @@ def test_ryu_manager_serves_the_app_from_the_wheel(wheel_venv: tuple[Path, Path]
         else:
             pytest.fail(f"no REST answer after 30 s ({last!r})\n{log_path.read_text()}")
         assert status == 200 and body["status"] == "ok", body
+        with urllib.request.urlopen(f"http://127.0.0.1:{wsapi_port}/si/ui/", timeout=5) as resp:
+            assert resp.status == 200 and b"console.js" in resp.read()   # the wheel's console
     finally:
         proc.terminate()
         try:
