@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import webob
 from ryu.app.wsgi import WSGIApplication
 
 from ryu_si.api.console import CONTENT_TYPES, UI_BASE, SIConsoleController
+from openflow_tables.context import Generations
+from ryu_si.api.metrics import Metrics
 from ryu_si.api.openapi import routes_of
+from ryu_si.api.rest import APP_KEY
 
 UI = Path(__file__).resolve().parents[2] / "ryu_si" / "ui"
 # What a page or module names: <script src>, <link href>, and ES module imports.
@@ -23,8 +27,11 @@ SVG_NAMESPACE = "http://www.w3.org/2000/svg"   # a name, not something fetched
 
 @pytest.fixture
 def wsgi() -> WSGIApplication:
+    """The console as the app registers it (requests are timed into the app's metrics)."""
     app = WSGIApplication()
-    app.register(SIConsoleController, {})
+    owner = SimpleNamespace(service=SimpleNamespace(generations=Generations()))
+    owner.metrics = Metrics(owner)
+    app.register(SIConsoleController, {APP_KEY: owner})
     return app
 
 
