@@ -148,11 +148,14 @@ def rss_mib(pid: int) -> float:
 # ------------------------------------------------------------------------ OVS
 
 @contextmanager
-def bridge(name: str, dpid: int, internal_ports: list[str] = ()) -> Iterator[str]:
-    """A fail-secure OpenFlow 1.3 userspace bridge with internal ports; removed on exit."""
+def bridge(name: str, dpid: int, internal_ports: list[str] = (),
+           protocols: str = "OpenFlow13", settings: tuple[str, ...] = ()) -> Iterator[str]:
+    """A fail-secure userspace bridge with internal ports (OpenFlow 1.3 unless told, and
+    any other bridge ``settings``); removed on exit."""
     sh("ovs-vsctl", "--if-exists", "del-br", name)
     args = ["ovs-vsctl", "add-br", name, "--", "set", "bridge", name, "datapath_type=netdev",
-            "fail_mode=secure", "protocols=OpenFlow13", f"other-config:datapath-id={dpid:016x}"]
+            "fail_mode=secure", f"protocols={protocols}",
+            f"other-config:datapath-id={dpid:016x}", *settings]
     for port in internal_ports:
         args += ["--", "add-port", name, port, "--", "set", "interface", port, "type=internal"]
     sh(*args, timeout=120)

@@ -25,10 +25,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 from benchmarks import common, datapath
+from benchmarks.common import bridge
 from benchmarks.peers import measure, translate
 from benchmarks.peers.processes import Daemons, daemons
 from benchmarks.workload import Edge, applied_to_pool, rules
@@ -153,20 +154,10 @@ def chassis_config(sb_sock: str) -> Iterator[None]:
         sh("ovs-vsctl", "remove", "Open_vSwitch", ".", "external_ids", *OVS_KEYS, check=False)
 
 
-@contextmanager
-def ovn_bridge(internal_ports: list[str]) -> Iterator[str]:
+def ovn_bridge(internal_ports: list[str]) -> AbstractContextManager[str]:
     """A userspace bridge ovn-controller programs (it speaks OpenFlow 1.5); removed on exit."""
-    sh("ovs-vsctl", "--if-exists", "del-br", BRIDGE)
-    args = ["ovs-vsctl", "add-br", BRIDGE, "--", "set", "bridge", BRIDGE,
-            "datapath_type=netdev", "fail_mode=secure", "protocols=OpenFlow13,OpenFlow15",
-            f"other-config:datapath-id={DPID:016x}", "other-config:disable-in-band=true"]
-    for port in internal_ports:
-        args += ["--", "add-port", BRIDGE, port, "--", "set", "interface", port, "type=internal"]
-    sh(*args, timeout=120)
-    try:
-        yield BRIDGE
-    finally:
-        sh("ovs-vsctl", "--if-exists", "del-br", BRIDGE, check=False, timeout=120)
+    return bridge(BRIDGE, DPID, internal_ports, protocols="OpenFlow13,OpenFlow15",
+                  settings=("other-config:disable-in-band=true",))
 
 
 def ovs_ports(edge: Edge) -> dict[str, str]:
