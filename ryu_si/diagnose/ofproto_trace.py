@@ -108,10 +108,25 @@ def compare(result: TraceResult, reading: Reading, ports: dict[str, int],
     return out
 
 
-def run(bridge: str, flow: str) -> str:
-    """ofproto/trace of a new connection: every conntrack pass sees ct_state new."""
+# The interpreter walk's conntrack lines (openflow_tables.walk): "-> ct commit zone 1: +trk+new,"
+_WALK_CT = re.compile(r"-> ct(?: commit)? zone \d+: ((?:\+[a-z]+)+)")
+
+
+def ct_next(walk: list[str]) -> list[str]:
+    """The ct_state each conntrack pass of the interpreter's walk saw, in order, as
+    ``--ct-next`` takes it: the switch's trace resumes each pass the same way (it would
+    call every pass new; a packet looked up again after its connection was committed,
+    transit at its egress, is established)."""
+    states = [m.group(1).lstrip("+").replace("+", ",") for line in walk
+              if (m := _WALK_CT.search(line)) and "resumes in pass" in line]
+    return states or ["trk,new"]
+
+
+def run(bridge: str, flow: str, states: list[str]) -> str:
+    """ofproto/trace of the packet, each conntrack pass resumed with its state."""
+    ct_args = [arg for state in states for arg in ("--ct-next", state)]
     return subprocess.run(["ovs-appctl", "--timeout", str(int(TIMEOUT_S)), "ofproto/trace",
-                           bridge, flow, "--ct-next", "trk,new"], capture_output=True,
+                           bridge, flow, *ct_args], capture_output=True,
                           text=True, check=True, timeout=TIMEOUT_S).stdout
 
 
@@ -126,9 +141,11 @@ def confirm(result: TraceResult, bridge: str | None, ports: dict[str, int],
         return {**answer, "error": "the router's switch is not a bridge on this host"}
     if shutil.which("ovs-appctl") is None:
         return {**answer, "error": "ovs-appctl not found on the controller's host"}
-    answer["command"] = f"ovs-appctl ofproto/trace {bridge} '{flow}' --ct-next trk,new"
+    states = ct_next(result["walk"])
+    answer["command"] = (f"ovs-appctl ofproto/trace {bridge} '{flow}' "
+                         + " ".join(f"--ct-next {s}" for s in states))
     try:
-        reading = read(run(bridge, flow))
+        reading = read(run(bridge, flow, states))
     except (subprocess.SubprocessError, OSError) as e:
         stderr = getattr(e, "stderr", None) or str(e)
         return {**answer, "error": f"ofproto/trace failed: {stderr.strip()[:300]}"}

@@ -78,7 +78,7 @@ def test_a_different_rule_or_outcome_is_a_disagreement(service):
 
 def test_confirm_reports_what_the_switch_did(service, monkeypatch):
     text = (DATA / "ofproto_trace_drop_up2_tcp23.txt").read_text()
-    monkeypatch.setattr(ot, "run", lambda bridge, flow: text)
+    monkeypatch.setattr(ot, "run", lambda bridge, flow, states: text)
     monkeypatch.setattr(ot.shutil, "which", lambda _: "/usr/bin/ovs-appctl")
     got = ot.confirm(model_trace(service, "drop_up2_tcp23"), "edge", DEMO_PORTS, None)
     assert got["agrees"] and got["rule_num"] == 2 and got["error"] is None
@@ -89,3 +89,15 @@ def test_confirm_reports_what_the_switch_did(service, monkeypatch):
 def test_confirm_without_a_local_bridge_says_why(service):
     got = ot.confirm(model_trace(service, "drop_up2_tcp23"), None, DEMO_PORTS, None)
     assert not got["agrees"] and "not a bridge on this host" in got["error"]
+
+
+def test_each_conntrack_pass_is_resumed_with_the_state_the_interpreter_saw():
+    """A transit packet is looked up again after its connection was committed: the
+    switch's trace must resume that pass established, as the datapath would."""
+    walk = ["   2. ct: eth_type=0x800, priority 10, pipeline",
+            "      -> ct zone 1: +trk+new, tracked copy resumes in pass 1; this packet goes on",
+            "      -> ct commit zone 1: +trk+new, tracked copy resumes in pass 2; this packet",
+            "      -> ct zone 1: +trk+est, tracked copy resumes in pass 3; this packet goes on",
+            "      -> ct zone 3: +trk+est+rpl; this packet goes on untracked"]
+    assert ot.ct_next(walk) == ["trk,new", "trk,new", "trk,est"]
+    assert ot.ct_next([]) == ["trk,new"]
