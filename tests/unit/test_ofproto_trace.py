@@ -101,3 +101,11 @@ def test_each_conntrack_pass_is_resumed_with_the_state_the_interpreter_saw():
             "      -> ct zone 3: +trk+est+rpl; this packet goes on untracked"]
     assert ot.ct_next(walk) == ["trk,new", "trk,new", "trk,est"]
     assert ot.ct_next([]) == ["trk,new"]
+
+
+def test_the_comparison_ends_where_the_switch_would_need_its_own_record():
+    transit = ["ingress", "ct", "ct_result", "orient", "classify", "commit", "gen_check",
+               "transport", "routing", "egress_si", "ct_result", "applied_to", "class_check"]
+    assert ot.record_blind_at(transit) == 10
+    assert ot.record_blind_at(["ingress", "ct", "ct_result", "orient", "commit",
+                               "transport", "output"]) is None
