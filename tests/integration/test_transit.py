@@ -123,5 +123,7 @@ def test_a_rule_applied_at_both_ends_services_transit_once(controller, transit, 
     wait_counters()
     forward = edge.biw_counters(transit)[0] - node0[0]
     received = at_rnet(transit)[80] - rnet0[80]
-    assert received >= 30 and received <= forward <= received + 2, (forward, received)
+    # Serviced twice would be about 2x; a few packets may be lost in the tunnel after
+    # the firewall counted them.
+    assert received >= 30 and received <= forward <= received * 1.1, (forward, received)
     harness.flush_conntrack()
