@@ -24,7 +24,14 @@ ON_ROUTER = (ROUTER_BRIDGE,)
 ON_PLANE = (PLANE_BRIDGE,)
 
 # --- ethertypes, IP protocols and ct_state bits the pipeline matches -------
-ETH_IP, ETH_ARP, ETH_NSH = 0x0800, 0x0806, 0x894F
+ETH_IP, ETH_ARP, ETH_NSH, ETH_IP6 = 0x0800, 0x0806, 0x894F, 0x86DD
+ETH_IPS = (ETH_IP, ETH_IP6)          # what the router routes and classifies
+IPPROTO_ICMPV6 = 58
+ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
+ND_NS, ND_NA = 135, 136               # Neighbor Solicitation / Advertisement (RFC 4861)
+ND_OPT_SLL, ND_OPT_TLL = 1, 2         # source / target link-layer address options
+# NA flags in the top bits of nd_reserved: Router, Solicited, Override.
+ND_NA_FLAGS = 0xE0000000
 TP_FIELDS: dict[int, tuple[str, str]] = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
 TP_PORTS = tuple(f for pair in TP_FIELDS.values() for f in pair)
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
@@ -164,6 +171,12 @@ CT_ZONE = Field("ct_zone", "reg8", 0, 16, "the router's conntrack zone", ON_ROUT
 EGRESS_IFACE = Field("egress_iface", "reg9", 0, 16, "egress interface chosen by routing",
                      ON_ROUTER)
 NEXT_HOP = Field("next_hop", "reg10", 0, 32, "next hop IPv4 chosen by routing", ON_ROUTER)
+# An IPv6 next hop does not fit in reg10: IPv6 routing loads NEXT_HOP_V6_DIRECT (the
+# destination itself is the neighbour: the neighbor table matches ipv6_dst) or the
+# next hop's number (si_model.model.ipv6_next_hops), both inside 0.0.0.0/8, which no
+# IPv4 next hop or neighbour may use (si_model.validate).
+NEXT_HOP_V6_DIRECT = 1
+NEXT_HOP_V6_LIMIT = 1 << 24
 SWAP_SCRATCH = Field("swap_scratch", "reg11", 0, 32,
                      "orient/reorient: holds one address or port while it is swapped", ON_ROUTER)
 
@@ -398,7 +411,9 @@ PIPELINE_PROBE = 4
 
 # --- tables -----------------------------------------------------------------
 NSH_PATH = ("nsh_mdtype", "nsh_spi", "nsh_si", "nsh_c1")
-IP_FIVE_TUPLE = ("ip_proto", "ipv4_src", "ipv4_dst", *TP_PORTS)
+IP_ADDRS = ("ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst")
+IP_FIVE_TUPLE = ("ip_proto", *IP_ADDRS, *TP_PORTS)
+ND_FIELDS = ("icmpv6_type", "nd_target", "nd_options_type", "nd_tll", "nd_reserved")
 ARP_REPLY = ("eth_src", "eth_dst", "arp_op", "arp_sha", "arp_tha", "arp_spa", "arp_tpa")
 
 
@@ -449,9 +464,10 @@ TABLES: tuple[Table, ...] = (
           "source MAC (the path) and the side they return on (the SI). A path through a "
           "NAT node: what comes back at the end of the forward path is looked up in the "
           "router's zone (nat_leg), and the end of the reverse path goes to nat_back.",
-          ("arp", "ct", "routing", "sp_forward", "nat_leg", "nat_back", "resume"),
+          ("arp", "ct", "routing", "sp_forward", "nat_leg", "nat_back", "resume", "nd"),
           bridges=BRIDGES,
-          match=("in_port", "eth_type", "eth_dst", "eth_src", *NSH_PATH),
+          match=("in_port", "eth_type", "eth_dst", "eth_src", *NSH_PATH, "ip_proto",
+                 "icmpv6_type", "ipv6_dst"),
           sets=(ROUTER, IN_IFACE, CT_ZONE, FLAGS_SERVICED, FLAGS_SI_DONE, FLAGS_NAT_BACK,
                 SI_IFACE, SI_CLASS, *APPLIED_TO, TRANSPORT, FWD_DATA, REV_DATA, SP_CONTEXT,
                 "nsh_spi", "nsh_si", NSH_IFACE)),
@@ -499,7 +515,7 @@ TABLES: tuple[Table, ...] = (
           "direction on the wire at this interface.",
           ("classify",), miss="classify",
           match=("ct_state", "eth_type", "ip_proto"),
-          sets=("eth_src", "eth_dst", "ipv4_src", "ipv4_dst", *TP_PORTS, SWAP_SCRATCH)),
+          sets=("eth_src", "eth_dst", *IP_ADDRS, *TP_PORTS, SWAP_SCRATCH)),
     Table(7, "classify",
           "Service insertion rules. A rule matches the applied_to-set bit it "
           "belongs to (interfaces carry the bits of every set they are in), so "
@@ -514,7 +530,7 @@ TABLES: tuple[Table, ...] = (
           "Swap a reply-direction packet's addresses and ports back.",
           ("keep_decision",), miss="keep_decision",
           match=("ct_state", "eth_type", "ip_proto"),
-          sets=("eth_src", "eth_dst", "ipv4_src", "ipv4_dst", *TP_PORTS, SWAP_SCRATCH)),
+          sets=("eth_src", "eth_dst", *IP_ADDRS, *TP_PORTS, SWAP_SCRATCH)),
     Table(9, "keep_decision",
           "A re-classification that gives the record's own rule (same action, same "
           "policy) keeps the stored decision: its service path or node, and what flow "
@@ -585,14 +601,15 @@ TABLES: tuple[Table, ...] = (
           "Longest-prefix match per router: egress interface and next hop. Liveness "
           "probes that came back through a service node go to the controller.",
           ("neighbor",),
-          match=(ROUTER, "eth_type", "ip_proto", "ipv4_dst", "udp_dst", FLAGS_SERVICED),
+          match=(ROUTER, "eth_type", "ip_proto", "ipv4_dst", "ipv6_dst", "udp_dst",
+                 FLAGS_SERVICED),
           sets=(EGRESS_IFACE, NEXT_HOP)),
     Table(17, "neighbor",
           "Next hop IPv4 to MAC (static and learned neighbors); a miss asks the "
           "controller to resolve it (ARP miss). Before egress classification, so a "
           "rule's eth_dst sees the frame as it will leave.",
           ("egress_si",),
-          match=(EGRESS_IFACE, NEXT_HOP), sets=("eth_dst",)),
+          match=(EGRESS_IFACE, NEXT_HOP, "eth_type", "ipv6_dst"), sets=("eth_dst",)),
     Table(18, "egress_si",
           "Traffic routed out of a classifying interface is classified there, at its "
           "egress, with the Ethernet header it will leave with, unless it was "
@@ -674,6 +691,18 @@ TABLES: tuple[Table, ...] = (
           "out now.",
           ("gen_check", "transport", "output"), bridges=ON_ROUTER,
           match=(ROUTER, CT_MARK_CLASS, DONE_CLASS, FLAGS_REUSED), sets=(FLAGS_REUSED,)),
+    Table(28, "nd",
+          "IPv6 neighbour discovery and echo for the router's own addresses, in the "
+          "datapath as ARP is: a Neighbor Solicitation for an interface's address "
+          "(global or link-local) becomes the Advertisement in place and goes back; an "
+          "echo request to one (ingress sends only those here) becomes the reply; "
+          "Advertisements go to the controller (neighbour learning); other "
+          "solicitations drop.",
+          (), bridges=ON_ROUTER,
+          match=(ROUTER, IN_IFACE, "eth_type", "ip_proto", "ipv6_src", "ipv6_dst",
+                 "icmpv6_type", "nd_target", "nd_options_type"),
+          sets=("eth_src", "eth_dst", "ipv6_src", "ipv6_dst", "icmpv6_type", "nd_reserved",
+                "nd_options_type", "nd_tll", "nw_ttl")),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}

@@ -7,6 +7,7 @@ are assigned by the store once and never change.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -64,6 +65,7 @@ class Interface:
     role: str
     port: str | None = None        # None only for a router_link (no physical port)
     ip: str | None = None          # CIDR: the router's address and the connected prefix
+    ipv6: str | None = None        # the same for IPv6 (a link-local address comes with mac)
     mac: str | None = None
     classify: bool | None = None   # None: by role (uplink and vti classify)
     service_plane: bool = False    # a service interface that links to the service plane
@@ -208,6 +210,37 @@ REFERENCES: dict[str, dict[str, str]] = {
 
 
 L2_MATCH_FIELDS = ("eth_src", "eth_dst")
+
+
+def link_local(mac: str) -> str:
+    """The interface's IPv6 link-local address, from its MAC (modified EUI-64, RFC 4291):
+    what hosts on the link use as the router's address in neighbour discovery."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    eui = bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + eui))
+
+
+def ipv6_addresses(iface: "Interface") -> tuple[str, ...]:
+    """The router's own IPv6 addresses on an interface with an IPv6 prefix: its global
+    one and its link-local one."""
+    if not iface.ipv6:
+        return ()
+    own = str(ipaddress.IPv6Interface(iface.ipv6).ip)
+    return (own, link_local(iface.mac)) if iface.mac else (own,)
+
+
+def family(address: str) -> int:
+    """4 or 6: the IP version of an address or prefix."""
+    return ipaddress.ip_network(address, strict=False).version
+
+
+def ipv6_next_hops(model: "Model") -> dict[str, int]:
+    """Every IPv6 next hop of the static routes, numbered from 2 (1 says the destination
+    is the neighbour): IPv6 routing loads this number where IPv4 loads the address."""
+    hops = sorted({r.next_hop for r in model.all("routes")
+                   if r.next_hop and family(r.next_hop) == 6},
+                  key=lambda a: int(ipaddress.IPv6Address(a)))
+    return {a: 2 + k for k, a in enumerate(hops)}
 
 
 def l2_interfaces(rules: list["Rule"]) -> frozenset[str]:

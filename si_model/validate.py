@@ -20,8 +20,13 @@ MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MIN_PRIORITY, MAX_PRIORITY = 1, 65000
 MATCH_FIELDS = ("eth_src", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst",
-                "tp_src", "tp_dst")
-IP_PROTOS = {"icmp": 1, "tcp": 6, "udp": 17}
+                "ipv6_src", "ipv6_dst", "tp_src", "tp_dst")
+IP_PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
+ETH_TYPES = {"ipv4": 0x0800, "ipv6": 0x86DD}
+FAMILY_OF_ETH_TYPE = {0x0800: 4, 0x86DD: 6}
+FAMILY_OF_PROTO = {1: 4, 58: 6}       # ICMP is IPv4's, ICMPv6 IPv6's
+# 0.0.0.0/8 ("this network") is never a next hop: the datapath numbers IPv6 next hops there.
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 
 # What one object of each kind is called in messages ("no policy 'x'"; a kind is not
 # made singular by cutting its last letter, which gave "policie").
@@ -119,6 +124,39 @@ def cidr(f: str, v: Any) -> str:
         _fail(f, f"bad CIDR {v!r}: {e}")
 
 
+@describes({"type": "string", "format": "ipv6-prefix", "example": "2001:db8:10::/64",
+            "description": "no host bits; a bare address means /128"})
+def cidr6(f: str, v: Any) -> str:
+    """An IPv6 prefix with no host bits (``2001:db8::/64``); a bare address means /128."""
+    if not isinstance(v, str):
+        _fail(f, "must be an IPv6 prefix string like 2001:db8::/64")
+    try:
+        return str(ipaddress.IPv6Network(v, strict=True))
+    except ValueError as e:
+        _fail(f, f"bad IPv6 prefix {v!r}: {e}")
+
+
+@describes({"anyOf": [cidr.schema, cidr6.schema]})
+def any_cidr(f: str, v: Any) -> str:
+    """An IPv4 or an IPv6 prefix (a route's)."""
+    return (cidr6 if isinstance(v, str) and ":" in v else cidr)(f, v)
+
+
+@describes({"type": "string", "format": "ipv6-interface", "example": "2001:db8:1::1/64"})
+def iface_cidr6(f: str, v: Any) -> str:
+    """An interface's IPv6 address with its prefix length (``2001:db8:1::1/64``)."""
+    if not isinstance(v, str) or "/" not in v:
+        _fail(f, "must be an IPv6 address with prefix length, like 2001:db8:1::1/64")
+    try:
+        addr = ipaddress.IPv6Interface(v)
+    except ValueError as e:
+        _fail(f, f"bad IPv6 interface address {v!r}: {e}")
+    if addr.is_link_local or addr.is_multicast or addr.ip == addr.network.network_address:
+        _fail(f, "must be a unicast address that is not link-local (the link-local address "
+              "comes from the MAC) nor the prefix's subnet-router anycast address")
+    return str(addr)
+
+
 @describes({"type": "string", "format": "ipv4-interface", "example": "10.0.1.1/24"})
 def iface_cidr(f: str, v: Any) -> str:
     """An interface address with its prefix length (``10.0.0.1/24``)."""
@@ -139,6 +177,31 @@ def ipv4(f: str, v: Any) -> str:
         return str(ipaddress.IPv4Address(v))
     except (ValueError, TypeError):
         _fail(f, f"bad IPv4 address {v!r}")
+
+
+@describes({"type": "string", "format": "ipv6"})
+def ipv6(f: str, v: Any) -> str:
+    """An IPv6 address string, in its compressed form."""
+    if not isinstance(v, str):
+        _fail(f, f"must be an IPv6 address string like 2001:db8::1, got {v!r}")
+    try:
+        return str(ipaddress.IPv6Address(v))
+    except (ValueError, TypeError):
+        _fail(f, f"bad IPv6 address {v!r}")
+
+
+@describes({"anyOf": [ipv4.schema, ipv6.schema]})
+def ip_address(f: str, v: Any) -> str:
+    """A neighbour or next hop: an IPv4 address outside 0.0.0.0/8, or an IPv6 unicast one."""
+    if isinstance(v, str) and ":" in v:
+        out = ipv6(f, v)
+        if ipaddress.IPv6Address(out).is_multicast or out == "::":
+            _fail(f, "must be a unicast IPv6 address")
+        return out
+    out = ipv4(f, v)
+    if ipaddress.IPv4Address(out) in THIS_NETWORK:
+        _fail(f, "0.0.0.0/8 is not a valid next hop or neighbour")
+    return out
 
 
 @describes({"type": "string", "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"})
@@ -224,10 +287,11 @@ def _one_or_many(item: dict[str, Any]) -> dict[str, Any]:
 
 MATCH_SCHEMAS = {
     "eth_src": _one_or_many(mac.schema), "eth_dst": _one_or_many(mac.schema),
-    "eth_type": {"anyOf": [{"type": "integer", "enum": [0x0800]},
-                           {"type": "string", "enum": ["ipv4"]}]},
+    "eth_type": {"anyOf": [{"type": "integer", "enum": list(ETH_TYPES.values())},
+                           {"type": "string", "enum": list(ETH_TYPES)}]},
     "ip_proto": ip_proto.schema,
     "ipv4_src": _one_or_many(cidr.schema), "ipv4_dst": _one_or_many(cidr.schema),
+    "ipv6_src": _one_or_many(cidr6.schema), "ipv6_dst": _one_or_many(cidr6.schema),
     "tp_src": _one_or_many(_port_item.schema), "tp_dst": _one_or_many(_port_item.schema),
 }
 
@@ -244,20 +308,42 @@ def rule_match(f: str, v: Any) -> dict[str, Any]:
         if k not in MATCH_FIELDS:
             _fail(fk, f"unknown match field (known: {', '.join(MATCH_FIELDS)})")
         if k == "eth_type":
-            if x not in (0x0800, "ipv4"):
-                _fail(fk, "only IPv4 (0x0800 or 'ipv4') is supported")
-            out[k] = 0x0800
+            if isinstance(x, bool) or (x not in ETH_TYPES and x not in ETH_TYPES.values()):
+                _fail(fk, "must be IPv4 (0x0800, 'ipv4') or IPv6 (0x86dd, 'ipv6')")
+            out[k] = ETH_TYPES.get(x, x)
         elif k == "ip_proto":
             out[k] = ip_proto(fk, x)
         elif k in ("ipv4_src", "ipv4_dst"):
             out[k] = _many(fk, x, cidr)
+        elif k in ("ipv6_src", "ipv6_dst"):
+            out[k] = _many(fk, x, cidr6)
         elif k in ("eth_src", "eth_dst"):
             out[k] = _many(fk, x, mac)
         else:
             out[k] = _many(fk, x, _port_item)
     if ("tp_src" in out or "tp_dst" in out) and out.get("ip_proto") not in (6, 17):
         _fail(f"{f}.ip_proto", "tp_src/tp_dst need ip_proto tcp (6) or udp (17)")
+    match_family(f, out)
     return out
+
+
+def match_family(f: str, mt: dict[str, Any]) -> int | None:
+    """The one IP family a match is of (None: both).  A rule is one family: a match that
+    names both, through eth_type, its address fields or ICMP/ICMPv6, is refused naming
+    the field that disagrees with the first one."""
+    seen: tuple[str, int] | None = None
+    claims = [("eth_type", FAMILY_OF_ETH_TYPE.get(mt.get("eth_type"))),
+              ("ip_proto", FAMILY_OF_PROTO.get(mt.get("ip_proto"))),
+              *((k, 4) for k in ("ipv4_src", "ipv4_dst") if k in mt),
+              *((k, 6) for k in ("ipv6_src", "ipv6_dst") if k in mt)]
+    for k, fam in claims:
+        if fam is None:
+            continue
+        if seen is not None and fam != seen[1]:
+            _fail(f"{f}.{k}", f"is IPv{fam} but {seen[0]} makes the rule IPv{seen[1]}: "
+                  "a rule matches one family")
+        seen = seen or (k, fam)
+    return seen[1] if seen else None
 
 
 # --- per-kind schemas: field -> (checker, required) ----------------------------
@@ -268,11 +354,12 @@ SCHEMAS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "service-planes": {"name": (name, True), "routers": (string_list, False)},
     "interfaces": {"name": (name, True), "router": (string, True), "port": (name, False),
                    "role": (enum(*m.ROLES), True), "ip": (iface_cidr, False),
+                   "ipv6": (iface_cidr6, False),
                    "mac": (mac, False), "classify": (boolean, False),
                    "service_plane": (boolean, False), "peer": (string, False)},
-    "routes": {"name": (name, False), "router": (string, True), "prefix": (cidr, True),
-               "interface": (string, True), "next_hop": (ipv4, False)},
-    "neighbors": {"name": (name, False), "ip": (ipv4, True), "mac": (mac, True),
+    "routes": {"name": (name, False), "router": (string, True), "prefix": (any_cidr, True),
+               "interface": (string, True), "next_hop": (ip_address, False)},
+    "neighbors": {"name": (name, False), "ip": (ip_address, True), "mac": (mac, True),
                   "interface": (string, True)},
     "service-nodes": {"name": (name, True), "transport": (enum(*m.TRANSPORTS), True),
                       "profile": (name, False), "host": (name, False), "port": (name, False),
@@ -395,6 +482,7 @@ def check_model(model: m.Model) -> None:
             _check_link(model, i)
     for rt in model.all("routes"):
         _same_router(model, "interface", rt.interface, rt.router)
+        _check_route_family(model, rt)
     for sp in model.all("service-planes"):
         _no_repeats("routers", sp.routers)
     for n in model.all("service-nodes"):
@@ -457,7 +545,26 @@ def _check_router(model: m.Model, r: m.Router) -> None:
                               "router's own (dpid): the two pipelines share registers")
 
 
+def _check_route_family(model: m.Model, rt: m.Route) -> None:
+    """A route's next hop is of its prefix's family; an IPv6 route leaves by an interface
+    with an IPv6 address (its neighbour discovery needs one)."""
+    fam = m.family(rt.prefix)
+    if rt.next_hop is not None and m.family(rt.next_hop) != fam:
+        raise ValidationError("next_hop", f"is IPv{m.family(rt.next_hop)} but the prefix "
+                              f"{rt.prefix} is IPv{fam}")
+    iface = model.get("interfaces", rt.interface)
+    if fam == 6 and iface.ipv6 is None and iface.role != "router_link":
+        raise ValidationError("interface", f"interface {iface.name!r} has no IPv6 address "
+                              "for an IPv6 route to leave by")
+
+
 def _check_interface(i: m.Interface) -> None:
+    if i.ipv6 is not None and i.role in ("service", "router_link"):
+        raise ValidationError("ipv6", f"a {i.role} interface has no IPv6 address (IPv6 is "
+                              "routed on uplinks, downlinks and VTIs)")
+    if i.ipv6 is not None and i.mac is None:
+        raise ValidationError("mac", "is required with ipv6: the link-local address and "
+                              "neighbour advertisements come from it")
     if i.role in ("uplink", "downlink") and (i.ip is None or i.mac is None):
         raise ValidationError("ip" if i.ip is None else "mac",
                               f"is required for a {i.role} interface")
