@@ -1,6 +1,7 @@
 """What the compiler needs besides the model, and the lookups every stage shares."""
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,11 @@ class Context:
         self._link_ends: dict[str, m.Interface] = {
             i.peer: i for i in self.model.all("interfaces") if i.peer is not None}
 
+    @functools.cached_property
+    def ipv6_next_hops(self) -> dict[str, int]:
+        """The numbers IPv6 routing loads for its next hops (si_model.model)."""
+        return m.ipv6_next_hops(self.model)
+
     def on_switch(self, router_id: str) -> bool:
         return router_id in self._router_ids
 
@@ -122,12 +128,12 @@ class Context:
                 continue
             peer = self.link_peer(link)
             if link.peer is None:
-                out += [(link, str(ipaddress.IPv4Interface(i.ip).network))
+                out += [(link, str(ipaddress.ip_interface(a).network))
                         for i in self.model.interfaces_of(peer.router)
-                        if i.role == "downlink" and i.ip]
-            elif not any(r.prefix == "0.0.0.0/0" for r in self.model.all("routes")
-                         if r.router == link.router):
-                out.append((link, "0.0.0.0/0"))
+                        if i.role == "downlink" for a in (i.ip, i.ipv6) if a]
+                continue
+            own = {r.prefix for r in self.model.all("routes") if r.router == link.router}
+            out += [(link, default) for default in ("0.0.0.0/0", "::/0") if default not in own]
         return out
 
     def port(self, iface: m.Interface) -> int | None:

@@ -7,11 +7,13 @@ sets.
 """
 from __future__ import annotations
 
+import ipaddress
+
 import functools
 from dataclasses import dataclass
 from typing import Union
 
-from openflow_tables.layout import ETH_IP, TABLE_BY_NAME, WIDTHS, Field, Table, storage_bits
+from openflow_tables.layout import ETH_IPS, TABLE_BY_NAME, WIDTHS, Field, Table, storage_bits
 
 MatchValue = Union[int, str, tuple]
 
@@ -165,6 +167,16 @@ class FlowError(ValueError):
     """A flow that its table declaration does not allow (a compiler bug)."""
 
 
+def prefix_match(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> MatchValue:
+    """A prefix as a match value: the address alone for a host, (address, mask) for a
+    shorter prefix, None (no match entry) for a default route or 'any'."""
+    if net.prefixlen == 0:
+        return None
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return str(net.network_address), str(net.netmask)
+
+
 def match(**fields: MatchValue) -> tuple:
     """Canonical match tuple. ``reg12=(value, mask)`` makes a masked match."""
     items = []
@@ -190,9 +202,11 @@ def flow(table: str, priority: int, match_: tuple, actions: tuple | list = (),
     for name, _, mask in match_:
         _check_bits(decl, "match", name, mask)
     _check_actions(decl, actions)
-    if any(isinstance(a, Ct) for a in actions) and ("eth_type", ETH_IP, None) not in match_:
-        raise FlowError(f"{table!r}: ct() needs eth_type=0x800 in the flow's match (OVS checks "
-                        "its prerequisites against the match, the outer header after a decap)")
+    if any(isinstance(a, Ct) for a in actions) and not any(
+            ("eth_type", t, None) in match_ for t in ETH_IPS):
+        raise FlowError(f"{table!r}: ct() needs eth_type=0x800 or 0x86dd in the flow's match "
+                        "(OVS checks its prerequisites against the match, the outer header "
+                        "after a decap)")
     if not 0 <= priority <= 0xFFFF:
         raise FlowError(f"priority {priority} out of range")
     return Flow(table, priority, match_, tuple(actions), goto, cookie)

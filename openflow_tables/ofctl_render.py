@@ -37,7 +37,8 @@ from openflow_tables.layout import CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_TR
 OFCTL_NAMES = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst"}
 # Fields written in decimal when unmasked (counts and codes, not bit patterns).
 DECIMAL_FIELDS = frozenset({"in_port", "ip_proto", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
-                            "arp_op", "conj_id", "nsh_mdtype", "nsh_si", "nsh_ttl"})
+                            "arp_op", "conj_id", "nsh_mdtype", "nsh_si", "nsh_ttl",
+                            "icmpv6_type", "icmpv6_code", "nd_options_type"})
 # ct_state flag bits (ovs-fields(7)); trk first because every other flag needs it.
 CT_STATE_FLAGS = (("trk", CT_TRK), ("new", CT_NEW), ("est", CT_EST), ("rel", CT_REL),
                   ("rpl", CT_RPL), ("inv", CT_INV), ("snat", 0x40), ("dnat", 0x80))
@@ -52,6 +53,8 @@ SUBFIELDS: dict[str, tuple[str, int]] = {
     "eth_dst": ("NXM_OF_ETH_DST", 48),
     "ipv4_src": ("NXM_OF_IP_SRC", 32),
     "ipv4_dst": ("NXM_OF_IP_DST", 32),
+    "ipv6_src": ("NXM_NX_IPV6_SRC", 128),
+    "ipv6_dst": ("NXM_NX_IPV6_DST", 128),
     "tcp_src": ("NXM_OF_TCP_SRC", 16),
     "tcp_dst": ("NXM_OF_TCP_DST", 16),
     "udp_src": ("NXM_OF_UDP_SRC", 16),
@@ -98,11 +101,14 @@ def ct_state_flags(value: int, mask: int | None) -> str:
 
 
 def _netmask(mask: str) -> str:
-    """A contiguous dotted netmask as its prefix length, as ovs-ofctl prints it."""
+    """A contiguous netmask (dotted or IPv6) as its prefix length, as ovs-ofctl prints it."""
     try:
-        return str(ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen)
+        bits = int(ipaddress.ip_address(mask))
     except ValueError:
         return mask
+    width = 128 if ":" in mask else 32
+    ones = bin(bits).count("1")
+    return str(ones) if bits == ((1 << ones) - 1) << (width - ones) else mask
 
 
 def format_value(field: str, value: MatchValue, mask: MatchValue | None = None) -> str:
@@ -110,7 +116,7 @@ def format_value(field: str, value: MatchValue, mask: MatchValue | None = None) 
     if isinstance(value, str):
         if mask is None:
             return value
-        return f"{value}/{_netmask(mask) if field.startswith('ipv4') else mask}"
+        return f"{value}/{_netmask(mask) if field.startswith(('ipv4', 'ipv6')) else mask}"
     if mask is not None:
         return f"{value:#x}/{mask:#x}"
     return str(value) if field in DECIMAL_FIELDS else f"{value:#x}"

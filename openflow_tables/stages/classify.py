@@ -23,10 +23,12 @@ from typing import NamedTuple
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
-from openflow_tables.flow import Conjunction, Flow, Load, Move, fields, flow, match
+from openflow_tables.flow import (Conjunction, Flow, Load, Move, fields, flow, match,
+                                  prefix_match)
 from openflow_tables.stages.applied_to import record_match
 from openflow_tables.stages.conntrack import RESTORE_DECISION, label_match
 from si_model import model as m
+from si_model.validate import match_family
 
 
 def port_range_masks(lo: int, hi: int) -> list[tuple[int, int]]:
@@ -48,9 +50,14 @@ def _ports(spec: str) -> list:
 
 
 def _prefix(cidr: str):
-    net = ipaddress.IPv4Network(cidr)
-    return str(net.network_address) if net.prefixlen == 32 else (
-        str(net.network_address), str(net.netmask))
+    return prefix_match(ipaddress.ip_network(cidr))
+
+
+def rule_eth_types(mt: dict) -> tuple[int, ...]:
+    """The ethertypes a rule's match covers: its one family, or both when nothing in it
+    names a family (``tp_dst: 80`` holds for IPv4 and IPv6 connections)."""
+    fam = match_family("match", mt)
+    return L.ETH_IPS if fam is None else (L.ETH_IP6 if fam == 6 else L.ETH_IP,)
 
 
 def match_dimensions(rule: m.Rule) -> dict[str, list]:
@@ -62,7 +69,7 @@ def _dimensions(mt: dict) -> dict[str, list]:
     dims: dict[str, list] = {f: list(mt[f]) for f in ("eth_src", "eth_dst") if f in mt}
     if "ip_proto" in mt:
         dims["ip_proto"] = [mt["ip_proto"]]
-    for f in ("ipv4_src", "ipv4_dst"):
+    for f in L.IP_ADDRS:
         if f in mt:
             dims[f] = [_prefix(c) for c in mt[f]]
     for k, f in (("tp_src", 0), ("tp_dst", 1)):
@@ -112,26 +119,29 @@ def rule_flows(rule: m.Rule, ctx: Context) -> tuple[Flow, ...]:
 def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
     reg, bit = L.applied_to_bit(rule.bit)
     mt = {k: list(v) if isinstance(v, tuple) else v for k, v in rule.match}
-    base = {"metadata": router_num_match(rule.router_num), "eth_type": L.ETH_IP}
-    if "ip_proto" in mt:
-        base["ip_proto"] = mt["ip_proto"]
     dims = _dimensions(mt)
     single = {f: v[0] for f, v in dims.items() if len(v) == 1}
     multi = {f: v for f, v in dims.items() if len(v) > 1}
     actions, goto = decision(rule.rule_num, rule.action, rule.policy_num), "reorient"
     prio, ck = rule.priority, L.cookie("rule", rule.rule_num)
-    first = {**base, **single, reg: (bit, bit)}
-    if len(multi) <= 1:
-        f, values = next(iter(multi.items()), (None, [None]))
-        return tuple(flow("classify", prio, match(**first, **({f: v} if f else {})), actions,
-                          goto, ck) for v in values)
     out = []
-    n = len(multi)
-    for k, (f, values) in enumerate(multi.items(), start=1):
-        extra = first if k == 1 else base
-        out += [flow("classify", prio, match(**extra, **{f: v}),
-                     [Conjunction(rule.rule_num, k, n)], cookie=ck) for v in values]
-    out.append(flow("classify", prio, match(conj_id=rule.rule_num), actions, goto, ck))
+    for eth_type in rule_eth_types(mt):
+        base = {"metadata": router_num_match(rule.router_num), "eth_type": eth_type}
+        if "ip_proto" in mt:
+            base["ip_proto"] = mt["ip_proto"]
+        first = {**base, **single, reg: (bit, bit)}
+        if len(multi) <= 1:
+            f, values = next(iter(multi.items()), (None, [None]))
+            out += [flow("classify", prio, match(**first, **({f: v} if f else {})), actions,
+                         goto, ck) for v in values]
+            continue
+        for k, (f, values) in enumerate(multi.items(), start=1):
+            extra = first if k == 1 else base
+            out += [flow("classify", prio, match(**extra, **{f: v}),
+                         [Conjunction(rule.rule_num, k, len(multi))], cookie=ck)
+                    for v in values]
+    if len(multi) > 1:
+        out.append(flow("classify", prio, match(conj_id=rule.rule_num), actions, goto, ck))
     return tuple(out)
 
 
@@ -157,9 +167,9 @@ def merge_conjunctions(flows: list[Flow]) -> list[Flow]:
 
 def default_rule_flows(ctx: Context) -> list[Flow]:
     """The lowest-priority rule of every router: allow, no service."""
-    return [flow("classify", 0, match(metadata=router_match(r), eth_type=L.ETH_IP),
+    return [flow("classify", 0, match(metadata=router_match(r), eth_type=t),
                  decision(L.DEFAULT_RULE_NUM, "allow", 0), "reorient",
-                 L.cookie("router", r.num)) for r in ctx.routers]
+                 L.cookie("router", r.num)) for r in ctx.routers for t in L.ETH_IPS]
 
 
 def _swap(a: str, b: str, nbits: int) -> list[Move]:
@@ -177,13 +187,16 @@ def orient_flows(table: str, then: str) -> list[Flow]:
     inverse, so the same flows orient before classify and reorient after it)."""
     ck = L.PIPELINE_COOKIE
     reply = (L.CT_TRK | L.CT_RPL, L.CT_TRK | L.CT_RPL)
-    addrs = _swap("eth_src", "eth_dst", 48) + _swap("ipv4_src", "ipv4_dst", 32)
-    out = [flow(table, 20, match(ct_state=reply, eth_type=L.ETH_IP, ip_proto=proto),
-                [*addrs, *_swap(src, dst, 16)], goto=then, cookie=ck)
-           for proto, (src, dst) in L.TP_FIELDS.items()]
-    return out + [flow(table, 10, match(ct_state=reply, eth_type=L.ETH_IP), addrs, goto=then,
-                       cookie=ck),
-                  flow(table, 0, (), goto=then, cookie=ck)]
+    out = []
+    for eth_type, (a, b, nbits) in ((L.ETH_IP, ("ipv4_src", "ipv4_dst", 32)),
+                                   (L.ETH_IP6, ("ipv6_src", "ipv6_dst", 128))):
+        addrs = _swap("eth_src", "eth_dst", 48) + _swap(a, b, nbits)
+        out += [flow(table, 20, match(ct_state=reply, eth_type=eth_type, ip_proto=proto),
+                     [*addrs, *_swap(src, dst, 16)], goto=then, cookie=ck)
+                for proto, (src, dst) in L.TP_FIELDS.items()]
+        out.append(flow(table, 10, match(ct_state=reply, eth_type=eth_type), addrs, goto=then,
+                        cookie=ck))
+    return out + [flow(table, 0, (), goto=then, cookie=ck)]
 
 
 def keep_decision_flows(ctx: Context) -> list[Flow]:

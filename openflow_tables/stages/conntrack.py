@@ -7,11 +7,11 @@ from openflow_tables.flow import Ct, Load, Move, Resubmit, fields, flow, match
 
 
 def ct_flows() -> list:
-    """Every IPv4 packet not yet serviced is looked up in its router's zone."""
+    """Every IP packet not yet serviced is looked up in its router's zone."""
     return [
-        flow("ct", 10, match(eth_type=L.ETH_IP, **fields((L.FLAGS_SERVICED, 0))),
-             [Load.field(L.FLAGS_SI_DONE, 1), Ct(False, L.CT_ZONE, "ct_result")],
-             cookie=L.PIPELINE_COOKIE),
+        *(flow("ct", 10, match(eth_type=t, **fields((L.FLAGS_SERVICED, 0))),
+               [Load.field(L.FLAGS_SI_DONE, 1), Ct(False, L.CT_ZONE, "ct_result")],
+               cookie=L.PIPELINE_COOKIE) for t in L.ETH_IPS),
         flow("ct", 0, (), cookie=L.PIPELINE_COOKIE),
     ]
 
@@ -81,10 +81,11 @@ def commit_flows(ctx: Context) -> list:
              [Resubmit("transit_done")], cookie=L.PIPELINE_COOKIE),
         flow("commit", 30, match(**fields((L.FLAGS_TRANSIT, 1))), goto="transport",
              cookie=L.PIPELINE_COOKIE),
-        flow("commit", 20, match(eth_type=L.ETH_IP, **fields((L.FLAGS_KEPT, 1))),
-             [classify_gen, commit], cookie=ck),
-        flow("commit", 10, match(eth_type=L.ETH_IP),
-             [Load.field(L.GEN_TRANSPORT, gens.packed()), classify_gen, commit], cookie=ck),
+        *(flow("commit", 20, match(eth_type=t, **fields((L.FLAGS_KEPT, 1))),
+               [classify_gen, commit], cookie=ck) for t in L.ETH_IPS),
+        *(flow("commit", 10, match(eth_type=t),
+               [Load.field(L.GEN_TRANSPORT, gens.packed()), classify_gen, commit], cookie=ck)
+          for t in L.ETH_IPS),
         flow("commit", 0, (), cookie=L.PIPELINE_COOKIE),
     ]
 

@@ -1,6 +1,8 @@
 """ingress and arp: where a packet enters, and the router's own ARP."""
 from __future__ import annotations
 
+import itertools
+
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
 from openflow_tables.flow import (Controller, Ct, Decap, Load, Move, Output, Resubmit, SetField,
@@ -39,23 +41,31 @@ def _nat_behind(ctx: Context, vti: m.Interface) -> bool:
 
 
 def _ip_ingress(ctx: Context, iface: m.Interface, port: int) -> list:
+    """IPv4 and IPv6 alike: where they go depends on the interface alone."""
     router = ctx.router(iface.router)
     loads = [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num),
              Load.field(L.CT_ZONE, router.ct_zone)]
     ck = L.cookie("interface", iface.num)
     if iface.role == "service":
-        return [flow("ingress", 90, match(in_port=port, eth_type=L.ETH_IP),
-                     loads + [Load.field(L.FLAGS_SERVICED, 1)], goto="routing", cookie=ck)]
-    mt = match(in_port=port, eth_type=L.ETH_IP, eth_dst=iface.mac)
-    if returns_serviced(iface) and _nat_behind(ctx, iface):
-        return [flow("ingress", 90, mt, loads + [Load.field(L.FLAGS_SERVICED, 1),
-                                                 Ct(False, L.CT_ZONE, "routing")], cookie=ck)]
-    if returns_serviced(iface):
-        return [flow("ingress", 90, mt, loads + [Load.field(L.FLAGS_SERVICED, 1)],
-                     goto="routing", cookie=ck)]
-    if iface.classifies:
-        return [flow("ingress", 90, mt, loads + classify_here(ctx, iface), goto="ct", cookie=ck)]
-    return [flow("ingress", 90, mt, loads, goto="routing", cookie=ck)]
+        return [flow("ingress", 90, match(in_port=port, eth_type=t),
+                     loads + [Load.field(L.FLAGS_SERVICED, 1)], goto="routing", cookie=ck)
+                for t in L.ETH_IPS]
+    out = []
+    for t in L.ETH_IPS:
+        mt = match(in_port=port, eth_type=t, eth_dst=iface.mac)
+        if returns_serviced(iface) and _nat_behind(ctx, iface):
+            out.append(flow("ingress", 90, mt, loads + [Load.field(L.FLAGS_SERVICED, 1),
+                                                        Ct(False, L.CT_ZONE, "routing")],
+                            cookie=ck))
+        elif returns_serviced(iface):
+            out.append(flow("ingress", 90, mt, loads + [Load.field(L.FLAGS_SERVICED, 1)],
+                            goto="routing", cookie=ck))
+        elif iface.classifies:
+            out.append(flow("ingress", 90, mt, loads + classify_here(ctx, iface), goto="ct",
+                            cookie=ck))
+        else:
+            out.append(flow("ingress", 90, mt, loads, goto="routing", cookie=ck))
+    return out
 
 
 def _nsh_return_flows(ctx: Context, iface: m.Interface, port: int) -> list:
@@ -127,9 +137,9 @@ def biw_return_flows(ctx: Context) -> list:
     for node, a, b in ctx.biw_nodes():
         if node.nat:
             continue
-        for side, reply in ((b, False), (a, True)):
+        for (side, reply), t in itertools.product(((b, False), (a, True)), L.ETH_IPS):
             out.append(flow("ingress", 95,
-                            match(in_port=ctx.port(side), eth_type=L.ETH_IP,
+                            match(in_port=ctx.port(side), eth_type=t,
                                   eth_src=(L.service_tag_mac(reply), L.SERVICE_TAG_MASK)),
                             [Move("eth_src", L.IN_IFACE.register, 0, L.IN_IFACE.ofs,
                                   L.IN_IFACE.nbits),

@@ -6,33 +6,46 @@ import ipaddress
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
 from openflow_tables.flow import (Controller, Ct, CtClear, DecTtl, Load, Move, Output, Resubmit,
-                                  SetField, fields, flow, match)
+                                  SetField, fields, flow, match, prefix_match)
 from openflow_tables.stages.ingress import classify_here
 
 LPM_BASE = 100  # routing priority = LPM_BASE + prefix length
 
 
+def _next_hop(ctx: Context, net, next_hop: str | None):
+    """What routing leaves in NEXT_HOP: the IPv4 next hop (the destination when
+    connected); for IPv6, which does not fit, the next hop's number or 'the destination'
+    (the neighbor table then matches ipv6_dst)."""
+    if net.version == 6:
+        return Load.field(L.NEXT_HOP, ctx.ipv6_next_hops[next_hop] if next_hop
+                          else L.NEXT_HOP_V6_DIRECT)
+    if next_hop:
+        return Load.field(L.NEXT_HOP, int(ipaddress.IPv4Address(next_hop)))
+    return Move("ipv4_dst", L.NEXT_HOP.register, 0, 0, 32)
+
+
 def _route_flow(ctx: Context, router, prefix: str, iface, next_hop: str | None, ck: int):
-    net = ipaddress.IPv4Network(prefix)
-    dst = str(net.network_address) if net.prefixlen == 32 else (
-        str(net.network_address), str(net.netmask))
-    if net.prefixlen == 0:
-        dst = None
-    hop = (Load.field(L.NEXT_HOP, int(ipaddress.IPv4Address(next_hop))) if next_hop
-           else Move("ipv4_dst", L.NEXT_HOP.register, 0, 0, 32))
+    net = ipaddress.ip_network(prefix)
+    dst_field = "ipv6_dst" if net.version == 6 else "ipv4_dst"
+    eth_type = L.ETH_IP6 if net.version == 6 else L.ETH_IP
     return flow("routing", LPM_BASE + net.prefixlen,
-                match(metadata=router_match(router), eth_type=L.ETH_IP, ipv4_dst=dst),
-                [Load.field(L.EGRESS_IFACE, iface.num), hop], goto="neighbor", cookie=ck)
+                match(metadata=router_match(router), eth_type=eth_type,
+                      **{dst_field: prefix_match(net)}),
+                [Load.field(L.EGRESS_IFACE, iface.num), _next_hop(ctx, net, next_hop)],
+                goto="neighbor", cookie=ck)
 
 
 def routing_flows(ctx: Context) -> list:
     """Connected prefixes of the interfaces, the static routes, the routes links give."""
     out = []
     for iface in ctx.interfaces():
-        if iface.ip and iface.role != "service":
-            prefix = str(ipaddress.IPv4Interface(iface.ip).network)
-            out.append(_route_flow(ctx, ctx.router(iface.router), prefix, iface, None,
-                                   L.cookie("interface", iface.num)))
+        if iface.role == "service":
+            continue
+        for addr in (iface.ip, iface.ipv6):
+            if addr:
+                prefix = str(ipaddress.ip_interface(addr).network)
+                out.append(_route_flow(ctx, ctx.router(iface.router), prefix, iface, None,
+                                       L.cookie("interface", iface.num)))
     for rt in ctx.model.all("routes"):
         iface = ctx.iface(rt.interface)
         if ctx.present(iface):
@@ -83,13 +96,13 @@ def egress_si_flows(ctx: Context) -> list:
                                                  (L.FLAGS_SI_DONE, 1),
                                                  (L.SI_CLASS, ctx.iface_class(iface)))),
                  goto="output", cookie=ck),
-            flow("egress_si", 25, match(eth_type=L.ETH_IP,
-                                        **fields((L.EGRESS_IFACE, iface.num),
-                                                 (L.FLAGS_SI_DONE, 1))),
-                 [Move.field(L.SI_CLASS, L.DONE_CLASS.register, L.DONE_CLASS.ofs),
-                  *here, Load.field(L.FLAGS_TRANSIT, 1), Load.field(L.FLAGS_REUSED, 0),
-                  Load.field(L.FLAGS_KEPT, 0), CtClear(), Ct(False, L.CT_ZONE, "ct_result")],
-                 cookie=ck),
+            *(flow("egress_si", 25, match(eth_type=eth_type,
+                                          **fields((L.EGRESS_IFACE, iface.num),
+                                                   (L.FLAGS_SI_DONE, 1))),
+                   [Move.field(L.SI_CLASS, L.DONE_CLASS.register, L.DONE_CLASS.ofs),
+                    *here, Load.field(L.FLAGS_TRANSIT, 1), Load.field(L.FLAGS_REUSED, 0),
+                    Load.field(L.FLAGS_KEPT, 0), CtClear(), Ct(False, L.CT_ZONE, "ct_result")],
+                   cookie=ck) for eth_type in L.ETH_IPS),
             flow("egress_si", 20, match(**fields((L.EGRESS_IFACE, iface.num))),
                  [*here, Resubmit("ct")], cookie=ck)]
     out.append(flow("egress_si", 0, (), goto="output", cookie=L.PIPELINE_COOKIE))
@@ -105,11 +118,9 @@ def neighbor_flows(ctx: Context) -> list:
         iface = ctx.model.get("interfaces", iface_id)
         if iface is None or not ctx.present(iface):
             continue
-        out.append(flow("neighbor", 10,
-                        match(**fields((L.EGRESS_IFACE, iface.num),
-                                       (L.NEXT_HOP, int(ipaddress.IPv4Address(ip))))),
-                        [SetField("eth_dst", mac)], goto="egress_si",
-                        cookie=L.cookie("neighbor", iface.num)))
+        out += [flow("neighbor", 10, mt, [SetField("eth_dst", mac)], goto="egress_si",
+                     cookie=L.cookie("neighbor", iface.num))
+                for mt in _neighbor_matches(ctx, iface, ip)]
     # A link's far end is a router on this bridge: no address to resolve.
     out += [flow("neighbor", 20, match(**fields((L.EGRESS_IFACE, link.num))), goto="egress_si",
                  cookie=L.cookie("interface", link.num))
@@ -119,21 +130,34 @@ def neighbor_flows(ctx: Context) -> list:
     return out
 
 
+def _neighbor_matches(ctx: Context, iface, ip: str) -> list[tuple]:
+    """How routing's result names this neighbour: its IPv4 address in NEXT_HOP; an IPv6
+    one as the destination itself (NEXT_HOP_V6_DIRECT and ipv6_dst) and, when it is a
+    route's next hop, by that next hop's number."""
+    egress = (L.EGRESS_IFACE, iface.num)
+    if ":" not in ip:
+        return [match(**fields(egress, (L.NEXT_HOP, int(ipaddress.IPv4Address(ip)))))]
+    out = [match(eth_type=L.ETH_IP6, ipv6_dst=ip,
+                 **fields(egress, (L.NEXT_HOP, L.NEXT_HOP_V6_DIRECT)))]
+    if ip in ctx.ipv6_next_hops:
+        out.append(match(**fields(egress, (L.NEXT_HOP, ctx.ipv6_next_hops[ip]))))
+    return out
+
+
 def output_flows(ctx: Context) -> list:
     """Out of its port; over a link, to the router at its other end (cross)."""
     out = []
     for iface in ctx.interfaces():
-        if iface.role == "router_link":
-            out.append(flow("output", 10, match(eth_type=L.ETH_IP,
-                                                **fields((L.EGRESS_IFACE, iface.num))),
-                            [SetField("eth_src", iface.mac),
-                             SetField("eth_dst", ctx.link_peer(iface).mac), DecTtl()],
-                            goto="cross", cookie=L.cookie("interface", iface.num)))
-        elif iface.role != "service":
-            out.append(flow("output", 10, match(eth_type=L.ETH_IP,
-                                                **fields((L.EGRESS_IFACE, iface.num))),
-                            [SetField("eth_src", iface.mac), DecTtl(), Output(ctx.port(iface))],
-                            cookie=L.cookie("interface", iface.num)))
+        ck = L.cookie("interface", iface.num)
+        for eth_type in L.ETH_IPS:
+            mt = match(eth_type=eth_type, **fields((L.EGRESS_IFACE, iface.num)))
+            if iface.role == "router_link":
+                out.append(flow("output", 10, mt, [SetField("eth_src", iface.mac),
+                                                   SetField("eth_dst", ctx.link_peer(iface).mac),
+                                                   DecTtl()], goto="cross", cookie=ck))
+            elif iface.role != "service":
+                out.append(flow("output", 10, mt, [SetField("eth_src", iface.mac), DecTtl(),
+                                                   Output(ctx.port(iface))], cookie=ck))
     out.append(flow("output", 0, (), cookie=L.PIPELINE_COOKIE))
     return out
 
@@ -161,8 +185,9 @@ def cross_flows(ctx: Context) -> list:
                  Load.field(L.CT_ZONE, router.ct_zone)]
         go = [*classify_here(ctx, peer), Resubmit("ct")] if peer.classifies else [
             Resubmit("routing")]
-        out.append(flow("cross", 10,
-                        match(metadata=router_match(ctx.router(link.router)),
-                              eth_type=L.ETH_IP, **fields((L.EGRESS_IFACE, link.num))),
-                        enter + go, cookie=L.cookie("interface", link.num)))
+        out += [flow("cross", 10,
+                     match(metadata=router_match(ctx.router(link.router)),
+                           eth_type=eth_type, **fields((L.EGRESS_IFACE, link.num))),
+                     enter + go, cookie=L.cookie("interface", link.num))
+                for eth_type in L.ETH_IPS]
     return out + [flow("cross", 0, (), cookie=L.PIPELINE_COOKIE)]

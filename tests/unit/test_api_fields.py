@@ -127,9 +127,6 @@ EXCEPTIONS: dict[str, str] = {
     # whose change is tested), which are checked against these.
     "routers.tier": "checked relation: routers are joined in the datapath by their links",
     "routers.parent": "checked relation: routers are joined in the datapath by their links",
-    # Only ipv4 is accepted (anything else is refused until dual stack lands), and every
-    # rule already matches IPv4 only: the field states what the rule does.
-    "rules.match.eth_type": "only ipv4 is accepted, and every rule matches IPv4",
 }
 
 
@@ -282,6 +279,7 @@ CHANGES: dict[str, Change] = {
                               also=lambda v: {"port": None} if v == "router_link" else {}),
     "interfaces.peer": Change("x-t1-link", "x-t0-link2", setup=tenant),
     "interfaces.ip": Change("downlink1", "10.10.0.254/24"),
+    "interfaces.ipv6": Change("downlink1", "2001:db8:10::1/64"),
     "interfaces.mac": Change("downlink1", "02:00:00:00:10:fe"),
     "interfaces.classify": Change("downlink1", True),
     # Without a service plane no rule may redirect to a chain: those rules go.
@@ -350,6 +348,10 @@ CHANGES: dict[str, Change] = {
     "rules.match.ip_proto": Change("web-inspect", "udp"),
     "rules.match.ipv4_src": Change("web-inspect", "198.51.100.0/24"),
     "rules.match.ipv4_dst": Change("web-inspect", "10.10.0.0/24"),
+    # web-inspect names no family, so it holds for both: a family narrows it.
+    "rules.match.eth_type": Change("web-inspect", "ipv6"),
+    "rules.match.ipv6_src": Change("web-inspect", "2001:db8:5100::/64"),
+    "rules.match.ipv6_dst": Change("web-inspect", ["2001:db8:10::/64", "2001:db8:20::10"]),
     "rules.match.tp_src": Change("web-inspect", 12345),
     "rules.match.tp_dst": Change("web-inspect", 8080),
 }

@@ -19,16 +19,19 @@ def _rule(svc, name):
     return svc.model.by_name("rules", name)
 
 
-def test_each_rule_is_one_classify_flow_on_its_applied_to_bit(service):
+def test_each_rule_is_one_classify_flow_per_family_on_its_applied_to_bit(service):
+    """web-inspect names no family (tcp port 80): one flow for IPv4, one for IPv6."""
     pipe = compile_for(service)
     web = _rule(service, "web-inspect")
     flows = [f for f in pipe.table("classify") if f.cookie == L.cookie("rule", web.rule_num)]
-    assert len(flows) == 1
-    m = {k: (v, mask) for k, v, mask in flows[0].match}
+    assert sorted(dict((k, v) for k, v, _ in f.match)["eth_type"] for f in flows) == [
+        L.ETH_IP, L.ETH_IP6]
     reg, bit = L.applied_to_bit(service.applied_to_bits[(web.router, frozenset(web.applied_to))])
-    assert m[reg] == (bit, bit)
-    assert m["tcp_dst"] == (80, None) and flows[0].priority == 100
-    assert flows[0].goto == "reorient"
+    for f in flows:
+        m = {k: (v, mask) for k, v, mask in f.match}
+        assert m[reg] == (bit, bit)
+        assert m["tcp_dst"] == (80, None) and f.priority == 100
+        assert f.goto == "reorient"
 
 
 def test_interfaces_carry_bits_of_every_set_they_belong_to(service):
@@ -99,7 +102,7 @@ def test_one_multivalued_field_expands_without_conjunction(service):
     r = _rule(service, "ports")
     flows = [f for f in compile_for(service).table("classify")
              if f.cookie == L.cookie("rule", r.rule_num)]
-    assert len(flows) == 2  # 1000/0xfffc covers 1000-1003, plus 53
+    assert len(flows) == 2 * 2  # 1000/0xfffc covers 1000-1003, plus 53; IPv4 and IPv6
     assert not any(isinstance(a, Conjunction) for f in flows for a in f.actions)
 
 
@@ -140,8 +143,9 @@ def test_flows_grow_like_rules_plus_interfaces_not_their_product(service):
     classify = pipe.table("classify")
     assert len(classify) < 1100, len(classify)
     assert len(pipe.table("applied_to")) <= 1000 + 2
-    # ip+arp per iface, biw sides (the service port's, the tagged return), miss
-    assert len(pipe.table("ingress")) == 2 * 32 + 2 * 1 + 2 * 2 + 1
+    # IPv4+IPv6+ARP per routed iface (33), the two service ports and the tagged biw
+    # return per family, miss
+    assert len(pipe.table("ingress")) == 3 * 33 + 2 * 2 + 2 * 2 + 1
     assert subtables(pipe.flows, "classify") <= 3
 
 
@@ -167,7 +171,7 @@ def test_adding_one_rule_changes_few_flows_whatever_the_rule_count(service):
         "ct_result", "commit", "resume", "transit_done"}
     assert len(changed) == len(_flows_one_rule_changes(service, 30))
     assert sorted(f.table for f in changed if L.cookie_owner(f.cookie)[0] == "rule") == [
-        "applied_to", "classify"]                       # a drop rule keeps no decision
+        "applied_to", "classify", "classify"]   # per family; a drop keeps no decision
 
 
 @pytest.mark.parametrize("which,transports", [
@@ -208,7 +212,7 @@ def test_a_change_rebuilds_only_the_rules_it_touches(service):
     service.update("rules", "alt-web-uplink1", {"priority": 95,
                                                         "applied_to": ["uplink1", "uplink2"]})
     after = compile_for(service)
-    assert [f.priority for f in _rule_flows(after, alt)] == [95]
+    assert [f.priority for f in _rule_flows(after, alt)] == [95, 95]    # IPv4, IPv6
     assert _rule_flows(after, alt, "applied_to") != _rule_flows(before, alt, "applied_to")
     for table in ("classify", "applied_to"):       # the untouched rule: the very same objects
         assert all(a is b for a, b in zip(_rule_flows(after, web, table),
