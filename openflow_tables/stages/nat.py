@@ -14,6 +14,8 @@ connection is classified again elsewhere.
 """
 from __future__ import annotations
 
+import itertools
+
 from openflow_tables import layout as L
 from openflow_tables.context import Context
 from openflow_tables.flow import Ct, Load, Move, Output, Resubmit, SetField, fields, flow, match
@@ -44,39 +46,38 @@ def nat_leg_flows(ctx: Context) -> list:
     tuple is recorded and routed, a known one (the node did not rewrite this connection,
     or a later packet) routed, an invalid one dropped."""
     trk, inv, new = L.CT_TRK, L.CT_INV, L.CT_NEW
-    ip = {"eth_type": L.ETH_IP}
     out = []
-    for i in _classifying(ctx):
+    for i, t in itertools.product(_classifying(ctx), L.ETH_IPS):
         router = ctx.router(i.router)
-        out.append(flow("nat_leg", 30, match(ct_state=(0, trk), **ip,
+        out.append(flow("nat_leg", 30, match(ct_state=(0, trk), eth_type=t,
                                              **fields((L.IN_IFACE, i.num))),
                         [Load.field(L.ROUTER, router.num), Load.field(L.CT_ZONE, router.ct_zone),
                          Ct(False, L.CT_ZONE, "nat_leg")], cookie=L.cookie("interface", i.num)))
     probe = match(eth_type=L.ETH_IP, ip_proto=17, ipv4_dst=L.PROBE_DST, udp_dst=L.PROBE_PORT)
-    return out + [
-        # A biw node's liveness probe is no connection to record.
-        flow("nat_leg", 40, probe, [Resubmit("routing")], cookie=L.PIPELINE_COOKIE),
-        # Back from a biw node: the router and zone are loaded already.
-        flow("nat_leg", 25, match(ct_state=(0, trk), **ip), [Ct(False, L.CT_ZONE, "nat_leg")],
-             cookie=L.PIPELINE_COOKIE),
-        flow("nat_leg", 20, match(ct_state=(trk | inv, trk | inv), **ip),
-             cookie=L.PIPELINE_COOKIE),
-        flow("nat_leg", 10, match(ct_state=(trk | new, trk | new | inv), **ip),
-             [Ct(True, L.CT_ZONE, "routing", _NAT_LEG_STAMP)], cookie=L.PIPELINE_COOKIE),
-        flow("nat_leg", 5, match(ct_state=(trk, trk | inv), **ip), [Resubmit("routing")],
-             cookie=L.PIPELINE_COOKIE),
-        flow("nat_leg", 0, (), cookie=L.PIPELINE_COOKIE),
-    ]
+    # A biw node's liveness probe is no connection to record.
+    out.append(flow("nat_leg", 40, probe, [Resubmit("routing")], cookie=L.PIPELINE_COOKIE))
+    for t in L.ETH_IPS:
+        out += [
+            # Back from a biw node: the router and zone are loaded already.
+            flow("nat_leg", 25, match(ct_state=(0, trk), eth_type=t),
+                 [Ct(False, L.CT_ZONE, "nat_leg")], cookie=L.PIPELINE_COOKIE),
+            flow("nat_leg", 20, match(ct_state=(trk | inv, trk | inv), eth_type=t),
+                 cookie=L.PIPELINE_COOKIE),
+            flow("nat_leg", 10, match(ct_state=(trk | new, trk | new | inv), eth_type=t),
+                 [Ct(True, L.CT_ZONE, "routing", _NAT_LEG_STAMP)], cookie=L.PIPELINE_COOKIE),
+            flow("nat_leg", 5, match(ct_state=(trk, trk | inv), eth_type=t),
+                 [Resubmit("routing")], cookie=L.PIPELINE_COOKIE)]
+    return out + [flow("nat_leg", 0, (), cookie=L.PIPELINE_COOKIE)]
 
 
 def nat_back_flows(ctx: Context) -> list:
     """One flow per classifying interface: become a packet classified there (by its
     router), then that router's zone and ct_result like any other."""
     out = []
-    for iface in _classifying(ctx):
+    for iface, t in itertools.product(_classifying(ctx), L.ETH_IPS):
         router = ctx.router(iface.router)
         out.append(flow("nat_back", 10,
-                        match(eth_type=L.ETH_IP, **fields((L.IN_IFACE, iface.num))),
+                        match(eth_type=t, **fields((L.IN_IFACE, iface.num))),
                         [Load.field(L.ROUTER, router.num), *classify_here(ctx, iface),
                          Load.field(L.CT_ZONE, router.ct_zone),
                          Ct(False, L.CT_ZONE, "ct_result")],
@@ -95,18 +96,20 @@ def biw_nat_flows(ctx: Context) -> list:
             continue
         router = ctx.router(b.router)
         ck = L.cookie("service_node", node.num)
-        out.append(flow("ingress", 92, match(in_port=ctx.port(b), eth_type=L.ETH_IP),
-                        [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, b.num),
-                         Load.field(L.CT_ZONE, router.ct_zone), Load.field(L.FLAGS_SERVICED, 1),
-                         Load.field(L.TRANSPORT, L.TRANSPORT_NAT_LEG),
-                         Load.field(L.FWD_DATA, L.TRANSPORT_BIW),
-                         Load.field(L.REV_DATA, node.num), Resubmit("nat_leg")], cookie=ck))
-        out.append(flow("ingress", 95, match(in_port=ctx.port(a), eth_type=L.ETH_IP,
-                                             eth_src=(L.NAT_RETURN_MAC, L.NAT_RETURN_MASK)),
-                        [Move("eth_src", L.IN_IFACE.register, 0, L.IN_IFACE.ofs,
-                              L.IN_IFACE.nbits),
-                         Load.field(L.FLAGS_SERVICED, 1), Load.field(L.FLAGS_SI_DONE, 1),
-                         Load.field(L.FLAGS_NAT_BACK, 1), Resubmit("nat_back")], cookie=ck))
+        for t in L.ETH_IPS:
+            out.append(flow("ingress", 92, match(in_port=ctx.port(b), eth_type=t),
+                            [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, b.num),
+                             Load.field(L.CT_ZONE, router.ct_zone),
+                             Load.field(L.FLAGS_SERVICED, 1),
+                             Load.field(L.TRANSPORT, L.TRANSPORT_NAT_LEG),
+                             Load.field(L.FWD_DATA, L.TRANSPORT_BIW),
+                             Load.field(L.REV_DATA, node.num), Resubmit("nat_leg")], cookie=ck))
+            out.append(flow("ingress", 95, match(in_port=ctx.port(a), eth_type=t,
+                                                 eth_src=(L.NAT_RETURN_MAC, L.NAT_RETURN_MASK)),
+                            [Move("eth_src", L.IN_IFACE.register, 0, L.IN_IFACE.ofs,
+                                  L.IN_IFACE.nbits),
+                             Load.field(L.FLAGS_SERVICED, 1), Load.field(L.FLAGS_SI_DONE, 1),
+                             Load.field(L.FLAGS_NAT_BACK, 1), Resubmit("nat_back")], cookie=ck))
         rpl = (L.CT_RPL, L.CT_RPL)
         out.append(flow("transport", 20,
                         match(ct_state=rpl, **fields((L.TRANSPORT, L.TRANSPORT_NAT_LEG),

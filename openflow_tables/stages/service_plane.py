@@ -13,6 +13,8 @@ like any other.
 """
 from __future__ import annotations
 
+import itertools
+
 from openflow_tables import layout as L
 from openflow_tables.context import Context
 from openflow_tables.flow import (Decap, EncapEthernet, EncapNsh, Load, Move, Output,
@@ -59,11 +61,11 @@ def to_node_flows(ctx: Context) -> list:
     for node in _plane_nodes(ctx):
         if node.nsh_aware or node.port_b not in ctx.ports:
             continue
-        for way in ("forward", "reverse"):
+        for way, t in itertools.product(("forward", "reverse"), L.ETH_IPS):
             out_port, _back, dst_mac = _sides(ctx, node, way)
             out.append(flow("sp_to_node", 10,
-                            match(eth_type=L.ETH_IP, **fields((L.SP_NODE, node.num),
-                                                              (L.SP_WAY, int(way == "reverse")))),
+                            match(eth_type=t, **fields((L.SP_NODE, node.num),
+                                                       (L.SP_WAY, int(way == "reverse")))),
                             [SetField("eth_src", L.proxy_mac(0)),
                              Move.field(L.SP_PATH, "eth_src", L.PROXY_SPI_SHIFT),
                              Move.field(L.SP_CONTEXT, "eth_src", 0),
@@ -140,16 +142,16 @@ def proxy_return_flows(ctx: Context) -> list:
             if node.nsh_aware or node.port not in ctx.ports or node.port_b not in ctx.ports:
                 continue
             _out, back, _mac = _sides(ctx, node, way)
-            out.append(flow("ingress", 90,
-                            match(in_port=back, eth_type=L.ETH_IP,
-                                  eth_src=(L.proxy_mac(spi), L.PROXY_MAC_MASK)),
-                            [Move("eth_src", L.SP_CONTEXT.register, 0, L.SP_CONTEXT.ofs,
-                                  L.PROXY_CONTEXT_BITS),
-                             EncapNsh(), SetField("nsh_spi", spi),
-                             SetField("nsh_si", L.NSH_FIRST_SI - k - 1),
-                             Move.field(L.SP_CONTEXT, L.NSH_IFACE.register, L.NSH_IFACE.ofs),
-                             EncapEthernet(), Resubmit("sp_forward")],
-                            cookie=L.cookie("service_node", node.num)))
+            out += [flow("ingress", 90,
+                         match(in_port=back, eth_type=t,
+                               eth_src=(L.proxy_mac(spi), L.PROXY_MAC_MASK)),
+                         [Move("eth_src", L.SP_CONTEXT.register, 0, L.SP_CONTEXT.ofs,
+                               L.PROXY_CONTEXT_BITS),
+                          EncapNsh(), SetField("nsh_spi", spi),
+                          SetField("nsh_si", L.NSH_FIRST_SI - k - 1),
+                          Move.field(L.SP_CONTEXT, L.NSH_IFACE.register, L.NSH_IFACE.ofs),
+                          EncapEthernet(), Resubmit("sp_forward")],
+                         cookie=L.cookie("service_node", node.num)) for t in L.ETH_IPS]
     return out
 
 

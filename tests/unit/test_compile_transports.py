@@ -103,7 +103,7 @@ def test_service_plane_forwards_each_hop_and_proxies_plain_nodes(svc):
             "sp_forward")
     assert fwd[(path.spi, 252)].goto == "sp_return"              # back to the router,
     assert [f.actions for f in pipe.table("sp_return")] == [(Output(1),)]   # its only link
-    assert len(pipe.table("sp_to_node")) == 2 * 4 + 1              # 4 plain nodes, 2 sides
+    assert len(pipe.table("sp_to_node")) == 2 * 4 * 2 + 1          # 4 plain nodes, 2 sides, 2 families
     assert not [f for f in pipe.table("ingress") if any(isinstance(a, Ct) for a in f.actions)]
     aware = svc.model.by_name("service-nodes", "cn5")
     aware_hops = [f for (spi, si), f in fwd.items() if f.actions == (Output(10),)]
