@@ -275,11 +275,12 @@ CHANGES: dict[str, Change] = {
     # Routes stay on edge: downlink1 carries only a neighbor.
     "interfaces.router": Change("downlink1", "x-edge2", setup=second_router),
     "interfaces.port": Change("uplink1", "xup1"),
-    "interfaces.role": Change("downlink1",
-                              also=lambda v: {"port": None} if v == "router_link" else {}),
+    "interfaces.role": Change("downlink1", also=lambda v: {
+        **({"port": None} if v == "router_link" else {}),
+        **({"ipv6": None} if v in ("service", "router_link") else {})}),
     "interfaces.peer": Change("x-t1-link", "x-t0-link2", setup=tenant),
     "interfaces.ip": Change("downlink1", "10.10.0.254/24"),
-    "interfaces.ipv6": Change("downlink1", "2001:db8:10::1/64"),
+    "interfaces.ipv6": Change("downlink1", "2001:db8:11::1/64"),
     "interfaces.mac": Change("downlink1", "02:00:00:00:10:fe"),
     "interfaces.classify": Change("downlink1", True),
     # Without a service plane no rule may redirect to a chain: those rules go.
