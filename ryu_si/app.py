@@ -46,6 +46,8 @@ from ryu_si.datapath.switch import Switch
 from ryu_si.diagnose.trace import Confirmation, TraceResult
 from si_model.validate import ValidationError
 
+# /stats splits each rule's hits by family (its classify flows match one ethertype each).
+FAMILIES = {"ipv4": L.ETH_IP, "ipv6": L.ETH_IP6}
 LOG = logging.getLogger("ryu_si.app")
 CONF = cfg.CONF
 CONF.register_opts([
@@ -279,28 +281,36 @@ class ServiceInsertionApp(app_manager.RyuApp):
         """Per-rule classify hits, per-path returns from the service plane, and per node
         the data packets handed to it in each direction (each packet once: only the
         flows that deliver to the node count, probes excluded)."""
-        totals: dict[str, dict[int, tuple[int, int]]] = {
+        totals: dict[str, dict[tuple[int, int | None], tuple[int, int]]] = {
             "rule": {}, "path": {}, **{k: {} for k in L.NODE_DIRECTION_COOKIES.values()}}
         for sw in list(self.switches.values()):
             for kind, acc in totals.items():
                 table = "classify" if kind == "rule" else None
-                for num, (pk, by) in sw.flow_counts(kind, table).items():
-                    old = acc.get(num, (0, 0))
-                    acc[num] = (old[0] + pk, old[1] + by)
+                for key, (pk, by) in sw.flow_counts(kind, table).items():
+                    old = acc.get(key, (0, 0))
+                    acc[key] = (old[0] + pk, old[1] + by)
         model = self.service.model
 
-        def counts(kind: str, num: int) -> dict[str, int]:
-            return dict(zip(("packets", "bytes"), totals[kind].get(num, (0, 0))))
+        def counts(kind: str, num: int, eth_types: tuple = (None, *L.ETH_IPS)) -> dict[str, int]:
+            found = [totals[kind].get((num, t), (0, 0)) for t in eth_types]
+            return {"packets": sum(c[0] for c in found), "bytes": sum(c[1] for c in found)}
+
+        def rule_row(r) -> dict:
+            return {"name": r.name, "rule_num": r.rule_num, **counts("rule", r.rule_num),
+                    **{fam: counts("rule", r.rule_num, (t,)) for fam, t in FAMILIES.items()}}
 
         def node_row(node) -> dict:
             ways = {way: counts(kind, node.num) for way, kind in L.NODE_DIRECTION_COOKIES.items()}
             return {"name": node.name, "num": node.num, **ways,
                     **{k: sum(w[k] for w in ways.values()) for k in ("packets", "bytes")}}
 
-        return {"rules": [{"name": r.name, "rule_num": r.rule_num, **counts("rule", r.rule_num)}
-                          for r in model.all("rules")],
+        paths: dict[int, tuple[int, int]] = {}
+        for (spi, _t), (pk, by) in totals["path"].items():
+            old = paths.get(spi, (0, 0))
+            paths[spi] = (old[0] + pk, old[1] + by)
+        return {"rules": [rule_row(r) for r in model.all("rules")],
                 "paths": [{"spi": spi, **dict(zip(("packets", "bytes"), c))}
-                          for spi, c in sorted(totals["path"].items())],
+                          for spi, c in sorted(paths.items())],
                 "nodes": [node_row(n) for n in model.all("service-nodes")]}
 
     def confirm_trace(self, iface_id: str, result: TraceResult) -> Confirmation:

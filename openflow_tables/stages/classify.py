@@ -140,8 +140,9 @@ def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
             out += [flow("classify", prio, match(**extra, **{f: v}),
                          [Conjunction(rule.rule_num, k, len(multi))], cookie=ck)
                     for v in values]
-    if len(multi) > 1:
-        out.append(flow("classify", prio, match(conj_id=rule.rule_num), actions, goto, ck))
+        # One per family too: its counter is the rule's hits of that family (/stats).
+        out.append(flow("classify", prio, match(conj_id=rule.rule_num, eth_type=eth_type),
+                        actions, goto, ck))
     return tuple(out)
 
 

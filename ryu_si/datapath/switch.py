@@ -176,8 +176,10 @@ class Switch:
         return {d.name.decode() if isinstance(d.name, bytes) else d.name: d.port_no
                 for r in replies or [] for d in r.body if d.port_no < dp.ofproto.OFPP_MAX}
 
-    def flow_counts(self, kind: str, table: str | None = None) -> dict[int, tuple[int, int]]:
-        """(packets, bytes) of our flows of one cookie kind, summed by object number."""
+    def flow_counts(self, kind: str, table: str | None = None
+                    ) -> dict[tuple[int, int | None], tuple[int, int]]:
+        """(packets, bytes) of our flows of one cookie kind, summed by object number and
+        the ethertype the flows match (None: any)."""
         dp = self.datapath
         p, o = dp.ofproto_parser, dp.ofproto
         mask = L.COOKIE_APP_MASK | (0xFF << L.COOKIE_KIND_SHIFT)
@@ -185,11 +187,11 @@ class Switch:
                                     o.OFPP_ANY, o.OFPG_ANY, L.cookie(kind), mask, p.OFPMatch())
         replies = ofctl_api.send_msg(self.app, req, reply_cls=p.OFPFlowStatsReply,
                                      reply_multi=True)
-        out: dict[int, tuple[int, int]] = {}
+        out: dict[tuple[int, int | None], tuple[int, int]] = {}
         for s in (s for r in replies or [] for s in r.body):
-            num = L.cookie_owner(s.cookie)[1]
-            packets, octets = out.get(num, (0, 0))
-            out[num] = (packets + s.packet_count, octets + s.byte_count)
+            key = (L.cookie_owner(s.cookie)[1], s.match.get("eth_type"))
+            packets, octets = out.get(key, (0, 0))
+            out[key] = (packets + s.packet_count, octets + s.byte_count)
         return out
 
     def health(self) -> dict:

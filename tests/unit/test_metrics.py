@@ -33,15 +33,16 @@ TOKEN = "s3cret-token"
 
 class CountingSwitch:
     """Answers ``flow_counts`` and ``health`` like a connected Switch holding these
-    per-kind (packets, bytes) by object number."""
+    per-kind (packets, bytes) by object number (in IPv4 flows)."""
 
     def __init__(self, dpid: int, counts: dict[str, dict[int, tuple[int, int]]]) -> None:
         self.dpid, self.counts, self.errors = dpid, counts, []
         self.counters = Counters(flow_mods_total=120, group_mods_total=7, errors_total=2,
                                  last_resync=1700000000.5)
 
-    def flow_counts(self, kind: str, table: str | None = None) -> dict[int, tuple[int, int]]:
-        return self.counts.get(kind, {})
+    def flow_counts(self, kind: str, table: str | None = None
+                    ) -> dict[tuple[int, int | None], tuple[int, int]]:
+        return {(num, 0x0800): c for num, c in self.counts.get(kind, {}).items()}
 
     def health(self) -> dict:
         return {"dpid": self.dpid, "flows": 300, "groups": 4,
