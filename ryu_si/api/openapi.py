@@ -139,7 +139,9 @@ SERVICE_PATH = _pick(type_schema(ServicePath),
 COUNTERS = {"packets": {"type": "integer"}, "bytes": {"type": "integer"}}
 STATS = {"type": "object", "properties": {
     "rules": {"type": "array", "items": {"type": "object", "properties": {
-        "name": {"type": "string"}, "rule_num": {"type": "integer"}, **COUNTERS}}},
+        "name": {"type": "string"}, "rule_num": {"type": "integer"}, **COUNTERS,
+        "ipv4": {"type": "object", "properties": COUNTERS, "description": "IPv4 hits"},
+        "ipv6": {"type": "object", "properties": COUNTERS, "description": "IPv6 hits"}}}},
     "paths": {"type": "array", "items": {"type": "object", "properties": {
         "spi": {"type": "integer"}, **COUNTERS}}},
     "nodes": {"type": "array", "items": {"type": "object", "properties": {
