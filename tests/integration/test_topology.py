@@ -79,9 +79,14 @@ def test_bridge_and_ports_match_the_contract(edge_net):
     assert get("Bridge", BRIDGE, "other_config:datapath-id") == "0000000000000001"
     for p in harness.edge.PORTS:
         assert get("Interface", p.port, "ofport") == str(p.ofport)
+    sysctl = lambda host, key: harness.edge.run(host, "sysctl", "-n", key).strip()
     for name in harness.edge.HOST_NAMES:
         host = edge_net[name]
-        assert harness.edge.run(host, "sysctl", "-n", "net.ipv6.conf.all.disable_ipv6").strip() == "1"
+        if name == "bw":       # an L2 node: IPv6 off, it only bridges
+            assert sysctl(host, "net.ipv6.conf.all.disable_ipv6") == "1"
+        else:                  # dual stack, quiet: no router solicitations, RAs or DAD
+            for key in ("accept_ra", "router_solicitations", "accept_dad"):
+                assert sysctl(host, f"net.ipv6.conf.all.{key}") == "0", (name, key)
         for intf in host.intfNames():
             if intf != "lo":
                 features = harness.edge.run(host, "ethtool", "-k", intf)
