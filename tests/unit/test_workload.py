@@ -55,9 +55,13 @@ def test_ipv6_addresses_come_from_the_documentation_blocks(dual_model):
     assert all(seen.values())
 
 
+TRAFFIC_PORTS = set(RESERVED_PORTS) | {datapath.CONN_PORT, datapath.IPERF_PORT}
+
+
 def _may_match(match: dict, dst: str) -> bool:
-    """Whether the match can take a TCP packet to ``dst`` on a reserved port, whatever
-    its source (the cold sources lie in the rules' own source blocks)."""
+    """Whether the match can take a TCP packet to ``dst`` on a reserved port or one the
+    benchmark uses, whatever its source (the cold sources lie in the rules' own source
+    blocks)."""
     family = ipaddress.ip_address(dst).version
     dst_field = f"ipv{family}_dst"
     ports = (range(int(p.split("-")[0]), int(p.split("-")[-1]) + 1)
@@ -67,7 +71,7 @@ def _may_match(match: dict, dst: str) -> bool:
             and (dst_field not in match or any(ipaddress.ip_address(dst)
                                                in ipaddress.ip_network(p)
                                                for p in match[dst_field]))
-            and ("tp_dst" not in match or any(set(r) & set(RESERVED_PORTS) for r in ports)))
+            and ("tp_dst" not in match or any(set(r) & TRAFFIC_PORTS for r in ports)))
 
 
 @pytest.mark.parametrize("dst", [datapath.SRV.ip, datapath.SRV.ip6])
