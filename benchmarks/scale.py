@@ -9,8 +9,11 @@ Install: ``ryu-manager ryu_si.app`` started with the document as RYU_SI_CONFIG;
 the bridge is pointed at it once REST answers; timed until
 ``ovs-ofctl dump-aggregate`` shows every compiled flow; then the controller's RSS.
 Beside it, the time ``ovs-ofctl add-flows`` takes for the same flows: OVS's own share.
+``--family`` picks the rule bases (workload.py): ``dual`` is R IPv4 + R IPv6 rules,
+measured beside ``ipv4`` (R rules) when both are named.
 
-    python -m benchmarks.scale [--rules 50000 --ifaces 64] [--no-install] [--profile]
+    python -m benchmarks.scale [--rules 50000 --ifaces 64] [--family ipv4 dual]
+                               [--no-install] [--profile]
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.workload import Edge, document
+from benchmarks.workload import FAMILIES, Edge, document
 from mininet_topos.lab import ofctl, sh
 from openflow_tables.analysis import subtables
 from openflow_tables.compile import Pipeline, compile_pipeline
@@ -44,13 +47,18 @@ MAX_CONNECTS = 3
 
 @dataclass
 class Compiled:
-    rules: int
+    family: str
+    rules: int           # per family: a dual base holds twice as many
     ifaces: int
+    doc: dict
     pipeline: Pipeline
     sets: int
     naive_rule_flows: int
     replace_s: float
     compile_s: float
+
+    def total_rules(self) -> int:
+        return len(self.doc["rules"])
 
     def rule_flows(self) -> int:
         """Flows that depend on rules: the classify and applied_to tables."""
@@ -58,7 +66,7 @@ class Compiled:
 
     def row(self) -> list:
         naive, ours = self.naive_rule_flows, self.rule_flows()
-        return [self.rules, self.ifaces, self.sets, ours, naive, naive / ours,
+        return [self.family, self.total_rules(), self.ifaces, self.sets, ours, naive, naive / ours,
                 len(self.pipeline.flows), subtables(self.pipeline.flows, "classify"),
                 shapes_without_sets(self.pipeline), self.replace_s, self.compile_s]
 
@@ -70,16 +78,18 @@ def shapes_without_sets(pipe: Pipeline) -> int:
                 for f in pipe.table("classify")})
 
 
-COMPILE_HEADER = ["rules", "ifaces", "sets", "rule flows", "naive", "naive/ours", "all flows",
-                  "subtables", "shapes w/o set bits", "replace_config s", "compile s"]
-INSTALL_HEADER = ["rules", "ifaces", "flows", "ovs-ofctl s", "REST up s", "connected s",
-                  "installed s", "flows/s after REST up", "RSS MiB", "connects", "OF errors"]
+COMPILE_HEADER = ["family", "rules", "ifaces", "sets", "rule flows", "naive", "naive/ours",
+                  "all flows", "subtables", "shapes w/o set bits", "replace_config s",
+                  "compile s"]
+INSTALL_HEADER = ["family", "rules", "ifaces", "flows", "ovs-ofctl s", "REST up s",
+                  "connected s", "installed s", "flows/s after REST up", "RSS MiB", "connects",
+                  "OF errors"]
 
 
-def compile_once(n_rules: int, n_ifaces: int) -> tuple[Compiled, Edge]:
+def compile_once(n_rules: int, n_ifaces: int, family: str = "ipv4") -> tuple[Compiled, Edge]:
     """Load the generated document into a fresh service and compile it, timing both."""
     edge = Edge("b0", n_ifaces, DPID)
-    doc = document(edge, n_rules)
+    doc = document(edge, n_rules, family=family)
     with tempfile.TemporaryDirectory(prefix="si-bench-") as tmp:
         svc = Service(Store(f"{tmp}/si.sqlite"))
         t0 = time.perf_counter()
@@ -90,8 +100,8 @@ def compile_once(n_rules: int, n_ifaces: int) -> tuple[Compiled, Edge]:
         t2 = time.perf_counter()
         svc.store.close()
     naive = sum(len(r.applied_to) * (len(rule_flows(r, ctx)) + 1) for r in ctx.rules())
-    return (Compiled(n_rules, n_ifaces, pipe, len(svc.applied_to_bits), naive, t1 - t0, t2 - t1),
-            edge)
+    return (Compiled(family, n_rules, n_ifaces, doc, pipe, len(svc.applied_to_bits), naive,
+                     t1 - t0, t2 - t1), edge)
 
 
 def context(svc: Service, edge: Edge) -> Context:
@@ -107,8 +117,8 @@ def install_once(compiled: Compiled, edge: Edge, probe_ms: int | None) -> list:
     MAX_CONNECTS connections the row says so instead of a time.
     """
     expected = len(compiled.pipeline.flows)
-    doc = document(edge, compiled.rules)
-    with common.bridge(BRIDGE, edge.dpid, edge.all_ports()), common.controller(doc) as ctl:
+    with (common.bridge(BRIDGE, edge.dpid, edge.all_ports()),
+          common.controller(compiled.doc) as ctl):
         floor_s = ofctl_floor(compiled.pipeline)
         t0 = time.monotonic()
         ctl.start()
@@ -126,7 +136,8 @@ def install_once(compiled: Compiled, edge: Edge, probe_ms: int | None) -> list:
         connects = _connects(ctl)
         errors = sum(s["errors_total"] for s in (common.health(ctl) or {}).get("switches", []))
     done = connects <= MAX_CONNECTS
-    return [compiled.rules, compiled.ifaces, expected, floor_s, rest_s, connected_s,
+    return [compiled.family, compiled.total_rules(), compiled.ifaces, expected, floor_s, rest_s,
+            connected_s,
             installed_s if done else f"never ({connects} connects in {installed_s:.0f} s)",
             expected / (installed_s - rest_s) if done else "-", rss, connects, errors]
 
@@ -161,26 +172,29 @@ def _connects(ctl) -> int:
     return ctl.log_path.read_text(errors="replace").count("switch_connected ")
 
 
-def profile(n_rules: int, n_ifaces: int, top: int = 15) -> None:
+def profile(n_rules: int, n_ifaces: int, family: str, top: int = 15) -> None:
     """cProfile of replace_config + compile: where the controller's start-up time goes."""
     prof = cProfile.Profile()
     prof.enable()
-    compile_once(n_rules, n_ifaces)
+    compile_once(n_rules, n_ifaces, family)
     prof.disable()
     pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
 
 
 def verdict(installs: list[list]) -> str:
-    row = next((r for r in installs
-                if r[0] == TARGET["rules"] and r[1] == TARGET["ifaces"]), None)
+    col = {name: INSTALL_HEADER.index(name) for name in INSTALL_HEADER}
+    row = next((r for r in installs if r[col["family"]] == "ipv4"
+                and r[col["rules"]] == TARGET["rules"] and r[col["ifaces"]] == TARGET["ifaces"]),
+               None)
     if row is None:
-        return "target (50,000 rules x 64 interfaces): not measured at this size"
-    ok_time = isinstance(row[6], float) and row[6] < TARGET["seconds"]
-    ok_rss = row[8] < TARGET["rss_mib"]
-    shown = f"{row[6]:.1f} s" if isinstance(row[6], float) else row[6]
+        return "target (50,000 IPv4 rules x 64 interfaces): not measured at this size"
+    installed, rss = row[col["installed s"]], row[col["RSS MiB"]]
+    ok_time = isinstance(installed, float) and installed < TARGET["seconds"]
+    ok_rss = rss < TARGET["rss_mib"]
+    shown = f"{installed:.1f} s" if isinstance(installed, float) else installed
     return (f"target 50,000 x 64 in < {TARGET['seconds']:.0f} s: "
             f"{'MET' if ok_time else 'NOT MET'} ({shown}); RSS < 1 GiB: "
-            f"{'MET' if ok_rss else 'NOT MET'} ({row[8]:.0f} MiB)")
+            f"{'MET' if ok_rss else 'NOT MET'} ({rss:.0f} MiB)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,22 +202,25 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rules", type=int, nargs="+", default=sizes["rules"])
     ap.add_argument("--ifaces", type=int, nargs="+", default=sizes["ifaces"])
+    ap.add_argument("--family", nargs="+", choices=FAMILIES, default=["ipv4"],
+                    help="rule bases: dual is R IPv4 + R IPv6 rules")
     ap.add_argument("--no-install", action="store_true", help="compile only (no OVS)")
     ap.add_argument("--profile", action="store_true", help="cProfile the compile, then stop")
     ap.add_argument("--probe-ms", type=int, default=None,
                     help="OVS inactivity probe for the controller (0: off; default: OVS's 5 s)")
     args = ap.parse_args(argv)
     if args.profile:
-        profile(max(args.rules), max(args.ifaces))
+        profile(max(args.rules), max(args.ifaces), args.family[-1])
         return
     compiles, installs = [], []
     for n_ifaces in args.ifaces:
         for n_rules in args.rules:
-            compiled, edge = compile_once(n_rules, n_ifaces)
-            compiles.append(compiled.row())
-            if not args.no_install:
-                common.wait_until_quiet()
-                installs.append(install_once(compiled, edge, args.probe_ms))
+            for family in args.family:
+                compiled, edge = compile_once(n_rules, n_ifaces, family)
+                compiles.append(compiled.row())
+                if not args.no_install:
+                    common.wait_until_quiet()
+                    installs.append(install_once(compiled, edge, args.probe_ms))
     print(common.table(f"compile ({common.scale_name()})", COMPILE_HEADER, compiles))
     if installs:
         print(common.table("install through ryu-manager into OVS", INSTALL_HEADER, installs))
