@@ -443,6 +443,11 @@ class Table:
     # flows may match, and what they (and the groups they send to) may write.
     match: tuple[Field | str, ...] = ()
     sets: tuple[Field | str, ...] = ()
+    # Address fields whose prefixes OVS's classifier tracks in this table (at most three;
+    # OVS's default is nw_src and nw_dst): a lookup then un-wildcards only the prefix bits
+    # its flows need, where IPv6 addresses would otherwise go into the datapath's flow
+    # whole and every new IPv6 connection would miss it.
+    prefixes: tuple[str, ...] = ()
 
     @functools.cached_property
     def match_bits(self) -> dict[str, int]:
@@ -525,7 +530,8 @@ TABLES: tuple[Table, ...] = (
           ("reorient",),
           match=(ROUTER, "eth_src", "eth_dst", "eth_type", *IP_FIVE_TUPLE, *APPLIED_TO,
                  "conj_id"),
-          sets=(RULE_NUM, RULE_ACTION, POLICY_NUM, TRANSPORT)),
+          sets=(RULE_NUM, RULE_ACTION, POLICY_NUM, TRANSPORT),
+          prefixes=("nw_src", "nw_dst", "ipv6_src")),
     Table(8, "reorient",
           "Swap a reply-direction packet's addresses and ports back.",
           ("keep_decision",), miss="keep_decision",
@@ -603,7 +609,7 @@ TABLES: tuple[Table, ...] = (
           ("neighbor",),
           match=(ROUTER, "eth_type", "ip_proto", "ipv4_dst", "ipv6_dst", "udp_dst",
                  FLAGS_SERVICED),
-          sets=(EGRESS_IFACE, NEXT_HOP)),
+          sets=(EGRESS_IFACE, NEXT_HOP), prefixes=("nw_dst", "ipv6_dst")),
     Table(17, "neighbor",
           "Next hop IPv4 to MAC (static and learned neighbors); a miss asks the "
           "controller to resolve it (ARP miss). Before egress classification, so a "
@@ -713,9 +719,11 @@ def table_id(name: str) -> int:
 
 
 def flow_table_names_args(bridge: str) -> list[str]:
-    """``ovs-vsctl`` arguments that name every table in OVS (readable dump-flows)."""
+    """``ovs-vsctl`` arguments that name every table in OVS (readable dump-flows) and set
+    the address prefixes its classifier tracks."""
     args: list[str] = []
     for t in TABLES:
-        args += ["--", f"--id=@t{t.id}", "create", "Flow_Table", f"name={t.name}"]
+        prefixes = [f"prefixes={','.join(t.prefixes)}"] if t.prefixes else []
+        args += ["--", f"--id=@t{t.id}", "create", "Flow_Table", f"name={t.name}", *prefixes]
     args += ["--", "set", "Bridge", bridge] + [f"flow_tables:{t.id}=@t{t.id}" for t in TABLES]
     return args

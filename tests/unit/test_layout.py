@@ -221,3 +221,18 @@ def test_the_compiler_checks_the_groups_it_builds(monkeypatch):
     monkeypatch.setitem(L.TABLE_BY_NAME, "policy", narrow)
     with pytest.raises(FlowError, match=r"group \d+ of 'policy'.*may not write"):
         example_pipeline(doc)
+
+
+PREFIX_FIELDS = {"nw_src": "ipv4_src", "nw_dst": "ipv4_dst", "ipv6_src": "ipv6_src",
+                 "ipv6_dst": "ipv6_dst"}
+
+
+def test_tracked_prefixes_are_at_most_three_address_fields_the_table_matches():
+    """OVS refuses more than three prefix fields per table; a tracked field the table
+    never matches would only take the place of one it does."""
+    for t in L.TABLES:
+        assert len(t.prefixes) <= 3, t.name
+        for f in t.prefixes:
+            assert PREFIX_FIELDS[f] in t.match, (t.name, f)
+    args = L.flow_table_names_args("br")
+    assert "prefixes=nw_src,nw_dst,ipv6_src" in args and "prefixes=nw_dst,ipv6_dst" in args
