@@ -136,7 +136,10 @@ def _neighbor_matches(ctx: Context, iface, ip: str) -> list[tuple]:
     route's next hop, by that next hop's number."""
     egress = (L.EGRESS_IFACE, iface.num)
     if ":" not in ip:
-        return [match(**fields(egress, (L.NEXT_HOP, int(ipaddress.IPv4Address(ip)))))]
+        value = int(ipaddress.IPv4Address(ip))
+        # A learned 0.0.0.0/8 sender would stand for IPv6 next hops: never installed.
+        return [match(**fields(egress, (L.NEXT_HOP, value)))] if value >= L.NEXT_HOP_V6_LIMIT \
+            else []
     out = [match(eth_type=L.ETH_IP6, ipv6_dst=ip,
                  **fields(egress, (L.NEXT_HOP, L.NEXT_HOP_V6_DIRECT)))]
     if ip in ctx.ipv6_next_hops:

@@ -342,3 +342,59 @@ def test_nat_on_an_l3_node_needs_a_vti_that_does_not_classify(api):
                                                  "interface": "vti9",
                                                  "next_hop": "169.254.30.2"})
     assert (err["status"], err["field"]) == (400, "nat")
+
+
+# --- dual stack: one family per rule, next hops of their route's family ----------------
+IPV6_BAD = [
+    # (path, body, status, field)
+    ("rules", {**GOOD_RULE, "match": {"ipv6_src": "198.51.100.0/24"}}, 400, "match.ipv6_src"),
+    ("rules", {**GOOD_RULE, "match": {"ipv4_dst": "2001:db8::/64"}}, 400, "match.ipv4_dst"),
+    ("rules", {**GOOD_RULE, "match": {"ipv4_src": "198.51.100.0/24",
+                                      "ipv6_dst": "2001:db8:10::/64"}}, 400, "match.ipv6_dst"),
+    ("rules", {**GOOD_RULE, "match": {"eth_type": "ipv6", "ipv4_src": "10.0.0.0/8"}}, 400,
+     "match.ipv4_src"),
+    ("rules", {**GOOD_RULE, "match": {"eth_type": "ipv4", "ip_proto": "icmpv6"}}, 400,
+     "match.ip_proto"),
+    ("rules", {**GOOD_RULE, "match": {"ip_proto": "icmp", "ipv6_src": "2001:db8::/32"}}, 400,
+     "match.ipv6_src"),
+    ("rules", {**GOOD_RULE, "match": {"eth_type": 0x86DE}}, 400, "match.eth_type"),
+    ("rules", {**GOOD_RULE, "match": {"ipv6_dst": "2001:db8::1/64"}}, 400, "match.ipv6_dst"),
+    ("routes", {"router": "edge", "prefix": "2001:db8:99::/64", "next_hop": "10.0.1.2",
+                "interface": "uplink1"}, 400, "next_hop"),
+    ("routes", {"router": "edge", "prefix": "192.0.2.0/24", "next_hop": "2001:db8:1::2",
+                "interface": "uplink1"}, 400, "next_hop"),
+    ("routes", {"router": "edge", "prefix": "192.0.2.0/24", "next_hop": "0.0.0.7",
+                "interface": "uplink1"}, 400, "next_hop"),
+    ("routes", {"router": "edge", "prefix": "2001:db8:99::/64", "next_hop": "2001:db8:d0::2",
+                "interface": "biw-a"}, 400, "interface"),
+    ("neighbors", {"ip": "ff02::1", "mac": "02:00:00:00:01:09", "interface": "uplink1"}, 400,
+     "ip"),
+    ("interfaces", {"name": "x6", "router": "edge", "port": "x6", "role": "downlink",
+                    "ip": "10.99.0.1/24", "ipv6": "fe80::1/64", "mac": "02:00:00:00:99:01"},
+     400, "ipv6"),
+    ("interfaces", {"name": "x6", "router": "edge", "port": "x6", "role": "service",
+                    "ipv6": "2001:db8:99::1/64", "mac": "02:00:00:00:99:01"}, 400, "ipv6"),
+    ("interfaces", {"name": "x6", "router": "edge", "port": "x6", "role": "vti",
+                    "ipv6": "2001:db8:99::1/64"}, 400, "mac"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "field"), IPV6_BAD)
+def test_ipv6_bad_input_is_a_4xx_naming_the_field_and_stores_nothing(api, path, body, status,
+                                                                     field):
+    before = api("GET", "config")[1]
+    code, answer = api("POST", path, body)
+    assert (code, answer["field"]) == (status, field), answer
+    assert api("GET", "config")[1] == before
+
+
+@pytest.mark.parametrize("match", [
+    {"ipv6_src": ["2001:db8:5100::/64", "2001:db8:cb00::10"], "ip_proto": "tcp", "tp_dst": 22},
+    {"eth_type": "ipv6", "ip_proto": "icmpv6"},
+    {"eth_type": 0x86DD, "tp_dst": 53, "ip_proto": "udp"},
+])
+def test_ipv6_rules_are_stored_as_given(api, match):
+    code, answer = api("POST", "rules", {**GOOD_RULE, "match": match})
+    assert code == 201, answer
+    stored = api("GET", f"rules/{answer['id']}")[1]["match"]
+    assert v.match_family("match", stored) == 6
