@@ -13,16 +13,23 @@ Command line:
 
 From Python (tests, demo): ``start_edge()`` / ``stop_edge()``.
 
-Every host configures itself in ``config()`` (addresses, IPv6 off, tx offload
-off, ext's ECMP routing, bw's bridge and counters), and the topology names its
+Every host configures itself in ``config()`` (IPv4 and IPv6 addresses, tx
+offload off, ext's ECMP routing, bw's bridge and counters), and the topology names its
 own switch class (userspace datapath, fail-secure, OpenFlow 1.3 whatever
 ``--switch`` says), so both ways give the same network.  The names and addresses are the ones the controller's default config
 uses; change them together.
 
+Dual stack: every address of the IPv4 plan has an IPv6 twin (SwitchPort.ip6,
+router_ip6, CLI_LINK6).  IPv6 is on but quiet: no DAD, no router solicitation,
+no RA, and the hosts' own MLD reports, router solicitations and redirects are
+dropped on output (table ip6 quiet), so the only IPv6 a host sends unasked is
+neighbour discovery for an address it talks to.
+
 Neighbor entries: hosts get NO permanent entries for the router's addresses by
-default.  The router answers ARP in the datapath, and a permanent entry would
-hide a broken ARP stage from the integration tests; ``start_edge(
-static_neighbors=True)`` adds them for debugging other stages.
+default.  The router answers ARP and IPv6 neighbour solicitations in the
+datapath, and a permanent entry would hide a broken ARP or ND stage from the
+integration tests; ``start_edge(static_neighbors=True)`` adds them (both
+families) for debugging other stages.
 
 This file is also exec'd on its own by ``mn --custom``: keep it self-contained
 (no package-relative imports), and remember that mn copies every module-level
@@ -30,6 +37,7 @@ name into its own globals (never reuse mn's names: HOSTS, TOPOS, SWITCHES...).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -48,6 +56,9 @@ DPID = "0000000000000001"
 SERVER_NET = "10.10.0.0/24"
 SRV_IP = "10.10.0.10"
 CLI_IP = "198.51.100.10"
+SERVER_NET6 = "2001:db8:10::/64"
+SRV_IP6 = "2001:db8:10::10"
+CLI_IP6 = "2001:db8:5100::10"
 HOST_NAMES = ("ext", "srv", "bw", "cli")
 NFT_TABLE = "biw"  # bridge-family table in bw: counters "from_a" and "from_b"
 
@@ -62,26 +73,30 @@ class SwitchPort(NamedTuple):
     mac: str                 # host-side MAC
     router_ip: str | None    # the router's address on this port (datapath only)
     router_mac: str          # the router's MAC on this port (datapath only)
+    ip6: str | None = None         # host-side IPv6 address, CIDR
+    router_ip6: str | None = None  # the router's IPv6 address on this port (datapath only)
 
 
 PORTS = (
     SwitchPort("up1", 1, "ext", "ext-up1", "10.0.1.2/24", "02:00:00:00:01:02",
-               "10.0.1.1", "02:00:00:00:01:01"),
+               "10.0.1.1", "02:00:00:00:01:01", "2001:db8:1::2/64", "2001:db8:1::1"),
     SwitchPort("up2", 2, "ext", "ext-up2", "10.0.2.2/24", "02:00:00:00:02:02",
-               "10.0.2.1", "02:00:00:00:02:01"),
+               "10.0.2.1", "02:00:00:00:02:01", "2001:db8:2::2/64", "2001:db8:2::1"),
     SwitchPort("down1", 3, "srv", "srv-eth0", "10.10.0.10/24", "02:00:00:00:10:0a",
-               "10.10.0.1", "02:00:00:00:10:01"),
+               "10.10.0.1", "02:00:00:00:10:01", "2001:db8:10::10/64", "2001:db8:10::1"),
     SwitchPort("bwa", 4, "bw", "bw-a", None, "02:00:00:00:a0:02",
                None, "02:00:00:00:a0:01"),
     SwitchPort("bwb", 5, "bw", "bw-b", None, "02:00:00:00:b0:02",
                None, "02:00:00:00:b0:01"),
 )
 PORT = {p.port: p for p in PORTS}
-# ext's table that pins one connection to an uplink (see harness.move_connection).
+# ext's table that pins one connection to an uplink (see lab.move_connection); the
+# same numbers in both families.
 UPLINK_TABLE = {"up1": 101, "up2": 100}
 # The cli <-> ext link is host to host and never touches the bridge.
 CLI_LINK = (("cli", "cli-eth0", "198.51.100.10/24", "02:00:00:00:c0:0a"),
             ("ext", "ext-cli", "198.51.100.1/24", "02:00:00:00:c0:01"))
+CLI_LINK6 = {"cli-eth0": "2001:db8:5100::10/64", "ext-cli": "2001:db8:5100::1/64"}
 
 
 class Footprint(NamedTuple):
@@ -96,6 +111,18 @@ class Footprint(NamedTuple):
 EDGE_FOOTPRINT = Footprint(
     HOST_NAMES, frozenset([p.intf for p in PORTS] + [intf for _h, intf, _ip, _mac in CLI_LINK]),
     (BRIDGE,), tuple(p.port for p in PORTS))
+
+
+def family(address: str) -> int:
+    """4 or 6: the IP version of an address or prefix."""
+    return ipaddress.ip_interface(address).version
+
+
+def host_ip6(host: str) -> dict[str, str]:
+    """The IPv6 addresses (interface -> CIDR) the edge plan gives ``host``."""
+    addrs = {p.intf: p.ip6 for p in PORTS if p.host == host and p.ip6}
+    links = {i: CLI_LINK6[i] for h, i, _ip, _mac in CLI_LINK if h == host}
+    return {**addrs, **links}
 
 
 def switch_side_mac(ofport: int, bridge: int = 0) -> str:
@@ -134,59 +161,153 @@ def sh(*argv: str, check: bool = True) -> str:
 TEST_SPORTS = range(40000, 42000)
 
 
+# What a quiet IPv6 host never sends unasked: MLD reports (nothing here snoops
+# multicast), router solicitations and redirects.  Neighbour discovery stays (the
+# router answers it in the datapath).  MLD carries a hop-by-hop header; nftables
+# finds the ICMPv6 header behind it.
+QUIET_IP6 = """
+table ip6 quiet {
+    chain out {
+        type filter hook output priority filter; policy accept;
+        icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report,
+                      nd-router-solicit, nd-redirect } counter drop
+    }
+}
+"""
+# Per-interface IPv6 settings of a quiet host: static addresses only, no DAD delay.
+QUIET_IP6_CONF = {"disable_ipv6": 0, "accept_dad": 0, "dad_transmits": 0, "accept_ra": 0,
+                  "autoconf": 0, "router_solicitations": 0}
+
+
 class EdgeHost(Host):
-    """A namespace host fit for a userspace OVS datapath: IPv6 off before any
-    interface exists (clean counters), tx checksum offload off on every
-    interface (else TCP through a netdev bridge carries bad checksums), and
-    the test source ports reserved."""
+    """A namespace host fit for a userspace OVS datapath: IPv6 quiet before any
+    interface exists (QUIET_IP6), tx checksum offload off on every interface
+    (else TCP through a netdev bridge carries bad checksums), and the test source
+    ports reserved.
+
+    Parameters beside Mininet's: ``ip6`` {interface: IPv6 CIDR}, ``route6`` the
+    IPv6 default gateway, ``mtu`` for every interface.  A class with ``ipv6 =
+    False`` (a transparent node) keeps IPv6 off on all its interfaces instead."""
+
+    ipv6 = True
 
     def __init__(self, name: str, **params) -> None:
         super().__init__(name, **params)
+        self.ip6: dict[str, str] = {}
         # Interfaces created later inherit "default"; "all" covers lo.
-        self.cmd("sysctl -qw net.ipv6.conf.default.disable_ipv6=1 "
-                 "net.ipv6.conf.all.disable_ipv6=1")
+        conf = QUIET_IP6_CONF if self.ipv6 else {"disable_ipv6": 1}
+        run(self, "sysctl", "-qw", *(f"net.ipv6.conf.{scope}.{key}={value}"
+                                     for scope in ("all", "default")
+                                     for key, value in conf.items()))
+        if self.ipv6:
+            run(self, "nft", "-f", "-", stdin=QUIET_IP6)
 
-    def config(self, mtu: int | None = None, **params):
+    def config(self, mtu: int | None = None, ip6: dict[str, str] | None = None,
+               route6: str | None = None, **params):
         """``mtu``: for every interface (room for a tunnel header on a path
         that crosses one)."""
         result = super().config(**params)
-        run(self, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+        run(self, "sysctl", "-qw",
             f"net.ipv4.ip_local_reserved_ports={TEST_SPORTS.start}-{TEST_SPORTS.stop - 1}")
         for intf in self.intfNames():
             if intf != "lo":
                 run(self, "ethtool", "-K", intf, "tx", "off")
                 if mtu:
                     run(self, "ip", "link", "set", intf, "mtu", str(mtu))
+        for intf, cidr in (ip6 or {}).items():
+            self.add_ip6(intf, cidr)
+        if route6:
+            run(self, "ip", "-6", "route", "replace", "default", "via", route6)
         return result
+
+    def add_ip6(self, intf: str, cidr: str) -> None:
+        """A static IPv6 address, usable at once (no DAD)."""
+        run(self, "ip", "-6", "addr", "add", cidr, "dev", intf, "nodad")
+        self.ip6[intf] = cidr
+
+
+# ext's probe port for IPv6 (lab.predict_uplinks).  `ip -6 route get` has no packet to
+# hash, and the kernel's policy-3 hash of a flow without a packet is not the one of its
+# packets (measured: the next hops disagree for half the ports; IPv4's `ip route get`
+# builds a packet and agrees).  So ext routes crafted first packets that enter
+# PROBE_RX like real ones, records (uplink interface, source port) in the set "seen"
+# of table ip6 PROBE_TABLE, and drops them before they leave.
+PROBE_TX, PROBE_RX, PROBE_RX_MAC = "probe-tx", "probe-rx", "02:00:00:00:ee:fe"
+PROBE_TABLE = "probe"
 
 
 class ExtRouter(EdgeHost):
     """The external router: ECMP over both uplinks with a deterministic L4
-    hash, plus one table per uplink to pin a single connection to it."""
+    hash, plus one table per uplink to pin a single connection to it.  The
+    same for IPv6, with a probe port, when the topology gives ext IPv6 addresses
+    (the tenants' topology does not)."""
+
+    # Hash on addresses, protocol and ports: 0x37 leaves out only the IPv6 flow label,
+    # which a socket changes when it re-rolls its hash (a connection would move).
+    HASH = ("fib_multipath_hash_policy=3", "fib_multipath_hash_fields=0x37")
 
     def config(self, **params):
         result = super().config(**params)
         run(self, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-            "net.ipv4.fib_multipath_hash_policy=3",
-            "net.ipv4.fib_multipath_hash_fields=0x37",
+            *(f"net.ipv4.{h}" for h in self.HASH),
             *(f"net.ipv4.conf.{i}.rp_filter=0"
               for i in ("all", "default", *self.intfNames())))
-        up1, up2 = PORT["up1"], PORT["up2"]
-        run(self, "ip", "route", "replace", SERVER_NET,
-            "nexthop", "via", up1.router_ip, "dev", up1.intf,
-            "nexthop", "via", up2.router_ip, "dev", up2.intf)
-        for name, table in UPLINK_TABLE.items():
-            port = PORT[name]
-            run(self, "ip", "route", "replace", SERVER_NET, "via", port.router_ip,
-                "dev", port.intf, "table", str(table))
+        self.uplink_routes(SERVER_NET)
+        if self.ip6:
+            # Forwarding on also keeps neighbour reachability out of the IPv6 ECMP
+            # choice (a host that does not forward avoids a next hop it cannot resolve).
+            run(self, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1",
+                *(f"net.ipv6.{h}" for h in self.HASH))
+            self.uplink_routes(SERVER_NET6)
+            self.add_probe_port()
         return result
+
+    def add_probe_port(self) -> None:
+        """The veth pair PROBE_TX -> PROBE_RX and the table that records and drops
+        what PROBE_RX receives (PROBE_TX only sends raw frames: no IPv6 of its own)."""
+        run(self, "ip", "link", "add", PROBE_TX, "type", "veth", "peer", "name", PROBE_RX,
+            "address", PROBE_RX_MAC)
+        run(self, "sysctl", "-qw", f"net.ipv6.conf.{PROBE_TX}.disable_ipv6=1")
+        for intf in (PROBE_TX, PROBE_RX):
+            run(self, "ip", "link", "set", intf, "up")
+        run(self, "nft", "-f", "-", stdin=f"""
+table ip6 {PROBE_TABLE} {{
+    set seen {{ type ifname . inet_service; flags dynamic; }}
+    chain probe {{
+        type filter hook forward priority filter; policy accept;
+        iifname "{PROBE_RX}" add @seen {{ oifname . th sport }} drop
+    }}
+}}
+""")
+
+    def uplink_routes(self, prefix: str) -> None:
+        """``prefix`` over both uplinks (ECMP), and over each one in its UPLINK_TABLE."""
+        version = family(prefix)
+        run(self, "ip", "route", "replace", prefix, *uplink_nexthops(("up1", "up2"), version))
+        for name, table in UPLINK_TABLE.items():
+            run(self, "ip", "route", "replace", prefix, *uplink_nexthops((name,), version),
+                "table", str(table))
+
+
+def uplink_nexthops(uplinks: tuple[str, ...], version: int = 4) -> list[str]:
+    """The next-hop words of an ``ip route`` over these uplinks (ECMP when more than
+    one), toward the router's address of that IP version."""
+    hops = [(PORT[u].router_ip if version == 4 else PORT[u].router_ip6, PORT[u].intf)
+            for u in uplinks]
+    if len(hops) == 1:
+        return ["via", hops[0][0], "dev", hops[0][1]]
+    return [word for ip, dev in hops for word in ("nexthop", "via", ip, "dev", dev)]
 
 
 class BiwNode(EdgeHost):
     """A transparent bump-in-the-wire: a Linux bridge between <name>-a and
-    <name>-b (bw-a and bw-b for bw),
-    with nftables counters telling the two directions apart (data traffic only:
-    the controller's liveness probes, UDP to 169.254.255.1, are not counted)."""
+    <name>-b (bw-a and bw-b for bw), passing both IP versions,
+    with nftables counters telling the two directions apart.  Data traffic only:
+    every IPv4 packet but the controller's liveness probes (UDP to 169.254.255.1),
+    and IPv6 TCP, UDP and echo (not the neighbour discovery and MLD around them).
+    The node itself has no address and keeps IPv6 off: it sends nothing."""
+
+    ipv6 = False
 
     def ruleset(self) -> str:
         return f"""
@@ -196,8 +317,13 @@ table bridge {NFT_TABLE} {{
     chain count {{
         type filter hook prerouting priority filter; policy accept;
         ip daddr 169.254.255.1 udp dport 47474 accept
-        iifname "{self.name}-a" ether type ip counter name "from_a"
-        iifname "{self.name}-b" ether type ip counter name "from_b"
+        ether type ip jump data
+        ether type ip6 meta l4proto {{ tcp, udp }} jump data
+        ether type ip6 icmpv6 type {{ echo-request, echo-reply }} jump data
+    }}
+    chain data {{
+        iifname "{self.name}-a" counter name "from_a"
+        iifname "{self.name}-b" counter name "from_b"
     }}
 }}
 """
@@ -288,10 +414,12 @@ class EdgeTopo(Topo):
 
     def build(self, **_opts) -> None:
         self.addSwitch(BRIDGE, cls=EdgeSwitch, dpid=DPID)
-        self.addHost("ext", cls=ExtRouter, ip=None, mac=None)
-        self.addHost("srv", cls=EdgeHost, ip=None, mac=None, defaultRoute="via 10.10.0.1")
+        self.addHost("ext", cls=ExtRouter, ip=None, mac=None, ip6=host_ip6("ext"))
+        self.addHost("srv", cls=EdgeHost, ip=None, mac=None, defaultRoute="via 10.10.0.1",
+                     ip6=host_ip6("srv"), route6=PORT["down1"].router_ip6)
         self.addHost("bw", cls=BiwNode, ip=None, mac=None)
-        self.addHost("cli", cls=EdgeHost, ip=None, mac=None, defaultRoute="via 198.51.100.1")
+        self.addHost("cli", cls=EdgeHost, ip=None, mac=None, defaultRoute="via 198.51.100.1",
+                     ip6=host_ip6("cli"), route6=CLI_LINK6["ext-cli"].split("/")[0])
         for p in PORTS:
             self.addLink(BRIDGE, p.host, port1=p.ofport, intfName1=p.port, intfName2=p.intf,
                          addr1=switch_side_mac(p.ofport), addr2=p.mac,
@@ -368,16 +496,17 @@ def check_ofports(expected: dict[str, int]) -> None:
 
 
 def add_static_neighbors(net: Mininet) -> None:
-    """Permanent neighbor entries for the router's addresses (debug aid)."""
+    """Permanent neighbor entries for the router's addresses, both families (debug aid)."""
     for p in PORTS:
-        if p.router_ip:
-            run(net[p.host], "ip", "neigh", "replace", p.router_ip, "lladdr",
-                p.router_mac, "dev", p.intf, "nud", "permanent")
+        for router_ip in (p.router_ip, p.router_ip6):
+            if router_ip:
+                run(net[p.host], "ip", "neigh", "replace", router_ip, "lladdr",
+                    p.router_mac, "dev", p.intf, "nud", "permanent")
 
 
 def biw_counters(net: Mininet, node: str = "bw") -> tuple[int, int]:
-    """IPv4 packets that entered a BiwNode on its -a side (forward) and on
-    its -b side (reverse)."""
+    """Data packets (IPv4 and IPv6, see BiwNode) that entered a BiwNode on its -a
+    side (forward) and on its -b side (reverse)."""
     counters = nft_counters(net[node], "bridge", NFT_TABLE)
     return counters["from_a"], counters["from_b"]
 

@@ -7,6 +7,11 @@ OpenFlow counters lag (revalidator): call ``wait_counters()`` before reading
 ``n_packets`` after traffic.  The kernel seeds its ECMP hash per namespace, so
 which source port takes which uplink changes from one net to the next: ask
 ``pick_sport()``, never hard-code a port.
+
+Both IP versions: the steering helpers, ``ping`` and ``run_transfer`` take the
+version from the destination address (``dst=edge.SRV_IP6`` for IPv6; the client
+address then defaults to ``edge.CLI_IP6``), and ``proto="udp"`` steers or sends UDP.
+Pinning (``move_connection``) and ``set_uplinks`` act on both versions at once.
 """
 from __future__ import annotations
 
@@ -251,78 +256,135 @@ def _ext(net):
 
 
 def predict_uplink(net, sport: int, dport: int, dst: str | None = None,
-                   src: str | None = None) -> str:
-    """The uplink ('up1'/'up2') ext will use for cli->srv TCP sport->dport,
-    from the kernel's own lookup (same L4 hash, ip rules included)."""
-    out = edge.run(_ext(net), "ip", "route", "get", dst or edge.SRV_IP, "from",
-                   src or edge.CLI_IP, "iif", "ext-cli", "ipproto", "tcp",
-                   "sport", str(sport), "dport", str(dport))
+                   src: str | None = None, proto: str = "tcp") -> str:
+    """The uplink ('up1'/'up2') ext will use for cli->srv ``proto`` sport->dport
+    (toward ``dst``, srv's IPv4 address by default; from cli's address of ``dst``'s
+    version); see predict_uplinks."""
+    return predict_uplinks(net, [sport], dport, dst, src, proto)[sport]
+
+
+def predict_uplinks(net, sports: list[int], dport: int, dst: str | None = None,
+                    src: str | None = None, proto: str = "tcp") -> dict[int, str]:
+    """The uplink ext will use for each of these source ports, as ext itself decides
+    (same L4 hash, ip rules included): IPv4 from the kernel's route lookup; IPv6 from
+    probe packets ext routes and drops (edge.PROBE_RX: the IPv6 route lookup of
+    `ip route get` hashes otherwise than forwarding)."""
+    dst = dst or edge.SRV_IP
+    if edge.family(dst) == 4:
+        return {sport: _route_get(net, sport, dport, dst, src or edge.CLI_IP, proto)
+                for sport in sports}
+    return _probe(net, sports, dport, dst, src or edge.CLI_IP6, proto)
+
+
+def _route_get(net, sport: int, dport: int, dst: str, src: str, proto: str) -> str:
+    out = edge.run(_ext(net), "ip", "route", "get", dst, "from", src, "iif", "ext-cli",
+                   "ipproto", proto, "sport", str(sport), "dport", str(dport))
     dev = re.search(r"\bdev (\S+)", out)
     if not dev or not dev.group(1).startswith("ext-"):
         raise RuntimeError(f"unexpected route lookup result: {out!r}")
     return dev.group(1)[len("ext-"):]
 
 
-def pick_sport(net, dport: int, uplink: str, dst: str | None = None) -> int:
+def _probe(net, sports: list[int], dport: int, dst: str, src: str, proto: str,
+           timeout: float = 3.0) -> dict[int, str]:
+    """Send one IPv6 probe per source port into ext and read where each one went."""
+    ext = _ext(net)
+    edge.run(ext, "nft", "flush", "set", "ip6", edge.PROBE_TABLE, "seen")
+    edge.run(ext, HOST_PYTHON, str(TRAFFIC), "probe", "--iface", edge.PROBE_TX,
+             "--dst-mac", edge.PROBE_RX_MAC, "--src", src, "--dst", dst, "--proto", proto,
+             "--dport", str(dport), "--sports", *map(str, sports))
+    deadline = time.monotonic() + timeout
+    while True:       # the frames cross the veth asynchronously
+        seen = _probes_seen(ext)
+        if set(sports) <= set(seen) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    missing = set(sports) - set(seen)
+    if missing or any(not seen[s].startswith("ext-") for s in sports):
+        raise RuntimeError(f"probes to {dst} left ext by {seen}, missing {sorted(missing)}")
+    return {sport: seen[sport][len("ext-"):] for sport in sports}
+
+
+def _probes_seen(ext) -> dict[int, str]:
+    """{source port: interface} of the probes ext recorded."""
+    data = json.loads(edge.run(ext, "nft", "-j", "list", "set", "ip6", edge.PROBE_TABLE, "seen"))
+    elems = next(item["set"].get("elem", []) for item in data["nftables"] if "set" in item)
+    pairs = [e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e for e in elems]
+    return {sport: intf for intf, sport in (pair["concat"] for pair in pairs)}
+
+
+def pick_sport(net, dport: int, uplink: str, dst: str | None = None,
+               proto: str = "tcp") -> int:
     """A client source port the ECMP hash sends to ``uplink`` (toward ``dst``, srv by
     default); never the same port twice in one test run, so no test meets another's
     TIME_WAIT state (the hosts keep these ports out of their ephemeral range for the
-    same reason)."""
-    for sport in edge.TEST_SPORTS:
-        if sport not in _USED_SPORTS and predict_uplink(net, sport, dport, dst) == uplink:
-            _USED_SPORTS.add(sport)
-            return sport
+    same reason).  IPv6 asks about 32 ports at a time (one probe run)."""
+    batch = 32 if edge.family(dst or edge.SRV_IP) == 6 else 1
+    free = [sport for sport in edge.TEST_SPORTS if sport not in _USED_SPORTS]
+    for first in range(0, len(free), batch):
+        uplinks = predict_uplinks(net, free[first:first + batch], dport, dst, proto=proto)
+        for sport, via in uplinks.items():
+            if via == uplink:
+                _USED_SPORTS.add(sport)
+                return sport
     raise LookupError(f"no source port in {edge.TEST_SPORTS} hashes to {uplink}")
 
 
-def move_connection(net, sport: int, uplink: str) -> None:
-    """Pin cli's TCP connections from ``sport`` to ``uplink`` (ip rule in ext),
-    e.g. mid-stream, as an ECMP re-hash would."""
-    unmove_connection(net, sport)
-    edge.run(_ext(net), "ip", "rule", "add", "priority", "100", "ipproto", "tcp",
-             "sport", str(sport), "lookup", str(edge.UPLINK_TABLE[uplink]))
+IP_VERSIONS = ("-4", "-6")
 
 
-def unmove_connection(net, sport: int) -> None:
+def move_connection(net, sport: int, uplink: str, proto: str = "tcp") -> None:
+    """Pin cli's ``proto`` connections from ``sport`` to ``uplink`` (an ip rule in
+    ext, for both IP versions), e.g. mid-stream, as an ECMP re-hash would."""
+    unmove_connection(net, sport, proto)
+    for version in IP_VERSIONS:
+        edge.run(_ext(net), "ip", version, "rule", "add", "priority", "100", "ipproto", proto,
+                 "sport", str(sport), "lookup", str(edge.UPLINK_TABLE[uplink]))
+
+
+def unmove_connection(net, sport: int, proto: str = "tcp") -> None:
     """Give ``sport`` back to the ECMP hash (idempotent)."""
-    for _ in range(8):
-        if not _has_rule(net, sport):
-            return
-        edge.run(_ext(net), "ip", "rule", "del", "priority", "100", "ipproto", "tcp",
-                 "sport", str(sport))
-    raise RuntimeError(f"could not remove the pinning rule for sport {sport}")
+    for version in IP_VERSIONS:
+        for _ in range(8):
+            if not _has_rule(net, version, sport, proto):
+                break
+            edge.run(_ext(net), "ip", version, "rule", "del", "priority", "100",
+                     "ipproto", proto, "sport", str(sport))
+        else:
+            raise RuntimeError(f"could not remove the pinning rule for sport {sport}")
 
 
-def _has_rule(net, sport: int) -> bool:
-    out = edge.run(_ext(net), "ip", "rule", "show", "priority", "100")
-    return re.search(rf"\bsport {sport}\b", out) is not None
+def _has_rule(net, version: str, sport: int, proto: str) -> bool:
+    out = edge.run(_ext(net), "ip", version, "rule", "show", "priority", "100")
+    return re.search(rf"\bipproto {proto} sport {sport}\b", out) is not None
 
 
 def unmove_all(net) -> None:
     """Remove every pinning rule (test teardown)."""
-    for _ in range(256):
-        if not edge.run(_ext(net), "ip", "rule", "show", "priority", "100").strip():
-            return
-        edge.run(_ext(net), "ip", "rule", "del", "priority", "100")
+    for version in IP_VERSIONS:
+        for _ in range(256):
+            if not edge.run(_ext(net), "ip", version, "rule", "show", "priority", "100").strip():
+                break
+            edge.run(_ext(net), "ip", version, "rule", "del", "priority", "100")
 
 
 def set_uplinks(net, *uplinks: str) -> None:
-    """Make ext's route to the servers use only these uplinks (moves every
-    flow of a removed uplink at once)."""
-    hops = [edge.PORT[u] for u in uplinks]
-    if len(hops) == 1:
-        spec = ["via", hops[0].router_ip, "dev", hops[0].intf]
-    else:
-        spec = [w for h in hops for w in ("nexthop", "via", h.router_ip, "dev", h.intf)]
-    edge.run(_ext(net), "ip", "route", "replace", edge.SERVER_NET, *spec)
+    """Make ext's routes to the servers (IPv6 too, when ext has it) use only these
+    uplinks (moves every flow of a removed uplink at once)."""
+    ext = _ext(net)
+    prefixes = (edge.SERVER_NET, edge.SERVER_NET6) if ext.ip6 else (edge.SERVER_NET,)
+    for prefix in prefixes:
+        edge.run(ext, "ip", "route", "replace", prefix,
+                 *edge.uplink_nexthops(uplinks, edge.family(prefix)))
 
 
 # --------------------------------------------------------------- traffic
 
 def ping(net, src: str, dst: str, count: int = 3, timeout: float = 2.0) -> int:
-    """Echo replies received by ``src`` host pinging ``dst``."""
-    out = edge.run(net[src], "ping", "-n", "-c", str(count), "-i", "0.2",
-                   "-W", str(timeout), dst, check=False)
+    """Echo replies received by ``src`` host pinging ``dst`` (an address of either
+    IP version)."""
+    out = edge.run(net[src], "ping", f"-{edge.family(dst)}", "-n", "-c", str(count),
+                   "-i", "0.2", "-W", str(timeout), dst, check=False)
     got = re.search(r"(\d+) received", out)
     return int(got.group(1)) if got else 0
 
@@ -365,13 +427,18 @@ class Transfer:
 
 
 def run_transfer(net, sport: int, dport: int = 5001, *, chunks: int = 30,
-                 chunk_bytes: int = 8192, interval: float = 0.1, echo_bytes: int = 512,
-                 client: str = "cli", server: str = "srv",
-                 dst: str | None = None) -> Transfer:
+                 chunk_bytes: int | None = None, interval: float = 0.1,
+                 echo_bytes: int = 512, client: str = "cli", server: str = "srv",
+                 dst: str | None = None, proto: str = "tcp") -> Transfer:
     """Start a one-shot server in ``server`` and, once it listens, a client in
-    ``client`` in the background; ``.wait()`` returns the client's result."""
+    ``client`` in the background; ``.wait()`` returns the client's result.  The IP
+    version is ``dst``'s (srv's IPv4 address by default); ``proto="udp"`` sends one
+    datagram per chunk (chunk_bytes: traffic.py's default for the protocol)."""
+    dst = dst or edge.SRV_IP
+    udp = ["--udp"] if proto == "udp" else []
+    bind = "::" if edge.family(dst) == 6 else "0.0.0.0"
     srv = net[server].popen([HOST_PYTHON, str(TRAFFIC), "server", "--port", str(dport),
-                             "--once", "--echo-bytes", str(echo_bytes)],
+                             "--bind", bind, "--once", "--echo-bytes", str(echo_bytes), *udp],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The server prints nothing more until its connection ends, so this
     # readline cannot swallow output that communicate() should see later.
@@ -381,9 +448,9 @@ def run_transfer(net, sport: int, dport: int = 5001, *, chunks: int = 30,
         srv.kill()
         _, err = srv.communicate()
         raise RuntimeError(f"traffic server did not start on {server}:{dport}: {first} {err}")
-    cli = net[client].popen([HOST_PYTHON, str(TRAFFIC), "client", "--dst", dst or edge.SRV_IP,
-                             "--port", str(dport), "--sport", str(sport),
-                             "--chunks", str(chunks), "--chunk-bytes", str(chunk_bytes),
-                             "--interval", str(interval)],
+    sizes = ["--chunk-bytes", str(chunk_bytes)] if chunk_bytes else []
+    cli = net[client].popen([HOST_PYTHON, str(TRAFFIC), "client", "--dst", dst,
+                             "--port", str(dport), "--sport", str(sport), "--chunks", str(chunks),
+                             *sizes, "--interval", str(interval), *udp],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return Transfer(cli, srv, sport, dport, planned=chunks * interval)

@@ -12,8 +12,9 @@ four context headers, the carried frame byte for byte.  A frame that arrives
 with SI 0 is dropped (RFC 8300: its path is over).
 
 Direction is the one a stateful firewall would see: the first packet of a
-connection (its inner IPv4 5-tuple, ICMP echo id as ports) is forward, packets
-of the reversed tuple are reverse; a frame without inner IPv4 is "other".
+connection (its inner IPv4 or IPv6 5-tuple, past IPv6 extension headers, ICMP
+echo id as ports) is forward, packets of the reversed tuple are reverse; a frame
+without inner IP is "other".
 
 ``--program SPI:ACTION[:ARG]`` (repeatable) writes context header C1 of every
 frame of that SPI it returns: the code of ACTION (1 drop, 2 accept, 3
@@ -46,6 +47,8 @@ from pathlib import Path
 from scapy.config import conf
 from scapy.contrib.nsh import NSH   # binds ethertype 0x894F to NSH in Ether
 from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt,
+                                IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
 from scapy.packet import Packet
 
 ETH_NSH = 0x894F
@@ -55,6 +58,8 @@ WAYS = ("forward", "reverse", "other")
 MAX_CONNECTIONS = 65536  # direction memory; the oldest connections are forgotten first
 
 FiveTuple = tuple[int, str, int, str, int]
+IP6_EXTENSIONS = (IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment)
+ECHOES = (ICMP, ICMPv6EchoRequest, ICMPv6EchoReply)
 
 
 Program = tuple[int, int | None]     # (C1 code, C2 value or None: C2 left as it came)
@@ -80,18 +85,29 @@ def read_programs(path: Path) -> dict[int, Program]:
 
 
 def inner_tuple(nsh: Packet) -> FiveTuple | None:
-    """The carried packet's 5-tuple, or None when it carries no IPv4."""
+    """The carried packet's 5-tuple, or None when it carries no IP."""
     ip = nsh.getlayer(IP)
-    if ip is None:
+    if ip is not None:
+        return five_tuple(ip.proto, ip.src, ip.dst, ip.payload)
+    ip6 = nsh.getlayer(IPv6)
+    if ip6 is None:
         return None
-    l4 = ip.payload
+    proto, l4 = ip6.nh, ip6.payload
+    while isinstance(l4, IP6_EXTENSIONS):
+        proto, l4 = l4.nh, l4.payload
+    return five_tuple(proto, ip6.src, ip6.dst, l4)
+
+
+def five_tuple(proto: int, src: str, dst: str, l4: Packet) -> FiveTuple:
+    """Ports from the L4 header; an ICMP echo's id as both (request and reply share
+    it); 0 for any other protocol."""
     if isinstance(l4, (TCP, UDP)):
         sport, dport = l4.sport, l4.dport
-    elif isinstance(l4, ICMP):
-        sport = dport = l4.id or 0    # echo request and reply share the id
+    elif isinstance(l4, ECHOES):
+        sport = dport = l4.id or 0
     else:
         sport = dport = 0
-    return ip.proto, ip.src, sport, ip.dst, dport
+    return proto, src, sport, dst, dport
 
 
 class ServiceFunction:

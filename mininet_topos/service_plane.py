@@ -19,6 +19,10 @@ behind a second VTI (the names of ryu_si/examples/three_transports.yaml).
 * ``l3n``: an L3 service node that routes what comes out of its tunnel back
   into it (nftables counters per direction); ``rnet``: a network whose client
   address 203.0.113.10 sits behind the router's ``vti2``.
+* Dual stack like edge.py: each VTI has an IPv6 /64 beside its IPv4 /30
+  (Vti.ip6, router_ip6), l3n routes both families back, rnet's client has
+  2001:db8:cb00::10 too.  The chain nodes and cn5 are L2 nodes without IPv6 of
+  their own; the underlay stays IPv4.
 * MTU: the tunnels' inner MTU is 1450, and so is srv's (every TCP connection
   that crosses a VTI ends at srv; its MSS keeps both directions in the tunnel).
 
@@ -63,9 +67,12 @@ SF_DIR = Path(tempfile.gettempdir(), "ryu-si-cn5")   # nsh_sf's stats and log
 SF_SCRIPT = Path(edge.__file__).with_name("nsh_sf.py")
 _VENV_PYTHON = Path(edge.__file__).resolve().parents[1] / ".venv" / "bin" / "python"
 SF_PYTHON = str(_VENV_PYTHON) if _VENV_PYTHON.exists() else sys.executable  # needs scapy
-L3_TABLE = "l3n"                # ip-family table in l3n: counters to_servers, to_clients
+L3_TABLE = "l3n"                # ip and ip6 tables in l3n: counters to_servers, to_clients
 CLIENT_NET = "198.51.100.0/24"
 REMOTE_CLIENT_IP = "203.0.113.10"
+CLIENT_NET6 = "2001:db8:5100::/64"
+REMOTE_NET6 = "2001:db8:cb00::/64"
+REMOTE_CLIENT_IP6 = "2001:db8:cb00::10"
 
 
 class HostPort(NamedTuple):
@@ -93,6 +100,8 @@ class Vti(NamedTuple):
     ip: str                  # vxlan0's address, CIDR
     router_ip: str           # the router's address on this VTI (datapath only)
     router_mac: str
+    ip6: str                 # vxlan0's IPv6 address, CIDR
+    router_ip6: str          # the router's IPv6 address on this VTI (datapath only)
 
 
 def _chain_ports() -> tuple[HostPort, ...]:
@@ -112,9 +121,9 @@ UL_PORTS = (HostPort("ul-l3n", 1, "l3n", "l3n-eth0", "02:00:00:00:c8:02", "192.1
             HostPort("ul-rnet", 2, "rnet", "rnet-eth0", "02:00:00:00:c8:03", "192.168.200.3/24"))
 UNDERLAY = {p.host: p for p in UL_PORTS}
 VTIS = (Vti("vti1", 7, 100, "l3n", "02:00:00:00:d0:02", "169.254.10.2/30",
-            "169.254.10.1", "02:00:00:00:d0:01"),
+            "169.254.10.1", "02:00:00:00:d0:01", "2001:db8:d0::2/64", "2001:db8:d0::1"),
         Vti("vti2", 8, 200, "rnet", "02:00:00:00:d1:02", "169.254.20.2/30",
-            "169.254.20.1", "02:00:00:00:d1:01"))
+            "169.254.20.1", "02:00:00:00:d1:01", "2001:db8:d1::2/64", "2001:db8:d1::1"))
 VTI = {v.port: v for v in VTIS}
 VTI_OF_HOST = {v.host: v for v in VTIS}
 SVC_OFPORT, RTR_OFPORT = 6, 1
@@ -209,50 +218,65 @@ class TunnelHost(edge.EdgeHost):
         run(self, "ip", "addr", "add", vti.ip, "dev", "vxlan0")
         run(self, "ip", "link", "set", "vxlan0", "up")
         run(self, "ethtool", "-K", "vxlan0", "tx", "off")
+        self.add_ip6("vxlan0", vti.ip6)
         return result
 
 
-class L3Node(TunnelHost):
-    """An L3 service node: routes everything from the tunnel back into it
-    (default route via the router's VTI address), counting per direction
-    in the forward hook."""
-
-    RULESET = f"""
-table ip {L3_TABLE} {{
+def l3_ruleset(table_family: str, servers: str, clients: str) -> str:
+    """l3n's counters for one IP version, in the forward hook (what it routes)."""
+    return f"""
+table {table_family} {L3_TABLE} {{
     counter to_servers {{ }}
     counter to_clients {{ }}
     chain count {{
         type filter hook forward priority filter; policy accept;
-        ip daddr {edge.SERVER_NET} counter name "to_servers"
-        ip daddr {CLIENT_NET} counter name "to_clients"
+        {table_family} daddr {servers} counter name "to_servers"
+        {table_family} daddr {clients} counter name "to_clients"
     }}
 }}
 """
 
+
+class L3Node(TunnelHost):
+    """An L3 service node: routes everything from the tunnel back into it
+    (default routes via the router's VTI addresses), counting per direction
+    in the forward hook, in one table per IP version (``ip l3n``, ``ip6 l3n``;
+    IPv6's clients are cli's net and rnet's, IPv4's cli's net only, as before)."""
+
+    RULESET = (l3_ruleset("ip", edge.SERVER_NET, CLIENT_NET)
+               + l3_ruleset("ip6", edge.SERVER_NET6, f"{{ {CLIENT_NET6}, {REMOTE_NET6} }}"))
+
     def config(self, **params):
         result = super().config(**params)
-        run(self, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+        run(self, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
             *(f"net.ipv4.conf.{i}.rp_filter=0" for i in ("all", "default", "vxlan0")))
-        run(self, "ip", "route", "replace", "default", "via", self.vti.router_ip,
-            "dev", "vxlan0")
+        for router_ip in (self.vti.router_ip, self.vti.router_ip6):
+            run(self, "ip", f"-{edge.family(router_ip)}", "route", "replace", "default",
+                "via", router_ip, "dev", "vxlan0")
         run(self, "nft", "-f", "-", stdin=self.RULESET)
         return result
 
 
 class RemoteNet(TunnelHost):
-    """A remote network: its client address on lo, the servers via vti2."""
+    """A remote network: its client addresses on lo, the servers via vti2."""
 
     def config(self, **params):
         result = super().config(**params)
         run(self, "ip", "addr", "add", f"{REMOTE_CLIENT_IP}/32", "dev", "lo")
-        run(self, "ip", "route", "replace", edge.SERVER_NET, "via", self.vti.router_ip,
-            "dev", "vxlan0", "src", REMOTE_CLIENT_IP)
+        run(self, "ip", "-6", "addr", "add", f"{REMOTE_CLIENT_IP6}/128", "dev", "lo")
+        for servers, router_ip, src in (
+                (edge.SERVER_NET, self.vti.router_ip, REMOTE_CLIENT_IP),
+                (edge.SERVER_NET6, self.vti.router_ip6, REMOTE_CLIENT_IP6)):
+            run(self, "ip", "route", "replace", servers, "via", router_ip, "dev", "vxlan0",
+                "src", src)
         return result
 
 
 class NshNode(edge.EdgeHost):
     """Runs nsh_sf.py on its interface; started from config(), so a net
-    built by ``mn --custom`` has it too."""
+    built by ``mn --custom`` has it too.  An L2 node: no IPv6 of its own."""
+
+    ipv6 = False
 
     sf: subprocess.Popen | None = None
     stats_path = SF_DIR / "stats.json"
@@ -377,8 +401,8 @@ def learn_underlay(timeout: float = 5.0) -> None:
 # ---------------------------------------------------------------- counters
 
 def chain_counters(net: Mininet) -> dict[str, tuple[int, int]]:
-    """IPv4 packets that entered each chain node on its -a side (forward)
-    and on its -b side (reverse)."""
+    """Data packets (edge.BiwNode) that entered each chain node on its -a side
+    (forward) and on its -b side (reverse)."""
     return {node: edge.biw_counters(net, node) for node in CHAIN_NODES}
 
 
@@ -388,6 +412,7 @@ def sf_stats(net: Mininet) -> dict:
 
 
 def l3_counters(net: Mininet) -> tuple[int, int]:
-    """Packets l3n forwarded toward the servers and toward the clients."""
-    counters = edge.nft_counters(net["l3n"], "ip", L3_TABLE)
-    return counters["to_servers"], counters["to_clients"]
+    """Packets l3n forwarded toward the servers and toward the clients, both IP
+    versions together."""
+    tables = [edge.nft_counters(net["l3n"], f, L3_TABLE) for f in ("ip", "ip6")]
+    return (sum(t["to_servers"] for t in tables), sum(t["to_clients"] for t in tables))

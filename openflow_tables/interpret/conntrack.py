@@ -6,10 +6,15 @@ from dataclasses import dataclass
 from typing import Mapping, NamedTuple
 
 from openflow_tables.interpret.packet import InterpretError
-from openflow_tables.layout import ETH_IP, TP_FIELDS
+from openflow_tables.layout import (ETH_IP, ETH_IP6, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+                                    IPPROTO_ICMPV6, TP_FIELDS)
 
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
+# Echo request and reply types by protocol: ICMP, ICMPv6.
+ECHO = {IPPROTO_ICMP: ("icmp_type", "icmp_code", ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY),
+        IPPROTO_ICMPV6: ("icmpv6_type", "icmpv6_code", ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)}
+IP6_KEY = 0x600       # keeps IPv6 connections apart from IPv4 ones of equal numbers
 
 
 # --- conntrack ---------------------------------------------------------------------------
@@ -38,20 +43,27 @@ class CtKey(NamedTuple):
 
 
 def ct_key(h: Mapping[str, int]) -> CtKey:
-    """TCP and UDP by ports; ICMP echo by its id (request and reply pair up); any
-    other protocol by its addresses alone."""
-    if h.get("eth_type") != ETH_IP or "ipv4_src" not in h:
-        raise InterpretError("ct on a packet that is not IPv4 (OVS requires ip in the match)")
-    proto, src, dst = h.get("ip_proto", 0), h["ipv4_src"], h["ipv4_dst"]
+    """TCP and UDP by ports; ICMP and ICMPv6 echo by its id (request and reply pair up);
+    any other protocol by its addresses alone.  IPv4 and IPv6 alike."""
+    fam = {ETH_IP: "ipv4", ETH_IP6: "ipv6"}.get(h.get("eth_type"))
+    if fam is None or f"{fam}_src" not in h:
+        raise InterpretError("ct on a packet that is not IP (OVS requires ip or ipv6 in the "
+                             "match)")
+    proto, src, dst = h.get("ip_proto", 0), h[f"{fam}_src"], h[f"{fam}_dst"]
+    tag = IP6_KEY if fam == "ipv6" else 0
     if proto in TP_FIELDS:
         sport, dport = (h.get(f, 0) for f in TP_FIELDS[proto])
-        mine = (proto, src, dst, sport, dport)
-        return CtKey(mine, (proto, dst, src, dport, sport), mine)
-    if proto == IPPROTO_ICMP and h.get("icmp_type") in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
-        ident, req = h.get("icmp_id", 0), int(h["icmp_type"] == ICMP_ECHO_REQUEST)
-        return CtKey((proto, src, dst, ident, req), (proto, dst, src, ident, 1 - req),
-                     (proto, src, dst, h["icmp_type"], h.get("icmp_code", 0)))
-    return CtKey((proto, src, dst, 0, 0), (proto, dst, src, 0, 0), (proto, src, dst, 0, 0))
+        shown = (proto, src, dst, sport, dport)
+        return CtKey((proto | tag, src, dst, sport, dport), (proto | tag, dst, src, dport, sport),
+                     shown)
+    echo = ECHO.get(proto)
+    if echo and (fam == "ipv6") == (proto == IPPROTO_ICMPV6) and h.get(echo[0]) in echo[2:]:
+        type_f, code_f, request, _reply = echo
+        ident, req = h.get("icmp_id", 0), int(h[type_f] == request)
+        return CtKey((proto | tag, src, dst, ident, req), (proto | tag, dst, src, ident, 1 - req),
+                     (proto, src, dst, h[type_f], h.get(code_f, 0)))
+    return CtKey((proto | tag, src, dst, 0, 0), (proto | tag, dst, src, 0, 0),
+                 (proto, src, dst, 0, 0))
 
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20

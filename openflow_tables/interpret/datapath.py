@@ -15,8 +15,8 @@ from openflow_tables.interpret.conntrack import (Conntrack, CtEntry, IPPROTO_TCP
 from openflow_tables.interpret.packet import (CT_TUPLE_FIELDS, InterpretError, NSH_FIELDS,
                                               Packet, match_entry, read_bits, write_bits,
                                               show, to_int)
-from openflow_tables.layout import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, ETH_IP, ETH_NSH,
-                                    TABLES, TP_FIELDS)
+from openflow_tables.layout import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, ETH_IP, ETH_IP6,
+                                    ETH_NSH, TABLES, TP_FIELDS)
 from openflow_tables.walk import describe_walk
 
 FIRST_TABLE = min(TABLES, key=lambda t: t.id).name
@@ -465,7 +465,8 @@ def connection_hash(pkt: Packet) -> int:
     h = pkt.headers
     proto = h.get("ip_proto", 0)
     sport, dport = (h.get(f, 0) for f in TP_FIELDS.get(proto, ("", "")))
-    ends = sorted([(h.get("ipv4_src", 0), sport), (h.get("ipv4_dst", 0), dport)])
+    src, dst = (h.get(f"ipv6_{e}", h.get(f"ipv4_{e}", 0)) for e in ("src", "dst"))
+    ends = sorted([(src, sport), (dst, dport)])
     return zlib.crc32(repr((proto, ends)).encode())
 
 
@@ -512,9 +513,11 @@ class Datapath:
 def ipv4(src: str, dst: str, proto: int = IPPROTO_TCP, sport: int = 0, dport: int = 0,
          eth_src: str = "02:00:00:00:00:01", eth_dst: str = "02:00:00:00:00:02",
          ttl: int = 64, **extra: Any) -> dict[str, Any]:
-    """Headers of an IPv4 packet (TCP and UDP get their ports)."""
-    h: dict[str, Any] = {"eth_src": eth_src, "eth_dst": eth_dst, "eth_type": ETH_IP,
-                         "ip_proto": proto, "nw_ttl": ttl, "ipv4_src": src, "ipv4_dst": dst}
+    """Headers of an IP packet (TCP and UDP get their ports): IPv4, or IPv6 when the
+    addresses are IPv6 ones (``ttl`` is then the hop limit)."""
+    fam, eth_type = ("ipv6", ETH_IP6) if ":" in src else ("ipv4", ETH_IP)
+    h: dict[str, Any] = {"eth_src": eth_src, "eth_dst": eth_dst, "eth_type": eth_type,
+                         "ip_proto": proto, "nw_ttl": ttl, f"{fam}_src": src, f"{fam}_dst": dst}
     if proto in TP_FIELDS:
         h.update(zip(TP_FIELDS[proto], (sport, dport)))
     return {**h, **extra}

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 IP_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "ct_nw_src", "ct_nw_dst"})
-MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha"})
+IP6_FIELDS = frozenset({"ipv6_src", "ipv6_dst", "nd_target"})
+MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha", "nd_sll", "nd_tll"})
 # Per-packet metadata (not headers): zero until written.
 CT_TUPLE_FIELDS = ("ct_nw_proto", "ct_nw_src", "ct_nw_dst", "ct_tp_src", "ct_tp_dst")
 CT_META = ("ct_state", "ct_zone", "ct_mark", "ct_label", *CT_TUPLE_FIELDS)
@@ -17,7 +18,9 @@ WIDTHS: dict[str, int] = {
     "ct_state": 32, "ct_zone": 16, "ct_mark": 32, "ct_label": 128, "ct_nw_proto": 8,
     "ct_nw_src": 32, "ct_nw_dst": 32, "ct_tp_src": 16, "ct_tp_dst": 16,
     "eth_src": 48, "eth_dst": 48, "eth_type": 16, "ip_proto": 8, "nw_ttl": 8, "ip_dscp": 6,
-    "ipv4_src": 32, "ipv4_dst": 32, "tcp_src": 16, "tcp_dst": 16, "tcp_flags": 12,
+    "ipv4_src": 32, "ipv4_dst": 32, "ipv6_src": 128, "ipv6_dst": 128, "icmpv6_type": 8,
+    "icmpv6_code": 8, "nd_target": 128, "nd_sll": 48, "nd_tll": 48, "nd_reserved": 32,
+    "nd_options_type": 8, "tcp_src": 16, "tcp_dst": 16, "tcp_flags": 12,
     "udp_src": 16, "udp_dst": 16, "icmp_type": 8, "icmp_code": 8, "icmp_id": 16,
     "arp_op": 16, "arp_spa": 32, "arp_tpa": 32, "arp_sha": 48, "arp_tha": 48,
     "nsh_flags": 8, "nsh_ttl": 6, "nsh_mdtype": 8, "nsh_np": 8, "nsh_spi": 24, "nsh_si": 8,
@@ -47,6 +50,8 @@ def to_int(name: str, value: Any) -> int:
         return value
     if not isinstance(value, str):
         raise InterpretError(f"{name}: cannot use {value!r} as a value")
+    if name in IP6_FIELDS:
+        return int(ipaddress.IPv6Address(value))
     if ":" in value:
         return int(value.replace(":", ""), 16)
     if "." in value:
@@ -57,7 +62,7 @@ def to_int(name: str, value: Any) -> int:
 def match_entry(name: str, value: Any, mask: Any) -> tuple[str, int, int | None]:
     """One match entry as (field, value, mask) integers; ``10.0.0.0/24`` strings too."""
     if isinstance(value, str) and "/" in value and mask is None:
-        net = ipaddress.IPv4Network(value, strict=False)
+        net = ipaddress.ip_network(value, strict=False)
         value, mask = str(net.network_address), int(net.netmask)
     if isinstance(mask, str) and name in IP_FIELDS and "." not in mask:
         mask = int(ipaddress.IPv4Network(f"0.0.0.0/{mask}").netmask)
@@ -70,6 +75,8 @@ def show(name: str, value: int) -> Any:
     """A header value as people write it (dotted IPv4, colon MAC, else the int)."""
     if name in IP_FIELDS:
         return str(ipaddress.IPv4Address(value))
+    if name in IP6_FIELDS:
+        return str(ipaddress.IPv6Address(value))
     if name in MAC_FIELDS:
         return ":".join(f"{value:012x}"[i:i + 2] for i in range(0, 12, 2))
     return value
