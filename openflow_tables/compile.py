@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from openflow_tables.context import Context
 from openflow_tables.flow import Flow, FlowError, Group
-from openflow_tables.stages import (applied_to, classify, conntrack, ingress, nat, policy,
+from openflow_tables.stages import (applied_to, classify, conntrack, ingress, nat, nd, policy,
                                     revalidation, routing, service_plane, transport)
 
 
@@ -41,7 +41,7 @@ def router_flows(ctx: Context) -> list[Flow]:
         *revalidation.revalidate_flows(ctx), *transport.transport_flows(ctx),
         *routing.routing_flows(ctx), *routing.egress_si_flows(ctx),
         *routing.neighbor_flows(ctx), *routing.output_flows(ctx), *routing.cross_flows(ctx),
-        *nat.nat_flows(ctx),
+        *nat.nat_flows(ctx), *nd.nd_flows(ctx),
     ]
 
 

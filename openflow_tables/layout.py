@@ -704,11 +704,20 @@ TABLES: tuple[Table, ...] = (
           "echo request to one (ingress sends only those here) becomes the reply; "
           "Advertisements go to the controller (neighbour learning); other "
           "solicitations drop.",
-          (), bridges=ON_ROUTER,
+          ("nd_reply",), bridges=ON_ROUTER,
           match=(ROUTER, IN_IFACE, "eth_type", "ip_proto", "ipv6_src", "ipv6_dst",
                  "icmpv6_type", "nd_target", "nd_options_type"),
           sets=("eth_src", "eth_dst", "ipv6_src", "ipv6_dst", "icmpv6_type", "nd_reserved",
-                "nd_options_type", "nd_tll", "nw_ttl")),
+                "nd_options_type", "nw_ttl")),
+    Table(29, "nd_reply",
+          "The Advertisement made of a Solicitation that carried the sender's link-layer "
+          "address: that option, a target link-layer address now, takes the interface's "
+          "MAC, and the Advertisement goes back. (OVS lets a flow write nd_tll only when "
+          "its match says the packet is an Advertisement: the nd flow that makes it one "
+          "cannot, and setting nd_sll there leaves the sender's MAC in the option.)",
+          (), bridges=ON_ROUTER,
+          match=(IN_IFACE, "eth_type", "ip_proto", "icmpv6_type", "nd_options_type"),
+          sets=("nd_tll",)),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}

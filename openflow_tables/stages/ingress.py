@@ -7,6 +7,7 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match
 from openflow_tables.flow import (Controller, Ct, Decap, Load, Move, Output, Resubmit, SetField,
                                   fields, flow, match)
+from openflow_tables.stages import nd
 from si_model import model as m
 from si_model.paths import plane_of
 
@@ -162,6 +163,7 @@ def ingress_flows(ctx: Context) -> list:
             out.append(flow("ingress", 100, match(in_port=port, eth_type=L.ETH_ARP),
                             [Load.field(L.ROUTER, router.num), Load.field(L.IN_IFACE, iface.num)],
                             goto="arp", cookie=L.cookie("interface", iface.num)))
+        out += nd.nd_ingress_flows(ctx, iface, port)
     out.append(flow("ingress", 0, (), cookie=L.PIPELINE_COOKIE))
     return out + biw_return_flows(ctx)
 

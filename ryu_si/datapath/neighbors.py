@@ -1,21 +1,25 @@
-"""Neighbours: ARP replies learned, and ARP requests for next hops the datapath missed.
+"""Neighbours: ARP replies and IPv6 Neighbor Advertisements learned, and requests for
+next hops the datapath missed.
 
-The datapath answers ARP for the router's own addresses itself; only two kinds of ARP
-reach the controller: replies addressed to the router (learned here) and routed packets
-whose next hop has no MAC yet (an ARP request is sent for it, at most once a second per
+The datapath answers ARP and neighbour solicitations for the router's own addresses
+itself; only two kinds of packet reach the controller here: replies and advertisements
+addressed to the router (learned, one store for both families), and routed packets
+whose next hop has no MAC yet (an ARP request, or a Neighbor Solicitation to the
+next hop's solicited-node multicast address, is sent for it, at most once a second per
 interface and address).
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Mapping
 
-from ryu.lib.packet import arp, ethernet, packet
+from ryu.lib.packet import arp, ethernet, icmpv6, ipv6, packet
 
 from openflow_tables.compile import Pipeline
 from openflow_tables.flow import Output
-from openflow_tables.layout import ETH_ARP
+from openflow_tables.layout import ETH_ARP, ETH_IP6, IPPROTO_ICMPV6, ND_NA, ND_NS
 from ryu_si.control.service import Service
 from ryu_si.datapath import next_hop
 from ryu_si.datapath.switch import Switch
@@ -24,10 +28,63 @@ from si_model import model as m
 
 LOG = logging.getLogger("ryu_si.app")
 ARP_RETRY_S = 1.0
+ND_HOP_LIMIT = 255
+
+
+def advertised(pkt: packet.Packet) -> tuple[str, str] | None:
+    """(address, MAC) a Neighbor Advertisement tells: its target, and its target
+    link-layer address option (the frame's source when it has none)."""
+    icmp = pkt.get_protocol(icmpv6.icmpv6)
+    if icmp is None or icmp.type_ != ND_NA or not isinstance(icmp.data, icmpv6.nd_neighbor):
+        return None
+    option = icmp.data.option
+    if isinstance(option, icmpv6.nd_option_tla):
+        mac = option.hw_src
+    else:
+        mac = pkt.get_protocol(ethernet.ethernet).src
+    return str(ipaddress.IPv6Address(icmp.data.dst)), mac
+
+
+def solicited_node(target: str) -> tuple[str, str]:
+    """The solicited-node multicast address of ``target`` and its MAC (RFC 4291, 2464)."""
+    low = int(ipaddress.IPv6Address(target)) & 0xFFFFFF
+    group = ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0")) | low)
+    mac = "33:33:" + ":".join(f"{b:02x}" for b in group.packed[-4:])
+    return str(group), mac
+
+
+def solicitation(iface: m.Interface, target: str) -> bytes:
+    """A Neighbor Solicitation for ``target`` from ``iface``: from its link-local address
+    for a link-local target, else from its global one, with its MAC as the source
+    link-layer address."""
+    if ipaddress.IPv6Address(target).is_link_local:
+        src = m.link_local(iface.mac)
+    else:
+        src = str(ipaddress.IPv6Interface(iface.ipv6).ip)
+    group, group_mac = solicited_node(target)
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=group_mac, src=iface.mac, ethertype=ETH_IP6))
+    pkt.add_protocol(ipv6.ipv6(src=src, dst=group, nxt=IPPROTO_ICMPV6, hop_limit=ND_HOP_LIMIT))
+    pkt.add_protocol(icmpv6.icmpv6(type_=ND_NS, data=icmpv6.nd_neighbor(
+        dst=target, option=icmpv6.nd_option_sla(hw_src=iface.mac))))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def arp_request(iface: m.Interface, target: str) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=iface.mac,
+                                       ethertype=ETH_ARP))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=iface.mac,
+                             src_ip=iface.ip.split("/")[0], dst_mac="00:00:00:00:00:00",
+                             dst_ip=target))
+    pkt.serialize()
+    return bytes(pkt.data)
 
 
 class Neighbors:
-    """ARP on behalf of the routers: learn replies, resolve missed next hops."""
+    """ARP and neighbour discovery on behalf of the routers: learn replies and
+    advertisements, resolve missed next hops."""
 
     def __init__(self, service: Service, ports: Mapping[int, dict[str, int]],
                  pipeline_of: Callable[[int], Pipeline]) -> None:
@@ -42,12 +99,16 @@ class Neighbors:
                      if i.port == names.get(port_no)), None)
 
     def learn(self, dpid: int, msg) -> None:
-        """An ARP reply addressed to the router: remember the sender on that interface."""
-        a = packet.Packet(msg.data).get_protocol(arp.arp)
+        """An ARP reply or a Neighbor Advertisement addressed to the router: remember the
+        sender on that interface."""
+        pkt = packet.Packet(msg.data)
+        a = pkt.get_protocol(arp.arp)
+        told = (a.src_ip, a.src_mac) if a is not None else advertised(pkt)
         iface = self.interface_at(dpid, msg.match["in_port"])
-        if a is not None and iface is not None:
-            if self.service.learn_neighbor(iface.id, a.src_ip, a.src_mac):
-                event(LOG, logging.INFO, "neighbor_learned", ip=a.src_ip, mac=a.src_mac,
+        if told is not None and iface is not None:
+            ip, mac = told
+            if self.service.learn_neighbor(iface.id, ip, mac):
+                event(LOG, logging.INFO, "neighbor_learned", ip=ip, mac=mac,
                       interface=iface.name)
 
     def resolve(self, sw: Switch, msg) -> None:
@@ -65,23 +126,20 @@ class Neighbors:
     def _next_hop(self, dpid: int, msg) -> tuple[m.Interface, str] | None:
         """(egress interface, next hop) from the registers the packet-in carries, else
         from the interpreter's run of the packet on the switch's pipeline."""
+        headers = next_hop.frame_headers(bytes(msg.data))
         regs = next_hop.packet_in_registers(msg.match)
         if regs is None:
-            headers = next_hop.frame_headers(bytes(msg.data))
             if headers is None:
                 return None
             regs = next_hop.replay(self.pipeline_of(dpid), msg.match["in_port"], headers)
-        return next_hop.from_registers(self.service.model, regs) if regs else None
+        ipv6_dst = headers.get("ipv6_dst") if headers else None
+        return next_hop.from_registers(self.service.model, regs, ipv6_dst) if regs else None
 
     def _request(self, sw: Switch, iface: m.Interface, target: str) -> None:
+        """An ARP request or a Neighbor Solicitation for ``target``, out of ``iface``."""
         port = self.ports.get(sw.datapath.id, {}).get(iface.port)
-        if port is None or iface.ip is None:
+        ipv6_target = ":" in target
+        if port is None or (iface.ipv6 if ipv6_target else iface.ip) is None:
             return
-        pkt = packet.Packet()
-        pkt.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=iface.mac,
-                                           ethertype=ETH_ARP))
-        pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=iface.mac,
-                                 src_ip=iface.ip.split("/")[0], dst_mac="00:00:00:00:00:00",
-                                 dst_ip=target))
-        pkt.serialize()
-        sw.packet_out(pkt.data, (Output(port),))
+        data = solicitation(iface, target) if ipv6_target else arp_request(iface, target)
+        sw.packet_out(data, (Output(port),))

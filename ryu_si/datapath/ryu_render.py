@@ -40,6 +40,7 @@ from openflow_tables.flow import (
     Resubmit,
     SetField,
 )
+from ryu_si.datapath import nd_fields
 
 FLOW_COMMANDS = {"add": ofp.OFPFC_ADD, "modify_strict": ofp.OFPFC_MODIFY_STRICT,
                  "delete_strict": ofp.OFPFC_DELETE_STRICT}
@@ -50,6 +51,7 @@ CT_COMMIT = 1             # NX_CT_F_COMMIT
 CT_NO_RECIRC = 0xFF       # NX_CT_RECIRC_NONE
 NXAST_RAW_DECAP = 47
 REG_LOAD_BITS = 64        # NXAST_REG_LOAD carries a 64-bit value
+nd_fields.register()      # OVS's ND extension fields, unknown to Ryu 4.34
 
 
 # --- match ------------------------------------------------------------------
@@ -67,7 +69,7 @@ def _normal_field(name: str, user_value) -> tuple | None:
 
 
 def _key(table_id: int, priority: int, user_fields: Iterable[tuple[str, Any]]) -> tuple:
-    fields = (_normal_field(name, uv) for name, uv in user_fields)
+    fields = (_normal_field(nd_fields.ryu_name(name), uv) for name, uv in user_fields)
     return table_id, priority, tuple(sorted(f for f in fields if f is not None))
 
 
@@ -141,7 +143,7 @@ class NXActionDecapNext(parser.NXAction):
 
 _ACTIONS = {
     Load: _load,
-    SetField: lambda a: [parser.OFPActionSetField(**{a.field: a.value})],
+    SetField: lambda a: [parser.OFPActionSetField(**{nd_fields.ryu_name(a.field): a.value})],
     Move: _move,
     Output: _output,
     GroupAction: lambda a: [parser.OFPActionGroup(a.group_id)],
@@ -179,7 +181,8 @@ def _flow_mod(datapath, key: tuple, command: str, cookie: int, inst: list) -> pa
     return parser.OFPFlowMod(
         datapath, cookie=cookie, cookie_mask=0 if command == "add" else L.COOKIE_APP_MASK,
         table_id=table, command=FLOW_COMMANDS[command], priority=priority,
-        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch(**dict(fields)),
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(_ordered_fields=nd_fields.in_wire_order(fields)),
         instructions=inst)
 
 

@@ -149,8 +149,34 @@ def _forwarding() -> list[Flow]:
     ]
 
 
+def _nd() -> list[Flow]:
+    """IPv6 neighbour discovery and echo: OVS's Ericsson fields (nd_reserved,
+    nd_options_type) and the ND fields Ryu names apart from OVS (nd_target, nd_tll)."""
+    ck, own = L.cookie("interface", 1), "2001:db8:1::1"
+    icmp6 = {"eth_type": L.ETH_IP6, "ip_proto": L.IPPROTO_ICMPV6}
+    ns = {"metadata": ROUTER, **fields((L.IN_IFACE, 1)), **icmp6, "icmpv6_type": L.ND_NS,
+          "nd_target": own}
+    back = [Move("eth_src", "eth_dst", 0, 0, 48), SetField("eth_src", MAC_A),
+            Move("ipv6_src", "ipv6_dst", 0, 0, 128), SetField("ipv6_src", own),
+            SetField("nw_ttl", 255)]
+    na = back + [SetField("icmpv6_type", L.ND_NA), SetField("nd_reserved", L.ND_NA_FLAGS)]
+    return [
+        flow("ingress", 100, match(in_port=1, icmpv6_type=L.ND_NS, **icmp6),
+             [Load.field(L.ROUTER, 1), Load.field(L.IN_IFACE, 1)], goto="nd", cookie=ck),
+        flow("nd", 110, match(icmpv6_type=L.ND_NS, ipv6_src="::", **icmp6), cookie=PIPE),
+        flow("nd", 100, match(nd_options_type=L.ND_OPT_SLL, **ns),
+             na + [SetField("nd_options_type", L.ND_OPT_TLL)], goto="nd_reply", cookie=ck),
+        flow("nd", 90, match(**ns), na + [Output("in_port")], cookie=ck),
+        flow("nd", 80, match(icmpv6_type=L.ND_NA, ipv6_dst=own, **icmp6), [Controller()],
+             cookie=ck),
+        flow("nd_reply", 100, match(icmpv6_type=L.ND_NA, nd_options_type=L.ND_OPT_TLL,
+                                    **fields((L.IN_IFACE, 1)), **icmp6),
+             [SetField("nd_tll", MAC_A), Output("in_port")], cookie=ck),
+    ]
+
+
 def sample_flows() -> list[Flow]:
-    return _ingress_arp() + _conntrack() + _classify() + _forwarding()
+    return _ingress_arp() + _conntrack() + _classify() + _forwarding() + _nd()
 
 
 def sample_groups() -> list[Group]:

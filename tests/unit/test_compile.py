@@ -144,8 +144,8 @@ def test_flows_grow_like_rules_plus_interfaces_not_their_product(service):
     assert len(classify) < 1100, len(classify)
     assert len(pipe.table("applied_to")) <= 1000 + 2
     # IPv4+IPv6+ARP per routed iface (33), the two service ports and the tagged biw
-    # return per family, miss
-    assert len(pipe.table("ingress")) == 3 * 33 + 2 * 2 + 2 * 2 + 1
+    # return per family, miss; ND per IPv6 iface (3): NS, NA, echo to its two addresses
+    assert len(pipe.table("ingress")) == 3 * 33 + 2 * 2 + 2 * 2 + 1 + 4 * 3
     assert subtables(pipe.flows, "classify") <= 3
 
 
