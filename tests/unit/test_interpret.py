@@ -327,6 +327,66 @@ def edge_document(rules: list[dict]) -> dict:
     }
 
 
+# --- IPv6: the same edge, dual stack, every IPv4 address mirrored ---
+# The IPv6 runs keep the IPv4 oracle: a rule's IPv6 prefix, a packet's IPv6 addresses and
+# the IPv6 routes are images of the IPv4 ones, each octet in its own 32-bit word of
+# 2001::/16 (2001:AA00:0:BB00:0:CC00:0:DD00), so that a swap or a match that misses any
+# word of an IPv6 address shows; an IPv4 prefix of n bits is an IPv6 prefix ending at
+# the n-th octet bit (the zero bits between octets are in every image alike).
+OCTET_BITS = (16, 56, 88, 120)       # where each octet's top bit is, from the left
+
+
+def to6(addr: str) -> str:
+    octets = ipaddress.IPv4Address(addr).packed
+    value = 0x2001 << 112
+    for octet, top in zip(octets, OCTET_BITS):
+        value |= octet << (128 - top - 8)
+    return str(ipaddress.IPv6Address(value))
+
+
+def _len6(n: int) -> int:
+    return 0 if n == 0 else OCTET_BITS[(n - 1) // 8] + (n - 1) % 8 + 1
+
+
+def cidr6(cidr: str, host: bool = False) -> str:
+    """An IPv4 prefix (an interface address with ``host``) as its IPv6 image."""
+    net = ipaddress.IPv4Interface(cidr)
+    addr = net.ip if host else net.network.network_address
+    return f"{to6(str(addr))}/{_len6(net.network.prefixlen)}"
+
+
+def dual_document(doc: dict) -> dict:
+    """The document with IPv6 beside IPv4: interfaces, routes (named ``<route>6``) and
+    neighbours mirrored; the rules matching IPv6 images of their IPv4 prefixes."""
+    out = {**doc}
+    out["interfaces"] = [{**i, "ipv6": cidr6(i["ip"], host=True)} if "ip" in i else i
+                         for i in doc["interfaces"]]
+    out["routes"] = doc["routes"] + [{**r, "name": f"{r['name']}6", "prefix": cidr6(r["prefix"]),
+                                      "next_hop": to6(r["next_hop"])} for r in doc["routes"]]
+    out["neighbors"] = doc["neighbors"] + [{**n, "name": f"{n['name']}6", "ip": to6(n["ip"])}
+                                           for n in doc["neighbors"] if n["name"] != "l3n"]
+    out["rules"] = [rule6(r) for r in doc["rules"]]
+    return out
+
+
+def rule6(rule: dict) -> dict:
+    match = {("ipv6" + k[4:] if k.startswith("ipv4") else k): (
+        [cidr6(c) for c in v] if k.startswith("ipv4") and isinstance(v, list)
+        else cidr6(v) if k.startswith("ipv4") else v) for k, v in rule["match"].items()}
+    return {**rule, "match": match}
+
+
+def headers6(h: dict) -> dict:
+    """An IPv4 packet's IPv6 image (ICMP echo becomes ICMPv6 echo)."""
+    out = {k: v for k, v in h.items() if not k.startswith(("ipv4", "icmp_"))}
+    out.update(eth_type=L.ETH_IP6, ipv6_src=to6(h["ipv4_src"]), ipv6_dst=to6(h["ipv4_dst"]))
+    if h["ip_proto"] == 1:
+        out.update(ip_proto=L.IPPROTO_ICMPV6, icmp_id=h["icmp_id"],
+                   icmpv6_type={8: L.ICMPV6_ECHO_REQUEST, 0: L.ICMPV6_ECHO_REPLY}[h["icmp_type"]],
+                   icmpv6_code=0)
+    return out
+
+
 # --- the model's answer, computed without the compiler ---
 def _in_ports(spec: str, port: int) -> bool:
     lo, _, hi = spec.partition("-")
@@ -350,8 +410,9 @@ def rule_matches(m: dict, orig: tuple, frame: tuple[str, str]) -> bool:
         return False
     if sport is None and ("tp_src" in m or "tp_dst" in m):
         return False
-    for f, addr in (("ipv4_src", src), ("ipv4_dst", dst)):
-        if f in m and not any(ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(c)
+    for f, addr in (("ipv4_src", src), ("ipv4_dst", dst), ("ipv6_src", to6(src)),
+                    ("ipv6_dst", to6(dst))):
+        if f in m and not any(ipaddress.ip_address(addr) in ipaddress.ip_network(c)
                               for c in m[f]):
             return False
     for f, port in (("tp_src", sport), ("tp_dst", dport)):
@@ -534,10 +595,12 @@ def decode(step: tuple[int, int, int]) -> tuple:
 class Edge:
     """The service, its compiled bridge and the datapath state that outlives recompiles."""
 
-    def __init__(self, rules: list[dict]) -> None:
+    def __init__(self, rules: list[dict], family: int = 4) -> None:
         self.dp = Datapath()
+        self.family = family
         self.svc = Service(Store(":memory:"), on_change=self.push, ports_of=lambda dpid: PORTS)
-        self.svc.replace_config(edge_document(rules))
+        doc = edge_document(rules)
+        self.svc.replace_config(dual_document(doc) if family == 6 else doc)
 
     def push(self, compiled: dict) -> None:
         """What the app does on a change: load the pipeline the service's check compiled
@@ -559,6 +622,9 @@ class Edge:
         if kind == "route":
             self.svc.update("routes", f"out{arg}", {"interface": value,
                                                     "next_hop": GATEWAY[value][0]})
+            if self.family == 6:
+                self.svc.update("routes", f"out{arg}6", {"interface": value,
+                                                         "next_hop": to6(GATEWAY[value][0])})
         elif kind == "applied_to":
             self.svc.update("rules", self.rule(arg).id, {"applied_to": value})
         elif kind == "action":
@@ -576,15 +642,18 @@ class Edge:
         self.svc.update("rules", rule.id, {"action": action, "policy": policy})
 
 
-def packet(conn: Conn, from_initiator: bool, uplink: str) -> tuple[int, dict, str]:
-    """(in_port, headers, interface classified at, "" when routing decides) of one packet."""
+def packet(conn: Conn, from_initiator: bool, uplink: str,
+           family: int = 4) -> tuple[int, dict, str]:
+    """(in_port, headers, interface classified at, "" when routing decides) of one packet
+    (its IPv6 image for ``family`` 6)."""
     inside = conn.peer is None and conn.outside_initiates != from_initiator
     if inside:
-        return PORTS["down1"], conn.headers(from_initiator, eth_src=SERVER_MAC,
-                                            eth_dst=DOWN_MAC), ""
-    return (PORTS[UPLINK_PORT[uplink]],
-            conn.headers(from_initiator, eth_src=GATEWAY[uplink][1], eth_dst=UPLINK_MAC[uplink]),
-            uplink)
+        port, eth, iface = PORTS["down1"], {"eth_src": SERVER_MAC, "eth_dst": DOWN_MAC}, ""
+    else:
+        port, iface = PORTS[UPLINK_PORT[uplink]], uplink
+        eth = {"eth_src": GATEWAY[uplink][1], "eth_dst": UPLINK_MAC[uplink]}
+    h = conn.headers(from_initiator, **eth)
+    return port, headers6(h) if family == 6 else h, iface
 
 
 def observed(edge: Edge, result, dst: str) -> tuple:
@@ -626,8 +695,9 @@ def return_from_node(sent, seen: tuple) -> tuple[int, dict]:
     return PORTS["vti1"], {**sent.headers, "eth_src": L3_NODE_MAC, "eth_dst": VTI_MAC}
 
 
-def run_sequence(rules: list[dict], conn: Conn, steps: list[tuple[int, int, int]]) -> None:
-    edge = Edge(rules)
+def run_sequence(rules: list[dict], conn: Conn, steps: list[tuple[int, int, int]],
+                 family: int = 4) -> None:
+    edge = Edge(rules, family)
     steps = [decode(s) for s in steps]
     steps = [("packet", True, steps[0][2] if steps[0][0] == "packet" else UPLINKS[0]), *steps]
     log: list[str] = []
@@ -638,8 +708,9 @@ def run_sequence(rules: list[dict], conn: Conn, steps: list[tuple[int, int, int]
             continue
         _, from_initiator, uplink = step
         uplink = off_route(edge.svc, conn, from_initiator, uplink)
-        in_port, headers, iface = packet(conn, from_initiator, uplink)
-        dst = headers["ipv4_dst"]
+        in_port, headers, iface = packet(conn, from_initiator, uplink, family)
+        _, src, dst, *_ = conn.orig
+        dst = dst if from_initiator else src         # the oracle's (IPv4) terms
         iface = iface or route_of(edge.svc, dst)
         walk = expected_walk(edge.svc, conn, from_initiator, iface, dst)
         log.append(f"packet {'forward' if from_initiator else 'reply'} in port {in_port}, "
@@ -701,6 +772,28 @@ def test_no_sequence_weakens_a_decision_outside_initiated(rules, conn, steps):
 @given(rules=rules_(), conn=conns(outside_initiates=False), steps=STEPS)
 def test_no_sequence_weakens_a_decision_inside_initiated(rules, conn, steps):
     run_sequence(rules, conn, steps)
+
+
+IPV6_SETTINGS = settings(SEQUENCE_SETTINGS, max_examples=400)
+
+
+@IPV6_SETTINGS
+@given(rules=rules_(), conn=conns(outside_initiates=True), steps=STEPS)
+def test_no_sequence_weakens_a_decision_outside_initiated_ipv6(rules, conn, steps):
+    """The same invariant for IPv6 connections on a dual-stack edge."""
+    run_sequence(rules, conn, steps, family=6)
+
+
+@IPV6_SETTINGS
+@given(rules=rules_(), conn=conns(outside_initiates=False), steps=STEPS)
+def test_no_sequence_weakens_a_decision_inside_initiated_ipv6(rules, conn, steps):
+    run_sequence(rules, conn, steps, family=6)
+
+
+@IPV6_SETTINGS
+@given(rules=rules_(l2=False), conn=transit_conns(), steps=STEPS)
+def test_no_sequence_weakens_a_decision_in_transit_ipv6(rules, conn, steps):
+    run_sequence(rules, conn, steps, family=6)
 
 
 @SEQUENCE_SETTINGS
