@@ -31,6 +31,12 @@ ARP_RETRY_S = 1.0
 ND_HOP_LIMIT = 255
 
 
+def own_addresses(iface: m.Interface) -> tuple[str, ...]:
+    """The router's addresses on ``iface``, both families."""
+    ipv4 = (iface.ip.split("/")[0],) if iface.ip else ()
+    return ipv4 + m.ipv6_addresses(iface)
+
+
 def advertised(pkt: packet.Packet) -> tuple[str, str] | None:
     """(address, MAC) a Neighbor Advertisement tells: its target, and its target
     link-layer address option (the frame's source when it has none)."""
@@ -118,6 +124,8 @@ class Neighbors:
         if hop is None:
             return
         iface, target = hop
+        if target in own_addresses(iface):
+            return                  # routed to the router's own address: nobody answers
         if time.time() - self._asked.get((iface.id, target), 0.0) < ARP_RETRY_S:
             return
         self._asked[(iface.id, target)] = time.time()

@@ -206,6 +206,17 @@ def test_a_missed_route_next_hop_is_solicited_by_its_number(service):
                                 "ff02::1:ff00:2", "2001:db8:1::2", DEMO_PORTS["up1"])]
 
 
+def test_a_packet_routed_to_another_of_the_routers_addresses_solicits_nothing(service):
+    """An echo request to downlink1's address entering by uplink1 is routed to downlink1's
+    prefix and misses its neighbour there: the router would be soliciting itself."""
+    sent: list = []
+    app = app_for(service, sent)
+    regs = miss_registers(service, "downlink1", L.NEXT_HOP_V6_DIRECT)
+    ServiceInsertionApp._packet_in(app, packet_in(MISS, DEMO_PORTS["up1"],
+                                                  routed(ROUTER_V6["downlink1"]), **regs))
+    assert sent == []
+
+
 def test_a_link_local_next_hop_is_solicited_from_the_link_local_address(service):
     up1 = service.find("interfaces", "uplink1")
     data = N.solicitation(up1, "fe80::1:2")
