@@ -29,15 +29,16 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def one_connection(net, dport: int, uplink: str, why: str) -> None:
+def one_connection(net, dport: int, uplink: str, why: str, dst: str = edge.SRV_IP) -> None:
     before = edge.biw_counters(net)
-    sport = lab.pick_sport(net, dport, uplink)
-    res = lab.run_transfer(net, sport, dport, chunks=8, interval=0.02).wait(30)
+    sport = lab.pick_sport(net, dport, uplink, dst=dst)
+    res = lab.run_transfer(net, sport, dport, chunks=8, interval=0.02, dst=dst).wait(30)
     lab.wait_counters()
     fwd, rev = (a - b for a, b in zip(edge.biw_counters(net), before))
     verdict = "delivered intact" if res["result"] == "ok" else f"not delivered ({res['result']})"
     via = f"through the biw node ({fwd} packets forward, {rev} back)" if fwd else "no service node"
-    say(f"  tcp {lab.edge.CLI_IP}:{sport} -> 10.10.0.10:{dport} via {uplink}: {verdict}, {via}")
+    src = edge.CLI_IP6 if edge.family(dst) == 6 else edge.CLI_IP
+    say(f"  tcp [{src}]:{sport} -> [{dst}]:{dport} via {uplink}: {verdict}, {via}")
     say(f"      ({why})")
 
 
@@ -75,6 +76,10 @@ def main() -> int:
             say("4. connections from cli to srv:")
             for step in STEPS:
                 one_connection(net, *step)
+            say("   and one over IPv6 (the router answered the hosts' neighbour solicitations and "
+                "solicited srv itself; no static IPv6 neighbour):")
+            one_connection(net, 80, "up2", "web over IPv6: the same rule, the same node",
+                           dst=edge.SRV_IP6)
             say("5. ECMP move of a live connection:")
             ecmp_move(net)
             say("6. where to look:")
