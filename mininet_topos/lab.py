@@ -380,6 +380,40 @@ def set_uplinks(net, *uplinks: str) -> None:
 
 # --------------------------------------------------------------- traffic
 
+RX_TABLE = "rx"          # nftables counters in a receiving host, before any routing
+
+
+def count_received(host, sport: int, dport: int, family: int = 4) -> str:
+    """Count, in ``host``, the packets of one TCP connection (by its ports) as they
+    arrive, before any routing; returns the counter's name (``received`` reads it)."""
+    fam, name = ("ip6" if family == 6 else "ip"), f"c{sport}_{dport}"
+    edge.run(host, "nft", "add", "table", fam, RX_TABLE)
+    edge.run(host, "nft", "add", "chain", fam, RX_TABLE, "pre",
+             "{ type filter hook prerouting priority -300 ; }")
+    edge.run(host, "nft", "add", "counter", fam, RX_TABLE, name)
+    edge.run(host, "nft", "add", "rule", fam, RX_TABLE, "pre", "tcp", "sport", str(sport),
+             "tcp", "dport", str(dport), "counter", "name", name)
+    return name
+
+
+def received(host, name: str, family: int = 4) -> int:
+    return edge.nft_counters(host, "ip6" if family == 6 else "ip", RX_TABLE)[name]
+
+
+def received_around(host, counter: str, serviced, move, family: int = 4,
+                    drain: float = 0.4) -> tuple[int, int, int]:
+    """For a stream already started: (what ``serviced()`` says after 0.8 s, packets
+    received up to ``move()`` plus a drain for those already past the router, packets
+    received in the 1.5 s after that)."""
+    time.sleep(0.8)
+    before = serviced()
+    move()
+    time.sleep(drain)
+    at_move = received(host, counter, family)
+    time.sleep(1.5)
+    return before, at_move, received(host, counter, family) - at_move
+
+
 def ping(net, src: str, dst: str, count: int = 3, timeout: float = 2.0) -> int:
     """Echo replies received by ``src`` host pinging ``dst`` (an address of either
     IP version)."""

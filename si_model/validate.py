@@ -112,28 +112,25 @@ def boolean(f: str, v: Any) -> bool:
     return v
 
 
-@describes({"type": "string", "format": "ipv4-prefix", "example": "10.0.0.0/24",
-            "description": "no host bits; a bare address means /32"})
-def cidr(f: str, v: Any) -> str:
-    """A prefix with no host bits (``10.0.0.0/24``); a bare address means /32."""
-    if not isinstance(v, str):
-        _fail(f, "must be an IPv4 prefix string like 10.0.0.0/24")
-    try:
-        return str(ipaddress.IPv4Network(v, strict=True))
-    except ValueError as e:
-        _fail(f, f"bad CIDR {v!r}: {e}")
+def _prefix_checker(version: int, example: str) -> Checker:
+    """A prefix of one IP version with no host bits; a bare address is a host prefix."""
+    cls = ipaddress.IPv6Network if version == 6 else ipaddress.IPv4Network
+    name = f"IPv{version} prefix"
+
+    @describes({"type": "string", "format": f"ipv{version}-prefix", "example": example,
+                "description": f"no host bits; a bare address means /{cls.max_prefixlen}"})
+    def check(f: str, v: Any) -> str:
+        if not isinstance(v, str):
+            _fail(f, f"must be an {name} string like {example}")
+        try:
+            return str(cls(v, strict=True))
+        except ValueError as e:
+            _fail(f, f"bad {name} {v!r}: {e}")
+    return check
 
 
-@describes({"type": "string", "format": "ipv6-prefix", "example": "2001:db8:10::/64",
-            "description": "no host bits; a bare address means /128"})
-def cidr6(f: str, v: Any) -> str:
-    """An IPv6 prefix with no host bits (``2001:db8::/64``); a bare address means /128."""
-    if not isinstance(v, str):
-        _fail(f, "must be an IPv6 prefix string like 2001:db8::/64")
-    try:
-        return str(ipaddress.IPv6Network(v, strict=True))
-    except ValueError as e:
-        _fail(f, f"bad IPv6 prefix {v!r}: {e}")
+cidr = _prefix_checker(4, "10.0.0.0/24")
+cidr6 = _prefix_checker(6, "2001:db8:10::/64")
 
 
 @describes({"anyOf": [cidr.schema, cidr6.schema]})

@@ -17,13 +17,13 @@ import pytest
 
 from mininet_topos import edge
 from mininet_topos import service_plane as sp
-from mininet_topos.lab import move_connection, pick_sport, run_transfer, unmove_all
+from mininet_topos.lab import (count_received, move_connection, pick_sport, received_around,
+                               run_transfer, unmove_all)
 from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
 
 pytestmark = pytest.mark.integration
 RULES = {"web-inspect": 80, "deep-5201": 5201, "l3-5203": 5203}     # biw, chain, l3
 EGRESS_PORT = 5204
-RX_TABLE = "rx"          # nftables counters in the receiving host, before any routing
 DRAIN = 0.4              # packets already past the router when a phase starts
 
 
@@ -59,22 +59,6 @@ def _rest(ctl, method: str, path: str, body=None) -> dict:
     return answer
 
 
-def _count_received(host, sport: int, dport: int) -> str:
-    """Count, in ``host``, packets of one connection (by its ports) as they arrive."""
-    name = f"c{sport}_{dport}"
-    edge.run(host, "nft", "add", "table", "ip", RX_TABLE)
-    edge.run(host, "nft", "add", "chain", "ip", RX_TABLE, "pre",
-             "{ type filter hook prerouting priority -300 ; }")
-    edge.run(host, "nft", "add", "counter", "ip", RX_TABLE, name)
-    edge.run(host, "nft", "add", "rule", "ip", RX_TABLE, "pre", "tcp", "sport", str(sport),
-             "tcp", "dport", str(dport), "counter", "name", name)
-    return name
-
-
-def _received(host, name: str) -> int:
-    return edge.nft_counters(host, "ip", RX_TABLE)[name]
-
-
 def _node_packets(net, port: int) -> int:
     """Packets the policy's service node(s) of ``port`` saw, both directions."""
     if port == 80:
@@ -84,18 +68,6 @@ def _node_packets(net, port: int) -> int:
     return sum(f + r for f, r in sp.chain_counters(net).values())
 
 
-def _received_around(host, counter: str, serviced, move) -> tuple[int, int, int]:
-    """(node packets before the move, packets received up to the move after a drain,
-    packets received in the 1.5 s after that) of a stream already started."""
-    time.sleep(0.8)
-    before = serviced()
-    move()
-    time.sleep(DRAIN)
-    at_move = _received(host, counter)
-    time.sleep(1.5)
-    return before, at_move, _received(host, counter) - at_move
-
-
 @pytest.mark.parametrize("rule", RULES)
 def test_moved_onto_a_drop_interface_the_server_receives_nothing(split_rules, edge_net, rule):
     """A pipelined stream is moved from uplink1 (redirect) to uplink2 (drop) while
@@ -103,11 +75,11 @@ def test_moved_onto_a_drop_interface_the_server_receives_nothing(split_rules, ed
     server after the move (the reply classified at uplink1 must not reopen it)."""
     port = RULES[rule]
     sport = pick_sport(edge_net, port, "up1")
-    counter = _count_received(edge_net["srv"], sport, port)
+    counter = count_received(edge_net["srv"], sport, port)
     node0 = _node_packets(edge_net, port)
     t = run_transfer(edge_net, sport, port, chunks=400, interval=0.005)
     try:
-        serviced, at_move, after = _received_around(
+        serviced, at_move, after = received_around(
             edge_net["srv"], counter, lambda: _node_packets(edge_net, port) - node0,
             lambda: move_connection(edge_net, sport, "up2"))
     finally:
@@ -146,12 +118,12 @@ def test_egress_classified_connection_moved_onto_a_drop_interface(split_rules, e
     """Initiated by the server: classified at the uplink it leaves by.  Moving the
     route to uplink2 (drop there) stops it at once; the client receives nothing more."""
     sport = 47001
-    counter = _count_received(edge_net["cli"], sport, EGRESS_PORT)
+    counter = count_received(edge_net["cli"], sport, EGRESS_PORT)
     node0 = sum(edge.biw_counters(edge_net))
     t = run_transfer(edge_net, sport, EGRESS_PORT, chunks=400, interval=0.005,
                      client="srv", server="cli", dst=edge.CLI_IP)
     try:
-        serviced, at_move, after = _received_around(
+        serviced, at_move, after = received_around(
             edge_net["cli"], counter, lambda: sum(edge.biw_counters(edge_net)) - node0,
             lambda: _rest(split_rules, "PATCH", "routes/clients",
                           {"next_hop": "10.0.2.2", "interface": "uplink2"}))

@@ -20,7 +20,8 @@ import pytest
 from mininet_topos import edge
 from mininet_topos import lab as harness
 from mininet_topos import service_plane as sp
-from mininet_topos.lab import move_connection, pick_sport, run_transfer, unmove_all, wait_counters
+from mininet_topos.lab import (count_received, move_connection, pick_sport, received_around,
+                               run_transfer, unmove_all, wait_counters)
 from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -29,8 +30,6 @@ SRV, CLI = edge.SRV_IP6, edge.CLI_IP6
 # with a drop for the same IPv6 traffic at uplink2.
 SPLIT = {6080: ("v6-biw", "inspect"), 6201: ("v6-chain", "fw"), 6203: ("v6-l3", "l3-nat")}
 EGRESS_PORT = 6204
-RX_TABLE = "rx6"
-DRAIN = 0.4
 
 
 def _rest(ctl, method: str, path: str, body=None):
@@ -144,39 +143,19 @@ def test_an_ipv6_connection_keeps_its_path_across_an_ecmp_move(controller, edge_
     assert harness.flow_packets("sp", "sp_forward", f"nsh_spi={spi:#x},nsh_si=255,") - before >= 10
 
 
-def _count_received(host, sport: int, dport: int) -> str:
-    """Count, in ``host``, IPv6 packets of one connection as they arrive."""
-    name = f"c{sport}_{dport}"
-    edge.run(host, "nft", "add", "table", "ip6", RX_TABLE)
-    edge.run(host, "nft", "add", "chain", "ip6", RX_TABLE, "pre",
-             "{ type filter hook prerouting priority -300 ; }")
-    edge.run(host, "nft", "add", "counter", "ip6", RX_TABLE, name)
-    edge.run(host, "nft", "add", "rule", "ip6", RX_TABLE, "pre", "tcp", "sport", str(sport),
-             "tcp", "dport", str(dport), "counter", "name", name)
-    return name
-
-
-def _received(host, name: str) -> int:
-    return edge.nft_counters(host, "ip6", RX_TABLE)[name]
-
-
 @pytest.mark.parametrize("port", list(SPLIT))
 def test_moved_onto_a_drop_interface_the_server_receives_nothing(v6_rules, edge_net, port):
     """Claim 2 and the classification fix, for IPv6: a stream redirected at uplink1 is
     moved to uplink2, where its rule is not applied and a drop is; the server's replies
     still leave by uplink1.  Not one client packet reaches the server after the move."""
     sport = pick_sport(edge_net, port, "up1", dst=SRV)
-    counter = _count_received(edge_net["srv"], sport, port)
+    counter = count_received(edge_net["srv"], sport, port, family=6)
     node0 = node_packets(edge_net, port)
     t = run_transfer(edge_net, sport, port, chunks=400, interval=0.005, dst=SRV)
     try:
-        time.sleep(0.8)
-        serviced = sum(delta(node_packets(edge_net, port), node0))
-        move_connection(edge_net, sport, "up2")
-        time.sleep(DRAIN)
-        at_move = _received(edge_net["srv"], counter)
-        time.sleep(1.5)
-        after = _received(edge_net["srv"], counter) - at_move
+        serviced, at_move, after = received_around(
+            edge_net["srv"], counter, lambda: sum(delta(node_packets(edge_net, port), node0)),
+            lambda: move_connection(edge_net, sport, "up2"), family=6)
     finally:
         res = t.wait(3)
     assert serviced >= 10 and at_move >= 10, (serviced, at_move)
@@ -192,7 +171,7 @@ def test_ipv6_egress_classification(v6_rules, edge_net):
     # back by uplink1, where the connection was classified (at uplink2 the drop holds).
     sport = next(p for p in range(47601, 47801)
                  if harness.predict_uplink(edge_net, EGRESS_PORT, p, dst=SRV) == "up1")
-    counter = _count_received(edge_net["cli"], sport, EGRESS_PORT)
+    counter = count_received(edge_net["cli"], sport, EGRESS_PORT, family=6)
     # The first packet toward an unresolved next hop asks the controller to solicit it
     # and is lost (as with ARP): resolve the next hops first.
     assert harness.ping(edge_net, "srv", CLI, count=3) >= 1
@@ -200,14 +179,10 @@ def test_ipv6_egress_classification(v6_rules, edge_net):
     t = run_transfer(edge_net, sport, EGRESS_PORT, chunks=400, interval=0.005,
                      client="srv", server="cli", dst=CLI)
     try:
-        time.sleep(0.8)
-        fwd, rev = delta(edge.biw_counters(edge_net), node0)
-        _rest(v6_rules, "PATCH", "routes/clients6",
-              {"next_hop": "2001:db8:2::2", "interface": "uplink2"})
-        time.sleep(DRAIN)
-        at_move = _received(edge_net["cli"], counter)
-        time.sleep(1.5)
-        after = _received(edge_net["cli"], counter) - at_move
+        (fwd, rev), at_move, after = received_around(
+            edge_net["cli"], counter, lambda: delta(edge.biw_counters(edge_net), node0),
+            lambda: _rest(v6_rules, "PATCH", "routes/clients6",
+                          {"next_hop": "2001:db8:2::2", "interface": "uplink2"}), family=6)
     finally:
         res = t.wait(3)
         _rest(v6_rules, "PATCH", "routes/clients6",
