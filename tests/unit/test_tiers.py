@@ -328,3 +328,46 @@ def test_a_trace_lists_each_tiers_classification(edge):
     scrub = trace(svc, up1, FiveTuple(6, CLIENT, SERVER_A, SPORT, 9001))
     assert [(t["router"], t["rule"]["name"], t["outcome"]) for t in scrub["tiers"]] == [
         ("t0", "default", "allow"), ("tenant-a", "a-scrub-9001", "redirect")]
+
+
+CLIENT6, SERVER_A6 = "2001:db8:5100::10", "2001:db8:20::10"
+
+
+@pytest.fixture
+def dual_edge(tmp_path) -> Edge:
+    """The tenants' edge with IPv6 on the t0's uplink and tenant A's downlink."""
+    doc = tenants_doc()
+    ipv6 = {"uplink1": "2001:db8:1::1/64", "a-down": "2001:db8:20::1/64"}
+    for i in doc["interfaces"]:
+        if i["name"] in ipv6:
+            i["ipv6"] = ipv6[i["name"]]
+    doc["routes"].append({"name": "clients6", "router": "t0", "prefix": "2001:db8:5100::/64",
+                          "next_hop": "2001:db8:1::2", "interface": "uplink1"})
+    doc["neighbors"] += [
+        {"name": "ext-up1-6", "ip": "2001:db8:1::2", "mac": GATEWAY["up1"], "interface": "uplink1"},
+        {"name": "tsa6", "ip": SERVER_A6, "mac": "02:00:00:00:20:0a", "interface": "a-down"}]
+    svc = Service(Store(str(tmp_path / "si.sqlite")))
+    svc.replace_config(doc)
+    return Edge(svc)
+
+
+def test_ipv6_crosses_the_tiers_with_both_routers_rules_and_zones(dual_edge):
+    """The IPv6 image of the first tier test: the t0 reaches tenant A's IPv6 prefix over
+    the link (a derived route), tenant A sends IPv6 back to the t0 by its derived ::/0;
+    both routers' redirect rules (family-less, port 80) service it, each in its zone."""
+    edge, svc = dual_edge, dual_edge.svc
+    first = edge.send("up1", ipv4(CLIENT6, SERVER_A6, sport=SPORT, dport=80,
+                                  eth_src=GATEWAY["up1"], eth_dst=ROUTER_MAC["up1"],
+                                  tcp_flags=SYN))
+    served = edge.through_biw(edge.through_biw(first, "bwa", "bwb"), "fwa", "fwb")
+    assert edge.leaves(served) == "ta1"
+    out = served.outputs[0].headers
+    assert (out["ipv6_dst"], out["nw_ttl"]) == (SERVER_A6, 62)    # two router hops
+    assert edge.zones() == {zone_of(svc, "t0"): 1, zone_of(svc, "tenant-a"): 1}
+    reply = edge.send("ta1", ipv4(SERVER_A6, CLIENT6, sport=80, dport=SPORT,
+                                  eth_src="02:00:00:00:20:0a", eth_dst=ROUTER_MAC["ta1"],
+                                  tcp_flags=SYN_ACK))
+    home = edge.through_biw(edge.through_biw(reply, "fwa", "fwb"), "bwa", "bwb")
+    assert edge.leaves(home) == "up1"
+    assert home.outputs[0].headers["ipv6_dst"] == CLIENT6
+    assert edge.zones() == {zone_of(svc, "t0"): 1, zone_of(svc, "tenant-a"): 1}
