@@ -291,26 +291,30 @@ class ServiceInsertionApp(app_manager.RyuApp):
                     acc[key] = (old[0] + pk, old[1] + by)
         model = self.service.model
 
-        def counts(kind: str, num: int, eth_types: tuple = (None, *L.ETH_IPS)) -> dict[str, int]:
-            found = [totals[kind].get((num, t), (0, 0)) for t in eth_types]
-            return {"packets": sum(c[0] for c in found), "bytes": sum(c[1] for c in found)}
+        whole: dict[str, dict[int, tuple[int, int]]] = {kind: {} for kind in totals}
+        for kind, acc in totals.items():      # any ethertype: a chain node's flows are NSH's
+            for (num, _t), (pk, by) in acc.items():
+                old = whole[kind].get(num, (0, 0))
+                whole[kind][num] = (old[0] + pk, old[1] + by)
+
+        def counts(kind: str, num: int, eth_type: int | None = None) -> dict[str, int]:
+            """Every flow of the object, or those of one ethertype."""
+            c = (whole[kind].get(num, (0, 0)) if eth_type is None
+                 else totals[kind].get((num, eth_type), (0, 0)))
+            return {"packets": c[0], "bytes": c[1]}
 
         def rule_row(r) -> dict:
             return {"name": r.name, "rule_num": r.rule_num, **counts("rule", r.rule_num),
-                    **{fam: counts("rule", r.rule_num, (t,)) for fam, t in FAMILIES.items()}}
+                    **{fam: counts("rule", r.rule_num, t) for fam, t in FAMILIES.items()}}
 
         def node_row(node) -> dict:
             ways = {way: counts(kind, node.num) for way, kind in L.NODE_DIRECTION_COOKIES.items()}
             return {"name": node.name, "num": node.num, **ways,
                     **{k: sum(w[k] for w in ways.values()) for k in ("packets", "bytes")}}
 
-        paths: dict[int, tuple[int, int]] = {}
-        for (spi, _t), (pk, by) in totals["path"].items():
-            old = paths.get(spi, (0, 0))
-            paths[spi] = (old[0] + pk, old[1] + by)
         return {"rules": [rule_row(r) for r in model.all("rules")],
                 "paths": [{"spi": spi, **dict(zip(("packets", "bytes"), c))}
-                          for spi, c in sorted(paths.items())],
+                          for spi, c in sorted(whole["path"].items())],
                 "nodes": [node_row(n) for n in model.all("service-nodes")]}
 
     def confirm_trace(self, iface_id: str, result: TraceResult) -> Confirmation:

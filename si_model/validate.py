@@ -305,7 +305,8 @@ def rule_match(f: str, v: Any) -> dict[str, Any]:
         if k not in MATCH_FIELDS:
             _fail(fk, f"unknown match field (known: {', '.join(MATCH_FIELDS)})")
         if k == "eth_type":
-            if isinstance(x, bool) or (x not in ETH_TYPES and x not in ETH_TYPES.values()):
+            if not isinstance(x, (int, str)) or isinstance(x, bool) or (
+                    x not in ETH_TYPES and x not in ETH_TYPES.values()):
                 _fail(fk, "must be IPv4 (0x0800, 'ipv4') or IPv6 (0x86dd, 'ipv6')")
             out[k] = ETH_TYPES.get(x, x)
         elif k == "ip_proto":

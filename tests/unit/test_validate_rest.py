@@ -358,6 +358,8 @@ IPV6_BAD = [
     ("rules", {**GOOD_RULE, "match": {"ip_proto": "icmp", "ipv6_src": "2001:db8::/32"}}, 400,
      "match.ipv6_src"),
     ("rules", {**GOOD_RULE, "match": {"eth_type": 0x86DE}}, 400, "match.eth_type"),
+    ("rules", {**GOOD_RULE, "match": {"eth_type": {}}}, 400, "match.eth_type"),
+    ("rules", {**GOOD_RULE, "match": {"eth_type": ["ipv6"]}}, 400, "match.eth_type"),
     ("rules", {**GOOD_RULE, "match": {"ipv6_dst": "2001:db8::1/64"}}, 400, "match.ipv6_dst"),
     ("routes", {"router": "edge", "prefix": "2001:db8:99::/64", "next_hop": "10.0.1.2",
                 "interface": "uplink1"}, 400, "next_hop"),
