@@ -202,3 +202,74 @@ def test_the_router_learned_its_ipv6_neighbours(controller, edge_net):
         assert any(f"ipv6_dst={ip6}" in f and learned in f for f in flows), (ip6, flows)
     neigh = edge.run(edge_net["srv"], "ip", "-6", "neigh", "show", "2001:db8:10::1")
     assert edge.PORT["down1"].router_mac in neigh, neigh
+
+
+# --- flow programming by IPv6 5-tuple ---------------------------------------------------
+BIW_HOST = {"fw1": "bw", "fw2": sp.BIW2_NODE}
+
+
+def wait_until(check, timeout: float = 5.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met after {timeout}s")
+
+
+def decisions6(dport: int) -> dict[int, int]:
+    """sport -> forward data of the router's record, for cli's IPv6 connections to dport."""
+    out = {}
+    for line in harness.conntrack():
+        m = re.search(rf"src={CLI},dst={SRV},sport=(\d+),dport={dport}\)", line)
+        if m and "mark=" in line:
+            out[int(m.group(1))] = int(re.search(r"labels=(0x[0-9a-f]+)", line).group(1), 16) \
+                >> 32 & 0xFFFFFFFF
+    return out
+
+
+def test_a_rest_reroute_moves_an_ipv6_connection_to_another_node(controller, edge_net):
+    """An instruction naming an IPv6 5-tuple moves that connection (pair-5204, biw nodes
+    fw1 and fw2) to the other node, both directions, mid-stream."""
+    sport = pick_sport(edge_net, 5204, "up2", dst=SRV)
+    t = run_transfer(edge_net, sport, 5204, chunks=60, interval=0.05, dst=SRV)
+    num = wait_until(lambda: decisions6(5204).get(sport))
+    nums = {n: _rest(controller, "GET", f"service-nodes/{n}")["num"] for n in BIW_HOST}
+    target = next(n for n, v in nums.items() if v != num)
+    ins = _rest(controller, "POST", "flow-programming", {
+        "ip_proto": "tcp", "ipv6_src": CLI, "ipv6_dst": SRV, "tp_src": sport,
+        "tp_dst": 5204, "action": "reroute", "node": target})
+    wait_until(lambda: next(i for i in _rest(controller, "GET", "flow-programming")
+                            if i["num"] == ins["num"])["state"] == "executed")
+    before = edge.biw_counters(edge_net, BIW_HOST[target])
+    res = t.wait(60)
+    assert res["result"] == "ok", res
+    assert decisions6(5204)[sport] == nums[target]
+    after = edge.biw_counters(edge_net, BIW_HOST[target])
+    assert after[0] - before[0] >= 10 and after[1] - before[1] >= 10, (before, after)
+
+
+def test_an_nsh_aware_node_programs_an_ipv6_flow_in_band(controller, edge_net):
+    """cn5 (NSH-aware) tells the router, in band, to drop the IPv6 connection it sees:
+    the router reads the IPv6 5-tuple from the signal, programs it and the stream stops."""
+    paths = [p for p in _rest(controller, "GET", "service-paths") if p["chain"] == "fw-ids-dpi"]
+    mine = [p for p in paths if "cn5" in p["hops"]]
+    others = [p for p in paths if "cn5" not in p["hops"]]
+    for p in others:
+        _rest(controller, "PATCH", f"service-paths/{p['spi']}", {"admin_state": "down"})
+    try:
+        sport = pick_sport(edge_net, 5201, "up1", dst=SRV)
+        t = run_transfer(edge_net, sport, 5201, chunks=60, interval=0.05, dst=SRV)
+        wait_until(lambda: decisions6(5201).get(sport))
+        edge_net["cn5"].program_sf({p["spi"]: "drop" for p in mine})
+        ins = wait_until(lambda: [i for i in _rest(controller, "GET", "flow-programming")
+                                  if i["source"] == "in-band" and i["tp_src"] == sport
+                                  and i["state"] == "executed"], timeout=10)
+        res = t.wait(10)
+    finally:
+        edge_net["cn5"].program_sf({})
+        for p in others:
+            controller.rest("PATCH", f"service-paths/{p['spi']}", {"admin_state": "up"})
+    assert ins[0]["action"] == "drop" and ins[0].get("ipv6_src") == CLI, ins
+    assert res["result"] != "ok", res
