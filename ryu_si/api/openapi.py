@@ -209,6 +209,17 @@ def _one_address_family() -> list[Schema]:
     return [{"required": list(pair)} for pair in flowprog.ADDRESS_FIELDS.values()]
 
 
+def _trace_request() -> Schema:
+    """The packet is IPv4 or IPv6: one family's pair of addresses, never both."""
+    s = fields_schema(trace.REQUEST_FIELDS)
+    s["oneOf"] = _one_address_family()
+    s["description"] = ("The first packet of a connection: ipv4_src and ipv4_dst, or "
+                        "ipv6_src and ipv6_dst (an address of the other family is a 400 "
+                        "naming it); ip_proto icmp goes with IPv4, icmpv6 with IPv6, and "
+                        "tp_src/tp_dst with tcp and udp only.")
+    return s
+
+
 def component_schemas() -> dict[str, Schema]:
     kinds = {m.KINDS[k].__name__: kind_schema(k) for k in m.KINDS}
     updates = {f"{m.KINDS[k].__name__}Update": kind_schema(k, partial=True) for k in m.KINDS}
@@ -216,7 +227,7 @@ def component_schemas() -> dict[str, Schema]:
         k: _nullable({"type": "array", "items": _ref(m.KINDS[k].__name__)})   # YAML "rules:"
         for k in m.KINDS}}
     return {**kinds, **updates, "Config": config, "Error": ERROR,
-            "ServicePath": SERVICE_PATH, "TraceRequest": fields_schema(trace.REQUEST_FIELDS),
+            "ServicePath": SERVICE_PATH, "TraceRequest": _trace_request(),
             "TraceResult": type_schema(trace.TraceResult), "Stats": STATS,
             "Liveness": LIVENESS, "Health": HEALTH,
             "FlowProgrammingRequest": _flow_programming_request(),
