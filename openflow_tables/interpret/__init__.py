@@ -22,13 +22,20 @@ ovs-actions(7) where the pipeline depends on them:
   keyed by its original tuple and found from either direction.  Unknown
   connection: ``+trk+new``, ct_mark/ct_label 0, the ct_nw_* tuple is the
   packet's own.  Known: ``+trk+est`` (``+rpl`` in the reply direction), the
-  entry's ct_mark/ct_label, the ct_nw_* tuple of its ORIGINAL direction.  (No TCP
+  entry's ct_mark/ct_label, the ct_nw_* tuple of its ORIGINAL direction (ct_ipv6_src
+  and ct_ipv6_dst for an IPv6 connection).  IPv4 and IPv6 (``eth_type`` 0x0800 or
+  0x86dd; ct on anything else is an error, as OVS requires ip or ipv6 in the match) are
+  keyed alike: TCP and UDP by ports, an ICMP or ICMPv6 echo by its id (``icmp_id``,
+  request and reply pair up), anything else by its addresses.  (No TCP
   window tracking: every packet of a known entry is ``+est``, where OVS may still
   say ``+new`` before it has seen a reply; no flow of this pipeline matches new or
   est.)  ``+trk+inv`` for a TCP packet whose ``tcp_flags`` OVS's conntrack refuses
   (SYN with RST or FIN, neither ACK nor RST without SYN, FIN/PSH/URG without ACK)
   or that would open a connection with SYN+ACK; a packet given without
-  ``tcp_flags`` is valid; an invalid packet is never committed.
+  ``tcp_flags`` is valid.  ``+trk+inv`` too for ICMPv6 OVS cannot key (neither an
+  echo nor an error: neighbour discovery, RS/RA, MLD), an ICMPv6 echo with a code, and
+  an ICMPv6 echo reply to no request (an ICMP one, as before, is ``+new``); an invalid
+  packet is never committed.
   ``commit`` creates the entry (original direction = this packet's)
   and runs ``exec``: its writes to ct_mark/ct_label are masked writes onto the
   entry's current values.  With ``table=`` a copy of the packet (registers and
@@ -50,8 +57,8 @@ ovs-actions(7) where the pipeline depends on them:
   use OVS's own datapath hash, so the switch may take any bucket of the set (the
   interpreter's pick is stable per connection, as the switch's is).
 * **Output** to the packet's own in_port is skipped (OVS sends there only with
-  ``in_port``/IN_PORT).  ``dec_ttl`` on a TTL of 0 or 1 ends the pass (the
-  packet is dropped).  ``controller`` records a packet-in and goes on.
+  ``in_port``/IN_PORT).  ``dec_ttl`` on a TTL (an IPv6 hop limit: ``nw_ttl`` holds
+  either) of 0 or 1 ends the pass (the packet is dropped).  ``controller`` records a packet-in and goes on.
 * **NSH**: ``encap(nsh)`` keeps the frame as the inner packet and makes the NSH
   header (spi 0, si 255) the visible one; ``encap(ethernet)`` adds an outer
   Ethernet header (eth_type 0x894f) over it; ``decap()`` removes the outermost
@@ -59,6 +66,12 @@ ovs-actions(7) where the pipeline depends on them:
   chain redirect is observable as ``Sent.nsh``.
 * **Tunnels**: none to model.  The pipeline sets no tunnel field: a VTI is an
   OVS port like any other, and the service plane is reached by a port.
+* **Fields**: IPv6 addresses (``ipv6_src``, ``ipv6_dst``, ``nd_target``) are 128-bit
+  integers, given as IPv6 text or ``2001:db8::/64`` prefixes; MAC text (six groups)
+  and IPv6 text are told apart by their shape, and a field refuses text of another
+  kind.  Moves and loads take any bit range of them (``ipv6_src[32..63]``).
+* **Packets**: ``ipv4`` builds the headers of a TCP, UDP or other IP packet (IPv6 from
+  IPv6 addresses), ``ipv6`` the same held to IPv6, ``echo`` an ICMP or ICMPv6 echo.
 * **The walk**: ``Result.trace`` holds one ``Step`` per lookup (table, flow,
   pass, resubmit depth, the packet as the lookup saw it, and what its actions
   did that a reader needs: outputs, groups, ct, packet-ins), and
@@ -70,8 +83,8 @@ from __future__ import annotations
 
 from openflow_tables.interpret.conntrack import Conntrack, CtEntry
 from openflow_tables.interpret.datapath import (Bridge, Datapath, GroupPick, PacketIn, Result,
-                                                Sent, Step, ipv4)
+                                                Sent, Step, echo, ip_version, ipv4, ipv6)
 from openflow_tables.interpret.packet import InterpretError, Packet
 
 __all__ = ["Bridge", "Conntrack", "CtEntry", "Datapath", "GroupPick", "InterpretError",
-           "Packet", "PacketIn", "Result", "Sent", "Step", "ipv4"]
+           "Packet", "PacketIn", "Result", "Sent", "Step", "echo", "ip_version", "ipv4", "ipv6"]

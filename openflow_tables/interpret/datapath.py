@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import ipaddress
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol
@@ -10,13 +11,13 @@ from typing import Any, Iterable, Mapping, Protocol
 from openflow_tables.flow import (Conjunction, Controller, Ct, CtClear, Decap, DecTtl,
                                   EncapEthernet, EncapNsh, Flow, Group, GroupAction, Load, Move,
                                   Output, Resubmit, SetField)
-from openflow_tables.interpret.conntrack import (Conntrack, CtEntry, IPPROTO_TCP, ct_key,
-                                                 tcp_invalid)
-from openflow_tables.interpret.packet import (CT_TUPLE_FIELDS, InterpretError, NSH_FIELDS,
-                                              Packet, match_entry, read_bits, write_bits,
-                                              show, to_int)
+from openflow_tables.interpret.conntrack import (ECHO, IPPROTO_ICMP, Conntrack, CtEntry,
+                                                 IPPROTO_TCP, ct_invalid, ct_key)
+from openflow_tables.interpret.packet import (CT_TUPLE6_FIELDS, CT_TUPLE_FIELDS, InterpretError,
+                                              NSH_FIELDS, Packet, match_entry, read_bits,
+                                              write_bits, show, to_int)
 from openflow_tables.layout import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, ETH_IP, ETH_IP6,
-                                    ETH_NSH, TABLES, TP_FIELDS)
+                                    ETH_NSH, IPPROTO_ICMPV6, TABLES, TP_FIELDS)
 from openflow_tables.walk import describe_walk
 
 FIRST_TABLE = min(TABLES, key=lambda t: t.id).name
@@ -385,8 +386,8 @@ class _Run:
             raise InterpretError("ct exec without commit")
         key = ct_key(pkt.headers)
         known, reply = self.ct.lookup(zone, key)
-        if tcp_invalid(pkt.headers, known is not None):
-            self._recirculate(pkt, a, zone, CT_TRK | CT_INV, CtEntry(zone, key.shown))
+        if ct_invalid(pkt.headers, known is not None):
+            self._recirculate(pkt, a, zone, CT_TRK | CT_INV, key.blank(zone))
             return
         if a.commit:
             entry, reply, created = self.ct.commit(zone, key)
@@ -405,7 +406,7 @@ class _Run:
             entry, created = known, False
         new = entry is None or created
         state = CT_TRK | (CT_NEW if new else CT_EST) | (CT_RPL if reply else 0)
-        self._recirculate(pkt, a, zone, state, entry or CtEntry(zone, key.shown))
+        self._recirculate(pkt, a, zone, state, entry or key.blank(zone))
 
     def _recirculate(self, pkt: Packet, a: Ct, zone: int, state: int, entry: CtEntry) -> None:
         """Queue the tracked copy (ct with ``table``); the packet itself goes on untracked."""
@@ -452,12 +453,12 @@ _HANDLERS = {
 
 def _set_ct_fields(pkt: Packet, zone: int, entry: CtEntry, state: int) -> None:
     """What the recirculated packet sees after a ct action (an unknown connection shows
-    an empty entry with its own tuple)."""
+    an empty entry with its own tuple; ct_ipv6_src/dst hold an IPv6 one's addresses)."""
     pkt.meta["ct_state"] = state
     pkt.meta["ct_zone"] = zone
     pkt.meta["ct_mark"] = entry.mark
     pkt.meta["ct_label"] = entry.label
-    pkt.meta.update(zip(CT_TUPLE_FIELDS, entry.orig))
+    pkt.meta.update(zip(CT_TUPLE6_FIELDS if entry.ipv6 else CT_TUPLE_FIELDS, entry.orig))
 
 
 def connection_hash(pkt: Packet) -> int:
@@ -514,10 +515,45 @@ def ipv4(src: str, dst: str, proto: int = IPPROTO_TCP, sport: int = 0, dport: in
          eth_src: str = "02:00:00:00:00:01", eth_dst: str = "02:00:00:00:00:02",
          ttl: int = 64, **extra: Any) -> dict[str, Any]:
     """Headers of an IP packet (TCP and UDP get their ports): IPv4, or IPv6 when the
-    addresses are IPv6 ones (``ttl`` is then the hop limit)."""
-    fam, eth_type = ("ipv6", ETH_IP6) if ":" in src else ("ipv4", ETH_IP)
-    h: dict[str, Any] = {"eth_src": eth_src, "eth_dst": eth_dst, "eth_type": eth_type,
-                         "ip_proto": proto, "nw_ttl": ttl, f"{fam}_src": src, f"{fam}_dst": dst}
+    addresses are IPv6 ones (``ttl`` is then the hop limit, flow label 0).  Addresses of
+    two families are an error."""
+    v6 = ip_version(src, dst) == 6
+    fam = "ipv6" if v6 else "ipv4"
+    h: dict[str, Any] = {"eth_src": eth_src, "eth_dst": eth_dst,
+                         "eth_type": ETH_IP6 if v6 else ETH_IP, "ip_proto": proto,
+                         "nw_ttl": ttl, f"{fam}_src": src, f"{fam}_dst": dst}
+    if v6:
+        h["ipv6_label"] = 0
     if proto in TP_FIELDS:
         h.update(zip(TP_FIELDS[proto], (sport, dport)))
     return {**h, **extra}
+
+
+def ipv6(src: str, dst: str, proto: int = IPPROTO_TCP, sport: int = 0, dport: int = 0,
+         **kw: Any) -> dict[str, Any]:
+    """Headers of an IPv6 packet: ``ipv4`` held to IPv6 addresses (a test that means
+    IPv6 says so, and an IPv4 address by mistake is an error)."""
+    if ip_version(src, dst) != 6:
+        raise InterpretError(f"ipv6(): {src} and {dst} are not IPv6 addresses")
+    return ipv4(src, dst, proto, sport, dport, **kw)
+
+
+def echo(src: str, dst: str, request: bool = True, ident: int = 0, **kw: Any
+         ) -> dict[str, Any]:
+    """Headers of an echo request or reply with its id: ICMP between IPv4 addresses,
+    ICMPv6 between IPv6 ones (conntrack pairs a reply with the request of its id)."""
+    proto = IPPROTO_ICMPV6 if ip_version(src, dst) == 6 else IPPROTO_ICMP
+    type_f, code_f, req, rep = ECHO[proto]
+    return ipv4(src, dst, proto, **{type_f: req if request else rep, code_f: 0,
+                                    "icmp_id": ident, **kw})
+
+
+def ip_version(src: str, dst: str) -> int:
+    """4 or 6: the family of both addresses (different families are an error)."""
+    try:
+        versions = {ipaddress.ip_address(a).version for a in (src, dst)}
+    except ValueError as e:
+        raise InterpretError(str(e)) from e
+    if len(versions) != 1:
+        raise InterpretError(f"{src} and {dst} are of two IP versions")
+    return versions.pop()

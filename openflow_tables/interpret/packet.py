@@ -3,22 +3,30 @@ OVS does (masked bit ranges, register views)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 IP_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "ct_nw_src", "ct_nw_dst"})
-IP6_FIELDS = frozenset({"ipv6_src", "ipv6_dst", "nd_target"})
+IP6_FIELDS = frozenset({"ipv6_src", "ipv6_dst", "nd_target", "ct_ipv6_src", "ct_ipv6_dst"})
+ADDR_FIELDS = IP_FIELDS | IP6_FIELDS
 MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha", "nd_sll", "nd_tll"})
-# Per-packet metadata (not headers): zero until written.
+MAC_TEXT = re.compile(r"^[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){5}$")
+# Per-packet metadata (not headers): zero until written.  A connection's original tuple
+# shows in ct_nw_src/dst when it is IPv4, in ct_ipv6_src/dst when it is IPv6.
 CT_TUPLE_FIELDS = ("ct_nw_proto", "ct_nw_src", "ct_nw_dst", "ct_tp_src", "ct_tp_dst")
-CT_META = ("ct_state", "ct_zone", "ct_mark", "ct_label", *CT_TUPLE_FIELDS)
+CT_TUPLE6_FIELDS = ("ct_nw_proto", "ct_ipv6_src", "ct_ipv6_dst", "ct_tp_src", "ct_tp_dst")
+CT_META = ("ct_state", "ct_zone", "ct_mark", "ct_label", *CT_TUPLE_FIELDS, "ct_ipv6_src",
+           "ct_ipv6_dst")
 META_FIELDS = frozenset({"in_port", "metadata", "conj_id", *CT_META})
 WIDTHS: dict[str, int] = {
     "in_port": 32, "metadata": 64, "conj_id": 32,
     "ct_state": 32, "ct_zone": 16, "ct_mark": 32, "ct_label": 128, "ct_nw_proto": 8,
-    "ct_nw_src": 32, "ct_nw_dst": 32, "ct_tp_src": 16, "ct_tp_dst": 16,
+    "ct_nw_src": 32, "ct_nw_dst": 32, "ct_ipv6_src": 128, "ct_ipv6_dst": 128,
+    "ct_tp_src": 16, "ct_tp_dst": 16,
     "eth_src": 48, "eth_dst": 48, "eth_type": 16, "ip_proto": 8, "nw_ttl": 8, "ip_dscp": 6,
-    "ipv4_src": 32, "ipv4_dst": 32, "ipv6_src": 128, "ipv6_dst": 128, "icmpv6_type": 8,
+    "ipv4_src": 32, "ipv4_dst": 32, "ipv6_src": 128, "ipv6_dst": 128, "ipv6_label": 20,
+    "icmpv6_type": 8,
     "icmpv6_code": 8, "nd_target": 128, "nd_sll": 48, "nd_tll": 48, "nd_reserved": 32,
     "nd_options_type": 8, "tcp_src": 16, "tcp_dst": 16, "tcp_flags": 12,
     "udp_src": 16, "udp_dst": 16, "icmp_type": 8, "icmp_code": 8, "icmp_id": 16,
@@ -45,34 +53,62 @@ class InterpretError(Exception):
 
 # --- values ------------------------------------------------------------------------------
 def to_int(name: str, value: Any) -> int:
-    """A field value as the integer OVS holds (dotted IPv4, colon MAC, or an int)."""
+    """A field value as the integer OVS holds: dotted IPv4, IPv6 text, colon MAC, or an int.
+    IPv6 and MAC text both hold colons: a MAC field takes MAC text only, an IPv6 field
+    IPv6 text only, and any other field (a register) reads six one- or two-digit
+    groups as a MAC, other colon text as IPv6."""
     if isinstance(value, int):
         return value
     if not isinstance(value, str):
         raise InterpretError(f"{name}: cannot use {value!r} as a value")
+    try:
+        return _parse_text(name, value)
+    except ValueError as e:
+        raise InterpretError(f"{name}: cannot use {value!r} as a value ({e})") from e
+
+
+def _parse_text(name: str, value: str) -> int:
     if name in IP6_FIELDS:
         return int(ipaddress.IPv6Address(value))
     if ":" in value:
-        return int(value.replace(":", ""), 16)
+        if name in IP_FIELDS:
+            raise ValueError("colon text in an IPv4 field")
+        if MAC_TEXT.match(value):
+            return int("".join(f"{int(g, 16):02x}" for g in value.split(":")), 16)
+        if name in MAC_FIELDS:
+            raise ValueError("not a MAC address")
+        return int(ipaddress.IPv6Address(value))
     if "." in value:
         return int(ipaddress.IPv4Address(value))
     return int(value, 0)
 
 
+def _prefix_bits(name: str, length: int) -> int:
+    """The mask a prefix length gives an address field."""
+    width = WIDTHS[name]
+    return ((1 << length) - 1) << (width - length)
+
+
 def match_entry(name: str, value: Any, mask: Any) -> tuple[str, int, int | None]:
-    """One match entry as (field, value, mask) integers; ``10.0.0.0/24`` strings too."""
+    """One match entry as (field, value, mask) integers; ``10.0.0.0/24`` and
+    ``2001:db8::/64`` strings too, on a field of their own family."""
     if isinstance(value, str) and "/" in value and mask is None:
-        net = ipaddress.ip_network(value, strict=False)
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError as e:
+            raise InterpretError(f"{name}: bad prefix {value!r} ({e})") from e
+        if name in ADDR_FIELDS and (net.version == 6) != (name in IP6_FIELDS):
+            raise InterpretError(f"{name}: {value!r} is an IPv{net.version} prefix")
         value, mask = str(net.network_address), int(net.netmask)
-    if isinstance(mask, str) and name in IP_FIELDS and "." not in mask:
-        mask = int(ipaddress.IPv4Network(f"0.0.0.0/{mask}").netmask)
+    if isinstance(mask, str) and name in ADDR_FIELDS and mask.isdigit():
+        mask = _prefix_bits(name, int(mask))
     m = None if mask is None else to_int(name, mask)
     v = to_int(name, value)
     return name, v if m is None else v & m, m
 
 
 def show(name: str, value: int) -> Any:
-    """A header value as people write it (dotted IPv4, colon MAC, else the int)."""
+    """A header value as people write it (dotted IPv4, IPv6 text, colon MAC, else the int)."""
     if name in IP_FIELDS:
         return str(ipaddress.IPv4Address(value))
     if name in IP6_FIELDS:

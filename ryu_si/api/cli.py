@@ -293,12 +293,18 @@ def confirmation_lines(c: dict) -> list[str]:
 def trace_cmd(args: argparse.Namespace) -> None:
     body = {"interface": args.iface,
             "ip_proto": int(args.proto) if args.proto.isdigit() else args.proto,
-            "ipv4_src": args.src, "ipv4_dst": args.dst, "tp_src": args.sport,
-            "tp_dst": args.dport, "confirm": args.confirm or None}
+            address_field(args.src, "src"): args.src, address_field(args.dst, "dst"): args.dst,
+            "tp_src": args.sport, "tp_dst": args.dport, "confirm": args.confirm or None}
     r = call(args, "POST", "/trace", {k: x for k, x in body.items() if x is not None})
     emit(args, r, lambda: trace_text(r, args.walk))
     if args.confirm and not (r.get("confirmed") or {}).get("agrees"):
         raise CliError("the switch's trace does not confirm the interpreter's")
+
+
+def address_field(address: str, end: str) -> str:
+    """The trace request field an address goes in, by its family (the controller refuses
+    a mix, naming the field)."""
+    return f"ipv6_{end}" if ":" in address else f"ipv4_{end}"
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -346,9 +352,11 @@ def parser() -> argparse.ArgumentParser:
     t = command(commands, "trace", trace_cmd,
                 "which rule a new connection would hit at an interface")
     t.add_argument("--iface", required=True, help="interface the packet enters on (name or id)")
-    t.add_argument("--proto", default="tcp", help="tcp, udp, icmp or a number (default tcp)")
-    t.add_argument("--src", required=True, help="source IPv4 address")
-    t.add_argument("--dst", required=True, help="destination IPv4 address")
+    t.add_argument("--proto", default="tcp",
+                   help="tcp, udp, icmp, icmpv6 or a number (default tcp)")
+    t.add_argument("--src", required=True, help="source IPv4 or IPv6 address")
+    t.add_argument("--dst", required=True,
+                   help="destination address, of the source's family")
     t.add_argument("--sport", type=int, help="source port (tcp/udp)")
     t.add_argument("--dport", type=int, help="destination port (tcp/udp)")
     t.add_argument("--confirm", action="store_true",

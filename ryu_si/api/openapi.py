@@ -181,24 +181,42 @@ HEALTH = _object(
     objects={"type": "object", "additionalProperties": {"type": "integer"}},
     generations=type_schema(Generations))
 FLOW_PROGRAMMING_FIELDS = {
-    "router": (v.string, False), "ipv4_src": (v.ipv4, True), "ipv4_dst": (v.ipv4, True),
+    "router": (v.string, False), "ipv4_src": (v.ipv4, False), "ipv4_dst": (v.ipv4, False),
+    "ipv6_src": (v.ipv6, False), "ipv6_dst": (v.ipv6, False),
     "tp_src": (v.integer(0, 65535), True), "tp_dst": (v.integer(0, 65535), True),
     "action": (v.enum(*flowprog.ACTIONS), True), "spi": (v.integer(1, MAX_SPI), False),
     "node": (v.string, False)}
 
 
 def _flow_programming_request() -> Schema:
-    """Instructions name tcp or udp connections; ``spi`` goes with reroute only, ``node``
-    with reroute (a biw or l3 node) and skip (a chain node)."""
+    """Instructions name tcp or udp connections by one family's addresses; ``spi`` goes
+    with reroute only, ``node`` with reroute (a biw or l3 node) and skip (a chain node)."""
     s = fields_schema(FLOW_PROGRAMMING_FIELDS, references={"router": "routers"})
     s["properties"]["ip_proto"] = {"anyOf": [
         {"type": "integer", "enum": list(TP_FIELDS)},
         {"type": "string", "enum": [trace.PROTO_NAMES[p] for p in TP_FIELDS]}]}
     s["required"].append("ip_proto")
+    s["oneOf"] = _one_address_family()
     s["properties"]["spi"]["description"] = "the path to reroute to (action reroute only)"
     s["properties"]["node"]["description"] = ("the biw or l3 node to reroute to (action "
                                               "reroute: give spi or node), or the chain "
                                               "node to take off the connection (action skip)")
+    return s
+
+
+def _one_address_family() -> list[Schema]:
+    """A connection's addresses: one family's pair, never both (flowprog.address_pair)."""
+    return [{"required": list(pair)} for pair in flowprog.ADDRESS_FIELDS.values()]
+
+
+def _trace_request() -> Schema:
+    """The packet is IPv4 or IPv6: one family's pair of addresses, never both."""
+    s = fields_schema(trace.REQUEST_FIELDS)
+    s["oneOf"] = _one_address_family()
+    s["description"] = ("The first packet of a connection: ipv4_src and ipv4_dst, or "
+                        "ipv6_src and ipv6_dst (an address of the other family is a 400 "
+                        "naming it); ip_proto icmp goes with IPv4, icmpv6 with IPv6, and "
+                        "tp_src/tp_dst with tcp and udp only.")
     return s
 
 
@@ -209,7 +227,7 @@ def component_schemas() -> dict[str, Schema]:
         k: _nullable({"type": "array", "items": _ref(m.KINDS[k].__name__)})   # YAML "rules:"
         for k in m.KINDS}}
     return {**kinds, **updates, "Config": config, "Error": ERROR,
-            "ServicePath": SERVICE_PATH, "TraceRequest": fields_schema(trace.REQUEST_FIELDS),
+            "ServicePath": SERVICE_PATH, "TraceRequest": _trace_request(),
             "TraceResult": type_schema(trace.TraceResult), "Stats": STATS,
             "Liveness": LIVENESS, "Health": HEALTH,
             "FlowProgrammingRequest": _flow_programming_request(),

@@ -2,18 +2,19 @@
 
 C1 = action code (1 drop, 2 accept, 3 drop_message, 4 reroute, 5 skip: this node,
 the rest of the chain stays), C2 = the new SPI for reroute.  The inner frame names the
-flow.
+flow: an IPv4 or IPv6 (past its extension headers) TCP or UDP packet.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
 
-from ryu.lib.packet import ipv4, packet, tcp, udp
+from ryu.lib.packet import ipv4, ipv6, packet, tcp, udp
 
 from si_model.flowprog import ACTION_CODES
 
 ETH_LEN = 14
+IPPROTO_TCP, IPPROTO_UDP = 6, 17
 NSH_MD1_LEN = 24   # base (4) + service path (4) + four 4-byte context headers
 
 
@@ -29,11 +30,13 @@ class Signal:
         """The REST body of the instruction the signal asks for (``node``: the node that
         sent it, which a skip names)."""
         pkt = packet.Packet(self.inner)
-        ip = pkt.get_protocol(ipv4.ipv4)
+        ip = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
         l4 = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
         if ip is None or l4 is None:
             return {}
-        body = {"ip_proto": ip.proto, "ipv4_src": ip.src, "ipv4_dst": ip.dst,
+        fam = "ipv6" if isinstance(ip, ipv6.ipv6) else "ipv4"
+        body = {"ip_proto": IPPROTO_TCP if isinstance(l4, tcp.tcp) else IPPROTO_UDP,
+                f"{fam}_src": ip.src, f"{fam}_dst": ip.dst,
                 "tp_src": l4.src_port, "tp_dst": l4.dst_port, "action": self.action}
         if self.action == "reroute":
             return {**body, "spi": self.new_spi}

@@ -19,32 +19,47 @@ from typing import Any, NamedTuple, TypedDict
 
 from openflow_tables import layout as L
 from openflow_tables.flow import Flow, Group, Load
-from openflow_tables.interpret import Bridge, Conntrack, Packet, Result, Step, ipv4 as headers_of
+from openflow_tables.interpret import (Bridge, Conntrack, Packet, Result, Step, echo,
+                                       ipv4 as headers_of)
+from openflow_tables.interpret.packet import show
 from openflow_tables.layout import DEFAULT_RULE_NUM, TP_FIELDS
 from ryu_si.control.service import Service
 from si_model import model as m
-from si_model.validate import (IP_PROTOS, Checker, ValidationError, boolean, integer, ip_proto,
-                               ipv4, string)
+from si_model.flowprog import ADDRESS_FIELDS, address_pair
+from si_model.validate import (FAMILY_OF_PROTO, IP_PROTOS, Checker, ValidationError, boolean,
+                               integer, ip_proto, ipv4, ipv6, string)
 
 PROTO_NAMES = {num: name for name, num in IP_PROTOS.items()}
 TRACE_TTL = 64
-ICMP_ECHO_REQUEST = 8   # the first packet of an ICMP "connection" conntrack calls new
+ICMP_OF = {4: IP_PROTOS["icmp"], 6: IP_PROTOS["icmpv6"]}   # each family's echo protocol
+ICMP_ECHO_REQUEST = {4: 8, 6: L.ICMPV6_ECHO_REQUEST}   # an echo "connection"'s first packet
+# ovs-ofctl's flow syntax by family: protocol shorthands, the any-protocol one, address
+# fields and the ICMP type and code fields.
+OFCTL = {4: ({1: "icmp", 6: "tcp", 17: "udp"}, "ip", "nw", "icmp"),
+         6: ({58: "icmp6", 6: "tcp6", 17: "udp6"}, "ipv6", "ipv6", "icmpv6")}
 
 
 class FiveTuple(NamedTuple):
-    """The first packet of a connection; ports only for tcp and udp."""
+    """The first packet of a connection, IPv4 or IPv6 (both addresses of one family);
+    ports only for tcp and udp."""
 
     ip_proto: int
-    ipv4_src: str
-    ipv4_dst: str
+    src: str
+    dst: str
     tp_src: int | None = None
     tp_dst: int | None = None
 
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.src else 4
+
 
 # A trace request body: field -> (checker, required), like validate.SCHEMAS.  The
-# five-tuple fields are named like a rule's match fields.
+# five-tuple fields are named like a rule's match fields: the addresses are one
+# family's pair, ipv4_src and ipv4_dst or ipv6_src and ipv6_dst (ADDRESS_FIELDS).
 FIVE_TUPLE_FIELDS: dict[str, tuple[Checker, bool]] = {
-    "ip_proto": (ip_proto, True), "ipv4_src": (ipv4, True), "ipv4_dst": (ipv4, True),
+    "ip_proto": (ip_proto, True), "ipv4_src": (ipv4, False), "ipv4_dst": (ipv4, False),
+    "ipv6_src": (ipv6, False), "ipv6_dst": (ipv6, False),
     "tp_src": (integer(0, 65535), False), "tp_dst": (integer(0, 65535), False),
 }
 # ``confirm``: also trace the packet through the switch's flows (ofproto/trace).
@@ -163,7 +178,11 @@ def parse_request(body: Any, model: m.Model) -> tuple[str, FiveTuple, bool]:
     iface = model.get("interfaces", ref) or model.by_name("interfaces", ref)
     if iface is None:
         raise ValidationError("interface", f"unknown interface {ref!r}", 422)
-    packet = FiveTuple(**{f: values.get(f) for f in FIVE_TUPLE_FIELDS})
+    fam, src, dst = address_pair(values)
+    packet = FiveTuple(values["ip_proto"], src, dst, values.get("tp_src"), values.get("tp_dst"))
+    if FAMILY_OF_PROTO.get(packet.ip_proto, fam) != fam:
+        raise ValidationError("ip_proto", f"{PROTO_NAMES[packet.ip_proto]} is not IPv{fam}'s: "
+                              f"an IPv{fam} echo is {PROTO_NAMES[ICMP_OF[fam]]}")
     for f in ("tp_src", "tp_dst"):
         if packet.ip_proto in TP_FIELDS and getattr(packet, f) is None:
             raise ValidationError(f, "is required for tcp and udp")
@@ -200,12 +219,11 @@ class Tracer:
     def run(self, iface: m.Interface, five_tuple: FiveTuple) -> Result:
         """The interpreter's walk of the packet (the connection's first)."""
         p = five_tuple
-        extra: dict[str, int] = {}
-        if p.ip_proto == IP_PROTOS["icmp"]:
-            extra = {"icmp_type": ICMP_ECHO_REQUEST, "icmp_code": 0, "icmp_id": 0}
-        headers = headers_of(p.ipv4_src, p.ipv4_dst, p.ip_proto, p.tp_src or 0, p.tp_dst or 0,
-                             eth_src=ZERO_MAC, eth_dst=iface.mac or ZERO_MAC, ttl=TRACE_TTL,
-                             **extra)
+        eth = {"eth_src": ZERO_MAC, "eth_dst": iface.mac or ZERO_MAC, "ttl": TRACE_TTL}
+        if p.ip_proto == ICMP_OF[p.family]:
+            headers = echo(p.src, p.dst, **eth)
+        else:
+            headers = headers_of(p.src, p.dst, p.ip_proto, p.tp_src or 0, p.tp_dst or 0, **eth)
         return self.bridge.send(Conntrack(), self.ports[iface.port], headers)
 
     def trace(self, interface_id: str, five_tuple: FiveTuple) -> TraceResult:
@@ -320,11 +338,24 @@ class Tracer:
         egress = next(self._iface(a.value) for a in flow.actions
                       if isinstance(a, Load) and a == Load.field(L.EGRESS_IFACE, a.value))
         hop = next(a for a in flow.actions if getattr(a, "dst", None) == L.NEXT_HOP.register)
-        dst = str(ipaddress.IPv4Address(pkt.read("ipv4_dst")))
-        next_hop = str(ipaddress.IPv4Address(hop.value)) if isinstance(hop, Load) else dst
-        prefix = next((_prefix(v, mask) for name, v, mask in flow.match if name == "ipv4_dst"),
-                      "0.0.0.0/0")
-        return RouteHit(interface=egress.name, prefix=prefix, next_hop=next_hop)
+        fam = 6 if pkt.read("ipv6_dst") is not None else 4
+        dst_field = ADDRESS_FIELDS[fam][1]
+        dst = show(dst_field, pkt.read(dst_field))
+        prefix = next((_prefix(v, mask) for name, v, mask in flow.match if name == dst_field),
+                      "::/0" if fam == 6 else "0.0.0.0/0")
+        return RouteHit(interface=egress.name, prefix=prefix,
+                        next_hop=self._next_hop(fam, hop, dst))
+
+    def _next_hop(self, fam: int, hop: Any, dst: str) -> str:
+        """What routing left in NEXT_HOP, as an address: an IPv4 next hop itself (a move
+        of the destination when connected); for IPv6 the next hop of that number, or the
+        destination (``NEXT_HOP_V6_DIRECT``)."""
+        if not isinstance(hop, Load):
+            return dst
+        if fam == 4:
+            return str(ipaddress.IPv4Address(hop.value))
+        numbered = {n: a for a, n in m.ipv6_next_hops(self.model).items()}
+        return numbered.get(hop.value, dst)
 
     def _egress(self, result: Result) -> str | None:
         if not result.outputs:
@@ -345,9 +376,11 @@ def _field(pkt: Packet | None, f: L.Field) -> int:
     return ((value or 0) >> f.ofs) & ((1 << f.nbits) - 1)
 
 
-def _prefix(value: Any, mask: Any) -> str:
-    net = f"{value}/{mask}" if mask is not None else f"{value}/32"
-    return str(ipaddress.IPv4Network(net, strict=False))
+def _prefix(value: str, mask: str | None) -> str:
+    """A routing flow's (address, mask) match as a prefix (an address alone: a host)."""
+    addr = ipaddress.ip_address(value)
+    bits = addr.max_prefixlen if mask is None else bin(int(ipaddress.ip_address(mask))).count("1")
+    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
 
 
 def expected_ofproto_trace_flow(model: m.Model, interface_id: str, five_tuple: FiveTuple) -> str:
@@ -358,15 +391,17 @@ def expected_ofproto_trace_flow(model: m.Model, interface_id: str, five_tuple: F
     """
     iface = _interface(model, interface_id)
     p = five_tuple
-    parts = [PROTO_NAMES.get(p.ip_proto, f"ip,nw_proto={p.ip_proto}"), f"in_port={iface.port}"]
+    protos, any_proto, addr, icmp = OFCTL[p.family]
+    parts = [protos.get(p.ip_proto, f"{any_proto},nw_proto={p.ip_proto}"),
+             f"in_port={iface.port}"]
     if iface.mac:
         parts.append(f"dl_dst={iface.mac}")
-    parts += [f"nw_src={p.ipv4_src}", f"nw_dst={p.ipv4_dst}", f"nw_ttl={TRACE_TTL}"]
+    parts += [f"{addr}_src={p.src}", f"{addr}_dst={p.dst}", f"nw_ttl={TRACE_TTL}"]
     if p.ip_proto in TP_FIELDS:
         src, dst = TP_FIELDS[p.ip_proto]
         parts += [f"{src}={p.tp_src}", f"{dst}={p.tp_dst}"]
-    elif p.ip_proto == IP_PROTOS["icmp"]:
-        parts += [f"icmp_type={ICMP_ECHO_REQUEST}", "icmp_code=0"]
+    elif p.ip_proto == ICMP_OF[p.family]:
+        parts += [f"{icmp}_type={ICMP_ECHO_REQUEST[p.family]}", f"{icmp}_code=0"]
     return ",".join(parts)
 
 

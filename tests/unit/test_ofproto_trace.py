@@ -16,10 +16,14 @@ from tests.unit.conftest import DEMO_PORTS
 
 DATA = Path(__file__).parent / "data"
 CLIENT, SERVER = "198.51.100.10", "10.10.0.10"
+CLIENT6, SERVER6 = "2001:db8:5100::10", "2001:db8:10::10"
 CASES = {   # capture -> (interface the packet enters on, packet, egress OVS port)
     "redirect_up1_tcp80": ("uplink1", FiveTuple(6, CLIENT, SERVER, 40000, 80), "bwa"),
     "drop_up2_tcp23": ("uplink2", FiveTuple(6, CLIENT, SERVER, 40000, 23), None),
     "allow_down1_reply": ("downlink1", FiveTuple(6, SERVER, CLIENT, 80, 40000), "up1"),
+    "redirect_up1_tcp6_80": ("uplink1", FiveTuple(6, CLIENT6, SERVER6, 40000, 80), "bwa"),
+    # the gateway's IPv6 neighbour not learned yet: the controller is asked
+    "miss_down1_tcp6_reply": ("downlink1", FiveTuple(6, SERVER6, CLIENT6, 80, 40000), None),
 }
 
 
@@ -43,6 +47,15 @@ def test_read_names_tables_rules_and_passes():
     assert allow.outputs == [DEMO_PORTS["up1"]]
     assert reading("drop_up2_tcp23").datapath_actions[-1] == "drop"
     assert ot.stops_at_select(r) and not ot.stops_at_select(allow)
+
+
+def test_ipv6_walks_are_read_like_ipv4_ones():
+    web = reading("redirect_up1_tcp6_80")
+    assert [v.table for v in web.visits] == [v.table for v in reading("redirect_up1_tcp80").visits]
+    assert ot.classified_rule(web) == 3 and ot.policy_hit(web) == 1 and ot.stops_at_select(web)
+    miss = reading("miss_down1_tcp6_reply")
+    assert [v.table for v in miss.visits] == ["ingress", "routing", "neighbor"]
+    assert miss.outputs == [] and miss.datapath_actions[-1].startswith("userspace(")
 
 
 def test_misses_and_skipped_outputs_are_read():

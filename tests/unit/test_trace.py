@@ -227,9 +227,13 @@ def _oracle(rule, p: FiveTuple) -> bool:
         lo, _, hi = spec.partition("-")
         return int(lo) <= port <= int(hi or lo)
 
+    fields = {f"ipv{p.family}_src": p.src, f"ipv{p.family}_dst": p.dst}
+    family_of_rule = {4 for f in ("ipv4_src", "ipv4_dst") if f in mt} | {
+        6 for f in ("ipv6_src", "ipv6_dst") if f in mt}
     return (mt.get("ip_proto", p.ip_proto) == p.ip_proto
-            and all(any(ipaddress.IPv4Address(getattr(p, f)) in ipaddress.IPv4Network(c)
-                        for c in mt[f]) for f in ("ipv4_src", "ipv4_dst") if f in mt)
+            and family_of_rule <= {p.family}
+            and all(any(ipaddress.ip_address(fields[f]) in ipaddress.ip_network(c)
+                        for c in mt[f]) for f in fields if f in mt)
             and all(ports[f] is not None and any(in_port_spec(s, ports[f]) for s in mt[f])
                     for f in ("tp_src", "tp_dst") if f in mt))
 
@@ -288,3 +292,155 @@ def test_parse_request_names_the_bad_field(service, body, field, status):
     with pytest.raises(ValidationError) as e:
         parse_request(body, service.model)
     assert (e.value.field, e.value.status) == (field, status)
+
+
+# --- IPv6 ----------------------------------------------------------------------------------
+CLIENT6, SERVER6, GATEWAY6 = "2001:db8:5100::7", "2001:db8:10::10", "2001:db8:1::2"
+
+
+def tcp6(dport: int, src: str = CLIENT6, dst: str = SERVER6, sport: int = 40000) -> FiveTuple:
+    return FiveTuple(6, src, dst, sport, dport)
+
+
+def test_an_ipv6_connection_is_classified_redirected_and_routed(service):
+    r = run(service, "uplink1", tcp6(80))
+    assert (r["classified_at"], r["rule"]["name"], r["outcome"]) == ("uplink1", "web-inspect",
+                                                                     "redirect")
+    assert r["policy"]["live_nodes"] == ["fw1"] and r["egress"] == "biw-a"
+    assert r["route"] == {"interface": "downlink1", "prefix": "2001:db8:10::/64",
+                          "next_hop": SERVER6}
+    assert "eth_type=0x86dd" in r["walk"][1]
+    assert run(service, "uplink2", tcp6(23))["outcome"] == "drop"
+
+
+def test_an_ipv6_reply_routes_by_its_numbered_next_hop_and_is_classified_at_egress(service):
+    r = run(service, "downlink1", tcp6(23, src=SERVER6, dst=CLIENT6))
+    assert r["route"] == {"interface": "uplink1", "prefix": "2001:db8:5100::/64",
+                          "next_hop": GATEWAY6}
+    assert (r["egress"], r["tables"][-1]) == (None, "neighbor")   # not resolved yet
+    service.learn_neighbor(service.find("interfaces", "uplink1").id, GATEWAY6,
+                           "02:00:00:00:01:02")
+    r = run(service, "downlink1", tcp6(23, src=SERVER6, dst=CLIENT6))
+    assert (r["classified_at"], r["rule"]["name"], r["outcome"]) == ("uplink1", "no-telnet",
+                                                                     "drop")
+
+
+def test_an_ipv6_echo_is_traced_as_icmpv6_and_confirmed_with_ipv6_fields(service):
+    up2 = service.find("interfaces", "uplink2").id
+    ping = FiveTuple(58, CLIENT6, SERVER6)
+    r = trace(service, up2, ping)
+    assert (r["rule"]["name"], r["outcome"]) == ("default", "allow")
+    assert r["ofproto_trace_flow"] == (
+        "icmp6,in_port=up2,dl_dst=02:00:00:00:02:01,ipv6_src=2001:db8:5100::7,"
+        "ipv6_dst=2001:db8:10::10,nw_ttl=64,icmpv6_type=128,icmpv6_code=0")
+    assert expected_ofproto_trace_flow(service.model, up2, tcp6(80)) == (
+        "tcp6,in_port=up2,dl_dst=02:00:00:00:02:01,ipv6_src=2001:db8:5100::7,"
+        "ipv6_dst=2001:db8:10::10,nw_ttl=64,tcp_src=40000,tcp_dst=80")
+    assert expected_ofproto_trace_flow(service.model, up2, FiveTuple(17, CLIENT6, SERVER6, 5,
+                                                                     53)).startswith("udp6,")
+    assert expected_ofproto_trace_flow(service.model, up2, FiveTuple(47, CLIENT6, SERVER6)
+                                       ).startswith("ipv6,nw_proto=47,in_port=up2,")
+
+
+def test_a_rule_of_one_family_never_covers_the_other(service):
+    add_rule(service, "v6-web", 500, {"ipv6_src": ["2001:db8:5100::/64"], "tp_dst": 80,
+                                      "ip_proto": "tcp"})
+    add_rule(service, "v4-web", 500, {"ipv4_src": ["0.0.0.0/0"], "tp_dst": 80,
+                                      "ip_proto": "tcp"})
+    assert [h["name"] for h in run(service, "uplink1", tcp6(80))["matched"]] == [
+        "v6-web", "web-inspect"]
+    assert [h["name"] for h in run(service, "uplink1", tcp(80))["matched"]] == [
+        "v4-web", "web-inspect"]
+
+
+def test_matched_ipv6_rules_agree_with_the_plain_reading_of_the_match(service):
+    add_rule(service, "mix6", 400, {"ip_proto": "tcp",
+                                    "ipv6_src": ["2001:db8:5100::/65", "2001:db8:cb00::1"],
+                                    "ipv6_dst": ["2001:db8:10::/126"], "tp_dst": "80-81"})
+    add_rule(service, "dst6", 400, {"ipv6_dst": ["2001:db8:10::8/125"]})
+    up1 = service.find("interfaces", "uplink1")
+    rules = [r for r in service.model.all("rules") if up1.id in r.applied_to]
+    tracer = Tracer(service, up1.router)
+    srcs = ["2001:db8:5100::", "2001:db8:5100:0:7fff:ffff:ffff:ffff", "2001:db8:5100:0:8000::",
+            "2001:db8:cb00::1", "2001:db8:cb00::2"]
+    dsts = ["2001:db8:10::", "2001:db8:10::3", "2001:db8:10::4", "2001:db8:10::8",
+            "2001:db8:10::f", "2001:db8:10::10"]
+    for proto, src, dst, dport in itertools.product((6, 17), srcs, dsts, (79, 80, 81, 82)):
+        p = FiveTuple(proto, src, dst, 40000, dport)
+        got = {h["name"] for h in tracer.trace(up1.id, p)["matched"]}
+        assert got == {r.name for r in rules if _oracle(r, p)}, p
+
+
+GOOD6 = {"interface": "uplink1", "ip_proto": "tcp", "ipv6_src": CLIENT6, "ipv6_dst": SERVER6,
+         "tp_src": 40000, "tp_dst": 80}
+
+
+def test_parse_request_takes_an_ipv6_pair(service):
+    _, packet, _ = parse_request(GOOD6, service.model)
+    assert packet == FiveTuple(6, CLIENT6, SERVER6, 40000, 80) and packet.family == 6
+    _, ping, _ = parse_request({"interface": "uplink1", "ip_proto": "icmpv6",
+                                "ipv6_src": "2001:DB8:5100:0::7", "ipv6_dst": SERVER6},
+                               service.model)
+    assert ping == FiveTuple(58, CLIENT6, SERVER6)                 # compressed
+
+
+def _without(body: dict, *fields: str) -> dict:
+    return {k: v for k, v in body.items() if k not in fields}
+
+
+@pytest.mark.parametrize("body,field", [
+    ({**_without(GOOD6, "ipv6_dst"), "ipv4_dst": SERVER}, "ipv4_dst"),
+    ({**_without(GOOD, "ipv4_dst"), "ipv6_dst": SERVER6}, "ipv6_dst"),
+    ({**GOOD, "ipv6_src": CLIENT6, "ipv6_dst": SERVER6}, "ipv6_src"),
+    ({**GOOD6, "ipv4_src": CLIENT}, "ipv4_src"),
+    (_without(GOOD6, "ipv6_dst"), "ipv6_dst"),
+    (_without(GOOD6, "ipv6_src", "ipv6_dst"), "ipv4_src"),
+    ({**GOOD6, "ipv6_src": CLIENT}, "ipv6_src"),
+    ({**GOOD, "ipv4_src": CLIENT6}, "ipv4_src"),
+    ({**GOOD6, "ipv6_dst": "2001:db8::/64"}, "ipv6_dst"),
+    ({**_without(GOOD6, "tp_src", "tp_dst"), "ip_proto": "icmp"}, "ip_proto"),
+    ({**_without(GOOD, "tp_src", "tp_dst"), "ip_proto": "icmpv6"}, "ip_proto"),
+    ({**GOOD6, "ip_proto": 58}, "tp_src"),
+])
+def test_parse_request_refuses_a_family_mix_naming_the_field(service, body, field):
+    with pytest.raises(ValidationError) as e:
+        parse_request(body, service.model)
+    assert (e.value.field, e.value.status) == (field, 400), e.value.message
+
+
+@pytest.mark.parametrize("src,dst,proto,fields", [
+    (CLIENT, SERVER, "tcp", ("ipv4_src", "ipv4_dst")),
+    (CLIENT6, SERVER6, "tcp", ("ipv6_src", "ipv6_dst")),
+    (CLIENT6, SERVER6, "icmpv6", ("ipv6_src", "ipv6_dst"))])
+def test_the_cli_puts_each_address_in_its_familys_field(service, monkeypatch, capsys, src, dst,
+                                                        proto, fields):
+    """``ryu-si trace`` as far as the controller: its body parses and traces."""
+    bodies = []
+
+    def call(args, method, path, body=None, **_):
+        bodies.append(body)
+        iface, packet, _ = parse_request(body, service.model)
+        return trace(service, iface, packet)
+
+    monkeypatch.setattr(cli, "call", call)
+    ports = ["--sport", "40000", "--dport", "80"] if proto == "tcp" else []
+    assert cli.main(["trace", "--iface", "uplink1", "--proto", proto, "--src", src, "--dst", dst,
+                     *ports]) == 0
+    assert {bodies[0][f] for f in fields} == {src, dst}
+    assert "entered   uplink1" in capsys.readouterr().out
+
+
+def test_the_trace_request_schema_takes_one_familys_pair():
+    from jsonschema.exceptions import ValidationError as SchemaError
+    from openapi_schema_validator import OAS30WriteValidator, validate
+
+    from ryu_si.api.openapi import document
+    root = {"components": document()["components"],
+            "$ref": "#/components/schemas/TraceRequest"}
+    for good in (GOOD, GOOD6):
+        validate(good, root, cls=OAS30WriteValidator)
+    for bad in ({**GOOD, **GOOD6}, _without(GOOD6, "ipv6_dst"),
+                {**_without(GOOD6, "ipv6_dst"), "ipv4_dst": SERVER},
+                {**GOOD6, "ipv6_src": 7}):
+        with pytest.raises(SchemaError):
+            validate(bad, root, cls=OAS30WriteValidator)
