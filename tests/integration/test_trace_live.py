@@ -50,6 +50,28 @@ def packets() -> list[dict]:
     return out
 
 
+CLIENTS6 = ("2001:db8:5100::10", "2001:db8:cb00::9")
+SERVER6 = "2001:db8:10::10"
+V6_RULE = {"name": "v6-conj", "priority": 160, "action": "drop",
+           "match": {"ip_proto": "tcp", "ipv6_src": ["2001:db8:5100::/64", "2001:db8:cb00::/48"],
+                     "tp_dst": [3050, 4000]}, "applied_to": ["uplink2"]}
+
+
+def packets6() -> list[dict]:
+    """The grid's IPv6 image: in at both uplinks toward the server, and back out."""
+    out = []
+    for iface, client, (proto, dport) in itertools.product(
+            ("uplink1", "uplink2"), CLIENTS6,
+            (("tcp", 80), ("tcp", 8080), ("tcp", 23), ("tcp", 3050), ("tcp", 5001),
+             ("udp", 6050), ("udp", 53), ("icmpv6", None))):
+        ports = {} if dport is None else {"tp_src": 40000, "tp_dst": dport}
+        out.append({"interface": iface, "ip_proto": proto, "ipv6_src": client,
+                    "ipv6_dst": SERVER6, **ports})
+    out += [{"interface": "downlink1", "ip_proto": "tcp", "ipv6_src": SERVER6,
+             "ipv6_dst": CLIENTS6[0], "tp_src": p, "tp_dst": 40000} for p in (80, 22)]
+    return out
+
+
 RANDOM_PACKETS, SEED = 50, 10
 INTERFACES = ("uplink1", "uplink2", "downlink1", "biw-a", "biw-b")
 ADDRESSES = (*CLIENTS, SERVER, "10.10.0.77", "10.0.1.1", "10.0.2.9", "192.0.2.1",
@@ -77,7 +99,7 @@ def random_packets(n: int = RANDOM_PACKETS, seed: int = SEED) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def traced(controller):
-    for rule in EXTRA_RULES:
+    for rule in (*EXTRA_RULES, V6_RULE):
         status, body = controller.rest("POST", "rules", rule)
         assert status == 201, body
     return controller
@@ -101,6 +123,20 @@ def test_the_switch_walks_the_grid_as_the_interpreter_does(traced):
     assert outcomes == {"redirect", "allow", "drop"}
     assert all(r["confirmed"]["rule_num"] == r["rule"]["rule_num"] for r in results)
     print(f"trace: {len(results)} packets confirmed by ofproto/trace; rules {sorted(rules)}")
+
+
+def test_the_switch_walks_the_ipv6_grid_as_the_interpreter_does(traced):
+    """IPv6 packets: the family-less rules, an IPv6 conjunction, drops, the default rule,
+    routed by IPv6 prefixes (the clients' numbered next hop, the server's own address)."""
+    sent = packets6()
+    results = [confirm(traced, p) for p in sent]
+    bad = [(p, r["confirmed"], r["walk"]) for p, r in zip(sent, results)
+           if not r["confirmed"]["agrees"]]
+    assert bad == []
+    rules = {r["rule"]["name"] for r in results if r["rule"]}
+    assert {"web-inspect", "alt-web-uplink1", "no-telnet", "default", "v6-conj"} <= rules
+    assert {r["outcome"] for r in results} == {"redirect", "allow", "drop"}
+    print(f"trace: {len(results)} IPv6 packets confirmed by ofproto/trace")
 
 
 def test_the_switch_walks_random_packets_as_the_interpreter_does(traced):
