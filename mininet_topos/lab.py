@@ -380,6 +380,30 @@ def set_uplinks(net, *uplinks: str) -> None:
 
 # --------------------------------------------------------------- traffic
 
+def wait_until(check, timeout: float = 5.0, step: float = 0.05):
+    """``check()``'s first true value, polled until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met after {timeout}s")
+
+
+def decisions(dport: int, src: str | None = None, dst: str | None = None) -> dict[int, int]:
+    """sport -> forward data of the router's record (ct_label bits 32..63), for the
+    client's connections to ``dport`` (cli to srv by default, IPv4)."""
+    src, dst = src or edge.CLI_IP, dst or edge.SRV_IP
+    out = {}
+    for line in conntrack():
+        m = re.search(rf"src={src},dst={dst},sport=(\d+),dport={dport}\)", line)
+        if m and "mark=" in line:
+            out[int(m.group(1))] = int(re.search(r"labels=(0x[0-9a-f]+)", line).group(1), 16) \
+                >> 32 & 0xFFFFFFFF
+    return out
+
+
 RX_TABLE = "rx"          # nftables counters in a receiving host, before any routing
 
 

@@ -19,7 +19,8 @@ import pytest
 from mininet_topos import edge
 from mininet_topos import lab as harness
 from mininet_topos import service_plane as sp
-from mininet_topos.lab import pick_sport, run_transfer, unmove_all, wait_counters
+from mininet_topos.lab import (decisions, pick_sport, run_transfer, unmove_all, wait_counters,
+                               wait_until)
 from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -37,27 +38,6 @@ def rest(ctl, method: str, path: str, body=None, status: int = 200):
     got, answer = ctl.rest(method, path, body)
     assert got == status, (method, path, body, got, answer)
     return answer
-
-
-def wait_until(check, timeout: float = 5.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met after {timeout}s")
-
-
-def decisions(dport: int) -> dict[int, int]:
-    """sport -> forward data of the router's record, for the client's connections to dport."""
-    out = {}
-    for line in harness.conntrack():
-        m = re.search(rf"src={CLIENT},dst={SERVER},sport=(\d+),dport={dport}\)", line)
-        if m and "mark=" in line:
-            out[int(m.group(1))] = int(re.search(r"labels=(0x[0-9a-f]+)", line).group(1), 16) \
-                >> 32 & 0xFFFFFFFF
-    return out
 
 
 def burst(net, dport: int, count: int, first_sport: int) -> dict[int, int]:

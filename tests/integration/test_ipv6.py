@@ -21,7 +21,7 @@ from mininet_topos import edge
 from mininet_topos import lab as harness
 from mininet_topos import service_plane as sp
 from mininet_topos.lab import (count_received, move_connection, pick_sport, received_around,
-                               run_transfer, unmove_all, wait_counters)
+                               run_transfer, unmove_all, wait_counters, wait_until)
 from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -208,25 +208,8 @@ def test_the_router_learned_its_ipv6_neighbours(controller, edge_net):
 BIW_HOST = {"fw1": "bw", "fw2": sp.BIW2_NODE}
 
 
-def wait_until(check, timeout: float = 5.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met after {timeout}s")
-
-
 def decisions6(dport: int) -> dict[int, int]:
-    """sport -> forward data of the router's record, for cli's IPv6 connections to dport."""
-    out = {}
-    for line in harness.conntrack():
-        m = re.search(rf"src={CLI},dst={SRV},sport=(\d+),dport={dport}\)", line)
-        if m and "mark=" in line:
-            out[int(m.group(1))] = int(re.search(r"labels=(0x[0-9a-f]+)", line).group(1), 16) \
-                >> 32 & 0xFFFFFFFF
-    return out
+    return harness.decisions(dport, CLI, SRV)
 
 
 def test_a_rest_reroute_moves_an_ipv6_connection_to_another_node(controller, edge_net):
