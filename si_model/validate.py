@@ -165,26 +165,24 @@ def iface_cidr(f: str, v: Any) -> str:
         _fail(f, f"bad interface address {v!r}: {e}")
 
 
-@describes({"type": "string", "format": "ipv4"})
-def ipv4(f: str, v: Any) -> str:
-    """A dotted-quad string (ipaddress would also take an int, and a bool as 0 or 1)."""
-    if not isinstance(v, str):
-        _fail(f, f"must be an IPv4 address string like 10.0.0.1, got {v!r}")
-    try:
-        return str(ipaddress.IPv4Address(v))
-    except (ValueError, TypeError):
-        _fail(f, f"bad IPv4 address {v!r}")
+def _address_checker(version: int, example: str) -> Checker:
+    """An address string of one IP version, in its canonical form (ipaddress would also
+    take an int, and a bool as 0 or 1)."""
+    cls = ipaddress.IPv6Address if version == 6 else ipaddress.IPv4Address
+
+    @describes({"type": "string", "format": f"ipv{version}"})
+    def check(f: str, v: Any) -> str:
+        if not isinstance(v, str):
+            _fail(f, f"must be an IPv{version} address string like {example}, got {v!r}")
+        try:
+            return str(cls(v))
+        except (ValueError, TypeError):
+            _fail(f, f"bad IPv{version} address {v!r}")
+    return check
 
 
-@describes({"type": "string", "format": "ipv6"})
-def ipv6(f: str, v: Any) -> str:
-    """An IPv6 address string, in its compressed form."""
-    if not isinstance(v, str):
-        _fail(f, f"must be an IPv6 address string like 2001:db8::1, got {v!r}")
-    try:
-        return str(ipaddress.IPv6Address(v))
-    except (ValueError, TypeError):
-        _fail(f, f"bad IPv6 address {v!r}")
+ipv4 = _address_checker(4, "10.0.0.1")
+ipv6 = _address_checker(6, "2001:db8::1")
 
 
 @describes({"anyOf": [ipv4.schema, ipv6.schema]})

@@ -68,15 +68,14 @@ def flow_program_flows(ctx: Context) -> list:
         if ins.state != "pending" or not ctx.on_switch(ins.router):
             continue
         sport_f, dport_f = L.TP_FIELDS[ins.ip_proto]
+        fam = f"ipv{ins.family}"
+        eth_type = L.ETH_IP6 if ins.family == 6 else L.ETH_IP
         for priority, extra, actions, goto in _variants(ctx, ins):
             for src, dst, sp, dp in ins.directions():
-                v6 = ":" in src
                 out.append(flow("flow_program", priority,
                                 match(metadata=router_match(ctx.router(ins.router)),
-                                      eth_type=L.ETH_IP6 if v6 else L.ETH_IP,
-                                      ip_proto=ins.ip_proto,
-                                      **{"ipv6_src" if v6 else "ipv4_src": src,
-                                         "ipv6_dst" if v6 else "ipv4_dst": dst,
+                                      eth_type=eth_type, ip_proto=ins.ip_proto,
+                                      **{f"{fam}_src": src, f"{fam}_dst": dst,
                                          sport_f: sp, dport_f: dp}, **extra),
                                 [EXECUTED, *actions], goto, L.cookie("flow_program", ins.num)))
     return out + [flow("flow_program", 0, (), goto="revalidate", cookie=L.PIPELINE_COOKIE)]

@@ -25,3 +25,14 @@ def edge_net(of_port: int):
         yield net
     finally:
         sp.stop_full(net)
+
+
+def split_rule(ctl, name: str, policy: str, match: dict) -> None:
+    """A redirect of ``match`` at uplink1 only (``name``), and a drop of the same traffic
+    at uplink2 (``name``-drop-up2): what moving a connection between them must honour."""
+    for body in ({"name": name, "priority": 100, "action": "redirect", "policy": policy,
+                  "match": match, "applied_to": ["uplink1"]},
+                 {"name": f"{name}-drop-up2", "priority": 110, "action": "drop",
+                  "match": match, "applied_to": ["uplink2"]}):
+        status, answer = ctl.rest("POST", "rules", body)
+        assert status == 201, (body, status, answer)

@@ -20,6 +20,7 @@ from mininet_topos import service_plane as sp
 from mininet_topos.lab import (count_received, move_connection, pick_sport, received_around,
                                run_transfer, unmove_all)
 from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
+from tests.integration.full_topology import split_rule
 
 pytestmark = pytest.mark.integration
 RULES = {"web-inspect": 80, "deep-5201": 5201, "l3-5203": 5203}     # biw, chain, l3
@@ -37,13 +38,8 @@ def split_rules(controller):
         _rest(controller, "POST", "rules", {
             "name": f"drop-{port}-up2", "priority": 110, "action": "drop",
             "match": {"ip_proto": "tcp", "tp_dst": port}, "applied_to": ["uplink2"]})
-    match = {"ip_proto": "tcp", "ipv4_dst": "198.51.100.0/24", "tp_dst": EGRESS_PORT}
-    _rest(controller, "POST", "rules", {"name": "egress-inspect", "priority": 100,
-                                        "action": "redirect", "policy": "inspect",
-                                        "match": match, "applied_to": ["uplink1"]})
-    _rest(controller, "POST", "rules", {"name": "egress-drop-up2", "priority": 110,
-                                        "action": "drop", "match": match,
-                                        "applied_to": ["uplink2"]})
+    split_rule(controller, "egress-inspect", "inspect",
+               {"ip_proto": "tcp", "ipv4_dst": "198.51.100.0/24", "tp_dst": EGRESS_PORT})
     return controller
 
 

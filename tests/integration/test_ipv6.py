@@ -23,6 +23,7 @@ from mininet_topos import service_plane as sp
 from mininet_topos.lab import (count_received, move_connection, pick_sport, received_around,
                                run_transfer, unmove_all, wait_counters, wait_until)
 from tests.integration.full_topology import controller_config, edge_net  # noqa: F401
+from tests.integration.full_topology import split_rule
 
 pytestmark = pytest.mark.integration
 SRV, CLI = edge.SRV_IP6, edge.CLI_IP6
@@ -41,21 +42,10 @@ def _rest(ctl, method: str, path: str, body=None):
 @pytest.fixture(scope="module")
 def v6_rules(controller):
     for port, (name, policy) in SPLIT.items():
-        _rest(controller, "POST", "rules", {
-            "name": name, "priority": 100, "action": "redirect", "policy": policy,
-            "match": {"eth_type": "ipv6", "ip_proto": "tcp", "tp_dst": port},
-            "applied_to": ["uplink1"]})
-        _rest(controller, "POST", "rules", {
-            "name": f"{name}-drop-up2", "priority": 110, "action": "drop",
-            "match": {"eth_type": "ipv6", "ip_proto": "tcp", "tp_dst": port},
-            "applied_to": ["uplink2"]})
-    egress = {"ip_proto": "tcp", "ipv6_dst": sp.CLIENT_NET6, "tp_dst": EGRESS_PORT}
-    _rest(controller, "POST", "rules", {"name": "v6-egress", "priority": 100,
-                                        "action": "redirect", "policy": "inspect",
-                                        "match": egress, "applied_to": ["uplink1"]})
-    _rest(controller, "POST", "rules", {"name": "v6-egress-drop-up2", "priority": 110,
-                                        "action": "drop", "match": egress,
-                                        "applied_to": ["uplink2"]})
+        split_rule(controller, name, policy, {"eth_type": "ipv6", "ip_proto": "tcp",
+                                              "tp_dst": port})
+    split_rule(controller, "v6-egress", "inspect",
+               {"ip_proto": "tcp", "ipv6_dst": sp.CLIENT_NET6, "tp_dst": EGRESS_PORT})
     return controller
 
 
