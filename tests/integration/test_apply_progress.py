@@ -14,7 +14,7 @@ from ryu_si.control.config import default_document
 
 pytestmark = pytest.mark.integration
 
-BULK = 6000
+BULK = 12000
 
 
 def big_document() -> dict:
