@@ -28,7 +28,7 @@ from pathlib import Path
 from benchmarks import common
 from benchmarks.workload import FAMILIES, Edge, document
 from mininet_topos.lab import ofctl, sh
-from openflow_tables.analysis import subtables
+from openflow_tables.analysis import mask_shape, subtables
 from openflow_tables.compile import Pipeline, compile_pipeline
 from openflow_tables.context import Context
 from openflow_tables.layout import APPLIED_TO_REGS
@@ -53,6 +53,7 @@ class Compiled:
     doc: dict
     pipeline: Pipeline
     sets: int
+    slices: int
     naive_rule_flows: int
     replace_s: float
     compile_s: float
@@ -66,20 +67,21 @@ class Compiled:
 
     def row(self) -> list:
         naive, ours = self.naive_rule_flows, self.rule_flows()
-        return [self.family, self.total_rules(), self.ifaces, self.sets, ours, naive, naive / ours,
+        return [self.family, self.total_rules(), self.ifaces, self.sets, self.slices, ours, naive, naive / ours,
                 len(self.pipeline.flows), subtables(self.pipeline.flows, "classify"),
                 shapes_without_sets(self.pipeline), self.replace_s, self.compile_s]
 
 
 def shapes_without_sets(pipe: Pipeline) -> int:
-    """Classify subtables if every applied_to-set bit shared one mask: each set's
-    bit is a different register mask, which multiplies the header shapes."""
-    return len({tuple((name, mask) for name, _, mask in f.match if name not in APPLIED_TO_REGS)
+    """Classify subtables if the applied_to set codes took no mask of their own: each
+    slice of the applied_to words is a register mask, which multiplies the header
+    shapes (a bit per set multiplied them by the sets)."""
+    return len({tuple(s for s in mask_shape(f) if s[0] not in APPLIED_TO_REGS)
                 for f in pipe.table("classify")})
 
 
-COMPILE_HEADER = ["family", "rules", "ifaces", "sets", "rule flows", "naive", "naive/ours",
-                  "all flows", "subtables", "shapes w/o set bits", "replace_config s",
+COMPILE_HEADER = ["family", "rules", "ifaces", "sets", "slices", "rule flows", "naive", "naive/ours",
+                  "all flows", "subtables", "shapes w/o set codes", "replace_config s",
                   "compile s"]
 INSTALL_HEADER = ["family", "rules", "ifaces", "flows", "ovs-ofctl s", "REST up s",
                   "connected s", "installed s", "flows/s after REST up", "RSS MiB", "connects",
@@ -100,13 +102,14 @@ def compile_once(n_rules: int, n_ifaces: int, family: str = "ipv4") -> tuple[Com
         t2 = time.perf_counter()
         svc.store.close()
     naive = sum(len(r.applied_to) * (len(rule_flows(r, ctx)) + 1) for r in ctx.rules())
-    return (Compiled(family, n_rules, n_ifaces, doc, pipe, len(svc.applied_to_bits), naive,
+    slices = len({c.slice() for c in svc.applied_to_codes.values()})
+    return (Compiled(family, n_rules, n_ifaces, doc, pipe, len(svc.applied_to_codes), slices, naive,
                      t1 - t0, t2 - t1), edge)
 
 
 def context(svc: Service, edge: Edge) -> Context:
     ports = {name: no for no, name in enumerate(edge.all_ports(), start=1)}
-    return Context(svc.model, edge.dpid, ports, svc.applied_to_bits, svc.generations,
+    return Context(svc.model, edge.dpid, ports, svc.applied_to_codes, svc.generations,
                    down_nodes=svc.down_nodes, paths=svc.paths)
 
 

@@ -111,7 +111,7 @@ def compile_doc(doc: dict[str, list], n: int) -> tuple[Pipeline, float, float]:
         svc.replace_config(doc)
         t1 = time.perf_counter()
         numbers = {name: no for no, name in enumerate(ports(n), start=1)}
-        pipe = compile_pipeline(Context(svc.model, DPID, numbers, svc.applied_to_bits,
+        pipe = compile_pipeline(Context(svc.model, DPID, numbers, svc.applied_to_codes,
                                         svc.generations, down_nodes=svc.down_nodes,
                                         paths=svc.paths))
         t2 = time.perf_counter()

@@ -11,6 +11,7 @@ from openflow_tables.flow import FlowError
 from si_model import model as m
 from si_model.flowprog import Instruction
 from si_model.paths import ServicePath, is_local, routers_home
+from si_model.set_codes import SetCode, memberships
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,15 @@ class Generations:
 class Context:
     """One switch's share of the model, with port numbers resolved.
 
-    ``applied_to_bits`` maps (router id, frozenset of interface ids) to the bit
-    that set has in the applied_to registers; the service keeps it sticky so
-    that adding a rule does not renumber the sets of other rules.
+    ``applied_to_codes`` maps (router id, frozenset of interface ids) to where that
+    set is written in the applied_to registers (si_model.set_codes); the service keeps
+    it sticky so that adding a rule does not move the sets of other rules.
     """
 
     model: m.Model
     dpid: int
     ports: dict[str, int]
-    applied_to_bits: dict[tuple[str, frozenset], int]
+    applied_to_codes: dict[tuple[str, frozenset], SetCode]
     generations: Generations = Generations()
     down_nodes: frozenset = frozenset()
     learned_neighbors: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -143,19 +144,15 @@ class Context:
         return sorted((r for r in self.model.all("rules")
                        if r.enabled and self.on_switch(r.router)), key=lambda r: r.rule_num)
 
-    def rule_bit(self, rule: m.Rule) -> int:
-        return self.applied_to_bits[(rule.router, frozenset(rule.applied_to))]
+    def rule_code(self, rule: m.Rule) -> SetCode:
+        return self.applied_to_codes[(rule.router, frozenset(rule.applied_to))]
 
-    def iface_bits(self, iface: m.Interface) -> int:
-        """Bitmask of every applied_to set this interface belongs to."""
-        bits = 0
-        for (router_id, members), bit in self.applied_to_bits.items():
-            if router_id == iface.router and iface.id in members:
-                bits |= 1 << bit
-        return bits
+    def iface_codes(self, iface: m.Interface) -> frozenset[SetCode]:
+        """The codes of every applied_to set this interface belongs to."""
+        return memberships(self.applied_to_codes, iface.router, iface.id)
 
-    def router_classes(self, router_id: str) -> dict[tuple[int, str | None], int]:
-        """(applied_to bits, own id) -> class number of the router's classifying interfaces.
+    def router_classes(self, router_id: str) -> dict[tuple[tuple, str | None], int]:
+        """(applied_to codes, own id) -> class number of the router's classifying interfaces.
 
         Interfaces with the same applied_to sets are one class, except where a rule
         matches Ethernet addresses: those differ from interface to interface for one
@@ -176,21 +173,21 @@ class Context:
             cached = self._classes[router_id] = {k: n for n, k in enumerate(keys)}
         return cached
 
-    def class_key(self, iface: m.Interface) -> tuple[int, str | None]:
+    def class_key(self, iface: m.Interface) -> tuple[tuple, str | None]:
         if self._l2 is None:
             self._l2 = {router: m.l2_interfaces(rules)
                         for router, rules in m.rules_by_router(self.model).items()}
         l2 = self._l2.get(iface.router, frozenset())
-        return self.iface_bits(iface), iface.id if iface.id in l2 else None
+        return tuple(sorted(self.iface_codes(iface))), iface.id if iface.id in l2 else None
 
     def class_pairs(self, router: m.Router) -> list[tuple[int, int]]:
         """(i, j): a record made at class i holds at class j when its rule is applied
         there: every applied_to set of j is one of i's, and j is no class of its own
         (an L2 rule's interface) unless it is i (applied_to.class_check_flows)."""
         classes = self.router_classes(router.id)
-        return [(i, j) for (bits_i, own_i), i in classes.items()
-                for (bits_j, own_j), j in classes.items()
-                if bits_j & ~bits_i == 0 and own_j in (None, own_i)]
+        return [(i, j) for (sets_i, own_i), i in classes.items()
+                for (sets_j, own_j), j in classes.items()
+                if set(sets_j) <= set(sets_i) and own_j in (None, own_i)]
 
     def iface_class(self, iface: m.Interface) -> int:
         return self.router_classes(iface.router)[self.class_key(iface)]

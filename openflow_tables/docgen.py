@@ -18,7 +18,8 @@ from openflow_tables.flow import Ct, Flow, Load, Move
 from openflow_tables.ofctl_render import render_flow, render_group
 from si_model import model as m
 from si_model.document import model_from_document, parse_document
-from si_model.numbering import applied_to_bits, assign_numbers
+from si_model.numbering import assign_numbers
+from si_model.set_codes import applied_to_codes
 from si_model.paths import SpiTable, chain_paths, probe_spis
 from si_model.validate import check_model
 
@@ -34,7 +35,7 @@ def example_pipeline(doc: object) -> Pipeline:
     assign_numbers(model, {})
     check_model(model)
     spis = SpiTable()
-    return compile_pipeline(Context(model, 1, EXAMPLE_PORTS, applied_to_bits(model, {}),
+    return compile_pipeline(Context(model, 1, EXAMPLE_PORTS, applied_to_codes(model, {}),
                                     paths=chain_paths(model, spis),
                                     probe_spis=probe_spis(model, spis)))
 
@@ -88,8 +89,11 @@ def field_table() -> list[str]:
     for f in L.FIELDS:
         lines.append(f"| {f.name} | {f.register} | {f.ofs}..{f.ofs + f.nbits - 1} | "
                      f"{', '.join(f.bridges)} | {f.within.name if f.within else '-'} | {f.doc} |")
-    lines += ["", "Applied_to bit b of the classification interface is set when it belongs to "
-              "the router's applied_to set b.", "",
+    lines += ["", "The applied_to words hold slices of the router's applied_to sets "
+              "(si_model.set_codes): the sets of a slice share no interface, and the "
+              "classification interface holds, in each slice, the value of the set of it "
+              "that it belongs to (0: none). A rule matches its set's value under the "
+              "slice's mask, so classify's subtables grow with slices, not with sets.", "",
               "ct_label holds the decision registers bit for bit: "
               + ", ".join(f"{reg} at bits {ofs}..{ofs + 31}"
                           for reg, ofs in L.CT_LABEL_OFFSETS.items()) + ".", "",

@@ -180,22 +180,24 @@ NEXT_HOP_V6_LIMIT = 1 << 24
 SWAP_SCRATCH = Field("swap_scratch", "reg11", 0, 32,
                      "orient/reorient: holds one address or port while it is swapped", ON_ROUTER)
 
-# The applied_to bits of the classification interface: bit b is set when the
-# interface belongs to the b-th distinct applied_to set of its router.
+# The applied_to memberships of the classification interface: word k holds slices of
+# pairwise disjoint applied_to sets, each slice the value of the one set of it that the
+# interface belongs to (si_model.set_codes).
 APPLIED_TO: tuple[Field, ...] = tuple(
     Field(f"applied_to_{k}", f"reg{12 + k}", 0, 32,
-          f"applied_to-set bits {32 * k}..{32 * k + 31} of the classification interface",
-          ON_ROUTER)
+          f"applied_to word {k} of the classification interface: slices, each the value "
+          f"of the one set of that slice it belongs to (0: none)", ON_ROUTER)
     for k in range(4))
 APPLIED_TO_REGS: tuple[str, ...] = tuple(f.register for f in APPLIED_TO)
 APPLIED_TO_BITS = 32 * len(APPLIED_TO_REGS)
 
 
-def applied_to_bit(bit: int) -> tuple[str, int]:
-    """Register and single-bit mask that hold applied_to-set bit ``bit``."""
-    if not 0 <= bit < APPLIED_TO_BITS:
-        raise ValueError(f"applied_to bit {bit} out of range")
-    return APPLIED_TO_REGS[bit // 32], 1 << (bit % 32)
+def applied_to_slice(word: int, ofs: int, width: int, value: int) -> tuple[str, int, int]:
+    """Register, value and mask that match ``value`` in a slice of applied_to word ``word``."""
+    if not (0 <= word < len(APPLIED_TO_REGS) and 0 < width and ofs + width <= 32
+            and 0 <= value < 1 << width):
+        raise ValueError(f"applied_to slice {word}:{ofs}+{width}={value} out of range")
+    return APPLIED_TO_REGS[word], value << ofs, ((1 << width) - 1) << ofs
 
 
 # --- the decision: xxreg1 (reg4..reg7) is copied whole into ct_label --------
@@ -500,8 +502,8 @@ TABLES: tuple[Table, ...] = (
           sets=(DECISION, RULE_NUM)),
     Table(4, "applied_to",
           "Reuse a stored decision only if the record's rule is applied at the "
-          "interface the packet is classified at: (ct_mark rule, interface "
-          "applied_to bits) hit goes on to the class check; a miss re-classifies "
+          "interface the packet is classified at: (ct_mark rule, the rule's "
+          "applied_to set code) hit goes on to the class check; a miss re-classifies "
           "(patent claim 2).",
           ("class_check", "orient"), miss="orient",
           match=(ROUTER, CT_MARK_TAG, CT_MARK_RULE, *APPLIED_TO)),
@@ -524,8 +526,8 @@ TABLES: tuple[Table, ...] = (
           match=("ct_state", "eth_type", "ip_proto"),
           sets=("eth_src", "eth_dst", *IP_ADDRS, *TP_PORTS, SWAP_SCRATCH)),
     Table(7, "classify",
-          "Service insertion rules. A rule matches the applied_to-set bit it "
-          "belongs to (interfaces carry the bits of every set they are in), so "
+          "Service insertion rules. A rule matches its applied_to set's code "
+          "(interfaces carry the codes of every set they are in), so "
           "flows grow with rules, not rules x interfaces. Multi-valued fields use "
           "conjunctive matches. The highest priority wins; the default rule "
           "(priority 0) allows without service.",
@@ -664,7 +666,7 @@ TABLES: tuple[Table, ...] = (
     Table(23, "nat_back",
           "End of the reverse path through a NAT node: the node has restored the "
           "addresses the router recorded, so the packet is checked as if it had just "
-          "entered by the interface C2 names: that interface's applied_to bits, then "
+          "entered by the interface C2 names: that interface's applied_to codes, then "
           "the router's zone and ct_result (reuse or classify again).",
           ("ct_result",), bridges=ON_ROUTER,
           match=("eth_type", IN_IFACE), sets=(ROUTER, SI_IFACE, SI_CLASS, *APPLIED_TO, CT_ZONE)),

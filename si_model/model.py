@@ -22,6 +22,8 @@ TIERS = ("t0", "t1")
 # What one router may hold, as the model promises it: the datapath layout is sized for
 # these (tests/unit/test_layout.py checks every field holds its number space).
 MAX_APPLIED_TO_SETS = 128      # distinct applied_to sets of a router's rules
+APPLIED_TO_WORDS = 4           # 32-bit words holding their codes (si_model.set_codes)
+APPLIED_TO_WORD_BITS = 32
 MAX_INTERFACE_CLASSES = 128    # distinct memberships of its classifying interfaces
 MAX_RULE_NUM = (1 << 24) - 1
 MAX_POLICY_NUM = (1 << 16) - 1

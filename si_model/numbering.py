@@ -1,4 +1,4 @@
-"""The small datapath numbers the model hands out, and the bits of applied_to sets.
+"""The small datapath numbers the model hands out.
 
 A number is never handed out twice (an old conntrack record may still carry it):
 each space keeps a counter that only grows.
@@ -57,21 +57,3 @@ def assign_numbers(cand: m.Model, counters: dict[str, int]) -> dict[str, int]:
             cand.put(kind, dataclasses.replace(obj, **{f: value}))
             counters[sp] = value + 1
     return counters
-
-
-def applied_to_bits(model: m.Model, old: dict) -> dict[tuple[str, frozenset], int]:
-    """Sticky applied_to-set bits: a set keeps its bit while any rule uses it."""
-    wanted: dict[str, list[frozenset]] = {}
-    for rule in sorted(model.all("rules"), key=lambda r: r.rule_num):
-        sets = wanted.setdefault(rule.router, [])
-        if frozenset(rule.applied_to) not in sets:
-            sets.append(frozenset(rule.applied_to))
-    bits = {k: b for k, b in old.items() if k[1] in wanted.get(k[0], [])}
-    for router_id, sets in wanted.items():
-        used = {b for (r, _), b in bits.items() if r == router_id}
-        for s in sets:
-            if (router_id, s) not in bits:
-                bit = next(b for b in range(m.MAX_APPLIED_TO_SETS) if b not in used)
-                bits[(router_id, s)] = bit
-                used.add(bit)
-    return bits

@@ -8,6 +8,7 @@ from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
 from openflow_tables.flow import Flow, Load, flow, match
 from openflow_tables.stages.conntrack import RESTORE_DECISION, class_pair_flows
+from si_model.set_codes import SetCode
 
 
 def record_match(rule_num: int) -> tuple[int, int]:
@@ -17,13 +18,13 @@ def record_match(rule_num: int) -> tuple[int, int]:
 
 
 def applied_to_flows(ctx: Context) -> list:
-    """One flow per rule: its ct_mark and its applied_to-set bit.
+    """One flow per rule: its ct_mark and its applied_to set's code.
 
-    The bit is set in the registers only when the interface the packet is
+    The code is in the registers only when the interface the packet is
     classified at belongs to the rule's applied_to set, so a hit means
     "the record's rule is applied here".  The default rule applies everywhere.
     """
-    out = [_record_flow(rule.rule_num, ctx.router(rule.router).num, ctx.rule_bit(rule))
+    out = [_record_flow(rule.rule_num, ctx.router(rule.router).num, ctx.rule_code(rule))
            for rule in ctx.rules()]
     for router in ctx.routers:
         out.append(flow("applied_to", 10,
@@ -35,12 +36,12 @@ def applied_to_flows(ctx: Context) -> list:
 
 
 @functools.lru_cache(maxsize=1 << 17)
-def _record_flow(rule_num: int, router_num: int, bit: int) -> Flow:
+def _record_flow(rule_num: int, router_num: int, code: SetCode) -> Flow:
     """The applied_to entry of one rule (cached: a REST change rebuilds only its own)."""
-    reg, mask = L.applied_to_bit(bit)
+    reg, value, mask = L.applied_to_slice(*code)
     return flow("applied_to", 10,
                 match(metadata=router_num_match(router_num), ct_mark=record_match(rule_num),
-                      **{reg: (mask, mask)}),
+                      **{reg: (value, mask)}),
                 goto="class_check", cookie=L.cookie("rule", rule_num))
 
 

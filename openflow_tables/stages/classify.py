@@ -1,8 +1,9 @@
 """orient, classify, reorient and keep_decision: service insertion rules, without copying
 a rule per interface, matched against connections rather than packets.
 
-A rule matches the single applied_to-set bit of its set, so it is one flow (or
-one flow per value of one multi-valued field); rules with two or more
+A rule matches its applied_to set's code (a value in a slice of the applied_to
+registers, si_model.set_codes), so it is one flow (or one flow per value of one
+multi-valued field); rules with two or more
 multi-valued fields become a conjunctive match with one clause per field.
 
 Rules match the connection's original direction (the tuple of its first packet).  A
@@ -28,6 +29,7 @@ from openflow_tables.flow import (Conjunction, Flow, Load, Move, fields, flow, m
 from openflow_tables.stages.applied_to import record_match
 from openflow_tables.stages.conntrack import RESTORE_DECISION, label_match
 from si_model import model as m
+from si_model.set_codes import SetCode
 from si_model.validate import match_family
 
 
@@ -88,7 +90,7 @@ class RuleInputs(NamedTuple):
     action: str
     policy_num: int
     router_num: int
-    bit: int
+    set_code: SetCode
     match: tuple        # the rule's match, frozen: ((field, value or tuple of values), ...)
 
 
@@ -97,7 +99,7 @@ def rule_inputs(rule: m.Rule, ctx: Context) -> RuleInputs:
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                           for k, v in rule.match.items()))
     return RuleInputs(rule.rule_num, rule.priority, rule.action, policy.num if policy else 0,
-                      ctx.router(rule.router).num, ctx.rule_bit(rule), frozen)
+                      ctx.router(rule.router).num, ctx.rule_code(rule), frozen)
 
 
 def decision(rule_num: int, action: str, policy_num: int) -> list:
@@ -117,7 +119,7 @@ def rule_flows(rule: m.Rule, ctx: Context) -> tuple[Flow, ...]:
 
 @functools.lru_cache(maxsize=1 << 17)      # holds the rules of a 50,000-rule config twice
 def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
-    reg, bit = L.applied_to_bit(rule.bit)
+    reg, value, mask = L.applied_to_slice(*rule.set_code)
     mt = {k: list(v) if isinstance(v, tuple) else v for k, v in rule.match}
     dims = _dimensions(mt)
     single = {f: v[0] for f, v in dims.items() if len(v) == 1}
@@ -129,7 +131,7 @@ def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
         base = {"metadata": router_num_match(rule.router_num), "eth_type": eth_type}
         if "ip_proto" in mt:
             base["ip_proto"] = mt["ip_proto"]
-        first = {**base, **single, reg: (bit, bit)}
+        first = {**base, **single, reg: (value, mask)}
         if len(multi) <= 1:
             f, values = next(iter(multi.items()), (None, [None]))
             out += [flow("classify", prio, match(**first, **({f: v} if f else {})), actions,

@@ -10,19 +10,20 @@ from openflow_tables.flow import (Controller, Ct, Decap, Load, Move, Output, Res
 from openflow_tables.stages import nd
 from si_model import model as m
 from si_model.paths import plane_of
+from si_model.set_codes import SetCode, word_values
 
 
-def applied_to_loads(bits: int) -> list[Load]:
-    """Load an interface's applied_to bitmask into the applied_to registers."""
-    return [Load(reg, (bits >> (32 * k)) & 0xFFFFFFFF, 0, 32)
-            for k, reg in enumerate(L.APPLIED_TO_REGS) if (bits >> (32 * k)) & 0xFFFFFFFF]
+def applied_to_loads(held: frozenset[SetCode]) -> list[Load]:
+    """Load an interface's applied_to set codes into the applied_to registers."""
+    return [Load(reg, value, 0, 32)
+            for reg, value in zip(L.APPLIED_TO_REGS, word_values(held)) if value]
 
 
 def classify_here(ctx: Context, iface: m.Interface) -> list[Load]:
     """Make ``iface`` the interface the packet is classified at (its number, class and
-    applied_to bits)."""
+    applied_to set codes)."""
     return [Load.field(L.SI_IFACE, iface.num), Load.field(L.SI_CLASS, ctx.iface_class(iface)),
-            *applied_to_loads(ctx.iface_bits(iface))]
+            *applied_to_loads(ctx.iface_codes(iface))]
 
 
 def returns_serviced(iface: m.Interface) -> bool:

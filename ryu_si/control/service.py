@@ -22,7 +22,8 @@ from ryu_si.control.store import Store
 from si_model import flowprog
 from si_model import model as m
 from si_model.document import model_from_document
-from si_model.numbering import applied_to_bits, assign_numbers
+from si_model.numbering import assign_numbers
+from si_model.set_codes import applied_to_codes, from_state, to_state
 from si_model.paths import ServicePath, SkipKey, SpiTable, chain_paths, probe_spis, skip_paths
 from si_model.validate import ValidationError, build, check_model, noun
 
@@ -52,12 +53,13 @@ class Service:
         self.paths: dict[str, list[ServicePath]] = {}
         self.instructions: list[flowprog.Instruction] = [
             flowprog.Instruction(**d) for d in state.get("instructions", [])]
-        self.applied_to_bits: dict[tuple[str, frozenset], int] = {
-            (r, frozenset(ids)): b for r, ids, b in state.get("applied_to_bits", [])}
+        stored_codes = state.get("applied_to_codes", [])
         self.learned_neighbors: dict[tuple[str, str], str] = {}
         self.flushed_epochs: dict[int, int] = dict(state.get("conntrack_flushed", []))
         self._lock = threading.RLock()
-        self.applied_to_bits = applied_to_bits(self.model, self.applied_to_bits)
+        self.applied_to_codes = applied_to_codes(self.model, from_state(stored_codes))
+        if to_state(self.applied_to_codes) != stored_codes:
+            self._recode_classes()
         self.paths = self._compute_paths(self.model)
         self.probe_spis = self._probe_spis(self.model)
         self.skipped_nodes: set[str] = set(state.get("skipped_nodes", []))
@@ -69,13 +71,13 @@ class Service:
     # --- reads ----------------------------------------------------------------
     def context(self, dpid: int, ports: dict[str, int]) -> Context:
         """Everything the compiler needs for one switch, as of now."""
-        return self._context(self.model, dpid, ports, self.applied_to_bits, self.paths,
+        return self._context(self.model, dpid, ports, self.applied_to_codes, self.paths,
                              self.probe_spis)
 
-    def _context(self, model: m.Model, dpid: int, ports: dict[str, int], bits: dict,
+    def _context(self, model: m.Model, dpid: int, ports: dict[str, int], codes: dict,
                  paths: dict, probes: dict[str, int], gens: Generations | None = None,
                  skips: dict | None = None, failed: dict | None = None) -> Context:
-        return Context(model, dpid, ports, bits, gens or self.generations,
+        return Context(model, dpid, ports, codes, gens or self.generations,
                        down_nodes=self.down_nodes,
                        learned_neighbors=self.learned_neighbors, paths=paths,
                        failed_paths=self.failed_paths if failed is None else failed,
@@ -184,6 +186,16 @@ class Service:
         with self._lock:
             self._save_state(generations=gens)
             self.on_change({})
+
+    def _recode_classes(self) -> None:
+        """Set codes written by nothing (a first start) or by a version that gave each
+        set a bit: the interface classes may be numbered otherwise now, so records made
+        before re-classify instead of comparing classes (the classification generation)."""
+        gens = self._bump("classify")
+        self.store.commit([], self.counters, {"applied_to_codes": to_state(self.applied_to_codes),
+                                              "applied_to_bits": [],
+                                              "generations": dataclasses.asdict(gens)})
+        self.generations = gens
 
     def _save_state(self, generations: Generations | None = None) -> None:
         """Persist generations, the SPI table, the pending instructions and the nodes
@@ -353,7 +365,7 @@ class Service:
         skips = self._skips_of(cand, paths)
         before = self._up_paths()
         failed = self._failed_after(before, paths, skips)
-        bits = applied_to_bits(cand, self.applied_to_bits)
+        codes = applied_to_codes(cand, self.applied_to_codes)
         changes = self._changes(cand)
         gens = self.generations
         if any(kind in RECLASSIFYING_KINDS for kind, _, _ in changes):
@@ -361,17 +373,17 @@ class Service:
         if before.keys() - self._up_paths(paths, skips).keys():     # a path went: drain it
             gens = dataclasses.replace(gens, spi_fail=(gens.spi_fail + 1) & 0xFF)
         self.phase.to("compiling")
-        fresh = self._trial_compile(cand, paths, probes, bits, gens, skips, failed)
+        fresh = self._trial_compile(cand, paths, probes, codes, gens, skips, failed)
         self.store.commit(changes, counters, {
             "spis": self.spis.to_dict(), "generations": dataclasses.asdict(gens),
-            "applied_to_bits": [[r, sorted(s), b] for (r, s), b in bits.items()]})
+            "applied_to_codes": to_state(codes)})
         self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
         self.skips, self.failed_paths = skips, failed
-        self.applied_to_bits, self.generations = bits, gens
+        self.applied_to_codes, self.generations = codes, gens
         self.phase.to("installing")
         self.on_change(fresh)
 
-    def _trial_compile(self, cand: m.Model, paths, probes, bits, gens: Generations,
+    def _trial_compile(self, cand: m.Model, paths, probes, codes, gens: Generations,
                        skips: dict, failed: dict) -> Compiled:
         """Compile the candidate for every switch before anything is stored: a model the
         datapath cannot hold (two flows with one match) is a 409, not a wedged store.
@@ -382,7 +394,7 @@ class Service:
         for dpid in dpids:
             ports = self.switch_ports(dpid, cand)
             try:
-                pipe = compile_pipeline(self._context(cand, dpid, ports, bits, paths, probes,
+                pipe = compile_pipeline(self._context(cand, dpid, ports, codes, paths, probes,
                                                       gens, skips, failed))
             except FlowError as e:
                 raise ValidationError("config", f"the datapath cannot hold this: {e}",

@@ -102,13 +102,13 @@ def _conntrack() -> list[Flow]:
 
 
 def _classify() -> list[Flow]:
-    reg, bit = L.applied_to_bit(0)
+    reg, value, mask = L.applied_to_slice(0, 0, 1, 1)
     tcp = {"metadata": ROUTER, "eth_type": ETH_IP, "ip_proto": 6}
     decide = [Load.field(L.RULE_NUM, 7), Load.field(L.POLICY_NUM, 1)]
     return [
         flow("classify", 100, match(**tcp, ipv4_src=("10.0.0.0", "255.255.255.0"),
                                     ipv4_dst="192.0.2.7", tcp_src=1234,
-                                    tcp_dst=(0x400, 0xFC00), **{reg: (bit, bit)}),
+                                    tcp_dst=(0x400, 0xFC00), **{reg: (value, mask)}),
              decide, goto="reorient", cookie=RULE),
         flow("classify", 90, match(**tcp, ipv4_src=("10.2.0.0", "255.255.0.0")),
              [Conjunction(7, 1, 2), Conjunction(8, 1, 2)], cookie=PIPE),

@@ -19,35 +19,43 @@ def _rule(svc, name):
     return svc.model.by_name("rules", name)
 
 
-def test_each_rule_is_one_classify_flow_per_family_on_its_applied_to_bit(service):
+def test_each_rule_is_one_classify_flow_per_family_on_its_applied_to_code(service):
     """web-inspect names no family (tcp port 80): one flow for IPv4, one for IPv6."""
     pipe = compile_for(service)
     web = _rule(service, "web-inspect")
     flows = [f for f in pipe.table("classify") if f.cookie == L.cookie("rule", web.rule_num)]
     assert sorted(dict((k, v) for k, v, _ in f.match)["eth_type"] for f in flows) == [
         L.ETH_IP, L.ETH_IP6]
-    reg, bit = L.applied_to_bit(service.applied_to_bits[(web.router, frozenset(web.applied_to))])
+    reg, value, mask = L.applied_to_slice(
+        *service.applied_to_codes[(web.router, frozenset(web.applied_to))])
     for f in flows:
         m = {k: (v, mask) for k, v, mask in f.match}
-        assert m[reg] == (bit, bit)
+        assert m[reg] == (value, mask) and value != 0
         assert m["tcp_dst"] == (80, None) and f.priority == 100
         assert f.goto == "reorient"
 
 
-def test_interfaces_carry_bits_of_every_set_they_belong_to(service):
+def test_interfaces_carry_the_codes_of_every_set_they_belong_to(service):
     pipe = compile_for(service)
     ingress = {dict((k, v) for k, v, _ in f.match)["in_port"]: f
                for f in pipe.table("ingress") if ("eth_type", 0x0800, None) in f.match
                and f.priority == 90}
-    both = service.applied_to_bits[(_rule(service, "web-inspect").router,
-                                    frozenset(_rule(service, "web-inspect").applied_to))]
-    only1 = service.applied_to_bits[(_rule(service, "alt-web-uplink1").router,
-                                     frozenset(_rule(service, "alt-web-uplink1").applied_to))]
+    both = service.applied_to_codes[(_rule(service, "web-inspect").router,
+                                     frozenset(_rule(service, "web-inspect").applied_to))]
+    only1 = service.applied_to_codes[(_rule(service, "alt-web-uplink1").router,
+                                      frozenset(_rule(service, "alt-web-uplink1").applied_to))]
 
-    def bits(port):
-        return sum(a.value for a in ingress[port].actions if getattr(a, "dst", "") == "reg12")
-    assert bits(1) == (1 << both) | (1 << only1)      # uplink1 is in both sets
-    assert bits(2) == 1 << both                        # uplink2 only in the ECMP set
+    def words(port):
+        loads = {a.dst: a.value for a in ingress[port].actions if getattr(a, "dst", "") in
+                 L.APPLIED_TO_REGS}
+        return [loads.get(reg, 0) for reg in L.APPLIED_TO_REGS]
+
+    def holds(port, code):
+        reg, value, mask = L.applied_to_slice(*code)
+        return words(port)[L.APPLIED_TO_REGS.index(reg)] & mask == value
+    assert both.slice() != only1.slice()               # the two sets overlap: two slices
+    assert holds(1, both) and holds(1, only1)          # uplink1 is in both sets
+    assert holds(2, both) and not holds(2, only1)      # uplink2 only in the ECMP set
     assert ingress[3].goto == "routing"                # downlink: routed first
     assert ingress[4].goto == "routing" and any(       # service port marks serviced
         getattr(a, "dst", "") == "reg1" and a.value == 1 for a in ingress[4].actions)

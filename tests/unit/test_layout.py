@@ -75,7 +75,10 @@ def test_a_part_lies_inside_its_field_and_apart_from_its_siblings(part):
 def test_the_applied_to_registers_are_fields_of_the_router_bridge():
     assert [f.register for f in L.APPLIED_TO] == list(L.APPLIED_TO_REGS)
     assert all(f in _on(L.ROUTER_BRIDGE) and f.nbits == 32 for f in L.APPLIED_TO)
-    assert L.applied_to_bit(L.APPLIED_TO_BITS - 1) == (L.APPLIED_TO_REGS[-1], 1 << 31)
+    assert L.applied_to_slice(3, 25, 7, 0x41) == (L.APPLIED_TO_REGS[-1], 0x41 << 25, 0x7F << 25)
+    for bad in ((4, 0, 1, 1), (0, 30, 3, 1), (0, 0, 2, 4), (0, 0, 0, 0)):
+        with pytest.raises(ValueError):
+            L.applied_to_slice(*bad)
 
 
 def test_register_aliases_split_into_the_registers_they_are():

@@ -97,11 +97,11 @@ def test_each_action(action, text):
 
 
 def test_flow_with_masked_matches_and_goto():
-    reg, bit = L.applied_to_bit(33)
+    reg, value, mask = L.applied_to_slice(1, 1, 1, 1)
     f = flow("classify", 100,
              match(metadata=(1, 0xFFFF), eth_type=0x800, ip_proto=6,
                    ipv4_src=("10.0.0.0", "255.255.255.0"), ipv4_dst="192.0.2.7",
-                   tcp_dst=(0x400, 0xFC00), **{reg: (bit, bit)}),
+                   tcp_dst=(0x400, 0xFC00), **{reg: (value, mask)}),
              [Load.field(L.RULE_NUM, 7)], goto="reorient", cookie=L.cookie("rule", 7))
     assert render_flow(f) == (
         f"table={T('classify')},cookie=0x5106000007000000,priority=100,eth_type=0x800,"

@@ -108,13 +108,13 @@ def test_references_by_name_or_id_and_update(service):
     assert r2.rule_num == r.rule_num and len(r2.applied_to) == 1
 
 
-def test_applied_to_bits_are_sticky(service):
-    bits = dict(service.applied_to_bits)
+def test_applied_to_set_codes_are_sticky(service):
+    codes = dict(service.applied_to_codes)
     service.create("rules", {**GOOD_RULE, "applied_to": ["uplink2"]})
-    assert all(service.applied_to_bits[k] == v for k, v in bits.items())
+    assert all(service.applied_to_codes[k] == v for k, v in codes.items())
     service.delete("rules", "alt-web-uplink1")
-    kept = {k: v for k, v in bits.items() if k in service.applied_to_bits}
-    assert all(service.applied_to_bits[k] == v for k, v in kept.items())
+    kept = {k: v for k, v in codes.items() if k in service.applied_to_codes}
+    assert all(service.applied_to_codes[k] == v for k, v in kept.items())
 
 
 def test_get_config_document_can_be_put_back_unchanged(service):
