@@ -11,12 +11,14 @@ is 64 bits at most (wider loads are split, low bits first, as ovs-ofctl does);
 from __future__ import annotations
 
 import functools
+import struct
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ryu.lib.pack_utils import msg_pack_into
 from ryu.ofproto import nicira_ext
+from ryu.ofproto import ofproto_common as ofp_common
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
@@ -42,8 +44,7 @@ from openflow_tables.flow import (
 )
 from ryu_si.datapath import nd_fields
 
-FLOW_COMMANDS = {"add": ofp.OFPFC_ADD, "modify_strict": ofp.OFPFC_MODIFY_STRICT,
-                 "delete_strict": ofp.OFPFC_DELETE_STRICT}
+FLOW_COMMANDS = {"add": ofp.OFPFC_ADD, "delete_strict": ofp.OFPFC_DELETE_STRICT}
 GROUP_COMMANDS = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY}   # delete: group_delete
 GROUP_TYPES = {"select": ofp.OFPGT_SELECT, "all": ofp.OFPGT_ALL, "ff": ofp.OFPGT_FF}
 OWN_COOKIE = L.COOKIE_APP << L.COOKIE_APP_SHIFT   # the app tag alone: "one of ours"
@@ -51,41 +52,61 @@ CT_COMMIT = 1             # NX_CT_F_COMMIT
 CT_NO_RECIRC = 0xFF       # NX_CT_RECIRC_NONE
 NXAST_RAW_DECAP = 47
 REG_LOAD_BITS = 64        # NXAST_REG_LOAD carries a 64-bit value
+OFP_HEADER = struct.Struct(ofp.OFP_HEADER_PACK_STR)
+FLOW_MOD = struct.Struct(ofp.OFP_FLOW_MOD_PACK_STR0)
+MATCH_HEADER = struct.Struct("!HH")                       # ofp_match: type, length
+APPLY_ACTIONS = struct.Struct(ofp.OFP_INSTRUCTION_ACTIONS_PACK_STR)
+GOTO_TABLE = struct.Struct(ofp.OFP_INSTRUCTION_GOTO_TABLE_PACK_STR)
+COOKIE = struct.Struct("!Q")                              # a flow-mod body starts with it
+BUNDLE_ADD = struct.Struct("!II" + ofp.ONF_BUNDLE_ADD_MSG_PACK_STR[1:])  # + id, flags
 nd_fields.register()      # OVS's ND extension fields, unknown to Ryu 4.34
 
 
 # --- match ------------------------------------------------------------------
-def _normal_field(name: str, user_value) -> tuple | None:
-    """(name, value-or-(value, mask)) in Ryu's user form, masked bits cleared,
-    a full mask dropped; None for a fully wildcarded field."""
-    num, value, mask = ofp.oxm_from_user(name, user_value)
+@functools.lru_cache(maxsize=1 << 19)   # prefixes are many, the other fields few
+def _field(name: str, value, mask) -> tuple[tuple | None, tuple, bytes]:
+    """One match field, normalised: (name, value-or-(value, mask)) in Ryu's user form,
+    masked bits cleared, a full mask dropped (None: fully wildcarded); then its place in
+    a match (``nd_fields.wire_rank``) and its encoding.  Cached: a pipeline repeats most
+    fields in thousands of flows."""
+    name = nd_fields.ryu_name(name)
+    num, value, mask = ofp.oxm_from_user(name, value if mask is None else (value, mask))
     if mask is not None:
         if not any(mask):
-            return None
+            return None, (), b""
         value = bytes(v & m for v, m in zip(value, mask))
         if all(m == 0xFF for m in mask):
             mask = None
-    return ofp.oxm_to_user(num, value, mask)
+    buf = bytearray()
+    ofp.oxm_serialize(num, value, mask, buf, 0)
+    return ofp.oxm_to_user(num, value, mask), nd_fields.wire_rank(name), bytes(buf)
 
 
-def _key(table_id: int, priority: int, user_fields: Iterable[tuple[str, Any]]) -> tuple:
-    fields = (_normal_field(nd_fields.ryu_name(name), uv) for name, uv in user_fields)
-    return table_id, priority, tuple(sorted(f for f in fields if f is not None))
+def _fields(user_fields: Iterable[tuple[str, Any]]) -> Iterable[tuple[str, Any, Any]]:
+    """(name, value, mask) of fields in Ryu's user form, as a Flow's match holds them."""
+    return ((name, *(uv if isinstance(uv, tuple) else (uv, None))) for name, uv in user_fields)
+
+
+def _key(table_id: int, priority: int, fields: Iterable[tuple[str, Any, Any]]) -> tuple:
+    normal = (_field(*f)[0] for f in fields)
+    return table_id, priority, tuple(sorted(f for f in normal if f is not None))
 
 
 def match_key(table_id: int, priority: int, ofpmatch: parser.OFPMatch) -> tuple:
     """What OpenFlow identifies a flow by, in one hashable form whatever produced the match."""
-    return _key(table_id, priority, ofpmatch.items())
+    return _key(table_id, priority, _fields(ofpmatch.items()))
 
 
-@functools.lru_cache(maxsize=1 << 19)   # a 50,000-rule pipeline holds ~220,000 flows
 def flow_key(flow: Flow) -> tuple:
-    """The flow's ``match_key``, from its own fields: building an OFPMatch first would
-    normalise every field twice (218,571 flows: 6.6 s instead of 16.5 s).  Cached:
-    every push keys the whole desired pipeline."""
-    return _key(L.table_id(flow.table), flow.priority,
-                ((name, value if mask is None else (value, mask))
-                 for name, value, mask in flow.match))
+    """The flow's ``match_key`` (see ``encode``)."""
+    return encode(flow).key
+
+
+def _match_bytes(placed: Iterable[tuple[tuple, bytes]]) -> bytes:
+    """The OXM match of encoded fields, put in wire order, padded to 8 bytes."""
+    body = b"".join(b for _, b in sorted(placed))
+    length = MATCH_HEADER.size + len(body)
+    return MATCH_HEADER.pack(ofp.OFPMT_OXM, length) + body + bytes(-length % 8)
 
 
 # --- actions ------------------------------------------------------------------
@@ -165,40 +186,89 @@ def actions(acts: tuple[Action, ...]) -> list:
     return [ryu_action for a in acts for ryu_action in _ACTIONS[type(a)](a)]
 
 
-def instructions(flow: Flow) -> list:
-    out = []
+# --- flow-mods, encoded here ------------------------------------------------------
+# Ryu's OFPFlowMod costs ~100 us a flow to build and serialise (a 50,000-rule pipeline:
+# ~30 s).  A flow-mod is encoded here instead, from cached pieces: each match field and
+# each action recurs across many flows and is encoded once, by Ryu, to the same bytes.
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _action_bytes(action: Action) -> bytes:
+    """One neutral action on the wire (each Ryu action padded to the length it declares)."""
+    buf = bytearray()
+    for a in _ACTIONS[type(action)](action):
+        end = len(buf)
+        a.serialize(buf, end)
+        buf += bytes(end + a.len - len(buf))
+    return bytes(buf)
+
+
+def instruction_bytes(flow: Flow) -> bytes:
+    out = b""
     if flow.actions:
-        out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions(flow.actions)))
+        acts = b"".join(_action_bytes(a) for a in flow.actions)
+        out = APPLY_ACTIONS.pack(ofp.OFPIT_APPLY_ACTIONS, APPLY_ACTIONS.size + len(acts)) + acts
     if flow.goto:
-        out.append(parser.OFPInstructionGotoTable(L.table_id(flow.goto)))
+        out += GOTO_TABLE.pack(ofp.OFPIT_GOTO_TABLE, GOTO_TABLE.size, L.table_id(flow.goto))
     return out
 
 
-# --- flow-mods ------------------------------------------------------------------
-def _flow_mod(datapath, key: tuple, command: str, cookie: int, inst: list) -> parser.OFPFlowMod:
-    """Modify and delete act only on flows carrying our app tag (cookie_mask)."""
+def _flow_mod(table: int, priority: int, match: bytes, command: str, cookie: int,
+              inst: bytes) -> bytes:
+    """A flow-mod's body (what follows the OpenFlow header).  Modify and delete act only
+    on flows carrying our app tag (cookie_mask)."""
+    return FLOW_MOD.pack(cookie, 0 if command == "add" else L.COOKIE_APP_MASK, table,
+                         FLOW_COMMANDS[command], 0, 0, priority, ofp.OFP_NO_BUFFER,
+                         ofp.OFPP_ANY, ofp.OFPG_ANY, 0) + match + inst
+
+
+class Encoded(NamedTuple):
+    key: tuple          # the flow's match_key
+    cookie: int         # its own cookie, plus a 24-bit digest of the rest of its flow-mod
+    body: bytes         # the body of its flow-mod add, carrying that cookie
+
+
+@functools.lru_cache(maxsize=1 << 19)   # 50,000 rules x 64 interfaces: ~294,000 flows
+def encode(flow: Flow) -> Encoded:
+    """Key, cookie and flow-mod of a flow, from one pass over its fields (not an
+    OFPMatch's: that would normalise every field twice).  The digest makes a flow dump
+    say which installed flows are current.  Add, never modify: OpenFlow 1.3 modify keeps
+    the old cookie (and so the old digest).  Cached: every push keys the whole desired
+    pipeline, a switch that reconnects is sent the same bytes, and the compiler hands
+    back the same Flow objects for what did not change."""
+    table, fields = L.table_id(flow.table), [_field(*f) for f in flow.match]
+    key = (table, flow.priority, tuple(sorted(n for n, _, _ in fields if n is not None)))
+    body = _flow_mod(table, flow.priority, _match_bytes((r, b) for _, r, b in fields), "add", 0,
+                     instruction_bytes(flow))
+    cookie = (flow.cookie & ~L.COOKIE_DIGEST_MASK) | (zlib.crc32(body) & L.COOKIE_DIGEST_MASK)
+    return Encoded(key, cookie, COOKIE.pack(cookie) + body[COOKIE.size:])
+
+
+def delete_by_key(key: tuple) -> bytes:
+    """The flow-mod body deleting (strict) one of our flows known only by its
+    ``match_key`` (e.g. from a dump)."""
     table, priority, fields = key
-    return parser.OFPFlowMod(
-        datapath, cookie=cookie, cookie_mask=0 if command == "add" else L.COOKIE_APP_MASK,
-        table_id=table, command=FLOW_COMMANDS[command], priority=priority,
-        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-        match=parser.OFPMatch(_ordered_fields=nd_fields.in_wire_order(fields)),
-        instructions=inst)
+    match = _match_bytes(_field(*f)[1:] for f in _fields(fields))
+    return _flow_mod(table, priority, match, "delete_strict", OWN_COOKIE, b"")
 
 
-def flow_mod(datapath, flow: Flow, command: str, cookie: int) -> parser.OFPFlowMod:
-    """``command``: add | modify_strict | delete_strict.
-
-    OpenFlow 1.3 modify never changes a flow's cookie, so a flow whose content
-    (and so cookie digest) changed is re-sent with add, which replaces it.
-    """
-    inst = [] if command == "delete_strict" else instructions(flow)
-    return _flow_mod(datapath, flow_key(flow), command, cookie, inst)
+def header(msg_type: int, body_len: int, xid: int) -> bytes:
+    """The OpenFlow 1.3 header of a message with a body this long."""
+    return OFP_HEADER.pack(ofp.OFP_VERSION, msg_type, OFP_HEADER.size + body_len, xid)
 
 
-def delete_by_key(datapath, key: tuple) -> parser.OFPFlowMod:
-    """delete_strict of one of our flows known only by its ``match_key`` (e.g. from a dump)."""
-    return _flow_mod(datapath, key, "delete_strict", OWN_COOKIE, [])
+def bundled_header(bundle_id: int, flags: int, msg_type: int, body_len: int, xid: int) -> bytes:
+    """What goes before a message's body to make it an ONF bundle-add carrying it: both
+    headers carry one xid (the extension says so)."""
+    inner = BUNDLE_ADD.pack(ofp_common.ONF_EXPERIMENTER_ID, ofp.ONF_ET_BUNDLE_ADD_MESSAGE,
+                            bundle_id, flags) + header(msg_type, body_len, xid)
+    return header(ofp.OFPT_EXPERIMENTER, len(inner) + body_len, xid) + inner
+
+
+def body(msg) -> bytes:
+    """A Ryu message's body (what follows its header)."""
+    msg.serialize()
+    return bytes(msg.buf[OFP_HEADER.size:])
 
 
 # --- groups -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The only code that talks to a switch: diff, send, bundle, barrier, reconcile by cookie.
 
 Every flow we install carries ``flow.cookie | digest``, the digest being a
-24-bit hash of its content, so a flow dump alone says which installed flows
+24-bit hash of its flow-mod (but the cookie), so a flow dump alone says which installed flows
 are ours (app tag) and which are current (digest).  Groups have no cookie: the
 controller owns every group on its bridge, and a group is current when its
 buckets encode the same bytes as the wanted ones.  Conntrack is never touched:
@@ -17,11 +17,9 @@ flow by flow, so only the refused flow is missing (and reported in /health).
 """
 from __future__ import annotations
 
-import functools
 import logging
 import struct
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -31,6 +29,7 @@ from ryu.app.ofctl import api as ofctl_api
 from ryu.app.ofctl import exception as ofctl_exception
 from ryu.lib import hub
 from ryu.ofproto import ofproto_common
+from ryu.ofproto.ofproto_v1_3 import OFPT_FLOW_MOD, OFPT_GROUP_MOD
 
 from openflow_tables import layout as L
 from ryu_si.datapath import ryu_render as R
@@ -40,7 +39,7 @@ from ryu_si.logs import dpid_str, event
 
 LOG = logging.getLogger("ryu_si.switch")
 MAX_ERRORS = 50          # OpenFlow errors kept for /health
-YIELD_EVERY = 500   # flow-mods between yields to the other greenthreads
+YIELD_EVERY = 500        # flow-mods between yields (and socket writes)
 MAX_SENT = 65536         # xids remembered to name the flow an error is about
 NXT_CT_FLUSH_ZONE = 29   # Nicira message: struct nx_zone_id (6 zero bytes, zone)
 
@@ -48,18 +47,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-@functools.lru_cache(maxsize=1 << 19)   # as ryu_render.flow_key: a whole pipeline's flows
-def flow_digest(flow: Flow) -> int:
-    """Stable 24-bit hash of what the flow does (repr of frozen dataclasses is stable).
-    Cached: every push digests the whole desired pipeline, and the compiler hands back
-    the same Flow objects for what did not change."""
-    content = repr((flow.table, flow.priority, flow.match, flow.actions, flow.goto))
-    return zlib.crc32(content.encode()) & L.COOKIE_DIGEST_MASK
-
-
 def final_cookie(flow: Flow) -> int:
     """The cookie a flow is installed with: its owner, plus its content digest."""
-    return (flow.cookie & ~L.COOKIE_DIGEST_MASK) | flow_digest(flow)
+    return R.encode(flow).cookie
 
 
 def diff(installed: Mapping[K, V], desired: Mapping[K, V]) -> tuple[list[K], list[K]]:
@@ -76,7 +66,7 @@ def flows_by_key(flows: Iterable[Flow]) -> dict[tuple, Flow]:
         key = R.flow_key(f)
         if n % (YIELD_EVERY * 4) == 0:
             hub.sleep(0)          # keying 200,000 flows takes seconds: keep answering echoes
-        if out.setdefault(key, f) != f:
+        if out.setdefault(key, f) is not f and out[key] != f:
             raise FlowError(f"flows replace each other on the switch: {f} and {out[key]}")
     return out
 
@@ -119,6 +109,7 @@ class Switch:
         # xid -> (command, flow/key/group/id), oldest first.  An OrderedDict: dropping the
         # oldest of a plain dict is O(n) once many were dropped (it skips the dead slots).
         self._sent: OrderedDict[int, tuple[str, object]] = OrderedDict()
+        self._out: list[bytes] = []            # encoded changes not sent yet (``_flush``)
         self._bundle: int | None = None        # the bundle being filled, if any
         self._bundles = 0                      # bundle ids used on this connection
         self._lock = hub.BoundedSemaphore(1)   # one change at a time: diffs read `installed`
@@ -251,17 +242,15 @@ class Switch:
         """Bring these flow keys to ``wanted`` (groups: all of them).  Groups first (flows
         point at them), deletes last; in one bundle when ``atomic``, then a barrier."""
         groups = list(groups)
-        flows = {k: self.wanted[k] for k in keys if k in self.wanted}   # errors may edit wanted
-        cookies = {k: final_cookie(f) for k, f in flows.items()}
-        flow_send = [k for k, c in cookies.items() if self.installed.get(k) != c]
-        flow_delete = [k for k in keys if k not in flows]   # harmless if the switch lacks it
+        flow_send, flow_delete = self._flow_changes(keys)
         wanted_groups = {g.group_id: g for g in groups}
         prints = {i: R.group_fingerprint(g) for i, g in wanted_groups.items()}
         group_send, group_delete = diff(self.installed_groups, prints)
         self._count(len(flow_send) + len(flow_delete), len(group_send) + len(group_delete))
         if not (self.counters.flow_mods_last or self.counters.group_mods_last):
             return
-        before = self._installed_of(flow_send + flow_delete, group_send + group_delete)
+        before = self._installed_of([k for k, _ in flow_send] + flow_delete,
+                                    group_send + group_delete)
         self.install = Install("installing", 0, len(flow_send) + len(flow_delete)
                                + len(group_send) + len(group_delete))
         try:
@@ -269,15 +258,17 @@ class Switch:
                 self._open_bundle()
             for gid in group_send:
                 self._put_group(wanted_groups[gid], prints[gid])
-            for n, key in enumerate(flow_send, start=1):
-                self._put_flow(key, flows[key], cookies[key])
+            for n, (key, flow) in enumerate(flow_send, start=1):
+                self._put_flow(key, flow)
                 if n % YIELD_EVERY == 0:
                     self.install.sent = len(group_send) + n
+                    self._flush()
                     hub.sleep(0)      # let echo replies out: OVS drops a silent controller
             for key in flow_delete:
                 self._delete_flow(key)
             for gid in group_delete:
                 self._delete_group(gid)
+            self._flush()
             self.install.sent = self.install.total
             if atomic:
                 self._commit_bundle()
@@ -290,10 +281,25 @@ class Switch:
                   flow_mods=self.counters.flow_mods_last, reason=str(refused))
             self._resync(groups, atomic=False)
         except BaseException:
+            self._out.clear()
             if atomic:                # an uncommitted bundle dies with the connection
                 self._bundle = None
                 self._restore_installed(before)
             raise
+
+    def _flow_changes(self, keys: Iterable[tuple]) -> tuple[list[tuple[tuple, Flow]], list[tuple]]:
+        """(key, flow) of the flows to send, taken now (an error may edit ``wanted`` while
+        they are sent), and the keys to delete (harmless if the switch lacks one).  One
+        pass: a first install goes through ~300,000 keys."""
+        send, delete = [], []
+        wanted, installed = self.wanted, self.installed
+        for k in keys:
+            f = wanted.get(k)
+            if f is None:
+                delete.append(k)
+            elif installed.get(k) != R.encode(f).cookie:
+                send.append((k, f))
+        return send, delete
 
     def _installed_of(self, keys: list[tuple], gids: list[int]) -> tuple[dict, dict]:
         """What we believe the switch holds for these flows and groups (None: nothing)."""
@@ -310,20 +316,22 @@ class Switch:
 
     def _put_group(self, group: Group, fingerprint: int) -> None:
         command = "modify" if group.group_id in self.installed_groups else "add"
-        self._send(R.group_mod(self.datapath, group, command), command, group)
+        self._send(OFPT_GROUP_MOD, R.body(R.group_mod(self.datapath, group, command)),
+                   command, group)
         self.installed_groups[group.group_id] = fingerprint
 
-    def _put_flow(self, key: tuple, flow: Flow, cookie: int) -> None:
-        """add, not modify: OpenFlow 1.3 modify keeps the old cookie (and so the old digest)."""
-        self._send(R.flow_mod(self.datapath, flow, "add", cookie), "add", flow)
-        self.installed[key] = cookie
+    def _put_flow(self, key: tuple, flow: Flow) -> None:
+        encoded = R.encode(flow)
+        self._send(OFPT_FLOW_MOD, encoded.body, "add", flow)
+        self.installed[key] = encoded.cookie
 
     def _delete_flow(self, key: tuple) -> None:
-        self._send(R.delete_by_key(self.datapath, key), "delete_strict", key)
+        self._send(OFPT_FLOW_MOD, R.delete_by_key(key), "delete_strict", key)
         self.installed.pop(key, None)   # an error may have dropped it already
 
     def _delete_group(self, group_id: int) -> None:
-        self._send(R.group_delete(self.datapath, group_id), "delete", group_id)
+        self._send(OFPT_GROUP_MOD, R.body(R.group_delete(self.datapath, group_id)), "delete",
+                   group_id)
         self.installed_groups.pop(group_id, None)
 
     def _count(self, flow_mods: int, group_mods: int) -> None:
@@ -332,16 +340,30 @@ class Switch:
         c.flow_mods_total += flow_mods
         c.group_mods_total += group_mods
 
-    def _send(self, msg, command: str, obj: object) -> None:
-        """Send one change, into the open bundle if there is one (the wrapper carries the
-        message's xid, so an error names the flow either way)."""
-        if self._bundle is not None:
-            msg = self.datapath.ofproto_parser.ONFBundleAddMsg(
-                self.datapath, self._bundle, self._bundle_flags(), msg, [])
-        self._write(msg)
-        self._sent[msg.xid] = (command, obj)
+    def _send(self, msg_type: int, body: bytes, command: str, obj: object) -> None:
+        """Queue one change, into the open bundle if there is one (the wrapper carries the
+        message's xid, so an error names the flow either way); ``_flush`` sends the queue."""
+        xid = self._next_xid()
+        self._out += (R.header(msg_type, len(body), xid) if self._bundle is None else
+                      R.bundled_header(self._bundle, self._bundle_flags(), msg_type, len(body),
+                                       xid), body)
+        self._sent[xid] = (command, obj)
         if len(self._sent) > MAX_SENT:
             self._sent.popitem(last=False)
+
+    def _next_xid(self) -> int:
+        """The datapath's next xid, as ``Datapath.set_xid`` hands them out."""
+        dp = self.datapath
+        dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
+        return dp.xid
+
+    def _flush(self) -> None:
+        """Send the queued changes in one write: one socket send for hundreds of messages."""
+        if self._out:
+            buf = b"".join(self._out)
+            self._out.clear()      # before sending, which may yield to other greenthreads
+            if not self.datapath.send(buf):
+                raise ConnectionError(f"switch {self.datapath.id:016x} is gone")
 
     def flush_conntrack(self, zones: Iterable[int]) -> None:
         """Empty conntrack zones: NXT_CT_FLUSH_ZONE, which Ryu 4.34 does not define."""

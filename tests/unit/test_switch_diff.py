@@ -1,10 +1,11 @@
 """Diffing desired against installed flows, match keys and what Switch sends (no switch)."""
 from __future__ import annotations
 
+import struct
 from types import SimpleNamespace
 
 import pytest
-from ryu.ofproto import nicira_ext, ofproto_v1_3
+from ryu.ofproto import nicira_ext, ofproto_parser, ofproto_v1_3
 from ryu.ofproto import ofproto_v1_3_parser as parser
 from ryu.ofproto.ofproto_protocol import ProtocolDesc
 
@@ -23,7 +24,12 @@ from openflow_tables.flow import (
     flow,
     match,
 )
+from ryu_si.control.service import Service
+from ryu_si.control.store import Store
+from ryu_si.datapath import nd_fields
 from ryu_si.datapath import switch as S
+from tests.unit.conftest import compile_for
+from tests.unit.test_compile_transports import EDGE_PORTS, PLANE_PORTS, three_transports
 
 RULE = L.cookie("rule", 7)
 
@@ -50,14 +56,20 @@ def test_final_cookie_keeps_the_owner_and_adds_a_24_bit_digest():
     f = _flow()
     c = S.final_cookie(f)
     assert c & ~L.COOKIE_DIGEST_MASK == RULE
-    assert c & L.COOKIE_DIGEST_MASK == S.flow_digest(f) and S.flow_digest(f) < 1 << 24
+    assert c & L.COOKIE_DIGEST_MASK == _digest(f) and _digest(f) != 0
     assert L.cookie_owner(c) == ("rule", 7)
+    assert R.encode(f).body[:8] == c.to_bytes(8, "big")      # and the flow-mod carries it
+
+
+def _digest(f) -> int:
+    return S.final_cookie(f) & L.COOKIE_DIGEST_MASK
 
 
 def test_digest_follows_content_not_identity():
-    assert S.flow_digest(_flow()) == S.flow_digest(_flow())
-    assert S.flow_digest(_flow(out=3)) != S.flow_digest(_flow())
-    assert S.flow_digest(_flow(cookie=L.cookie("rule", 8))) == S.flow_digest(_flow())
+    assert _digest(_flow()) == _digest(_flow())
+    assert _digest(_flow(out=3)) != _digest(_flow())
+    assert _digest(_flow(priority=11)) != _digest(_flow())
+    assert _digest(_flow(cookie=L.cookie("rule", 8))) == _digest(_flow())
 
 
 # --- match keys ----------------------------------------------------------------------
@@ -123,15 +135,84 @@ def test_nicira_actions_carry_ovs_conventions():
     assert ct.zone_ofs_nbits == nicira_ext.ofs_nbits(0, 15)
 
 
-def test_modify_and_delete_only_touch_flows_with_our_tag():
-    add = R.flow_mod(DP, _flow(), "add", 5)
-    delete = R.delete_by_key(DP, R.flow_key(_flow()))
-    assert (add.command, add.cookie_mask) == (ofproto_v1_3.OFPFC_ADD, 0)
+def _flow_mod(body: bytes) -> parser.OFPFlowMod:
+    return _parse(R.header(ofproto_v1_3.OFPT_FLOW_MOD, len(body), 1) + body)[0]
+
+
+def test_delete_only_touches_flows_with_our_tag():
+    add = _flow_mod(R.encode(_flow()).body)
+    delete = _flow_mod(R.delete_by_key(R.flow_key(_flow())))
+    assert (add.command, add.cookie, add.cookie_mask) == (ofproto_v1_3.OFPFC_ADD,
+                                                         S.final_cookie(_flow()), 0)
     assert (delete.command, delete.cookie, delete.cookie_mask) == (
         ofproto_v1_3.OFPFC_DELETE_STRICT, R.OWN_COOKIE, L.COOKIE_APP_MASK)
     assert (delete.out_port, delete.out_group) == (ofproto_v1_3.OFPP_ANY, ofproto_v1_3.OFPG_ANY)
-    for msg in (add, delete, R.flow_mod(DP, _flow(), "modify_strict", 5)):
-        msg.serialize()
+    assert delete.instructions == [] and delete.match.items() == add.match.items()
+
+
+def _ryu_flow_mod(f, cookie: int, xid: int) -> bytes:
+    """A flow-mod as Ryu's own objects encode it: what ``R.flow_mod`` must send."""
+    table, priority, fields = R.flow_key(f)
+    inst = ([parser.OFPInstructionActions(ofproto_v1_3.OFPIT_APPLY_ACTIONS, R.actions(f.actions))]
+            if f.actions else [])
+    inst += [parser.OFPInstructionGotoTable(L.table_id(f.goto))] if f.goto else []
+    msg = parser.OFPFlowMod(DP, cookie=cookie, table_id=table, priority=priority,
+                            out_port=ofproto_v1_3.OFPP_ANY, out_group=ofproto_v1_3.OFPG_ANY,
+                            match=parser.OFPMatch(_ordered_fields=sorted(  # stable: by name
+                                fields, key=lambda uv: nd_fields.wire_rank(uv[0]))),  # in a rank
+                            instructions=inst)
+    msg.set_xid(xid)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def test_flow_mods_encode_to_the_bytes_ryu_would_send(service, tmp_path):
+    """Every action kind, and every match field the demo edge, the three-transport
+    example (both of its bridges) and a conjunctive rule use."""
+    service.create("rules", {"name": "multi", "priority": 300, "action": "allow",
+                             "applied_to": ["uplink1"],
+                             "match": {"ip_proto": "tcp", "ipv4_src": ["1.0.0.0/8", "2.0.0.0/8"],
+                                       "tp_dst": [22, 443]}})
+    transports = Service(Store(str(tmp_path / "transports.sqlite")))
+    transports.replace_config(three_transports())
+    flows = (compile_for(service).flows + compile_for(transports, EDGE_PORTS).flows
+             + compile_for(transports, PLANE_PORTS, dpid=2).flows)
+    assert {type(a) for f in flows for a in f.actions} == set(R._ACTIONS)
+    for xid, f in enumerate(flows):
+        cookie = S.final_cookie(f)
+        body = R.encode(f).body
+        assert R.header(ofproto_v1_3.OFPT_FLOW_MOD, len(body), xid) + body == \
+            _ryu_flow_mod(f, cookie, xid), f
+
+
+def test_a_bundled_message_is_the_onf_bundle_add_ryu_would_send():
+    inner = parser.OFPFlowMod(DP, cookie=5, table_id=3, priority=7,
+                              match=parser.OFPMatch(in_port=1))
+    outer = parser.ONFBundleAddMsg(DP, 9, 3, inner, [])
+    outer.set_xid(77)
+    outer.serialize()
+    body = R.body(inner)
+    assert R.bundled_header(9, 3, ofproto_v1_3.OFPT_FLOW_MOD, len(body), 77) + body == \
+        bytes(outer.buf)
+
+
+def _parse(buf: bytes) -> list:
+    """The messages in a stream of them, as Ryu objects (bundle-adds and group-mods
+    decoded here: Ryu parses neither)."""
+    msgs, o = [], ofproto_v1_3
+    while buf:
+        version, msg_type, length, xid = ofproto_parser.header(buf)
+        one, buf = buf[:length], buf[length:]
+        if msg_type == o.OFPT_GROUP_MOD:
+            msg = parser.OFPGroupMod(DP, *struct.unpack_from("!HBxI", one, 8))
+        elif msg_type == o.OFPT_EXPERIMENTER:
+            bundle_id, flags = struct.unpack_from("!I2xH", one, 16)
+            msg = parser.ONFBundleAddMsg(DP, bundle_id, flags, _parse(one[24:])[0], [])
+        else:
+            msg = ofproto_parser.msg(DP, version, msg_type, length, xid, one)
+        msg.xid = xid
+        msgs.append(msg)
+    return msgs
 
 
 class FakeDatapath(ProtocolDesc):
@@ -159,6 +240,10 @@ class FakeDatapath(ProtocolDesc):
     def send_msg(self, msg) -> bool:
         msg.serialize()
         self.sent.append(msg)
+        return True
+
+    def send(self, buf: bytes) -> bool:
+        self.sent += _parse(buf)
         return True
 
 
@@ -277,15 +362,14 @@ def test_a_push_cut_short_is_sent_whole_by_the_next_one(switch, monkeypatch):
     base = [_flow(priority=p) for p in range(10, 13)]
     switch.push(base, [])
     more = base + [_flow(priority=p) for p in range(20, 23)]
-    sent_before = len(switch.datapath.sent)
-    real_send = switch.datapath.send_msg
-    monkeypatch.setattr(switch.datapath, "send_msg",
-                        lambda msg: len(switch.datapath.sent) < sent_before + 2
-                        and real_send(msg))           # the connection drops after two
+    real_send = switch.datapath.send
+    monkeypatch.setattr(switch.datapath, "send",     # the connection drops after the first
+                        lambda buf: real_send(buf[:struct.unpack_from("!H", buf, 2)[0]])
+                        and False)                    # message of a write
     with pytest.raises(ConnectionError):
         switch.push(more, [])
     assert len(switch.datapath.changes) == 3 + 1      # one of the new flows was in the bundle
-    monkeypatch.setattr(switch.datapath, "send_msg", real_send)
+    monkeypatch.setattr(switch.datapath, "send", real_send)
     switch.datapath.sent.clear()
     switch.push(more, [])
     assert sorted(m.priority for m in switch.datapath.changes) == [20, 21, 22]
