@@ -7,7 +7,8 @@ compiler that copies each rule's flows, and its applied_to entry, once per
 interface it is applied to); classify-table subtables.
 Install: ``ryu-manager ryu_si.app`` started with the document as RYU_SI_CONFIG;
 the bridge is pointed at it once REST answers; timed until
-``ovs-ofctl dump-aggregate`` shows every compiled flow; then the controller's RSS.
+``ovs-ofctl dump-aggregate`` shows every compiled flow (also timed from the switch
+connecting: the target, 50,000 x 64 in < 10 s); then the controller's RSS.
 Beside it, the time ``ovs-ofctl add-flows`` takes for the same flows: OVS's own share.
 ``--family`` picks the rule bases (workload.py): ``dual`` is R IPv4 + R IPv6 rules,
 measured beside ``ipv4`` (R rules) when both are named.
@@ -40,7 +41,7 @@ from ryu_si.control.store import Store
 FULL = {"rules": (100, 1_000, 10_000, 50_000), "ifaces": (4, 16, 64)}
 CI = {"rules": (100, 1_000), "ifaces": (4, 16)}
 BRIDGE, DPID = "bench0", 0xB0
-TARGET = {"rules": 50_000, "ifaces": 64, "seconds": 60.0, "rss_mib": 1024.0}
+TARGET = {"rules": 50_000, "ifaces": 64, "seconds": 10.0, "rss_mib": 1024.0}  # from connect
 INSTALL_TIMEOUT_S = 900.0
 MAX_CONNECTS = 3
 
@@ -84,7 +85,7 @@ COMPILE_HEADER = ["family", "rules", "ifaces", "sets", "slices", "rule flows", "
                   "all flows", "subtables", "shapes w/o set codes", "replace_config s",
                   "compile s"]
 INSTALL_HEADER = ["family", "rules", "ifaces", "flows", "ovs-ofctl s", "REST up s",
-                  "connected s", "installed s", "flows/s after REST up", "RSS MiB", "connects",
+                  "connected s", "installed s", "after connect s", "flows/s after REST up", "RSS MiB", "connects",
                   "OF errors"]
 
 
@@ -142,6 +143,7 @@ def install_once(compiled: Compiled, edge: Edge, probe_ms: int | None) -> list:
     return [compiled.family, compiled.total_rules(), compiled.ifaces, expected, floor_s, rest_s,
             connected_s,
             installed_s if done else f"never ({connects} connects in {installed_s:.0f} s)",
+            installed_s - connected_s if done else "-",
             expected / (installed_s - rest_s) if done else "-", rss, connects, errors]
 
 
@@ -191,11 +193,11 @@ def verdict(installs: list[list]) -> str:
                None)
     if row is None:
         return "target (50,000 IPv4 rules x 64 interfaces): not measured at this size"
-    installed, rss = row[col["installed s"]], row[col["RSS MiB"]]
+    installed, rss = row[col["after connect s"]], row[col["RSS MiB"]]
     ok_time = isinstance(installed, float) and installed < TARGET["seconds"]
     ok_rss = rss < TARGET["rss_mib"]
     shown = f"{installed:.1f} s" if isinstance(installed, float) else installed
-    return (f"target 50,000 x 64 in < {TARGET['seconds']:.0f} s: "
+    return (f"target 50,000 x 64 installed < {TARGET['seconds']:.0f} s after connecting: "
             f"{'MET' if ok_time else 'NOT MET'} ({shown}); RSS < 1 GiB: "
             f"{'MET' if ok_rss else 'NOT MET'} ({rss:.0f} MiB)")
 

@@ -234,13 +234,13 @@ class Switch:
         commit at the end (OVS applies flow-mods as they come, on the other core)."""
         self.installed = self._dump_flows()
         self.installed_groups = self._dump_groups()
-        self._apply(self.wanted.keys() | self.installed.keys(), groups,
-                    atomic=atomic and bool(self.installed))
+        self._apply(None, groups, atomic=atomic and bool(self.installed))
         self.counters.last_resync = time.time()
 
-    def _apply(self, keys: Iterable[tuple], groups: Iterable[Group], atomic: bool) -> None:
-        """Bring these flow keys to ``wanted`` (groups: all of them).  Groups first (flows
-        point at them), deletes last; in one bundle when ``atomic``, then a barrier."""
+    def _apply(self, keys: Iterable[tuple] | None, groups: Iterable[Group], atomic: bool) -> None:
+        """Bring these flow keys (None: every key wanted or installed) to ``wanted`` (groups:
+        all of them).  Groups first (flows point at them), deletes last; in one bundle when
+        ``atomic``, then a barrier."""
         groups = list(groups)
         flow_send, flow_delete = self._flow_changes(keys)
         wanted_groups = {g.group_id: g for g in groups}
@@ -250,7 +250,7 @@ class Switch:
         if not (self.counters.flow_mods_last or self.counters.group_mods_last):
             return
         before = self._installed_of([k for k, _ in flow_send] + flow_delete,
-                                    group_send + group_delete)
+                                    group_send + group_delete) if atomic else None
         self.install = Install("installing", 0, len(flow_send) + len(flow_delete)
                                + len(group_send) + len(group_delete))
         try:
@@ -287,13 +287,17 @@ class Switch:
                 self._restore_installed(before)
             raise
 
-    def _flow_changes(self, keys: Iterable[tuple]) -> tuple[list[tuple[tuple, Flow]], list[tuple]]:
+    def _flow_changes(self, keys: Iterable[tuple] | None
+                      ) -> tuple[list[tuple[tuple, Flow]], list[tuple]]:
         """(key, flow) of the flows to send, taken now (an error may edit ``wanted`` while
         they are sent), and the keys to delete (harmless if the switch lacks one).  One
-        pass: a first install goes through ~300,000 keys."""
-        send, delete = [], []
+        pass: a first install goes through ~300,000 keys, or none if the switch holds
+        nothing of ours."""
         wanted, installed = self.wanted, self.installed
-        for k in keys:
+        if keys is None and not installed:
+            return list(wanted.items()), []
+        send, delete = [], []
+        for k in wanted.keys() | installed.keys() if keys is None else keys:
             f = wanted.get(k)
             if f is None:
                 delete.append(k)

@@ -178,6 +178,8 @@ def test_flow_mods_encode_to_the_bytes_ryu_would_send(service, tmp_path):
     flows = (compile_for(service).flows + compile_for(transports, EDGE_PORTS).flows
              + compile_for(transports, PLANE_PORTS, dpid=2).flows)
     assert {type(a) for f in flows for a in f.actions} == set(R._ACTIONS)
+    assert {nd_fields.ryu_name(name) for f in flows for name, _, _ in f.match} >= set(
+        R.ADDRESS_FIELDS) - {"arp_spa"}             # and every address field but one
     for xid, f in enumerate(flows):
         cookie = S.final_cookie(f)
         body = R.encode(f).body
