@@ -14,7 +14,7 @@ from ryu_si.control.config import default_document
 
 pytestmark = pytest.mark.integration
 
-BULK = 12000
+BULK = 40000
 
 
 def big_document() -> dict:
@@ -43,7 +43,7 @@ def test_apply_shows_the_install_and_says_when_the_switch_holds_it(controller, t
     progress = [tuple(map(lambda s: int(s.replace(",", "")), m.groups()))
                 for m in re.finditer(r"\] ([\d,]+)/([\d,]+)", done.stderr)]
     print(f"apply: {len(progress)} install lines, {progress[:2]} .. {progress[-2:]}")
-    assert len(progress) >= 3, done.stderr                   # the install was followed
+    assert any(s < t for s, t in progress), done.stderr      # the install was followed
     sent = [s for s, _ in progress]
     assert sent == sorted(sent) and len({t for _, t in progress}) == 1
     assert progress[-1][0] < progress[-1][1] + 1 and progress[0][1] > BULK
