@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context
@@ -24,19 +25,55 @@ from si_model.rule_index import RuleIndex
 _VERSIONS = itertools.count(1)
 
 
-class Flows(tuple):
-    """A pipeline's flows, numbered (``version``).  Flows compiled from an earlier pipeline
-    also name it (``base``, its version and size) and carry the difference, so a switch
-    that holds the earlier one sends the difference without comparing pipelines."""
+class Numbered:
+    """Flows of a pipeline, numbered (``version``).  Flows compiled from an earlier
+    pipeline also name it (``base``, its version and size) and carry the difference, so
+    a switch that holds the earlier one sends the difference without comparing them."""
 
-    def __new__(cls, flows: Iterable[Flow], base: Flows | None = None,
+    def _number(self, base: tuple[int, int] | None, removed: Iterable[Flow],
+                added: Iterable[Flow]) -> None:
+        self.version = next(_VERSIONS)
+        self.base, self.base_size = base or (None, 0)
+        self.removed, self.added = tuple(removed), tuple(added)
+
+    def basis(self) -> tuple[int, int]:
+        """(version, size): what flows compiled from these name as their base."""
+        return self.version, len(self)
+
+
+class Flows(tuple, Numbered):
+    """A pipeline's flows, as a tuple."""
+
+    def __new__(cls, flows: Iterable[Flow], base: tuple[int, int] | None = None,
                 removed: Iterable[Flow] = (), added: Iterable[Flow] = ()) -> Flows:
         self = super().__new__(cls, flows)
-        self.version = next(_VERSIONS)
-        self.base = None if base is None else base.version
-        self.base_size = 0 if base is None else len(base)
-        self.removed, self.added = tuple(removed), tuple(added)
+        self._number(base, removed, added)
         return self
+
+
+class FlowView(Sequence, Numbered):
+    """The flows of a ``SplitPipeline``'s current pipeline, read from it rather than
+    copied out (a copy of a 50,000-rule pipeline costs more than the change): valid
+    until its next update (a push reads them at once), then a RuntimeError."""
+
+    def __init__(self, split: SplitPipeline, base: tuple[int, int], removed: Iterable[Flow],
+                 added: Iterable[Flow]) -> None:
+        self._split, self._rest = split, split.rest
+        self._number(base, removed, added)
+
+    def _rules(self) -> dict[tuple, Flow]:
+        if self._split.pipeline.flows is not self:
+            raise RuntimeError("these flows were replaced by a later update")
+        return self._split.flows
+
+    def __iter__(self) -> Iterator[Flow]:
+        return itertools.chain(self._rest, self._rules().values())
+
+    def __len__(self) -> int:
+        return len(self._rest) + len(self._rules())
+
+    def __getitem__(self, i):
+        return tuple(self)[i]
 
 
 @dataclass(frozen=True)
@@ -200,6 +237,7 @@ class SplitPipeline:
         (``index`` is of its rules); this becomes it until ``undo``.  None: it does not
         split (this is left as it was).  Raises FlowError as compile_pipeline would."""
         changed = set(changed)
+        base = self.pipeline.flows.basis()           # before the update changes them
         present = {i: r for i in changed if (r := ctx.model.get("rules", i)) is not None}
         rules = {r.id: r for r in representatives(ctx, index)} | present
         small = dataclasses.replace(ctx, model=m.Model({**ctx.model.objects, "rules": rules}))
@@ -218,8 +256,8 @@ class SplitPipeline:
         old_rest, new_rest = set(self.rest), set(rest)
         self._set(self, "rest", rest)
         self._set(self, "model", ctx.model)
-        flows = Flows(itertools.chain(rest, self.flows.values()), self.pipeline.flows,
-                      removed + list(old_rest - new_rest), added + list(new_rest - old_rest))
+        flows = FlowView(self, base, removed + list(old_rest - new_rest),
+                         added + list(new_rest - old_rest))
         self._set(self, "pipeline", Pipeline(flows, pipe.groups))
         return self.pipeline
 

@@ -34,7 +34,7 @@ from ryu.ofproto import ofproto_common
 
 from openflow_tables import layout as L
 from ryu_si.datapath import ryu_render as R
-from openflow_tables.compile import Flows
+from openflow_tables.compile import Numbered
 from openflow_tables.flow import Flow, FlowError, Group
 from openflow_tables.ofctl_render import render_flow, render_group
 from ryu_si.logs import dpid_str, event
@@ -227,10 +227,10 @@ class Switch:
     def _rewant(self, flows: Iterable[Flow]) -> dict[tuple, Flow | None]:
         """Make ``wanted`` the new pipeline, in place; the keys whose flow changed, with
         the flow each held before (None: none), to go back.  The difference comes with
-        ``Flows`` compiled from the ones ``wanted`` holds (same version, nothing dropped
+        flows compiled from the ones ``wanted`` holds (same version, nothing dropped
         since: see record_error); else two set differences over whole pipelines find it."""
         basis = self._basis
-        if isinstance(flows, Flows) and flows.base is not None and basis is not None and \
+        if isinstance(flows, Numbered) and flows.base is not None and basis is not None and \
                 basis[0] == flows.base and basis[1] is self.wanted and \
                 len(self.wanted) == flows.base_size:
             gone, new = flows.removed, flows.added

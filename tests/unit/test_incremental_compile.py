@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.workload import Edge, document
-from openflow_tables.compile import Flows, SplitPipeline, compile_pipeline
+from openflow_tables.compile import Numbered, SplitPipeline, compile_pipeline
 from openflow_tables.context import Context, Generations
 from si_model import model as m
 from si_model.document import model_from_document
@@ -110,22 +112,22 @@ class Replay:
             [r for r in (cand.get("rules", i) for i in changed) if r])
         assert index == RuleIndex.of(cand)
         ctx = self.context(cand, bits)
-        before = self.split.pipeline
+        basis, held = self.split.pipeline.flows.basis(), set(self.split.pipeline.flows)
         whole = compile_pipeline(ctx)
         pipe = self.split.update(ctx, changed, index)
         assert pipe is not None
         assert len(pipe.flows) == len(set(pipe.flows)) == len(whole.flows)
         assert set(pipe.flows) == set(whole.flows)
         assert pipe.groups == whole.groups
-        assert_difference(before.flows, pipe.flows)
+        assert_difference(basis, held, pipe.flows)   # read before: an update replaces them
         self.model, self.counters, self.bits, self.index = cand, counters, bits, index
 
 
-def assert_difference(before: Flows, after: Flows) -> None:
-    """What a switch holding ``before`` applies to hold ``after``."""
-    assert after.base == before.version and after.base_size == len(before)
-    assert set(after.removed) <= set(before) and not set(after.removed) & set(after)
-    assert (set(before) - set(after.removed)) | set(after.added) == set(after)
+def assert_difference(basis: tuple[int, int], before: set, after: Numbered) -> None:
+    """What a switch holding ``before`` (whose basis it was) applies to hold ``after``."""
+    assert (after.base, after.base_size) == basis and len(before) == basis[1]
+    assert set(after.removed) <= before and not set(after.removed) & set(after)
+    assert (before - set(after.removed)) | set(after.added) == set(after)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -150,4 +152,15 @@ def test_undo_gives_back_the_pipeline_before_the_update():
     assert len(pipe.flows) > len(before.flows)
     replay.split.undo()
     assert replay.split.pipeline is before and replay.split.model is replay.model
+    assert len(before.flows) == len(set(before.flows))     # its flows read again
     replay.check(cand, [rule.id])            # and it updates from there as before
+
+
+def test_the_flows_of_a_replaced_update_cannot_be_read():
+    replay = Replay()
+    replay.edit("add", {"action": "drop", "match": {"ip_proto": "udp"},
+                        "applied_to": UPLINKS[:1], "priority": 9, "enabled": True}, 0)
+    old = replay.split.pipeline.flows
+    replay.edit("bump", {}, 0)
+    with pytest.raises(RuntimeError):
+        list(old)

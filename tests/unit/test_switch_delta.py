@@ -10,7 +10,7 @@ from tests.unit.test_switch_diff import _flow, _kinds, switch  # noqa: F401 (fix
 
 def _next(base: Flows, removed: list, added: list) -> Flows:
     kept = [f for f in base if f not in removed]
-    return Flows(kept + added, base, removed, added)
+    return Flows(kept + added, base.basis(), removed, added)
 
 
 def _spy_on_whole_diffs(switch, monkeypatch) -> list:
