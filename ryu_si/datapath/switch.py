@@ -18,6 +18,7 @@ flow by flow, so only the refused flow is missing (and reported in /health).
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import struct
 import time
@@ -132,6 +133,8 @@ class Switch:
             self.wanted = flows_by_key(flows)
             self._basis = (getattr(flows, "version", None), self.wanted)
             self._resync(groups, atomic=True)
+            gc.collect()     # what a reconcile keeps (keys, cookies: one per flow), out of
+            gc.freeze()      # later passes, which would walk it in the middle of a change
 
     def push(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
         """Send the difference from what we wanted last: O(changes) messages, keys and
