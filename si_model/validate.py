@@ -15,6 +15,7 @@ import uuid
 from typing import Any, Callable
 
 from si_model import model as m
+from si_model.rule_index import RuleIndex
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -492,21 +493,41 @@ def check_model(model: m.Model) -> None:
         _check_rule(model, rule)
     rules = m.rules_by_router(model)
     for r in model.all("routers"):
-        _check_capacity(model, r, rules.get(r.id, []))
+        mine = rules.get(r.id, [])
+        _check_capacity(model, r, {frozenset(x.applied_to) for x in mine},
+                        m.l2_interfaces(mine))
 
 
-def _check_capacity(model: m.Model, r: m.Router, rules: list[m.Rule]) -> None:
+def check_rules(model: m.Model, rule_ids: set[str], index: RuleIndex) -> None:
+    """``check_model`` of a model that passed it but for the rules ``rule_ids`` (created,
+    updated or deleted; ``index`` is of this model's rules): the same first problem,
+    found in time proportional to those rules.  Nothing else reads a rule, so only their
+    names, their own checks and their routers' capacity can fail."""
+    rules = [r for r in (model.get("rules", i) for i in rule_ids) if r is not None]
+    for rule in rules:
+        if len(index.names[rule.name]) > 1:
+            raise _used("rules", "name", rule.name)
+    for rule in rules:
+        _check_rule(model, rule)
+    touched = {rule.router for rule in rules}
+    for r in model.all("routers"):
+        if r.id in touched:
+            _check_capacity(model, r, index.router_sets(r.id), index.l2_interfaces(r.id))
+
+
+def _check_capacity(model: m.Model, r: m.Router, sets: set[frozenset[str]],
+                    l2: frozenset[str]) -> None:
     """The datapath's per-router limits, refused as a 409 naming the limit (a model
-    past them cannot be compiled).  Each distinct applied_to set takes one of
-    MAX_APPLIED_TO_SETS register bits; each distinct membership of a classifying
-    interface in those sets (its interface class) one of MAX_INTERFACE_CLASSES values of
-    the ct_mark class field.  The compiler refuses the same models; this names the field."""
-    sets = {frozenset(x.applied_to) for x in rules}
+    past them cannot be compiled).  Each distinct applied_to set (``sets``, of the
+    router's rules) takes one of MAX_APPLIED_TO_SETS register bits; each distinct
+    membership of a classifying interface in those sets (its interface class; ``l2``: the
+    interfaces that are classes of their own, m.l2_interfaces) one of
+    MAX_INTERFACE_CLASSES values of the ct_mark class field.  The compiler refuses the
+    same models; this names the field."""
     if len(sets) > m.MAX_APPLIED_TO_SETS:
         raise ValidationError("applied_to", f"router {r.name!r} would have {len(sets)} "
                               f"distinct applied_to sets; the limit is {m.MAX_APPLIED_TO_SETS} per "
                               f"router (rules with the same applied_to share one)", 409)
-    l2 = m.l2_interfaces(rules)
     classes = {(frozenset(s for s in sets if i.id in s), i.id if i.id in l2 else None)
                for i in model.interfaces_of(r.id) if i.classifies}
     if len(classes) > m.MAX_INTERFACE_CLASSES:
@@ -523,8 +544,12 @@ def _unique(model: m.Model, kind: str, f: str) -> None:
         if v is None:
             continue
         if v in seen and seen[v] != o.id:
-            raise ValidationError(f, f"{noun(kind)} {f} {v!r} is already used", 409)
+            raise _used(kind, f, v)
         seen[v] = o.id
+
+
+def _used(kind: str, f: str, v: Any) -> ValidationError:
+    return ValidationError(f, f"{noun(kind)} {f} {v!r} is already used", 409)
 
 
 def _check_router(model: m.Model, r: m.Router) -> None:

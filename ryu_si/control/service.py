@@ -5,15 +5,21 @@ change is applied to a copy of the model, checked whole, committed to SQLite in
 one transaction, and only then made current and announced (``on_change``, which gets
 the pipelines the check compiled, so a push does not compile them again), so a
 rejected request changes neither the store nor the switch.
+
+A change of single objects (create, update, delete) costs what it touches: numbers,
+checks, applied_to set codes and store rows of those objects alone, and for rules a compile
+of the changed rules and the flows that are no rule's (``SplitPipeline``, kept per
+switch from its last whole compile), not of every rule.
 """
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 import time
 from typing import Any, Callable
 
-from openflow_tables.compile import Pipeline, compile_pipeline
+from openflow_tables.compile import Pipeline, SplitPipeline, compile_pipeline
 from openflow_tables.context import Context, Generations
 from openflow_tables.flow import FlowError
 from openflow_tables.layout import NSH_FIRST_SI
@@ -25,7 +31,8 @@ from si_model.document import model_from_document
 from si_model.numbering import assign_numbers
 from si_model.set_codes import applied_to_codes, from_state, to_state
 from si_model.paths import ServicePath, SkipKey, SpiTable, chain_paths, probe_spis, skip_paths
-from si_model.validate import ValidationError, build, check_model, noun
+from si_model.rule_index import RuleIndex
+from si_model.validate import ValidationError, build, check_model, check_rules, noun
 
 # Objects whose change can change what a rule gives an open connection at an interface
 # (rules, their applied_to sets, interfaces and their classes, routers): every record
@@ -34,6 +41,8 @@ RECLASSIFYING_KINDS = frozenset({"rules", "interfaces", "routers"})
 # What a change hands its listener: the pipelines its check compiled, by dpid, with the
 # port numbers each was compiled for (a push can use one only for the same ports).
 Compiled = dict[int, tuple[dict[str, int], Pipeline]]
+# The objects a change edits, (kind, id); None: any object may have changed.
+Edited = list[tuple[str, str]] | None
 
 
 class Service:
@@ -57,6 +66,9 @@ class Service:
         self.learned_neighbors: dict[tuple[str, str], str] = {}
         self.flushed_epochs: dict[int, int] = dict(state.get("conntrack_flushed", []))
         self._lock = threading.RLock()
+        self.rule_index = RuleIndex.of(self.model)
+        self._splits: dict[int, SplitPipeline] = {}     # dpid -> its pipeline by origin
+        self._splits_lock = threading.Lock()            # pipeline() adds splits unlocked
         self.applied_to_codes = applied_to_codes(self.model, from_state(stored_codes))
         if to_state(self.applied_to_codes) != stored_codes:
             self._recode_classes()
@@ -86,8 +98,34 @@ class Service:
                        skips=self.skips if skips is None else skips)
 
     def pipeline(self, dpid: int, ports: dict[str, int]) -> Pipeline:
-        """The pipeline of one switch as of now."""
-        return compile_pipeline(self.context(dpid, ports))
+        """The pipeline of one switch as of now, compiled whole (flows in the compiler's
+        order, which a trace of overlapping rules reads).  The switch's split holds it
+        (split anew if the model or ports changed), so the next rule change is compiled,
+        and sent, as a difference from this one (which a push or reconcile just sent)."""
+        model = self.model
+        ctx = self.context(dpid, ports)
+        pipe = compile_pipeline(ctx)
+        with self._splits_lock:
+            split = self._splits.get(dpid)
+            if model is not self.model:
+                return pipe
+            if split is None or not split.fits(ctx) or split.model is not model \
+                    or not split.rebase(ctx, pipe):
+                self._keep_split(ctx, pipe)
+        return pipe
+
+    def _keep_split(self, ctx: Context, pipe: Pipeline) -> None:
+        """Split a whole compile for the next changes.  Its flows live on; the garbage
+        collector is told to leave them (and everything before them) out of its passes:
+        a full pass walks every object, which at 50,000 rules stalls a change by a
+        second.  Compiled flows hold no cycles: refcounts still free them."""
+        split = SplitPipeline.of(ctx, pipe)
+        if split is None:
+            self._splits.pop(ctx.dpid, None)
+        else:
+            self._splits[ctx.dpid] = split
+        gc.collect()
+        gc.freeze()
 
     def switch_ports(self, dpid: int | None, model: m.Model | None = None) -> dict[str, int]:
         """The port numbers a switch's pipeline is compiled with: the connected switch's
@@ -104,10 +142,17 @@ class Service:
         """An object by id or name, or a 404."""
         if kind not in m.KINDS:
             raise ValidationError("kind", f"unknown resource {kind!r}", 404)
-        obj = self.model.get(kind, ref) or self.model.by_name(kind, ref)
+        obj = self.model.get(kind, ref) or self._by_name(kind, ref)
         if obj is None:
             raise ValidationError("id", f"no {noun(kind)} {ref!r}", 404)
         return obj
+
+    def _by_name(self, kind: str, name: str) -> Any:
+        """Rules by the index (there are tens of thousands), the others by a look."""
+        if kind != "rules":
+            return self.model.by_name(kind, name)
+        ids = self.rule_index.names.get(name)
+        return self.model.get(kind, next(iter(ids))) if ids else None
 
     # --- writes ---------------------------------------------------------------
     def create(self, kind: str, body: Any) -> Any:
@@ -117,7 +162,7 @@ class Service:
             if cand.get(kind, obj.id) is not None:
                 raise ValidationError("id", f"{obj.id} already exists", 409)
             cand.put(kind, obj)
-            self._apply(cand)
+            self._apply(cand, [(kind, obj.id)])
             return self.model.get(kind, obj.id)
 
     def update(self, kind: str, ref: str, body: Any) -> Any:
@@ -125,7 +170,7 @@ class Service:
             old = self.find(kind, ref)
             cand = self.model.copy()
             cand.put(kind, build(kind, body, cand, existing=old))
-            self._apply(cand)
+            self._apply(cand, [(kind, old.id)])
             return self.model.get(kind, old.id)
 
     def delete(self, kind: str, ref: str) -> None:
@@ -136,7 +181,7 @@ class Service:
                                       f"{noun(other)} {obj.name!r}", 409)
             cand = self.model.copy()
             cand.remove(kind, old.id)
-            self._apply(cand)
+            self._apply(cand, [(kind, old.id)])
 
     def replace_config(self, doc: Any) -> dict[str, int]:
         """Make the model exactly ``doc`` (see ``si_model.document.model_from_document``)."""
@@ -353,61 +398,143 @@ class Service:
         return True
 
     # --- the one path every change takes ----------------------------------------
-    def _apply(self, cand: m.Model) -> None:
+    def _apply(self, cand: m.Model, edited: Edited = None) -> None:
         """Check, compile, store, announce; the phases show in /health."""
         with self.phase.change():
-            self._checked_apply(cand)
+            self._checked_apply(cand, edited)
 
-    def _checked_apply(self, cand: m.Model) -> None:
-        counters = assign_numbers(cand, self.counters)
-        check_model(cand)
+    def _checked_apply(self, cand: m.Model, edited: Edited = None) -> None:
+        """``edited``: the only objects ``cand`` changes (None: a whole new model)."""
+        counters = self._numbers(cand, edited)
+        index = self._rule_index(cand, edited)
+        rules = None if edited is None or any(k != "rules" for k, _ in edited) else \
+            {i for _, i in edited}
+        if rules is None:
+            check_model(cand)
+        else:
+            check_rules(cand, rules, index)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
         skips = self._skips_of(cand, paths)
         before = self._up_paths()
         failed = self._failed_after(before, paths, skips)
-        codes = applied_to_codes(cand, self.applied_to_codes)
-        changes = self._changes(cand)
+        codes = self._codes(cand, index, edited)
+        if any(codes.get(k, c) != c for k, c in self.applied_to_codes.items()):
+            rules = None         # the sets were packed again: every rule's flows change
+        changes = self._changes(cand, edited)
         gens = self.generations
         if any(kind in RECLASSIFYING_KINDS for kind, _, _ in changes):
             gens = self._bump("classify")
         if before.keys() - self._up_paths(paths, skips).keys():     # a path went: drain it
             gens = dataclasses.replace(gens, spi_fail=(gens.spi_fail + 1) & 0xFF)
         self.phase.to("compiling")
-        fresh = self._trial_compile(cand, paths, probes, codes, gens, skips, failed)
-        self.store.commit(changes, counters, {
-            "spis": self.spis.to_dict(), "generations": dataclasses.asdict(gens),
-            "applied_to_codes": to_state(codes)})
-        self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
-        self.skips, self.failed_paths = skips, failed
-        self.applied_to_codes, self.generations = codes, gens
+        with self._splits_lock:      # a pipeline() meanwhile splits the model it compiled
+            fresh, whole = self._trial_compile(cand, paths, probes, codes, gens, skips, failed,
+                                               index, rules)
+            try:
+                self.store.commit(changes, counters, {
+                    "spis": self.spis.to_dict(), "generations": dataclasses.asdict(gens),
+                    "applied_to_codes": to_state(codes)})
+            except BaseException:
+                self._undo_splits(cand)
+                raise
+            self.model, self.counters, self.paths, self.probe_spis = cand, counters, paths, probes
+            self.skips, self.failed_paths = skips, failed
+            self.applied_to_codes, self.generations = codes, gens
+            self.rule_index = index
+            for ctx, pipe in whole:
+                self._keep_split(ctx, pipe)
         self.phase.to("installing")
         self.on_change(fresh)
 
+    def _numbers(self, cand: m.Model, edited: Edited) -> dict[str, int]:
+        """Number the objects that have none.  Only edited objects can lack numbers, and
+        the counters are past every number held, so numbering those alone is numbering
+        the model (numbering.assign_numbers)."""
+        if edited is None:
+            return assign_numbers(cand, self.counters)
+        mine = m.Model()
+        for kind, i in edited:
+            if cand.get(kind, i) is not None:
+                mine.put(kind, cand.get(kind, i))
+        counters = assign_numbers(mine, self.counters)
+        for kind, i in edited:
+            if mine.get(kind, i) is not None:
+                cand.put(kind, mine.get(kind, i))
+        return counters
+
+    def _rule_index(self, cand: m.Model, edited: Edited) -> RuleIndex:
+        if edited is None:
+            return RuleIndex.of(cand)
+        ids = [i for k, i in edited if k == "rules"]
+        return self.rule_index.changed(
+            [r for r in (self.model.get("rules", i) for i in ids) if r is not None],
+            [r for r in (cand.get("rules", i) for i in ids) if r is not None])
+
+    def _codes(self, cand: m.Model, index: RuleIndex, edited: Edited) -> dict:
+        """The candidate's applied_to set codes (si_model.set_codes).  A set without a
+        code is used by edited rules only, so those rules and one rule per other set in
+        use give the same codes as every rule (a packing again sorts the sets itself)."""
+        if edited is None:
+            return applied_to_codes(cand, self.applied_to_codes)
+        some = {}
+        for ids in (ids for sets in index.sets.values() for ids in sets.values()):
+            i = next(iter(ids))
+            some[i] = cand.get("rules", i)
+        for kind, i in edited:
+            if kind == "rules" and cand.get(kind, i) is not None:
+                some[i] = cand.get(kind, i)
+        return applied_to_codes(m.Model({**cand.objects, "rules": some}), self.applied_to_codes)
+
     def _trial_compile(self, cand: m.Model, paths, probes, codes, gens: Generations,
-                       skips: dict, failed: dict) -> Compiled:
+                       skips: dict, failed: dict, index: RuleIndex, rules: set[str] | None
+                       ) -> tuple[Compiled, list[tuple[Context, Pipeline]]]:
         """Compile the candidate for every switch before anything is stored: a model the
         datapath cannot hold (two flows with one match) is a 409, not a wedged store.
         Every port the model names gets a number; a connected switch that has them all
-        is compiled with its own numbers, and that pipeline is the one pushed next."""
+        is compiled with its own numbers, and that pipeline is the one pushed next.
+        When only ``rules`` changed, a switch split by origin compiles those rules and
+        the rest alone (undone if the change goes no further); the others are compiled
+        whole, and those of connected switches (returned) split for the next change."""
         dpids = {d for r in cand.all("routers") for d in (r.dpid, r.service_plane_dpid) if d}
-        fresh = {}
-        for dpid in dpids:
-            ports = self.switch_ports(dpid, cand)
-            try:
-                pipe = compile_pipeline(self._context(cand, dpid, ports, codes, paths, probes,
-                                                      gens, skips, failed))
-            except FlowError as e:
-                raise ValidationError("config", f"the datapath cannot hold this: {e}",
-                                      409) from None
-            if ports == self.ports_of(dpid):
-                fresh[dpid] = (ports, pipe)
-        return fresh
+        fresh, whole = {}, []
+        try:
+            for dpid in dpids:
+                ports = self.switch_ports(dpid, cand)
+                ctx = self._context(cand, dpid, ports, codes, paths, probes, gens, skips, failed)
+                pipe = self._updated(ctx, rules, index)
+                if pipe is None:
+                    pipe = compile_pipeline(ctx)
+                    whole.append((ctx, pipe))
+                if ports == self.ports_of(dpid):
+                    fresh[dpid] = (ports, pipe)
+        except FlowError as e:
+            self._undo_splits(cand)
+            raise ValidationError("config", f"the datapath cannot hold this: {e}",
+                                  409) from None
+        return fresh, [(ctx, pipe) for ctx, pipe in whole if ctx.dpid in fresh]
+
+    def _updated(self, ctx: Context, rules: set[str] | None, index: RuleIndex
+                 ) -> Pipeline | None:
+        """The pipeline from the switch's split, if it holds the current model's."""
+        split = self._splits.get(ctx.dpid)
+        if rules is None or split is None or split.model is not self.model \
+                or not split.fits(ctx):
+            return None
+        return split.update(ctx, rules, index)
+
+    def _undo_splits(self, cand: m.Model) -> None:
+        for split in self._splits.values():
+            if split.model is cand:
+                split.undo()
 
     def _compute_paths(self, model: m.Model) -> dict[str, list[ServicePath]]:
         return chain_paths(model, self.spis, down=self.down_nodes,
                            admin_down=frozenset(self.paths_admin_down), previous=self.paths)
 
-    def _changes(self, cand: m.Model) -> list[tuple[str, str, Any]]:
+    def _changes(self, cand: m.Model, edited: Edited = None) -> list[tuple[str, str, Any]]:
+        if edited is not None:
+            return [(k, i, cand.get(k, i)) for k, i in edited
+                    if cand.get(k, i) != self.model.get(k, i)]
         out = []
         for kind in m.KINDS:
             old, new = self.model.objects[kind], cand.objects[kind]

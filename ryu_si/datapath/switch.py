@@ -17,6 +17,7 @@ flow by flow, so only the refused flow is missing (and reported in /health).
 """
 from __future__ import annotations
 
+import gc
 import logging
 import struct
 import time
@@ -33,6 +34,7 @@ from ryu.ofproto.ofproto_v1_3 import OFPT_FLOW_MOD, OFPT_GROUP_MOD
 
 from openflow_tables import layout as L
 from ryu_si.datapath import ryu_render as R
+from openflow_tables.compile import Numbered
 from openflow_tables.flow import Flow, FlowError, Group
 from openflow_tables.ofctl_render import render_flow, render_group
 from ryu_si.logs import dpid_str, event
@@ -102,6 +104,7 @@ class Switch:
         self.datapath = datapath
         self.installed: dict[tuple, int] = {}        # flow key -> cookie on the switch
         self.wanted: dict[tuple, Flow] = {}           # flow key -> the flow it should hold
+        self._basis: tuple[int | None, dict] | None = None   # the Flows `wanted` holds (version)
         self.installed_groups: dict[int, int] = {}   # group id -> fingerprint on the switch
         self.counters = Counters()
         self.install = Install()
@@ -119,17 +122,23 @@ class Switch:
         """Read what the switch holds (our cookie tag only), then send the difference."""
         with self._lock:
             self.wanted = flows_by_key(flows)
+            self._basis = (getattr(flows, "version", None), self.wanted)
             self._resync(groups, atomic=True)
+            gc.collect()     # what a reconcile keeps (keys, cookies: one per flow), out of
+            gc.freeze()      # later passes, which would walk it in the middle of a change
 
     def push(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
-        """Send the difference from what we wanted last: O(changes) messages, and O(changes)
-        keys and digests (a set difference finds the flows that changed)."""
+        """Send the difference from what we wanted last: O(changes) messages, keys and
+        digests.  Flows compiled from the ones wanted last carry the difference; others
+        are compared whole (a set difference)."""
         with self._lock:
-            before = self.wanted
+            basis = self._basis
+            held = self._rewant(flows)
             try:
-                self._apply(self._rewant(flows), groups, atomic=True)
-            except BaseException:
-                self.wanted = before     # what was not sent is found again by the next push
+                self._apply(held.keys(), groups, atomic=True)
+            except BaseException:   # what was not sent is found again by the next push
+                self._put_back(held)
+                self._basis = basis
                 raise
 
     def record_error(self, msg) -> None:
@@ -209,23 +218,44 @@ class Switch:
         return {d.group_id: R.desc_fingerprint(d) for r in replies or [] for d in r.body}
 
     # --- changing the switch -------------------------------------------------------------
-    def _rewant(self, flows: Iterable[Flow]) -> set[tuple]:
-        """Make ``wanted`` the new pipeline; the keys whose flow changed.  Flows hash once
-        (cached), so the two set differences over a whole pipeline take milliseconds."""
-        new, old = set(flows), set(self.wanted.values())
-        wanted = dict(self.wanted)
-        touched = set()
-        for f in old - new:
-            key = R.flow_key(f)
-            del wanted[key]
-            touched.add(key)
-        for f in new - old:
-            key = R.flow_key(f)
-            if wanted.setdefault(key, f) is not f:
-                raise FlowError(f"flows replace each other on the switch: {f} and {wanted[key]}")
-            touched.add(key)
-        self.wanted = wanted
-        return touched
+    def _rewant(self, flows: Iterable[Flow]) -> dict[tuple, Flow | None]:
+        """Make ``wanted`` the new pipeline, in place; the keys whose flow changed, with
+        the flow each held before (None: none), to go back.  The difference comes with
+        flows compiled from the ones ``wanted`` holds (same version, nothing dropped
+        since: see record_error); else two set differences over whole pipelines find it."""
+        basis = self._basis
+        if isinstance(flows, Numbered) and flows.base is not None and basis is not None and \
+                basis[0] == flows.base and basis[1] is self.wanted and \
+                len(self.wanted) == flows.base_size:
+            gone, new = flows.removed, flows.added
+        else:
+            after, before = set(flows), set(self.wanted.values())
+            gone, new = before - after, after - before
+        held: dict[tuple, Flow | None] = {}
+        try:
+            for f in gone:
+                key = R.flow_key(f)
+                held.setdefault(key, self.wanted.get(key))
+                del self.wanted[key]
+            for f in new:
+                key = R.flow_key(f)
+                held.setdefault(key, self.wanted.get(key))
+                if self.wanted.setdefault(key, f) is not f:
+                    raise FlowError(f"flows replace each other on the switch: {f} and "
+                                    f"{self.wanted[key]}")
+        except BaseException:
+            self._put_back(held)
+            raise
+        self._basis = (getattr(flows, "version", None), self.wanted)
+        return held
+
+    def _put_back(self, held: dict[tuple, Flow | None]) -> None:
+        """Undo a ``_rewant``: the flows the keys held before."""
+        for key, flow in held.items():
+            if flow is None:
+                self.wanted.pop(key, None)
+            else:
+                self.wanted[key] = flow
 
     def _resync(self, groups: Iterable[Group], atomic: bool) -> None:
         """Read the switch, then bring it to ``wanted``.  A switch holding none of our
