@@ -387,3 +387,29 @@ def test_a_store_of_the_previous_version_loads_with_what_it_can_no_longer_hold_d
     assert svc.find("chains", "old").strategy == "hash"
     svc.create("routes", {"name": "r9", "router": "edge", "prefix": "192.0.2.0/24",
                           "interface": "uplink1", "next_hop": "10.0.1.2"})
+
+
+def test_a_rule_that_packs_the_sets_again_pushes_a_whole_compile(tmp_path, monkeypatch):
+    """Sets that all share uplink1 each take a slice of their own; when the words are full
+    the next new set packs every set again (one bit each), which changes the flows of
+    rules the change did not touch: the change is compiled whole, not from the split."""
+    from openflow_tables.compile import compile_pipeline
+    from tests.unit.conftest import DEMO_PORTS
+    extra = {f"x{k}": 10 + k for k in range(8)}
+    ports = {**DEMO_PORTS, **extra}
+    svc, _, pushed = counting_service(tmp_path, monkeypatch, ports)
+    for k, port in enumerate(extra):
+        svc.create("interfaces", {"name": f"x{k}", "router": "edge", "port": port,
+                                  "role": "uplink", "ip": f"10.9.{k}.1/24",
+                                  "mac": f"02:00:00:00:09:{k:02x}"})
+    for n in range(1, 40):
+        codes = dict(svc.applied_to_codes)
+        svc.create("rules", {**GOOD_RULE, "name": f"s{n}", "priority": 100 + n,
+                             "applied_to": ["uplink1"] + [f"x{b}" for b in range(8) if n >> b & 1]})
+        whole = compile_pipeline(svc.context(1, ports))
+        assert set(pushed[-1].flows) == set(whole.flows), n
+        if any(svc.applied_to_codes.get(k, c) != c for k, c in codes.items()):
+            break
+    else:
+        pytest.fail("the sets were never packed again")
+    assert {c.width for c in svc.applied_to_codes.values()} == {1}
