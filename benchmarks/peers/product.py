@@ -4,15 +4,16 @@ low-priority allow rule for its own traffic).
 
 Apply: from the controller's start until its first full reconcile is on the
 bridge (a cold start).  Rule tables: classify and applied_to; subtables: the
-classify table's shapes.  One rule: ``benchmarks.incremental``'s add (REST
-call until the rule's cookie shows on the bridge), each deleted again.
+classify table's shapes.  One rule: ``benchmarks.incremental``'s add, from the REST
+call until OVS reports the rule's flows to a flow monitor (one bundle commits them all
+at once), each deleted again.
 """
 from __future__ import annotations
 
 import time
 
 from benchmarks import common, datapath
-from benchmarks.incremental import Bench
+from benchmarks.incremental import Bench, Monitor
 from benchmarks.peers import measure
 from benchmarks.workload import Edge
 from openflow_tables import layout as L
@@ -37,8 +38,12 @@ def run(n_rules: int, n_ifaces: int, adds: int, cold: int) -> measure.Result:
         result.rss_mib = common.rss_mib(ctl.proc.pid)
         datapath.peer_gateways(False)
         result.cold_rate, result.cold_failed = measure.cold_connections(cold)
-        bench = Bench(ctl, edge, seed=measure.ADD_SEED, bridge=BRIDGE)
-        for n in range(adds):
-            bench.delete(bench.add(n))
-        result.one_rule_s = [seen for _, _, seen in bench.samples["add"]]
+        monitor = Monitor(BRIDGE)
+        try:
+            bench = Bench(ctl, edge, seed=measure.ADD_SEED, monitor=monitor, bridge=BRIDGE)
+            for n in range(adds):
+                bench.delete(bench.add(n))
+        finally:
+            monitor.stop()
+        result.one_rule_s = [on_switch for _, _, on_switch, _ in bench.samples["add"]]
     return result
