@@ -259,9 +259,10 @@ class Switch:
 
     def _resync(self, groups: Iterable[Group], atomic: bool) -> None:
         """Read the switch, then bring it to ``wanted``.  A switch holding none of our
-        flows has no pipeline to keep consistent, so its first install is not bundled:
-        there the controller's encoding sets the pace, and a bundle would only add its
-        commit at the end (OVS applies flow-mods as they come, on the other core)."""
+        flows has no pipeline to keep consistent, so its first install is not bundled
+        (its entry table goes last, see _entry_last): there the controller's encoding
+        sets the pace, and a bundle would only add its commit at the end (OVS applies
+        flow-mods as they come, on the other core)."""
         self.installed = self._dump_flows()
         self.installed_groups = self._dump_groups()
         self._apply(None, groups, atomic=atomic and bool(self.installed))
@@ -325,7 +326,7 @@ class Switch:
         nothing of ours."""
         wanted, installed = self.wanted, self.installed
         if keys is None and not installed:
-            return list(wanted.items()), []
+            return _entry_last(wanted), []
         send, delete = [], []
         for k in wanted.keys() | installed.keys() if keys is None else keys:
             f = wanted.get(k)
@@ -441,6 +442,15 @@ class Switch:
         p = self.datapath.ofproto_parser
         ofctl_api.send_msg(self.app, p.OFPBarrierRequest(self.datapath),
                            reply_cls=p.OFPBarrierReply)
+
+
+def _entry_last(wanted: dict[tuple, Flow]) -> list[tuple[tuple, Flow]]:
+    """A first install, unbundled, with table 0's flows last: a packet enters a bridge
+    by table 0 only (an empty table 0 drops it, fail_mode secure), so until the last
+    flow-mod nothing enters, and once it does every rule behind it is there: a
+    half-installed pipeline never forwards."""
+    items = list(wanted.items())
+    return [i for i in items if i[0][0] != 0] + [i for i in items if i[0][0] == 0]
 
 
 def _describe(obj: object) -> str | None:

@@ -327,6 +327,17 @@ def test_a_switch_without_our_flows_gets_its_first_install_unbundled(switch):
     assert isinstance(switch.app.requests[-1], parser.OFPBarrierRequest)
 
 
+def test_a_first_install_opens_the_entry_table_last(switch, service):
+    """Unbundled, the first install sends table 0 (where packets enter) after every other
+    table, so a half-installed pipeline forwards nothing."""
+    pipe = compile_for(service)
+    switch.reconcile(pipe.flows, pipe.groups)
+    tables = [m.table_id for m in switch.datapath.changes if isinstance(m, parser.OFPFlowMod)]
+    entry = [n for n, t in enumerate(tables) if t == 0]
+    assert entry and len(tables) == len(pipe.flows)
+    assert entry == list(range(len(tables) - len(entry), len(tables)))
+
+
 def test_a_refused_bundle_is_redone_flow_by_flow_from_what_the_switch_holds(switch):
     base = [_flow(priority=p) for p in range(10, 13)]
     switch.push(base, [])
