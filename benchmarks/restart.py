@@ -10,13 +10,15 @@ SYN does not slow the cadence): one to the allowed port, one to the denied port.
 Then ovs-vswitchd is killed with SIGKILL (OVS's monitor does not restart a daemon
 killed by SIGKILL; if it does, the row says so) and started again with ``ovs-ctl``.
 
-From the kill: ovs-ctl returned (the daemon answers), the bridge answers OpenFlow,
-the controller sees the switch connect again, the controller's resync ends, every
-flow is back (``dump-aggregate`` equals the count before), the first connection
-started after the kill succeeds.  Fail-secure: the bridge's ``fail_mode``, the
-connections that succeeded while fewer flows than before were installed (none
-should: the userspace datapath starts empty, and the first install on an empty
-switch is not bundled), and any connection to the denied port (never).
+From the kill, polled every POLL_S after ovs-ctl returns: ovs-ctl returned (the
+daemon answers), the bridge answers OpenFlow, the controller logs the switch
+connecting again, ``dump-aggregate`` shows as many flows as before, the controller's
+resync ends; the first connection started after the kill succeeds (probe record).
+Then one dump gives every flow's age, so the time the last flow landed (a lower
+bound, the dump's duration the margin).  Fail-secure: the bridge's ``fail_mode``; the
+allowed connections made while some flows certainly had not landed (a first install
+onto an empty switch is not bundled: the pipeline fills flow by flow); any
+connection to the denied port.
 
     python -m benchmarks.restart [--rules 50000] [--ifaces 64] [--runs 1]
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -48,6 +51,7 @@ PROBE_EVERY_S = 0.05
 CONNECT_TIMEOUT_S = 0.5
 POLL_S = 0.1
 GAP_TIMEOUT_S = 180.0
+DURATION = re.compile(r"duration=([0-9.]+)s")
 PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
 OVS_CTL = ["/usr/share/openvswitch/scripts/ovs-ctl", "--no-ovsdb-server",
            "--system-id=random", "start"]
@@ -112,21 +116,27 @@ def attempts(path: Path) -> list[tuple[float, float, bool]]:
 
 @dataclass
 class Gap:
-    """What was seen from the kill (monotonic ``kill``); times in seconds after it."""
+    """What was seen from the kill (monotonic ``kill``); times in seconds after it.
+
+    ``landed``: for every flow on the bridge after the gap, the earliest time it can have
+    been added (the dump's request time minus the flow's age: OVS reads its clock while
+    it builds the reply, after the request was sent), so a flow that "landed" after a
+    connection certainly was not there for it.  ``dump_s``: the dump's duration, the
+    bound on how much later each one may really have landed.
+    """
 
     kill: float
     expected_flows: int
     restarted_by_monitor: bool = False
     marks: dict[str, float] = field(default_factory=dict)    # event -> seconds
-    counts: list[tuple[float, int]] = field(default_factory=list)   # (seconds, flows seen)
+    landed: list[float] = field(default_factory=list)
+    dump_s: float = 0.0
 
     def mark(self, event: str, now: float) -> None:
         self.marks.setdefault(event, now - self.kill)
 
-    def flows_seen(self, at: float) -> int:
-        """The last flow count read at or before ``at`` (seconds after the kill); 0 before
-        the first read (the restarted datapath starts empty)."""
-        return next((n for t, n in reversed(self.counts) if t <= at), 0)
+    def last_landed(self) -> float:
+        return max(self.landed, default=float("nan"))
 
 
 def first_success(records: list[tuple[float, float, bool]], after: float) -> float | None:
@@ -136,12 +146,14 @@ def first_success(records: list[tuple[float, float, bool]], after: float) -> flo
 
 def early_successes(records: list[tuple[float, float, bool]],
                     gap: Gap) -> list[tuple[float, int]]:
-    """Connections made after the kill before every flow was seen back: (end, seconds
-    after the kill; flows last seen before it).  The flow count is read every POLL_S,
-    so one that ends within a read of "flows back" may have met the full pipeline."""
-    complete = gap.marks.get("flows back", float("inf"))
-    return [(end - gap.kill, gap.flows_seen(end - gap.kill)) for start, end, ok in records
-            if ok and start > gap.kill and end - gap.kill < complete]
+    """Connections made after the kill while some flows certainly were not back yet:
+    (end, seconds after the kill; how many flows landed after it)."""
+    out = []
+    for start, end, ok in records:
+        missing = sum(t > end - gap.kill for t in gap.landed)
+        if ok and start > gap.kill and missing:
+            out.append((end - gap.kill, missing))
+    return out
 
 
 # ----------------------------------------------------------------- OVS, live
@@ -198,19 +210,30 @@ def watch(gap: Gap, ctl, connects_before: int, allow: Path) -> None:
         except RuntimeError:
             flows = None
         if flows is not None:
-            gap.counts.append((now - gap.kill, flows))
             gap.mark("bridge answers OpenFlow", now)
             if flows >= gap.expected_flows:
-                gap.mark("flows back", now)
+                gap.mark("flow count back", now)
         if scale._connects(ctl) > connects_before:
             gap.mark("controller reconnected", now)
         if _last_resync(ctl) > wall_kill:
             gap.mark("controller resync done", now)
-        if first_success(attempts(allow), gap.kill) is not None and "flows back" in gap.marks:
+        if first_success(attempts(allow), gap.kill) is not None and "flow count back" in gap.marks:
             return
         time.sleep(POLL_S)
     raise TimeoutError(f"restart gap: not closed after {GAP_TIMEOUT_S:.0f}s: {gap.marks}\n"
                        f"{ctl.log_tail()}")
+
+
+def read_landed(gap: Gap) -> None:
+    """Every flow's earliest landing time from one dump (ages to the millisecond)."""
+    with tempfile.TemporaryFile("w+") as out:
+        t0 = time.monotonic()
+        subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", BRIDGE], stdout=out,
+                       check=True, timeout=300)
+        gap.dump_s = time.monotonic() - t0
+        out.seek(0)
+        gap.landed = [t0 - gap.kill - float(m.group(1)) for line in out
+                      if (m := DURATION.search(line))]
 
 
 def _last_resync(ctl) -> float:
@@ -227,9 +250,9 @@ def connects_once(port: int) -> bool:
 
 
 EVENTS = ("dead", "ovs-ctl returned", "bridge answers OpenFlow", "controller reconnected",
-          "controller resync done", "flows back")
-HEADER = ["run", *(f"{e} s" for e in EVENTS), "serviced s", "allowed in gap",
-          "before flows back", "denied ok", "fail_mode"]
+          "flow count back", "controller resync done")
+HEADER = ["run", *(f"{e} s" for e in EVENTS), "last flow landed s", "serviced s",
+          "allowed ok in gap", "ok while flows missing", "denied ok", "fail_mode"]
 
 
 def run_once(n: int, ctl, expected: int) -> list:
@@ -243,13 +266,15 @@ def run_once(n: int, ctl, expected: int) -> list:
         watch(gap, ctl, connects, allow)
         time.sleep(1.0)
         allowed, denied = attempts(allow), attempts(deny)
+    read_landed(gap)
     served = first_success(allowed, gap.kill)
     early = early_successes(allowed, gap)
-    in_gap = [r for r in allowed if r[0] > gap.kill and r[1] <= served]
+    in_gap = [r for r in allowed if gap.kill < r[0] and r[1] - gap.kill <= gap.last_landed()]
     return [n if not gap.restarted_by_monitor else f"{n} (monitor restarted it)",
-            *(gap.marks.get(e, "-") for e in EVENTS), served - gap.kill,
+            *(gap.marks.get(e, "-") for e in EVENTS),
+            f"{gap.last_landed():.3f} (+{gap.dump_s:.2f})", served - gap.kill,
             f"{sum(ok for *_, ok in in_gap)}/{len(in_gap)}",
-            ", ".join(f"{t:.2f} s at {c:,} flows" for t, c in early) or "none",
+            ", ".join(f"{t:.2f} s, {c:,} flows landed later" for t, c in early) or "none",
             f"{sum(ok for *_, ok in denied)}/{len(denied)}",
             sh("ovs-vsctl", "get", "bridge", BRIDGE, "fail_mode").strip()]
 
