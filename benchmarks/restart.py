@@ -53,8 +53,7 @@ POLL_S = 0.1
 GAP_TIMEOUT_S = 180.0
 DURATION = re.compile(r"duration=([0-9.]+)s")
 PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
-OVS_CTL = ["/usr/share/openvswitch/scripts/ovs-ctl", "--no-ovsdb-server",
-           "--system-id=random", "start"]
+OVS_CTL = ["/usr/share/openvswitch/scripts/ovs-ctl", "--no-ovsdb-server", "start"]
 
 
 def config(edge: Edge, n_rules: int) -> dict:
