@@ -96,7 +96,9 @@ def probe(dst: str, port: int, out: str) -> None:
 @contextmanager
 def probing(port: int) -> Iterator[Path]:
     """A probe to the server's ``port`` running in bn-cli; its record file."""
-    out = Path(tempfile.mkstemp(prefix="si-restart-")[1])
+    fd, name = tempfile.mkstemp(prefix="si-restart-")
+    os.close(fd)
+    out = Path(name)
     call = f"from benchmarks.restart import probe; probe({SRV.ip!r}, {port}, {str(out)!r})"
     try:
         with datapath.serving(CLI, sys.executable, "-c", call):
