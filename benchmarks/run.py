@@ -12,13 +12,14 @@ import subprocess
 import time
 import traceback
 
-from benchmarks import (common, datapath, failover, incremental, reclassify, revalidation,
-                        scale, tenants, transports)
+from benchmarks import (common, datapath, failover, incremental, reclassify, restart,
+                        revalidation, scale, tenants, transports)
 
 BENCHMARKS = (("scale", scale.main), ("incremental", incremental.main),
               ("datapath", datapath.main), ("reclassify", reclassify.main),
               ("transports", transports.main), ("failover", failover.main),
-              ("revalidation", revalidation.main), ("tenants", tenants.main))
+              ("revalidation", revalidation.main), ("tenants", tenants.main),
+              ("restart", restart.main))     # last: it kills and restarts ovs-vswitchd
 
 
 def machine() -> str:
