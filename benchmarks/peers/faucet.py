@@ -164,7 +164,7 @@ def run(n_rules: int, n_ifaces: int, adds: int, cold: int) -> measure.Result:
                         poll=0.05)
         sh("ovs-vsctl", "set", "Controller", BRIDGE, f"inactivity_probe={PROBE_MS}")
         settled = wait_settled(faucet.expected_acl_flows(faucet.base), procs.check)
-        result.apply_s = settled - t0
+        result.start_s = settled - t0
         acl = measure.dump(BRIDGE, f"table={PORT_ACL_TABLE}")
         result.flows = common.flow_count(BRIDGE)
         result.rule_flows, result.subtables = len(acl), measure.subtables(acl)

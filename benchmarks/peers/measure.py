@@ -5,6 +5,9 @@
 * subtables: distinct match shapes (fields and masks) among the rule-table
   flows, read from ``ovs-ofctl dump-flows``: OVS keeps one classifier
   subtable per shape, and a packet that misses the flow cache may visit them all.
+* apply: the whole rule base given to a running system that holds the topology and
+  none of the generated rules, until the switch has every flow; start: a cold start
+  with the rule base (the controller started with it) until every flow is there.
 * one rule: seconds from asking for one more rule until the switch has its
   flows, over N adds (each removed again before the next).
 * cold connections/s: the datapath benchmark's client and server namespaces on
@@ -36,7 +39,8 @@ class Result:
     flows: int = 0
     rule_flows: int = 0
     subtables: int = 0
-    apply_s: float = 0.0
+    apply_s: float = math.nan
+    start_s: float = math.nan
     one_rule_s: list[float] = field(default_factory=list)
     cold_rate: float = 0.0
     cold_failed: int = 0
@@ -45,11 +49,11 @@ class Result:
     def row(self) -> list:
         ms = [s * 1000 for s in self.one_rule_s] or [float("nan")]
         return [self.system, self.flows, self.rule_flows, self.subtables, self.apply_s,
-                len(self.one_rule_s), common.median(ms), common.percentile(ms, 99),
+                self.start_s, len(self.one_rule_s), common.median(ms), common.percentile(ms, 99),
                 self.cold_rate, self.cold_failed, self.rss_mib]
 
 
-HEADER = ["system", "flows", "rule-table flows", "subtables", "apply s", "adds",
+HEADER = ["system", "flows", "rule-table flows", "subtables", "apply s", "start s", "adds",
           "one rule median ms", "p99 ms", "cold conn/s", "failed", "RSS MiB"]
 
 
@@ -61,7 +65,7 @@ def ratio_row(peer: Result, product: Result) -> list:
 
 
 def _ratio(a, b) -> str:
-    numbers = isinstance(a, (int, float)) and not math.isnan(a) and b
+    numbers = all(isinstance(v, (int, float)) and not math.isnan(v) for v in (a, b)) and b
     return f"{a / b:.2f}x" if numbers else "-"
 
 
