@@ -214,7 +214,7 @@ def watch(gap: Gap, ctl, connects_before: int, allow: Path) -> None:
             gap.mark("bridge answers OpenFlow", now)
             if flows >= gap.expected_flows:
                 gap.mark("flow count back", now)
-        if scale._connects(ctl) > connects_before:
+        if scale.connects(ctl) > connects_before:
             gap.mark("controller reconnected", now)
         if _last_resync(ctl) > wall_kill:
             gap.mark("controller resync done", now)
@@ -261,7 +261,7 @@ def run_once(n: int, ctl, expected: int) -> list:
     with probing(CONN_PORT) as allow, probing(DENY_PORT) as deny:
         time.sleep(1.0)
         gap = Gap(kill=0.0, expected_flows=expected)
-        connects = scale._connects(ctl)
+        connects = scale.connects(ctl)
         with vswitchd_restored():
             kill_and_restart(gap, vswitchd_pid())
         watch(gap, ctl, connects, allow)

@@ -132,17 +132,17 @@ def install_once(compiled: Compiled, edge: Edge, probe_ms: int | None) -> list:
         common.wait_for(lambda: _alive(ctl) and (common.health(ctl) or {}).get("switches"),
                         INSTALL_TIMEOUT_S, "switch connected")
         connected_s = time.monotonic() - t0
-        common.wait_for(lambda: _alive(ctl) and (_connects(ctl) > MAX_CONNECTS
+        common.wait_for(lambda: _alive(ctl) and (connects(ctl) > MAX_CONNECTS
                                                  or common.flow_count(BRIDGE) >= expected),
                         INSTALL_TIMEOUT_S, f"{expected} flows on {BRIDGE}", poll=0.5)
         installed_s = time.monotonic() - t0
         rss = common.rss_mib(ctl.proc.pid)
-        connects = _connects(ctl)
+        sessions = connects(ctl)
         errors = sum(s["errors_total"] for s in (common.health(ctl) or {}).get("switches", []))
-    done = connects <= MAX_CONNECTS
+    done = sessions <= MAX_CONNECTS
     return [compiled.family, compiled.total_rules(), compiled.ifaces, expected, floor_s, rest_s,
             connected_s,
-            installed_s if done else f"never ({connects} connects in {installed_s:.0f} s)",
+            installed_s if done else f"never ({sessions} connects in {installed_s:.0f} s)",
             installed_s - connected_s if done else "-",
             expected / (installed_s - rest_s) if done else "-", rss, connects, errors]
 
@@ -172,7 +172,7 @@ def _alive(ctl) -> bool:
     return True
 
 
-def _connects(ctl) -> int:
+def connects(ctl) -> int:
     """Times the switch connected (the app logs each one): more than one is a lost session."""
     return ctl.log_path.read_text(errors="replace").count("switch_connected ")
 

@@ -78,7 +78,8 @@ class Context:
         self.plane_routers = [r for r in self.model.all("routers")
                               if r.service_plane_dpid == self.dpid]
         self._router_ids = {r.id for r in self.routers}
-        self._classes: dict[str, dict[tuple[int, str | None], int]] = {}
+        self._classes: dict[str, dict[tuple[tuple, str | None], int]] = {}
+        self._held: dict[str, frozenset[SetCode]] = {}      # interface id -> its set codes
         self._l2: dict[str, frozenset[str]] | None = None
         self._interfaces: list[m.Interface] | None = None
         self._link_ends: dict[str, m.Interface] = {
@@ -148,8 +149,13 @@ class Context:
         return self.applied_to_codes[(rule.router, frozenset(rule.applied_to))]
 
     def iface_codes(self, iface: m.Interface) -> frozenset[SetCode]:
-        """The codes of every applied_to set this interface belongs to."""
-        return memberships(self.applied_to_codes, iface.router, iface.id)
+        """The codes of every applied_to set this interface belongs to (asked for each
+        interface by several stages: found once per compile)."""
+        held = self._held.get(iface.id)
+        if held is None:
+            held = self._held[iface.id] = memberships(self.applied_to_codes, iface.router,
+                                                      iface.id)
+        return held
 
     def router_classes(self, router_id: str) -> dict[tuple[tuple, str | None], int]:
         """(applied_to codes, own id) -> class number of the router's classifying interfaces.
