@@ -144,7 +144,7 @@ def install_once(compiled: Compiled, edge: Edge, probe_ms: int | None) -> list:
             connected_s,
             installed_s if done else f"never ({sessions} connects in {installed_s:.0f} s)",
             installed_s - connected_s if done else "-",
-            expected / (installed_s - rest_s) if done else "-", rss, connects, errors]
+            expected / (installed_s - rest_s) if done else "-", rss, sessions, errors]
 
 
 def ofctl_floor(pipe: Pipeline) -> float:
