@@ -49,26 +49,25 @@ def run(n_rules: int, n_ifaces: int, adds: int, cold: int) -> measure.Result:
         finally:
             monitor.stop()
         result.one_rule_s = [on_switch for _, _, on_switch, _ in bench.samples["add"]]
-        result.apply_s = warm_apply(ctl, edge, n_rules, result.flows)
+        result.apply_s = warm_apply(ctl, edge, n_rules)
     return result
 
 
-def warm_apply(ctl, edge: Edge, n_rules: int, flows: int) -> float:
+def warm_apply(ctl, edge: Edge, n_rules: int) -> float:
     """Seconds from ``PUT /config`` of the whole rule base, sent to a controller holding
-    the topology without the generated rules, until the bridge holds every flow of it
-    (the call returns once the switch has committed, unless the switch reconnected
-    meanwhile: then the reconcile that follows is waited for, and it says so)."""
+    the topology without the generated rules, until the switch holds it: the call
+    returns once the switch has committed the change's bundle, unless the switch
+    reconnected meanwhile; then until the reconcile that follows is done (and it says so)."""
     status, body = ctl.rest("PUT", "config", datapath.config(edge, 0), timeout=600.0)
     if status >= 300:
         raise RuntimeError(f"PUT /config without rules -> {status}: {body}")
-    connects = scale.connects(ctl)
-    t0 = time.monotonic()
+    connects, t0 = scale.connects(ctl), time.monotonic()
     status, body = ctl.rest("PUT", "config", datapath.config(edge, n_rules), timeout=600.0)
     if status >= 300:
         raise RuntimeError(f"PUT /config -> {status}: {body}")
-    common.wait_for(lambda: common.flow_count(BRIDGE) == flows, 600.0, "the rule base's flows",
-                    poll=0.05)
-    took = time.monotonic() - t0
     if scale.connects(ctl) != connects:
-        print(f"-- ryu-si: the switch reconnected during the apply ({took:.1f} s)")
-    return took
+        since = time.time() - (time.monotonic() - t0)
+        common.wait_for(lambda: (common.health(ctl)["switches"] or [{}])[0].get(
+            "last_resync", 0) > since, 600.0, "the reconcile after a reconnect")
+        print("-- ryu-si: the switch reconnected during the apply")
+    return time.monotonic() - t0
