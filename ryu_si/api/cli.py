@@ -215,21 +215,59 @@ def config_apply(args: argparse.Namespace) -> None:
         raise CliError("not every switch confirmed the change")
 
 
+class _HealthPoller:
+    """Asks for /health again as soon as it answers, with the usual long timeout: an
+    answer a busy controller (checking, compiling) holds back is still read when it
+    comes, so an install that follows right after a long compile is seen as it happens.
+    Every reading is kept, in order, until the display takes it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.readings: list[tuple[float, dict]] = []     # (when it answered, /health)
+        self.stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                health = call(self.args, "GET", "/health")
+                self.readings.append((time.monotonic(), health))
+            except CliError:
+                self.stop.wait(POLL_S)
+            self.stop.wait(POLL_S / 10)
+
+    def take(self) -> list[tuple[float, dict]]:
+        taken, self.readings[:] = list(self.readings), []
+        return taken
+
+
 def _follow(args: argparse.Namespace, worker: threading.Thread, started: float) -> None:
-    tty, last, shown = sys.stderr.isatty(), "validating", ""
-    while worker.is_alive():
-        try:
-            health = call(args, "GET", "/health", timeout=POLL_S * 2)
-            last = health.get("change", {}).get("phase", last)
-        except CliError:
-            health = None                      # busy checking or compiling
-        line = apply_view.status_line(health, last, time.monotonic() - started)
-        if tty:
-            print(f"\r{line:<100}", end="", file=sys.stderr, flush=True)
-        elif _milestone(line) != _milestone(shown):
-            print(line, file=sys.stderr, flush=True)
-            shown = line
-        worker.join(POLL_S)
+    """One status line per reading (a terminal shows the last; a pipe gets a line each
+    time the phase or a step of the bar changes); no answer for two polls: busy.
+    Readings taken before the change returned are shown after it, too."""
+    tty, state = sys.stderr.isatty(), {"last": "validating", "shown": "", "answered": started}
+    poller = _HealthPoller(args)
+
+    def show(readings: list[tuple[float, dict | None]]) -> None:
+        for at, health in readings:
+            if health is not None:
+                state["last"] = health.get("change", {}).get("phase", state["last"])
+            line = apply_view.status_line(health, state["last"], at - started)
+            if tty:
+                print(f"\r{line:<100}", end="", file=sys.stderr, flush=True)
+            elif _milestone(line) != _milestone(state["shown"]):
+                print(line, file=sys.stderr, flush=True)
+                state["shown"] = line
+    try:
+        while worker.is_alive():
+            readings, now = poller.take(), time.monotonic()
+            state["answered"] = readings[-1][0] if readings else state["answered"]
+            busy = now - state["answered"] >= 2 * POLL_S and not readings
+            show(readings + ([(now, None)] if busy else []))
+            worker.join(POLL_S)
+    finally:
+        poller.stop.set()
+    show(poller.take())
     if tty:
         print(file=sys.stderr)
 
