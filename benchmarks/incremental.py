@@ -45,10 +45,16 @@ class Monitor:
         self.proc = subprocess.Popen(
             ["stdbuf", "-oL", "ovs-ofctl", "-O", "OpenFlow13", "monitor", bridge,
              "watch:!initial"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.registered = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
+        if not self.registered.wait(30):    # a change made before that would go unseen
+            self.stop()
+            raise RuntimeError(f"ovs-ofctl monitor {bridge}: no reply to its request in 30 s")
 
     def _read(self) -> None:
         for line in self.proc.stdout:
+            if "FLOW_MONITOR reply" in line:
+                self.registered.set()
             got = EVENT_RE.search(line)
             if got:
                 self.events.append((time.monotonic(), int(got.group(1), 16)))

@@ -97,7 +97,7 @@ def router_flows(ctx: Context) -> list[Flow]:
         *ingress.ingress_flows(ctx), *ingress.resume_flows(ctx), *ingress.arp_flows(ctx),
         *conntrack.ct_flows(), *conntrack.ct_result_flows(ctx),
         *applied_to.applied_to_flows(ctx), *applied_to.class_check_flows(ctx),
-        *classify.orient_flows("orient", "classify"), *classify.classify_flows(ctx),
+        *classify.orient_flows("orient", "classify", keyed=True), *classify.classify_flows(ctx),
         *classify.orient_flows("reorient", "keep_decision"), *classify.keep_decision_flows(ctx),
         *policy.policy_flows(ctx), *conntrack.commit_flows(ctx),
         *conntrack.gen_check_flows(ctx), *conntrack.transit_done_flows(ctx), *revalidation.flow_program_flows(ctx),

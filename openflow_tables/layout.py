@@ -179,6 +179,19 @@ NEXT_HOP_V6_DIRECT = 1
 NEXT_HOP_V6_LIMIT = 1 << 24
 SWAP_SCRATCH = Field("swap_scratch", "reg11", 0, 32,
                      "orient/reorient: holds one address or port while it is swapped", ON_ROUTER)
+# The connection's destination port and its protocol, copied by orient into registers
+# for classify: OVS looks a subtable up stage by stage (registers and metadata first,
+# then Ethernet, IP, transport) and un-wildcards the fields of every stage it reached,
+# so a rule's port checked with the registers turns a packet for another port away
+# before its addresses are looked at: no address bits in that packet's megaflow.
+# classify: above every rule's priority (si_model.validate allows up to 65000).
+DESTINATION_FIRST_PRIORITY = 65535
+CLASSIFY_TP_DST = Field("classify_tp_dst", "reg9", 16, 16,
+                        "classify: the connection's destination port (original direction)",
+                        ON_ROUTER)
+CLASSIFY_PROTO = Field("classify_proto", "reg8", 16, 8,
+                       "classify: the IP protocol whose port classify_tp_dst holds (0: none)",
+                       ON_ROUTER)
 
 # The applied_to memberships of the classification interface: word k holds slices of
 # pairwise disjoint applied_to sets, each slice the value of the one set of it that the
@@ -521,19 +534,24 @@ TABLES: tuple[Table, ...] = (
           "direction for the classify lookup (conntrack's original tuple, without NAT), "
           "so a reply never classifies on its own swapped headers; its Ethernet "
           "addresses too, so eth_src/eth_dst are those of the connection's original "
-          "direction on the wire at this interface.",
+          "direction on the wire at this interface. TCP and UDP have their "
+          "destination port (of that direction) and protocol copied into registers, "
+          "where classify checks them before any address.",
           ("classify",), miss="classify",
           match=("ct_state", "eth_type", "ip_proto"),
-          sets=("eth_src", "eth_dst", *IP_ADDRS, *TP_PORTS, SWAP_SCRATCH)),
+          sets=("eth_src", "eth_dst", *IP_ADDRS, *TP_PORTS, SWAP_SCRATCH, CLASSIFY_TP_DST,
+                CLASSIFY_PROTO)),
     Table(7, "classify",
           "Service insertion rules. A rule matches its applied_to set's code "
           "(interfaces carry the codes of every set they are in), so "
-          "flows grow with rules, not rules x interfaces. Multi-valued fields use "
-          "conjunctive matches. The highest priority wins; the default rule "
+          "flows grow with rules, not rules x interfaces. A destination port is "
+          "matched in the registers orient loaded. Multi-valued fields use "
+          "conjunctive matches (a port list with one other list: every combination, "
+          "when that costs at most twice the flows). The highest priority wins; the default rule "
           "(priority 0) allows without service.",
           ("reorient",),
           match=(ROUTER, "eth_src", "eth_dst", "eth_type", *IP_FIVE_TUPLE, *APPLIED_TO,
-                 "conj_id"),
+                 CLASSIFY_TP_DST, CLASSIFY_PROTO, "conj_id"),
           sets=(RULE_NUM, RULE_ACTION, POLICY_NUM, TRANSPORT),
           prefixes=("nw_src", "nw_dst", "ipv6_src")),
     Table(8, "reorient",

@@ -80,6 +80,32 @@ def _dimensions(mt: dict) -> dict[str, list]:
     return dims
 
 
+def _port_keyed(dims: dict[str, list], proto: int | None) -> dict[str, list]:
+    """A TCP or UDP rule's protocol, and its destination port dimension, moved to the
+    registers orient copies them into, where OVS checks them before any address
+    (layout.CLASSIFY_TP_DST)."""
+    if proto not in L.TP_FIELDS:
+        return dims
+    port_field = L.TP_FIELDS[proto][1]
+    key, shift = L.CLASSIFY_TP_DST, L.CLASSIFY_TP_DST.ofs
+    out = {f: v for f, v in dims.items() if f != port_field}
+    out[L.CLASSIFY_PROTO.register] = [(L.CLASSIFY_PROTO.value(proto), L.CLASSIFY_PROTO.mask)]
+    if port_field in dims:
+        out[key.register] = [(key.value(v), key.mask) if isinstance(v, int)
+                             else (key.value(v[0]), v[1] << shift) for v in dims[port_field]]
+    return out
+
+
+def _crossed(multi: dict[str, list]) -> bool:
+    """A port list with one other list: each combination a flow of its own, when that is
+    at most twice a conjunction's flows.  A conjunction's other clause carries no port,
+    so OVS would look it up, and un-wildcard its addresses, for packets of any port."""
+    if len(multi) != 2 or L.CLASSIFY_TP_DST.register not in multi:
+        return False
+    a, b = (len(v) for v in multi.values())
+    return a * b <= 2 * (a + b + 1)
+
+
 class RuleInputs(NamedTuple):
     """Everything a rule's classify flows depend on.  Equal inputs give equal flows, so
     they are compiled once and reused by every later compile (a REST change recompiles
@@ -121,7 +147,7 @@ def rule_flows(rule: m.Rule, ctx: Context) -> tuple[Flow, ...]:
 def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
     reg, value, mask = L.applied_to_slice(*rule.set_code)
     mt = {k: list(v) if isinstance(v, tuple) else v for k, v in rule.match}
-    dims = _dimensions(mt)
+    dims = _port_keyed(_dimensions(mt), mt.get("ip_proto"))
     single = {f: v[0] for f, v in dims.items() if len(v) == 1}
     multi = {f: v for f, v in dims.items() if len(v) > 1}
     actions, goto = decision(rule.rule_num, rule.action, rule.policy_num), "reorient"
@@ -132,10 +158,9 @@ def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
         if "ip_proto" in mt:
             base["ip_proto"] = mt["ip_proto"]
         first = {**base, **single, reg: (value, mask)}
-        if len(multi) <= 1:
-            f, values = next(iter(multi.items()), (None, [None]))
-            out += [flow("classify", prio, match(**first, **({f: v} if f else {})), actions,
-                         goto, ck) for v in values]
+        if len(multi) <= 1 or _crossed(multi):
+            out += [flow("classify", prio, match(**first, **dict(zip(multi, values))),
+                         actions, goto, ck) for values in itertools.product(*multi.values())]
             continue
         for k, (f, values) in enumerate(multi.items(), start=1):
             extra = first if k == 1 else base
@@ -185,21 +210,32 @@ def _swap(a: str, b: str, nbits: int) -> list[Move]:
     return out
 
 
-def orient_flows(table: str, then: str) -> list[Flow]:
+def orient_flows(table: str, then: str, keyed: bool = False) -> list[Flow]:
     """Swap a reply-direction packet's Ethernet and IP addresses and ports (its own
-    inverse, so the same flows orient before classify and reorient after it)."""
+    inverse, so the same flows orient before classify and reorient after it);
+    ``keyed`` (before classify): copy every TCP and UDP packet's port key too."""
     ck = L.PIPELINE_COOKIE
     reply = (L.CT_TRK | L.CT_RPL, L.CT_TRK | L.CT_RPL)
     out = []
     for eth_type, (a, b, nbits) in ((L.ETH_IP, ("ipv4_src", "ipv4_dst", 32)),
                                    (L.ETH_IP6, ("ipv6_src", "ipv6_dst", 128))):
         addrs = _swap("eth_src", "eth_dst", 48) + _swap(a, b, nbits)
-        out += [flow(table, 20, match(ct_state=reply, eth_type=eth_type, ip_proto=proto),
-                     [*addrs, *_swap(src, dst, 16)], goto=then, cookie=ck)
-                for proto, (src, dst) in L.TP_FIELDS.items()]
+        for proto, (src, dst) in L.TP_FIELDS.items():
+            key = _port_key(proto, dst) if keyed else []
+            out.append(flow(table, 20, match(ct_state=reply, eth_type=eth_type, ip_proto=proto),
+                            [*addrs, *_swap(src, dst, 16), *key], goto=then, cookie=ck))
+            if keyed:
+                out.append(flow(table, 15, match(eth_type=eth_type, ip_proto=proto), key,
+                                goto=then, cookie=ck))
         out.append(flow(table, 10, match(ct_state=reply, eth_type=eth_type), addrs, goto=then,
                         cookie=ck))
     return out + [flow(table, 0, (), goto=then, cookie=ck)]
+
+
+def _port_key(proto: int, dst: str) -> list:
+    """Copy the (original-direction) destination port and its protocol for classify."""
+    return [Move(dst, L.CLASSIFY_TP_DST.register, 0, L.CLASSIFY_TP_DST.ofs, 16),
+            Load.field(L.CLASSIFY_PROTO, proto)]
 
 
 def keep_decision_flows(ctx: Context) -> list[Flow]:
@@ -236,4 +272,17 @@ def classify_flows(ctx: Context) -> list[Flow]:
     two overlapping flows of one priority are an undefined choice for OVS (the
     table miss drops anything that is not IPv4 of a known router)."""
     flows = list(itertools.chain.from_iterable(rule_flows(r, ctx) for r in ctx.rules()))
-    return merge_conjunctions(flows) + default_rule_flows(ctx)
+    return merge_conjunctions(flows) + default_rule_flows(ctx) + destination_first_flows(ctx)
+
+
+def destination_first_flows(ctx: Context) -> list[Flow]:
+    """Above every rule, each router drops IPv4 to 0.0.0.0 (never forwarded, RFC 1812
+    5.3.7).  OVS looks subtables up in priority order, so this one comes first: its
+    destination trie check un-wildcards the destination bits the lookup needs, and a
+    later subtable whose destination prefix cannot match is then skipped on those
+    bits, before its source trie adds source bits to the packet's megaflow (a
+    trie may only skip a subtable on bits that are already un-wildcarded, or no more
+    than its prefix length)."""
+    return [flow("classify", L.DESTINATION_FIRST_PRIORITY,
+                 match(metadata=router_match(r), eth_type=L.ETH_IP, ipv4_dst="0.0.0.0"),
+                 cookie=L.cookie("router", r.num)) for r in ctx.routers]

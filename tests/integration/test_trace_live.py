@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import shlex
 import subprocess
 import sys
 
@@ -155,6 +156,26 @@ def test_the_switch_walks_random_packets_as_the_interpreter_does(traced):
     print(f"trace: {len(results)} random packets (seed {SEED}) confirmed; {len(whole)} walked "
           f"whole by the switch; fates {sorted(fates)}")
     assert {"biw-a", "downlink1", "drop"} <= fates
+
+
+def _megaflows(ctl, packet: dict) -> list[str]:
+    """The megaflows the switch's trace of the packet installs (one per datapath pass)."""
+    command = confirm(ctl, packet)["confirmed"]["command"]
+    out = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
+    return [line for line in out.stdout.splitlines() if line.startswith("Megaflow:")]
+
+
+def test_a_port_no_source_rule_names_costs_the_megaflow_no_source_bits(traced):
+    """The port is checked in OVS's register stage, before the addresses: a connection
+    to a port that no rule with a source prefix names has a megaflow for every source,
+    so new connections from new sources are not upcalls.  A port such a rule names
+    (conj-ssh-ish: 3000-3100) needs the source bits, and they are there."""
+    packet = {"interface": "uplink1", "ip_proto": "tcp", "ipv4_src": CLIENTS[0],
+              "ipv4_dst": SERVER, "tp_src": 40000}
+    other = _megaflows(traced, {**packet, "tp_dst": 5001})
+    named = _megaflows(traced, {**packet, "tp_dst": 3050})
+    assert len(other) >= 2 and not any("nw_src" in m for m in other), other
+    assert any("nw_src" in m for m in named), named
 
 
 def test_the_cli_confirms_with_the_switch(traced):

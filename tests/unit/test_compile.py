@@ -31,7 +31,10 @@ def test_each_rule_is_one_classify_flow_per_family_on_its_applied_to_code(servic
     for f in flows:
         m = {k: (v, mask) for k, v, mask in f.match}
         assert m[reg] == (value, mask) and value != 0
-        assert m["tcp_dst"] == (80, None) and f.priority == 100
+        assert m[L.CLASSIFY_TP_DST.register] == (L.CLASSIFY_TP_DST.value(80),
+                                                 L.CLASSIFY_TP_DST.mask)
+        assert m[L.CLASSIFY_PROTO.register] == (L.CLASSIFY_PROTO.value(6), L.CLASSIFY_PROTO.mask)
+        assert "tcp_dst" not in m and f.priority == 100
         assert f.goto == "reorient"
 
 
@@ -92,15 +95,38 @@ def test_failure_policy_when_no_node_is_live(service):
 def test_two_multivalued_fields_make_a_conjunction(service):
     service.create("rules", {"name": "multi", "priority": 300, "action": "allow",
                              "applied_to": ["uplink1"],
+                             "match": {"ipv4_src": ["1.0.0.0/8", "2.0.0.0/8", "3.3.3.3/32"],
+                                       "ipv4_dst": ["10.1.0.0/16", "10.2.0.0/16"]}})
+    flows = _rule_flows(compile_for(service), _rule(service, "multi"))
+    assert len(flows) == 3 + 2 + 1
+    assert {a.n_clauses for f in flows for a in f.actions if isinstance(a, Conjunction)} == {2}
+
+
+def test_a_port_list_with_an_address_list_is_every_combination_behind_the_port(service):
+    """Each flow carries the port key, so OVS turns a packet for another port away in
+    its register stage, before the source address is looked at."""
+    service.create("rules", {"name": "multi", "priority": 300, "action": "allow",
+                             "applied_to": ["uplink1"],
                              "match": {"ip_proto": "tcp",
                                        "ipv4_src": ["1.0.0.0/8", "2.0.0.0/8", "3.3.3.3/32"],
                                        "tp_dst": [22, 443]}})
-    r = _rule(service, "multi")
-    flows = [f for f in compile_for(service).table("classify")
-             if any(isinstance(a, Conjunction) and a.id == r.rule_num for a in f.actions)
-             or ("conj_id", r.rule_num, None) in f.match]
-    assert len(flows) == 3 + 2 + 1
-    assert {a.n_clauses for f in flows for a in f.actions if isinstance(a, Conjunction)} == {2}
+    flows = _rule_flows(compile_for(service), _rule(service, "multi"))
+    key = L.CLASSIFY_TP_DST
+    combos = {(dict((n, v) for n, v, _ in f.match)["ipv4_src"],
+               dict((n, v) for n, v, _ in f.match)[key.register] >> key.ofs) for f in flows}
+    assert combos == {(a, p) for a in ("1.0.0.0", "2.0.0.0", "3.3.3.3") for p in (22, 443)}
+    assert not any(isinstance(a, Conjunction) for f in flows for a in f.actions)
+
+
+def test_long_lists_stay_a_conjunction(service):
+    """Every combination only while it is at most twice a conjunction's flows."""
+    service.create("rules", {"name": "long", "priority": 300, "action": "allow",
+                             "applied_to": ["uplink1"],
+                             "match": {"ip_proto": "tcp",
+                                       "ipv4_src": [f"1.0.{k}.0/24" for k in range(6)],
+                                       "tp_dst": [22, 443, 8443, 8080, 25, 110]}})
+    flows = _rule_flows(compile_for(service), _rule(service, "long"))
+    assert len(flows) == 6 + 6 + 1
 
 
 def test_one_multivalued_field_expands_without_conjunction(service):

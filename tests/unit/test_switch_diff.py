@@ -172,7 +172,7 @@ def test_flow_mods_encode_to_the_bytes_ryu_would_send(service, tmp_path):
     service.create("rules", {"name": "multi", "priority": 300, "action": "allow",
                              "applied_to": ["uplink1"],
                              "match": {"ip_proto": "tcp", "ipv4_src": ["1.0.0.0/8", "2.0.0.0/8"],
-                                       "tp_dst": [22, 443]}})
+                                       "ipv4_dst": ["10.1.0.0/16", "10.2.0.0/16"]}})
     transports = Service(Store(str(tmp_path / "transports.sqlite")))
     transports.replace_config(three_transports())
     flows = (compile_for(service).flows + compile_for(transports, EDGE_PORTS).flows
