@@ -34,6 +34,16 @@ EXTRA_RULES = (
     {"name": "udp-range-drop", "priority": 120, "action": "drop",
      "match": {"ip_proto": "udp", "tp_dst": "6000-6100"}, "applied_to": ["uplink1", "uplink2"]},
 )
+# A source and destination pair, and a destination /24 around the server that is longer
+# than the pair's /16: the megaflow test's destination-first case (no grid packet hits them).
+MEGAFLOW_RULES = (
+    {"name": "pair-drop", "priority": 140, "action": "drop",
+     "match": {"ip_proto": "tcp", "ipv4_src": "198.51.100.0/24", "ipv4_dst": "10.20.0.0/16"},
+     "applied_to": ["uplink1"]},
+    {"name": "server-net-udp", "priority": 130, "action": "drop",
+     "match": {"ip_proto": "udp", "ipv4_dst": "10.10.0.0/24", "tp_dst": 9999},
+     "applied_to": ["uplink2"]},
+)
 
 
 def packets() -> list[dict]:
@@ -100,7 +110,7 @@ def random_packets(n: int = RANDOM_PACKETS, seed: int = SEED) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def traced(controller):
-    for rule in (*EXTRA_RULES, V6_RULE):
+    for rule in (*EXTRA_RULES, *MEGAFLOW_RULES, V6_RULE):
         status, body = controller.rest("POST", "rules", rule)
         assert status == 201, body
     return controller
@@ -168,8 +178,11 @@ def _megaflows(ctl, packet: dict) -> list[str]:
 def test_a_port_no_source_rule_names_costs_the_megaflow_no_source_bits(traced):
     """The port is checked in OVS's register stage, before the addresses: a connection
     to a port that no rule with a source prefix names has a megaflow for every source,
-    so new connections from new sources are not upcalls.  A port such a rule names
-    (conj-ssh-ish: 3000-3100) needs the source bits, and they are there."""
+    so new connections from new sources are not upcalls.  pair-drop's destination
+    cannot match, but the destination trie walks to server-net-udp's /24, longer than
+    the pair's /16: without the destination-first flow the source trie would be asked.
+    A port a source rule names (conj-ssh-ish: 3000-3100) needs the source bits, and
+    they are there."""
     packet = {"interface": "uplink1", "ip_proto": "tcp", "ipv4_src": CLIENTS[0],
               "ipv4_dst": SERVER, "tp_src": 40000}
     other = _megaflows(traced, {**packet, "tp_dst": 5001})
