@@ -3,7 +3,8 @@
 Pure: the same context always gives the same flows, so the switch layer can
 diff two compilations and send only the difference.  ``SplitPipeline`` keeps one
 switch's pipeline apart by origin (each rule's flows, and the rest), so a change of a
-few rules compiles those rules and the rest, not every rule: the same flows as
+few rules compiles those rules and the rest (of which it reuses what the interface-side
+stages gave while their inputs are the same), not every rule: the same flows as
 ``compile_pipeline`` (tests/unit/test_incremental_compile.py), in another order.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from openflow_tables import layout as L
@@ -92,20 +93,46 @@ def compile_pipeline(ctx: Context) -> Pipeline:
     return Pipeline(Flows(_unique(flows)), tuple(policy.policy_groups(ctx)))
 
 
-def router_flows(ctx: Context) -> list[Flow]:
-    return [
-        *ingress.ingress_flows(ctx), *ingress.resume_flows(ctx), *ingress.arp_flows(ctx),
-        *conntrack.ct_flows(), *conntrack.ct_result_flows(ctx),
-        *applied_to.applied_to_flows(ctx), *applied_to.class_check_flows(ctx),
-        *classify.orient_flows("orient", "classify", keyed=True), *classify.classify_flows(ctx),
-        *classify.orient_flows("reorient", "keep_decision"), *classify.keep_decision_flows(ctx),
-        *policy.policy_flows(ctx), *conntrack.commit_flows(ctx),
-        *conntrack.gen_check_flows(ctx), *conntrack.transit_done_flows(ctx), *revalidation.flow_program_flows(ctx),
-        *revalidation.revalidate_flows(ctx), *transport.transport_flows(ctx),
-        *routing.routing_flows(ctx), *routing.egress_si_flows(ctx),
-        *routing.neighbor_flows(ctx), *routing.output_flows(ctx), *routing.cross_flows(ctx),
-        *nat.nat_flows(ctx), *nd.nd_flows(ctx),
-    ]
+# The stages of a router pipeline, in the compiler's order, each marked True if it reads
+# only what ``_interface_inputs`` names (no rule but through the interfaces' set codes and
+# classes, no generation): a rule change mostly leaves those inputs as they were, and
+# ``SplitPipeline`` reuses what these stages gave (most of the flows that are no rule's).
+STAGES: tuple[tuple[Callable[[Context], Iterable[Flow]], bool], ...] = (
+    (ingress.ingress_flows, True), (ingress.resume_flows, True), (ingress.arp_flows, True),
+    (lambda ctx: conntrack.ct_flows(), True), (conntrack.ct_result_flows, False),
+    (applied_to.applied_to_flows, False), (applied_to.class_check_flows, True),
+    (lambda ctx: classify.orient_flows("orient", "classify", keyed=True), True),
+    (classify.classify_flows, False),
+    (lambda ctx: classify.orient_flows("reorient", "keep_decision"), True),
+    (classify.keep_decision_flows, False), (policy.policy_flows, False),
+    (conntrack.commit_flows, False), (conntrack.gen_check_flows, False),
+    (conntrack.transit_done_flows, True), (revalidation.flow_program_flows, False),
+    (revalidation.revalidate_flows, False), (transport.transport_flows, False),
+    (routing.routing_flows, True), (routing.egress_si_flows, True),
+    (routing.neighbor_flows, False), (routing.output_flows, True), (routing.cross_flows, True),
+    (nat.nat_flows, False), (nd.nd_flows, False),
+)
+
+
+def router_flows(ctx: Context, interface_side: bool | None = None) -> list[Flow]:
+    """The router stages' flows; ``interface_side``: only those of the stages so marked
+    in STAGES (True) or only the others (False)."""
+    return [f for stage, side in STAGES if interface_side in (None, side) for f in stage(ctx)]
+
+
+def _interface_inputs(ctx: Context) -> tuple:
+    """Everything the stages marked in STAGES read, as values (the service changes some
+    of these containers in place): the switch, the model but its rules, the paths, and
+    the set codes and classes of the classifying interfaces of this switch's routers
+    (where rules reach them)."""
+    routers = sorted(r.id for r in ctx.routers)
+    classifying = [i for i in ctx.model.all("interfaces")
+                   if ctx.on_switch(i.router) and i.classifies]
+    return (ctx.dpid, dict(ctx.ports),
+            {kind: dict(objs) for kind, objs in ctx.model.objects.items() if kind != "rules"},
+            {chain: tuple(paths) for chain, paths in ctx.paths.items()}, dict(ctx.skips),
+            dict(ctx.probe_spis), {r: dict(ctx.router_classes(r)) for r in routers},
+            {i.id: ctx.iface_codes(i) for i in classifying})
 
 
 def _unique(flows: list[Flow]) -> tuple[Flow, ...]:
@@ -222,6 +249,8 @@ class SplitPipeline:
                                                           split.shared, split.rest)
         self.by_num = {p.rule_num: i for i, p in self.parts.items()}
         self._undo: list[tuple[Any, Any, Any]] = []
+        self._interface: tuple[tuple, tuple[Flow, ...]] | None = None   # (inputs, flows)
+        self._prime(ctx)
 
     @classmethod
     def of(cls, ctx: Context, pipe: Pipeline) -> SplitPipeline | None:
@@ -241,7 +270,7 @@ class SplitPipeline:
         present = {i: r for i in changed if (r := ctx.model.get("rules", i)) is not None}
         rules = {r.id: r for r in representatives(ctx, index)} | present
         small = dataclasses.replace(ctx, model=m.Model({**ctx.model.objects, "rules": rules}))
-        pipe = compile_pipeline(small)
+        pipe = self._compile_small(small)
         split = _split(small, pipe)
         if split is None:
             return None
@@ -269,6 +298,7 @@ class SplitPipeline:
         if len(rest) + len(self.flows) != len(pipe.flows):
             return False
         self.rest, self.pipeline, self._undo = rest, pipe, []
+        self._prime(ctx)
         return True
 
     def undo(self) -> None:
@@ -283,6 +313,29 @@ class SplitPipeline:
         self._undo = []
 
     # --- inside update ----------------------------------------------------------------
+    def _compile_small(self, ctx: Context) -> Pipeline:
+        """``compile_pipeline(ctx)``, with the flows of the interface-side stages (STAGES)
+        kept from before while what they read is the same."""
+        if not ctx.routers:
+            return compile_pipeline(ctx)
+        flows = [*service_plane.service_plane_flows(ctx), *router_flows(ctx, interface_side=False),
+                 *self._interface_flows(ctx)]
+        return Pipeline(Flows(_unique(flows)), tuple(policy.policy_groups(ctx)))
+
+    def _interface_flows(self, ctx: Context) -> tuple[Flow, ...]:
+        """The flows of the interface-side stages of ``ctx``: those of the last call while
+        what they read is the same."""
+        inputs = _interface_inputs(ctx)
+        if self._interface is None or self._interface[0] != inputs:
+            self._interface = inputs, tuple(router_flows(ctx, interface_side=True))
+        return self._interface[1]
+
+    def _prime(self, ctx: Context) -> None:
+        """Keep the interface-side flows of a whole compile's context (its lookups are
+        done), so the first rule change after it does not compile them."""
+        if ctx.routers:
+            self._interface_flows(ctx)
+
     def _set(self, target: Any, key: Any, value: Any) -> None:
         """Set (None: remove, for dicts) and remember how to undo it."""
         if target is self:

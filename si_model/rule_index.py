@@ -8,7 +8,7 @@ change does not walk every rule.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Hashable
 
@@ -16,30 +16,68 @@ from si_model import model as m
 
 # router id -> key -> ids of the rules with that key
 Table = dict[str, dict[Hashable, frozenset[str]]]
+FOLD_AT = 1024     # names edited before a Names table folds them into a new base
+
+
+class Names(Mapping):
+    """Rule name -> ids, as a base table and the names edited since (empty ids: gone), so
+    an index after a change copies those edits, not every name (50,000 names cost more
+    than the change to copy, and after it to the collector, which walks new dicts);
+    once the edits are many they are folded into a new base."""
+
+    def __init__(self, base: dict[str, frozenset[str]],
+                 edits: dict[str, frozenset[str]] | None = None) -> None:
+        self._base, self._edits = base, edits or {}
+
+    def __getitem__(self, name: str) -> frozenset[str]:
+        ids = self._edits.get(name)
+        if ids is None:
+            return self._base[name]
+        if not ids:
+            raise KeyError(name)
+        return ids
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (n for n in self._base if n not in self._edits)
+        yield from (n for n, ids in self._edits.items() if ids)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def edited(self, edits: dict[str, frozenset[str]]) -> Names:
+        """These names with ``edits`` over them (this table is left as it was)."""
+        merged = {**self._edits, **edits}
+        if len(merged) < FOLD_AT:
+            return Names(self._base, merged)
+        base = {n: ids for n, ids in self._base.items() if n not in merged}
+        return Names(base | {n: ids for n, ids in merged.items() if ids})
 
 
 @dataclass(frozen=True)
 class RuleIndex:
-    names: dict[str, frozenset[str]]   # rule name -> ids (one, in a checked model)
+    names: Names              # rule name -> ids (one, in a checked model)
     sets: Table               # router -> applied_to set -> rules applied to it
     l2: Table                 # router -> interface -> rules matching Ethernet addresses there
     redirects: Table          # router -> policy -> enabled redirect rules using it
 
     @classmethod
     def of(cls, model: m.Model) -> RuleIndex:
-        return cls({}, {}, {}, {}).changed((), model.all("rules"))
+        return cls(Names({}), {}, {}, {}).changed((), model.all("rules"))
 
     def changed(self, old: Iterable[m.Rule], new: Iterable[m.Rule]) -> RuleIndex:
         """The index once the ``old`` rules are gone and the ``new`` ones are in (an
         updated rule is in both); this one is left as it was."""
-        names = dict(self.names)
+        names: dict[str, frozenset[str]] = {}      # the names edited, with their ids now
         tables = {"sets": dict(self.sets), "l2": dict(self.l2), "redirects": dict(self.redirects)}
         for rule, add in [(r, False) for r in old] + [(r, True) for r in new]:
-            _file(names, rule.name, rule.id, add)
+            if rule.name not in names:
+                names[rule.name] = self.names.get(rule.name, frozenset())
+            ids = names[rule.name]
+            names[rule.name] = ids | {rule.id} if add else ids - {rule.id}
             for table, keys in _keys(rule).items():
                 for key in keys:
                     _edit(tables[table], rule.router, key, rule.id, add)
-        return RuleIndex(names, **tables)
+        return RuleIndex(self.names.edited(names), **tables)
 
     def router_sets(self, router_id: str) -> set[frozenset[str]]:
         return set(self.sets.get(router_id, {}))

@@ -3,8 +3,9 @@
 Random edit sequences (add, change, delete rules; rules sharing classify keys so their
 conjunction clauses merge; Ethernet matches, which make interface classes; redirects,
 which make policy flows; disabled rules; generation bumps; whole compiles taken over by
-``rebase``) on the pure compiler: after every edit ``SplitPipeline.update`` gives the
-flows and groups ``compile_pipeline`` gives, and says what changed.
+``rebase``; interfaces readdressed, which changes what the flows an update reuses are made
+of) on the pure compiler: after every edit ``SplitPipeline.update`` gives the flows and
+groups ``compile_pipeline`` gives, and says what changed.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ rule_bodies = st.builds(lambda a, mt, at, prio, on: {**a, "match": mt, "applied_
                                                      "priority": prio, "enabled": on},
                         actions, matches, applied, st.sampled_from([10, 20]),
                         st.sampled_from([True, True, False]))
-edits = st.lists(st.tuples(st.sampled_from(["add", "change", "delete", "bump", "rebase"]),
+edits = st.lists(st.tuples(st.sampled_from(["add", "change", "delete", "bump", "rebase",
+                                            "readdress"]),
                            rule_bodies, st.integers(0, 1000)), min_size=1, max_size=12)
 
 
@@ -90,6 +92,9 @@ class Replay:
                 ctx = self.context(self.model, self.codes)
                 assert self.split.rebase(ctx, compile_pipeline(ctx))
                 return
+        elif op == "readdress":
+            self.readdress(cand, pick)
+            changed = []
         elif op == "delete" and target:
             cand.remove("rules", target)
             changed = [target]
@@ -104,6 +109,15 @@ class Replay:
             cand.put("rules", rule)
             changed = [rule.id]
         self.check(cand, changed)
+
+    @staticmethod
+    def readdress(cand: m.Model, pick: int) -> None:
+        """Give an uplink other addresses: an input of the flows that are no rule's that
+        no rule changes (as a path going down changes the paths)."""
+        k = pick % len(UPLINKS)
+        iface = cand.by_name("interfaces", UPLINKS[k])
+        cand.put("interfaces", dataclasses.replace(
+            iface, ip=f"198.{51 + k}.{pick % 250}.1/24", mac=f"02:aa:00:00:{k:02x}:{pick % 250:02x}"))
 
     def check(self, cand: m.Model, changed: list[str]) -> None:
         counters = assign_numbers(cand, self.counters)
