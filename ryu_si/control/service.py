@@ -112,8 +112,8 @@ class Service:
             if split is None or not split.fits(ctx) or split.model is not model \
                     or not split.rebase(ctx, pipe):
                 self._keep_split(ctx, pipe)
-            else:     # kept as _keep_split keeps one, out of later passes (a compile
-                gc.freeze()   # leaves no cycles: nothing to collect first)
+            else:   # the rebased split holds this compile: out of later passes too
+                gc.freeze()
         return pipe
 
     def _keep_split(self, ctx: Context, pipe: Pipeline) -> None:
