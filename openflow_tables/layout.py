@@ -184,14 +184,14 @@ SWAP_SCRATCH = Field("swap_scratch", "reg11", 0, 32,
 # then Ethernet, IP, transport) and un-wildcards the fields of every stage it reached,
 # so a rule's port checked with the registers turns a packet for another port away
 # before its addresses are looked at: no address bits in that packet's megaflow.
-# classify: above every rule's priority (si_model.validate allows up to 65000).
-DESTINATION_FIRST_PRIORITY = 65535
 CLASSIFY_TP_DST = Field("classify_tp_dst", "reg9", 16, 16,
                         "classify: the connection's destination port (original direction)",
                         ON_ROUTER)
 CLASSIFY_PROTO = Field("classify_proto", "reg8", 16, 8,
                        "classify: the IP protocol whose port classify_tp_dst holds (0: none)",
                        ON_ROUTER)
+# classify's destination-first flow: above every rule (si_model.validate allows 65000).
+DESTINATION_FIRST_PRIORITY = 65535
 
 # The applied_to memberships of the classification interface: word k holds slices of
 # pairwise disjoint applied_to sets, each slice the value of the one set of it that the
