@@ -190,6 +190,10 @@ CLASSIFY_TP_DST = Field("classify_tp_dst", "reg9", 16, 16,
 CLASSIFY_PROTO = Field("classify_proto", "reg8", 16, 8,
                        "classify: the IP protocol whose port classify_tp_dst holds (0: none)",
                        ON_ROUTER)
+CLASSIFY_DST_NAMED = Field("classify_dst_named", "reg8", 24, 1,
+                           "classify: the connection's destination (original direction) is "
+                           "inside a destination prefix of a rule whose source no port keys",
+                           ON_ROUTER)
 # classify's destination-first flow: above every rule (si_model.validate allows 65000).
 DESTINATION_FIRST_PRIORITY = 65535
 
@@ -536,8 +540,9 @@ TABLES: tuple[Table, ...] = (
           "addresses too, so eth_src/eth_dst are those of the connection's original "
           "direction on the wire at this interface. TCP and UDP have their "
           "destination port (of that direction) and protocol copied into registers, "
-          "where classify checks them before any address.",
-          ("classify",), miss="classify",
+          "where classify checks them before any address, and dst_named says whether "
+          "the destination is one that rules with a source and a destination name.",
+          ("classify", "dst_named"), miss="classify",
           match=("ct_state", "eth_type", "ip_proto"),
           sets=("eth_src", "eth_dst", *IP_ADDRS, *TP_PORTS, SWAP_SCRATCH, CLASSIFY_TP_DST,
                 CLASSIFY_PROTO)),
@@ -551,7 +556,7 @@ TABLES: tuple[Table, ...] = (
           "(priority 0) allows without service.",
           ("reorient",),
           match=(ROUTER, "eth_src", "eth_dst", "eth_type", *IP_FIVE_TUPLE, *APPLIED_TO,
-                 CLASSIFY_TP_DST, CLASSIFY_PROTO, "conj_id"),
+                 CLASSIFY_TP_DST, CLASSIFY_PROTO, CLASSIFY_DST_NAMED, "conj_id"),
           sets=(RULE_NUM, RULE_ACTION, POLICY_NUM, TRANSPORT),
           prefixes=("nw_src", "nw_dst", "ipv6_src")),
     Table(8, "reorient",
@@ -741,6 +746,15 @@ TABLES: tuple[Table, ...] = (
           (), bridges=ON_ROUTER,
           match=(IN_IFACE, "eth_type", "ip_proto", "icmpv6_type", "nd_options_type"),
           sets=("nd_tll",)),
+    Table(30, "dst_named",
+          "Resubmitted to by orient: a destination inside a destination prefix of a rule "
+          "that matches a source but no port sets classify_dst_named, which that rule's "
+          "classify flows match in OVS's register stage. Any other destination turns "
+          "those rules away before their source prefixes are looked at, so new "
+          "connections from new sources share a megaflow. One flow per prefix, longest "
+          "first; a miss leaves the bit clear.",
+          (), match=(ROUTER, "eth_type", "ipv4_dst", "ipv6_dst"), sets=(CLASSIFY_DST_NAMED,),
+          prefixes=("nw_dst", "ipv6_dst")),
 )
 
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}

@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 from openflow_tables import layout as L
 from openflow_tables.context import Context, router_match, router_num_match
-from openflow_tables.flow import (Conjunction, Flow, Load, Move, fields, flow, match,
-                                  prefix_match)
+from openflow_tables.flow import (Conjunction, Flow, Load, Move, Resubmit, fields, flow,
+                                  match, prefix_match)
 from openflow_tables.stages.applied_to import record_match
 from openflow_tables.stages.conntrack import RESTORE_DECISION, label_match
 from si_model import model as m
@@ -96,6 +96,36 @@ def _port_keyed(dims: dict[str, list], proto: int | None) -> dict[str, list]:
     return out
 
 
+def _dst_named(dims: dict[str, list], router_num: int, cookie: int) -> list[Flow]:
+    """A rule that matches a source and a destination prefix but no port: the flows that
+    tell classify a packet's destination is inside one of its destination prefixes (the
+    rule's flows match that bit).  Without them a rule whose destination cannot match
+    would still have OVS walk its source trie, for packets to any destination, whenever
+    another rule's prefix of the same length holds the destination."""
+    if L.CLASSIFY_TP_DST.register in dims or not any(f in dims for f in ("ipv4_src", "ipv6_src")):
+        return []
+    router = router_num_match(router_num)
+    return [flow("dst_named", _prefix_len(v, f), match(metadata=router, eth_type=eth, **{f: v}),
+                 [Load.field(L.CLASSIFY_DST_NAMED, 1)], cookie=cookie)
+            for f, eth in (("ipv4_dst", L.ETH_IP), ("ipv6_dst", L.ETH_IP6)) if f in dims
+            for v in dims[f]]
+
+
+def _with_bit(dims: dict[str, list], f: L.Field) -> dict[str, list]:
+    """``dims`` with one more single-valued register field set (ORed into its register)."""
+    value, mask = dims.get(f.register, [(0, 0)])[0]
+    return {**dims, f.register: [(value | f.value(1), mask | f.mask)]}
+
+
+def _prefix_len(value, field: str) -> int:
+    """Prefix length of a prefix match value (prefix_match): longer prefixes go first."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return 32 if field == "ipv4_dst" else 128
+    return bin(int(ipaddress.ip_address(value[1]))).count("1")
+
+
 def _crossed(multi: dict[str, list]) -> bool:
     """A port list with one other list: each combination a flow of its own, when that is
     at most twice a conjunction's flows.  A conjunction's other clause carries no port,
@@ -147,14 +177,20 @@ def rule_flows(rule: m.Rule, ctx: Context) -> tuple[Flow, ...]:
 def compiled_rule(rule: RuleInputs) -> tuple[Flow, ...]:
     reg, value, mask = L.applied_to_slice(*rule.set_code)
     mt = {k: list(v) if isinstance(v, tuple) else v for k, v in rule.match}
+    prio, ck = rule.priority, L.cookie("rule", rule.rule_num)
     dims = _port_keyed(_dimensions(mt), mt.get("ip_proto"))
-    single = {f: v[0] for f, v in dims.items() if len(v) == 1}
+    named = _dst_named(dims, rule.router_num, ck)
+    if named:
+        dims = _with_bit(dims, L.CLASSIFY_DST_NAMED)
+    # The protocol key and the destination bit hold for the whole rule: in every flow,
+    # conjunction clauses too, so OVS turns a packet away from each in its register stage.
+    keys = {f: v[0] for f, v in dims.items() if f == L.CLASSIFY_PROTO.register}
+    single = {f: v[0] for f, v in dims.items() if len(v) == 1 and f not in keys}
     multi = {f: v for f, v in dims.items() if len(v) > 1}
     actions, goto = decision(rule.rule_num, rule.action, rule.policy_num), "reorient"
-    prio, ck = rule.priority, L.cookie("rule", rule.rule_num)
-    out = []
+    out = list(named)
     for eth_type in rule_eth_types(mt):
-        base = {"metadata": router_num_match(rule.router_num), "eth_type": eth_type}
+        base = {"metadata": router_num_match(rule.router_num), "eth_type": eth_type, **keys}
         if "ip_proto" in mt:
             base["ip_proto"] = mt["ip_proto"]
         first = {**base, **single, reg: (value, mask)}
@@ -213,23 +249,26 @@ def _swap(a: str, b: str, nbits: int) -> list[Move]:
 def orient_flows(table: str, then: str, keyed: bool = False) -> list[Flow]:
     """Swap a reply-direction packet's Ethernet and IP addresses and ports (its own
     inverse, so the same flows orient before classify and reorient after it);
-    ``keyed`` (before classify): copy every TCP and UDP packet's port key too."""
+    ``keyed`` (before classify): copy every TCP and UDP packet's port key too, and look
+    the (original-direction) destination up in dst_named."""
     ck = L.PIPELINE_COOKIE
     reply = (L.CT_TRK | L.CT_RPL, L.CT_TRK | L.CT_RPL)
+    named = [Resubmit("dst_named")] if keyed else []
     out = []
     for eth_type, (a, b, nbits) in ((L.ETH_IP, ("ipv4_src", "ipv4_dst", 32)),
                                    (L.ETH_IP6, ("ipv6_src", "ipv6_dst", 128))):
         addrs = _swap("eth_src", "eth_dst", 48) + _swap(a, b, nbits)
         for proto, (src, dst) in L.TP_FIELDS.items():
-            key = _port_key(proto, dst) if keyed else []
+            key = [*_port_key(proto, dst), *named] if keyed else []
             out.append(flow(table, 20, match(ct_state=reply, eth_type=eth_type, ip_proto=proto),
                             [*addrs, *_swap(src, dst, 16), *key], goto=then, cookie=ck))
             if keyed:
                 out.append(flow(table, 15, match(eth_type=eth_type, ip_proto=proto), key,
                                 goto=then, cookie=ck))
-        out.append(flow(table, 10, match(ct_state=reply, eth_type=eth_type), addrs, goto=then,
-                        cookie=ck))
-    return out + [flow(table, 0, (), goto=then, cookie=ck)]
+        out.append(flow(table, 10, match(ct_state=reply, eth_type=eth_type), [*addrs, *named],
+                        goto=then, cookie=ck))
+    out.append(flow(table, 0, (), named, goto=then, cookie=ck))
+    return out + ([flow("dst_named", 0, (), cookie=ck)] if keyed else [])
 
 
 def _port_key(proto: int, dst: str) -> list:

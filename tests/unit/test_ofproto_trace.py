@@ -38,7 +38,8 @@ def model_trace(service, name: str):
 
 def test_read_names_tables_rules_and_passes():
     r = reading("redirect_up1_tcp80")
-    assert [v.table for v in r.visits] == ["ingress", "ct", "ct_result", "orient", "classify",
+    assert [v.table for v in r.visits] == ["ingress", "ct", "ct_result", "orient", "dst_named",
+                                          "classify",
                                           "reorient", "keep_decision", "policy"]
     assert ot.classified_rule(r) == 3 and ot.policy_hit(r) == 1
     assert len(r.datapath_actions) == 2 and r.datapath_actions[0].startswith("ct(zone=1)")

@@ -43,8 +43,9 @@ def test_redirect_names_rule_policy_transport_and_live_nodes(service):
     assert r["route"] == {"interface": "downlink1", "prefix": "10.10.0.0/24",
                           "next_hop": SERVER}
     assert r["egress"] == "biw-a"
-    assert r["tables"] == ["ingress", "ct", "ct_result", "orient", "classify", "reorient",
-                           "keep_decision", "policy", "commit", "gen_check", "transport"]
+    assert r["tables"] == ["ingress", "ct", "ct_result", "orient", "dst_named", "classify",
+                           "reorient", "keep_decision", "policy", "commit", "gen_check",
+                           "transport"]
 
 
 def test_the_walk_reads_table_by_table(service):
