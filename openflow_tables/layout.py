@@ -194,8 +194,6 @@ CLASSIFY_DST_NAMED = Field("classify_dst_named", "reg8", 24, 1,
                            "classify: the connection's destination (original direction) is "
                            "inside a destination prefix of a rule whose source no port keys",
                            ON_ROUTER)
-# classify's destination-first flow: above every rule (si_model.validate allows 65000).
-DESTINATION_FIRST_PRIORITY = 65535
 
 # The applied_to memberships of the classification interface: word k holds slices of
 # pairwise disjoint applied_to sets, each slice the value of the one set of it that the

@@ -311,17 +311,5 @@ def classify_flows(ctx: Context) -> list[Flow]:
     two overlapping flows of one priority are an undefined choice for OVS (the
     table miss drops anything that is not IPv4 of a known router)."""
     flows = list(itertools.chain.from_iterable(rule_flows(r, ctx) for r in ctx.rules()))
-    return merge_conjunctions(flows) + default_rule_flows(ctx) + destination_first_flows(ctx)
+    return merge_conjunctions(flows) + default_rule_flows(ctx)
 
-
-def destination_first_flows(ctx: Context) -> list[Flow]:
-    """Above every rule, each router drops IPv4 to 0.0.0.0 (never forwarded, RFC 1812
-    5.3.7).  OVS looks subtables up in priority order, so this one comes first: its
-    destination trie check un-wildcards the destination bits the lookup needs, and a
-    later subtable whose destination prefix cannot match is then skipped on those
-    bits, before its source trie adds source bits to the packet's megaflow (a
-    trie may only skip a subtable on bits that are already un-wildcarded, or no more
-    than its prefix length)."""
-    return [flow("classify", L.DESTINATION_FIRST_PRIORITY,
-                 match(metadata=router_match(r), eth_type=L.ETH_IP, ipv4_dst="0.0.0.0"),
-                 cookie=L.cookie("router", r.num)) for r in ctx.routers]

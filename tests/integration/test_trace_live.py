@@ -34,14 +34,21 @@ EXTRA_RULES = (
     {"name": "udp-range-drop", "priority": 120, "action": "drop",
      "match": {"ip_proto": "udp", "tp_dst": "6000-6100"}, "applied_to": ["uplink1", "uplink2"]},
 )
-# A source and destination pair, and a destination /24 around the server that is longer
-# than the pair's /16: the megaflow test's destination-first case (no grid packet hits them).
+# For the megaflow tests (no grid packet hits them): rules with a source and a
+# destination prefix and no port on both uplinks, one of them around the server, and a
+# port rule's /24 around another destination.
 MEGAFLOW_RULES = (
-    {"name": "pair-drop", "priority": 140, "action": "drop",
+    {"name": "pair-wide", "priority": 140, "action": "drop",
      "match": {"ip_proto": "tcp", "ipv4_src": "198.51.100.0/24", "ipv4_dst": "10.20.0.0/16"},
      "applied_to": ["uplink1"]},
-    {"name": "server-net-udp", "priority": 130, "action": "drop",
-     "match": {"ip_proto": "udp", "ipv4_dst": "10.10.0.0/24", "tp_dst": 9999},
+    {"name": "pair-server", "priority": 140, "action": "drop",
+     "match": {"ip_proto": "tcp", "ipv4_src": "192.0.2.0/24", "ipv4_dst": "10.10.0.0/24"},
+     "applied_to": ["uplink2"]},
+    {"name": "pair-other", "priority": 140, "action": "drop",
+     "match": {"ip_proto": "tcp", "ipv4_src": "198.51.100.0/24", "ipv4_dst": "10.30.0.0/24"},
+     "applied_to": ["uplink2"]},
+    {"name": "port-near", "priority": 130, "action": "drop",
+     "match": {"ip_proto": "udp", "ipv4_dst": "10.0.1.0/24", "tp_dst": 9999},
      "applied_to": ["uplink2"]},
 )
 
@@ -175,20 +182,33 @@ def _megaflows(ctl, packet: dict) -> list[str]:
     return [line for line in out.stdout.splitlines() if line.startswith("Megaflow:")]
 
 
+def _source_bits(ctl, iface: str, dst: str, port: int) -> bool:
+    megaflows = _megaflows(ctl, {"interface": iface, "ip_proto": "tcp", "ipv4_src": CLIENTS[0],
+                                 "ipv4_dst": dst, "tp_src": 40000, "tp_dst": port})
+    assert len(megaflows) >= 2, megaflows
+    return any("nw_src" in m for m in megaflows)
+
+
 def test_a_port_no_source_rule_names_costs_the_megaflow_no_source_bits(traced):
     """The port is checked in OVS's register stage, before the addresses: a connection
-    to a port that no rule with a source prefix names has a megaflow for every source,
-    so new connections from new sources are not upcalls.  pair-drop's destination
-    cannot match, but the destination trie walks to server-net-udp's /24, longer than
-    the pair's /16: without the destination-first flow the source trie would be asked.
-    A port a source rule names (conj-ssh-ish: 3000-3100) needs the source bits, and
-    they are there."""
-    packet = {"interface": "uplink1", "ip_proto": "tcp", "ipv4_src": CLIENTS[0],
-              "ipv4_dst": SERVER, "tp_src": 40000}
-    other = _megaflows(traced, {**packet, "tp_dst": 5001})
-    named = _megaflows(traced, {**packet, "tp_dst": 3050})
-    assert len(other) >= 2 and not any("nw_src" in m for m in other), other
-    assert any("nw_src" in m for m in named), named
+    to a port no rule with a source prefix names has one megaflow for every source, so
+    new connections from new sources are not upcalls.  A port such a rule names
+    (conj-ssh-ish: 3000-3100) needs the source bits, and they are there.  The server is
+    inside pair-server's destination, so pair-wide (uplink1) is looked at: its /16
+    cannot match, and dst_named's lookup un-wildcarded the destination bits that say
+    so (to pair-server's /24), so OVS skips it without walking its source trie."""
+    assert not _source_bits(traced, "uplink1", SERVER, 5001)
+    assert _source_bits(traced, "uplink1", SERVER, 3050)
+
+
+def test_a_destination_no_source_rule_names_costs_the_megaflow_no_source_bits(traced):
+    """pair-other and pair-server (uplink2) cannot match 10.0.1.1, but port-near's /24
+    holds it: a subtable of /24 destinations could match as far as the destination
+    trie knows, and its source trie would be walked.  dst_named says the destination
+    is in no destination prefix of theirs, so they are turned away in the register
+    stage.  To the server (inside pair-server's /24) they are looked at."""
+    assert not _source_bits(traced, "uplink2", "10.0.1.1", 5001)
+    assert _source_bits(traced, "uplink2", SERVER, 5001)
 
 
 def test_the_cli_confirms_with_the_switch(traced):

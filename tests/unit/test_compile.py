@@ -273,3 +273,27 @@ def test_a_policy_renumbered_under_a_rule_changes_its_flows(service):
     policy = service.model.get("policies", web.policy)
     policy.num += 7                                   # what a cached key must notice
     assert rule_inputs(web, ctx) != inputs
+
+
+def test_a_source_and_destination_rule_without_a_port_is_behind_dst_named(service):
+    """Its classify flows match the dst_named bit, set by one dst_named flow per
+    destination prefix (longest first); a port-keyed rule with a source needs neither."""
+    service.create("rules", {"name": "pair", "priority": 300, "action": "drop",
+                             "applied_to": ["uplink1"],
+                             "match": {"ip_proto": "tcp", "ipv4_src": "1.0.0.0/8",
+                                       "ipv4_dst": ["10.9.0.0/16", "10.8.7.6/32"]}})
+    service.create("rules", {"name": "keyed", "priority": 300, "action": "drop",
+                             "applied_to": ["uplink1"],
+                             "match": {"ip_proto": "tcp", "ipv4_src": "1.0.0.0/8",
+                                       "ipv4_dst": "10.7.0.0/16", "tp_dst": 22}})
+    pipe = compile_for(service)
+    pair, keyed = _rule(service, "pair"), _rule(service, "keyed")
+    bit = L.CLASSIFY_DST_NAMED
+    named = {(f.priority, dict((n, v) for n, v, _ in f.match)["ipv4_dst"])
+             for f in pipe.table("dst_named") if f.cookie == L.cookie("rule", pair.rule_num)}
+    assert named == {(16, "10.9.0.0"), (32, "10.8.7.6")}
+    for rule, behind in ((pair, True), (keyed, False)):
+        for f in _rule_flows(pipe, rule, "classify"):
+            value, mask = {n: (v, k) for n, v, k in f.match}.get(bit.register, (0, 0))
+            assert bool(mask & bit.mask and value & bit.mask) == behind, f
+    assert not [f for f in pipe.table("dst_named") if f.cookie == L.cookie("rule", keyed.rule_num)]

@@ -46,10 +46,14 @@ applied = st.lists(st.sampled_from(UPLINKS), min_size=1, max_size=3, unique=True
 ports = st.lists(st.sampled_from([22, 80, 443]), min_size=1, max_size=2, unique=True)
 sources = st.lists(st.sampled_from(["100.64.0.0/16", "100.65.0.0/16", "100.66.1.1"]),
                    min_size=2, max_size=2, unique=True)
+dests = st.lists(st.sampled_from(["10.1.0.0/16", "10.2.0.0/24", "10.1.2.3"]),
+                 min_size=1, max_size=2, unique=True)
 matches = st.one_of(
     st.builds(lambda p: {"ip_proto": "tcp", "tp_dst": p}, ports),
     st.builds(lambda s, p: {"ip_proto": "tcp", "ipv4_src": s, "tp_dst": p}, sources,
-              ports.filter(lambda p: len(p) == 2)),       # a conjunction of two fields
+              ports.filter(lambda p: len(p) == 2)),       # every combination, port-keyed
+    # a conjunction when two destinations; dst_named flows shared between rules
+    st.builds(lambda s, d: {"ip_proto": "tcp", "ipv4_src": s, "ipv4_dst": d}, sources, dests),
     st.builds(lambda mac: {"eth_src": mac}, st.sampled_from(["02:00:00:00:00:01",
                                                            "02:00:00:00:00:02"])),
     st.just({"ip_proto": "udp"}))
