@@ -14,6 +14,8 @@ import logging
 import subprocess
 import time
 
+from eventlet import tpool
+from eventlet.green import threading as green_threading
 from ryu import cfg
 from ryu.base import app_manager
 from ryu.controller import ofp_event
@@ -33,6 +35,7 @@ from ryu_si.datapath import nsh_signal
 from ryu_si.diagnose import ofproto_trace
 from ryu_si.datapath import probes
 from ryu_si.control.liveness import Liveness, parse_probe
+from ryu_si.control.progress import Sharing
 from ryu_si.logs import dpid_str, event
 from ryu_si.api.console import SIConsoleController
 from ryu_si.api.metrics import Metrics
@@ -58,6 +61,9 @@ CONF.register_opts([
     cfg.StrOpt("log_format", help="text (key=value) or json (one object per line)"),
 ], group="si")
 CONF.set_default("wsapi_host", "127.0.0.1")
+# Long work of a change in a real thread (Ryu's hub is eventlet's, patched without
+# threads: a thread lock excludes no green thread, eventlet's green RLock does).
+GREEN_SHARING = Sharing(beside=tpool.execute, later=hub.spawn, lock=green_threading.RLock)
 # ryu-manager reads this at module level: the ofctl service answers send_msg requests.
 _REQUIRED_APP = ["ryu.app.ofctl.service"]
 
@@ -74,10 +80,10 @@ class ServiceInsertionApp(app_manager.RyuApp):
         self._foreign_cookies: set[int] = set()
         self.started = time.time()
         self.service = Service(Store(CONF.si.store or si_config.store_path()), self._on_change,
-                               self._connected_ports)
+                               self._connected_ports, GREEN_SHARING)
         self.service.phase.pause = lambda: hub.sleep(0)   # /health answers between phases
         self.metrics = Metrics(self)          # before the first change, which it counts
-        self.pusher = Pusher(self.service, self.switches, self.ports)
+        self.pusher = Pusher(self.service, self.switches, self.ports, GREEN_SHARING)
         self.neighbors = Neighbors(self.service, self.ports,
                                    lambda dpid: self.service.pipeline(dpid,
                                                                       self.ports.get(dpid, {})))
@@ -112,7 +118,7 @@ class ServiceInsertionApp(app_manager.RyuApp):
     def _state_change(self, ev) -> None:
         dp = ev.datapath
         if ev.state == MAIN_DISPATCHER:
-            self.switches[dp.id] = Switch(self, dp)
+            self.switches[dp.id] = Switch(self, dp, GREEN_SHARING.beside)
             hub.spawn(self._connected, dp)
         elif dp.id in self.switches:
             del self.switches[dp.id]

@@ -6,6 +6,11 @@ one transaction, and only then made current and announced (``on_change``, which 
 the pipelines the check compiled, so a push does not compile them again), so a
 rejected request changes neither the store nor the switch.
 
+Writers hold one lock (a green one under the app, see ``progress.Sharing``).  A
+whole-config change parses, checks and compiles its candidate beside the controller's
+green threads while holding it: readers go on answering from the current model, which
+the change replaces only once it is checked, compiled and stored.
+
 A change of single objects (create, update, delete) costs what it touches: numbers,
 checks, applied_to set codes and store rows of those objects alone, and for rules a compile
 of the changed rules and the flows that are no rule's (``SplitPipeline``, kept per
@@ -15,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import threading
 import time
 from typing import Any, Callable
 
@@ -23,7 +27,7 @@ from openflow_tables.compile import Pipeline, SplitPipeline, compile_pipeline
 from openflow_tables.context import Context, Generations
 from openflow_tables.flow import FlowError
 from openflow_tables.layout import NSH_FIRST_SI
-from ryu_si.control.progress import Phase
+from ryu_si.control.progress import Phase, Sharing, call_here
 from ryu_si.control.store import Store
 from si_model import flowprog
 from si_model import model as m
@@ -48,8 +52,10 @@ Edited = list[tuple[str, str]] | None
 class Service:
     def __init__(self, store: Store,
                  on_change: Callable[[Compiled], None] = lambda compiled: None,
-                 ports_of: Callable[[int], dict[str, int] | None] = lambda dpid: None) -> None:
+                 ports_of: Callable[[int], dict[str, int] | None] = lambda dpid: None,
+                 sharing: Sharing = Sharing()) -> None:
         self.store = store
+        self.sharing = sharing
         self.on_change = on_change
         self.ports_of = ports_of            # a connected switch's port numbers, or None
         self.phase = Phase()                # where a change is (/health)
@@ -65,10 +71,10 @@ class Service:
         stored_codes = state.get("applied_to_codes", [])
         self.learned_neighbors: dict[tuple[str, str], str] = {}
         self.flushed_epochs: dict[int, int] = dict(state.get("conntrack_flushed", []))
-        self._lock = threading.RLock()
+        self._lock = sharing.lock()                     # every writer's
         self.rule_index = RuleIndex.of(self.model)
         self._splits: dict[int, SplitPipeline] = {}     # dpid -> its pipeline by origin
-        self._splits_lock = threading.Lock()            # pipeline() adds splits unlocked
+        self._splits_lock = sharing.lock()              # pipeline() adds splits unlocked
         self.applied_to_codes = applied_to_codes(self.model, from_state(stored_codes))
         if to_state(self.applied_to_codes) != stored_codes:
             self._recode_classes()
@@ -117,15 +123,18 @@ class Service:
         return pipe
 
     def _keep_split(self, ctx: Context, pipe: Pipeline) -> None:
-        """Split a whole compile for the next changes.  Its flows live on; the garbage
-        collector is told to leave them (and everything before them) out of its passes:
-        a full pass walks every object, which at 50,000 rules stalls a change by a
-        second.  Compiled flows hold no cycles: refcounts still free them."""
-        split = SplitPipeline.of(ctx, pipe)
+        """Split a whole compile for the next changes."""
+        self._hold_split(ctx.dpid, SplitPipeline.of(ctx, pipe))
+
+    def _hold_split(self, dpid: int, split: SplitPipeline | None) -> None:
+        """Keep a switch's split.  Its flows live on; the garbage collector is told to
+        leave them (and everything before them) out of its passes: a full pass walks
+        every object, which at 50,000 rules stalls a change by a second.  Compiled flows
+        hold no cycles: refcounts still free them."""
         if split is None:
-            self._splits.pop(ctx.dpid, None)
+            self._splits.pop(dpid, None)
         else:
-            self._splits[ctx.dpid] = split
+            self._splits[dpid] = split
         gc.collect()
         gc.freeze()
 
@@ -189,7 +198,8 @@ class Service:
         """Make the model exactly ``doc`` (see ``si_model.document.model_from_document``)."""
         with self._lock:
             with self.phase.change():
-                self._apply(model_from_document(doc, self.model, self.counters))
+                self._apply(self.sharing.beside(model_from_document, doc, self.model,
+                                                self.counters))
             return {k: len(v) for k, v in self.model.objects.items()}
 
     def set_path_admin_state(self, spi: int, state: str) -> ServicePath:
@@ -393,11 +403,12 @@ class Service:
 
     def learn_neighbor(self, iface_id: str, ip: str, mac: str) -> bool:
         """Remember a neighbor seen in an ARP reply; True if it is new or moved."""
-        if self.learned_neighbors.get((iface_id, ip)) == mac:
-            return False
-        self.learned_neighbors[(iface_id, ip)] = mac
-        self.on_change({})
-        return True
+        with self._lock:          # a change's compile reads them beside
+            if self.learned_neighbors.get((iface_id, ip)) == mac:
+                return False
+            self.learned_neighbors[(iface_id, ip)] = mac
+            self.on_change({})
+            return True
 
     # --- the one path every change takes ----------------------------------------
     def _apply(self, cand: m.Model, edited: Edited = None) -> None:
@@ -406,15 +417,10 @@ class Service:
             self._checked_apply(cand, edited)
 
     def _checked_apply(self, cand: m.Model, edited: Edited = None) -> None:
-        """``edited``: the only objects ``cand`` changes (None: a whole new model)."""
-        counters = self._numbers(cand, edited)
-        index = self._rule_index(cand, edited)
-        rules = None if edited is None or any(k != "rules" for k, _ in edited) else \
-            {i for _, i in edited}
-        if rules is None:
-            check_model(cand)
-        else:
-            check_rules(cand, rules, index)
+        """``edited``: the only objects ``cand`` changes (None: a whole new model, whose
+        check, compile and split run beside: see ``Sharing``)."""
+        counters, index, rules, changes = (self.sharing.beside if edited is None else call_here)(
+            self._checked, cand, edited)
         paths, probes = self._compute_paths(cand), self._probe_spis(cand)
         skips = self._skips_of(cand, paths)
         before = self._up_paths()
@@ -422,16 +428,18 @@ class Service:
         codes = self._codes(cand, index, edited)
         if any(codes.get(k, c) != c for k, c in self.applied_to_codes.items()):
             rules = None         # the sets were packed again: every rule's flows change
-        changes = self._changes(cand, edited)
         gens = self.generations
         if any(kind in RECLASSIFYING_KINDS for kind, _, _ in changes):
             gens = self._bump("classify")
         if before.keys() - self._up_paths(paths, skips).keys():     # a path went: drain it
             gens = dataclasses.replace(gens, spi_fail=(gens.spi_fail + 1) & 0xFF)
         self.phase.to("compiling")
+        compile_args = (cand, paths, probes, codes, gens, skips, failed, index, rules)
+        if edited is None:           # a split of the model it replaces is never read
+            fresh, whole = self.sharing.beside(self._trial_compile, *compile_args)
         with self._splits_lock:      # a pipeline() meanwhile splits the model it compiled
-            fresh, whole = self._trial_compile(cand, paths, probes, codes, gens, skips, failed,
-                                               index, rules)
+            if edited is not None:
+                fresh, whole = self._trial_compile(*compile_args)
             try:
                 self.store.commit(changes, counters, {
                     "spis": self.spis.to_dict(), "generations": dataclasses.asdict(gens),
@@ -443,10 +451,38 @@ class Service:
             self.skips, self.failed_paths = skips, failed
             self.applied_to_codes, self.generations = codes, gens
             self.rule_index = index
-            for ctx, pipe in whole:
-                self._keep_split(ctx, pipe)
+            if edited is not None:
+                for ctx, pipe in whole:
+                    self._keep_split(ctx, pipe)
         self.phase.to("installing")
         self.on_change(fresh)
+        if edited is None:
+            self.sharing.later(lambda: self._split_later(whole))
+
+    def _checked(self, cand: m.Model, edited: Edited
+                 ) -> tuple[dict[str, int], RuleIndex, set[str] | None, list]:
+        """Number, index and check the candidate: its counters, rule index, the rules
+        it changes alone (None: more than rules), and the store rows it changes."""
+        counters = self._numbers(cand, edited)
+        index = self._rule_index(cand, edited)
+        rules = None if edited is None or any(k != "rules" for k, _ in edited) else \
+            {i for _, i in edited}
+        if rules is None:
+            check_model(cand)
+        else:
+            check_rules(cand, rules, index)
+        return counters, index, rules, self._changes(cand, edited)
+
+    def _split_later(self, whole: list[tuple[Context, Pipeline]]) -> None:
+        """Split a whole-config change's compiles for the next changes, after its answer
+        (at 50,000 rules x 64 interfaces the split takes seconds).  A change that comes
+        first waits for the lock; a split of a model replaced meanwhile is dropped."""
+        with self._lock:
+            for ctx, pipe in whole:
+                if ctx.model is self.model:
+                    split = self.sharing.beside(SplitPipeline.of, ctx, pipe)
+                    with self._splits_lock:
+                        self._hold_split(ctx.dpid, split)
 
     def _numbers(self, cand: m.Model, edited: Edited) -> dict[str, int]:
         """Number the objects that have none.  Only edited objects can lack numbers, and
@@ -525,7 +561,7 @@ class Service:
         return split.update(ctx, rules, index)
 
     def _undo_splits(self, cand: m.Model) -> None:
-        for split in self._splits.values():
+        for split in list(self._splits.values()):    # a pipeline() may add one meanwhile
             if split.model is cand:
                 split.undo()
 

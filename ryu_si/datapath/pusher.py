@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from openflow_tables.compile import Pipeline
+from ryu_si.control.progress import Sharing
 from ryu_si.control.service import Compiled, Service
 from ryu_si.datapath.switch import Switch
 from ryu_si.logs import dpid_str, event
@@ -25,11 +25,11 @@ class Pusher:
     """Compiles each connected switch's pipeline and sends the difference."""
 
     def __init__(self, service: Service, switches: Mapping[int, Switch],
-                 ports: Mapping[int, dict[str, int]]) -> None:
+                 ports: Mapping[int, dict[str, int]], sharing: Sharing = Sharing()) -> None:
         self.service = service
         self.switches = switches            # dpid -> connected switch (live)
         self.ports = ports                  # dpid -> port name -> OpenFlow port (live)
-        self._lock = threading.RLock()
+        self._lock = sharing.lock()         # excludes the green threads of the app
 
     def on_change(self, compiled: Compiled) -> None:
         """Push a committed change to every switch; a switch that fails is reported in

@@ -22,7 +22,7 @@ import logging
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
@@ -33,6 +33,7 @@ from ryu.ofproto import ofproto_common
 from ryu.ofproto.ofproto_v1_3 import OFPT_FLOW_MOD, OFPT_GROUP_MOD
 
 from openflow_tables import layout as L
+from ryu_si.control.progress import call_here
 from ryu_si.datapath import ryu_render as R
 from openflow_tables.compile import Numbered
 from openflow_tables.flow import Flow, FlowError, Group
@@ -99,9 +100,10 @@ class BundleRefused(Exception):
 class Switch:
     """One datapath as the app sees it: what is installed, and the way to change it."""
 
-    def __init__(self, app, datapath) -> None:
+    def __init__(self, app, datapath, beside: Callable[..., object] = call_here) -> None:
         self.app = app
         self.datapath = datapath
+        self._beside = beside                  # long work off the green threads (Sharing)
         self.installed: dict[tuple, int] = {}        # flow key -> cookie on the switch
         self.wanted: dict[tuple, Flow] = {}           # flow key -> the flow it should hold
         self._basis: tuple[int | None, dict] | None = None   # the Flows `wanted` holds (version)
@@ -130,7 +132,10 @@ class Switch:
     def push(self, flows: Iterable[Flow], groups: Iterable[Group]) -> None:
         """Send the difference from what we wanted last: O(changes) messages, keys and
         digests.  Flows compiled from the ones wanted last carry the difference; others
-        are compared whole (a set difference)."""
+        are compared whole (a set difference), encoded beside first: 294,000 flows take
+        seconds, which would leave the switch's echo requests unanswered."""
+        if getattr(flows, "base", None) is None:
+            self._beside(_encode, flows)
         with self._lock:
             basis = self._basis
             held = self._rewant(flows)
@@ -442,6 +447,12 @@ class Switch:
         p = self.datapath.ofproto_parser
         ofctl_api.send_msg(self.app, p.OFPBarrierRequest(self.datapath),
                            reply_cls=p.OFPBarrierReply)
+
+
+def _encode(flows: Iterable[Flow]) -> None:
+    """Encode each flow once (``ryu_render.encode`` keeps them for the push)."""
+    for f in flows:
+        R.encode(f)
 
 
 def _entry_last(wanted: dict[tuple, Flow]) -> list[tuple[tuple, Flow]]:
