@@ -42,6 +42,7 @@ can be asked where a flow would go (the harness's ECMP prediction):
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -121,13 +122,24 @@ def serve_connection(conn: socket.socket, peer: tuple, echo_bytes: int) -> None:
         result = {"sha256": received.hexdigest(), "bytes": total,
                   "reply_sha256": reply.hexdigest(), "reply_bytes": reply_total}
         send_frame(conn, RESULT, json.dumps(result).encode())
-        conn.shutdown(socket.SHUT_WR)
+        close_write(conn)
         emit({"event": "done", "peer": list(peer[:2]), **result})
     except OSError as exc:
         emit({"event": "error", "peer": list(peer[:2]), "error": str(exc),
               "bytes": total})
     finally:
         conn.close()
+
+
+def close_write(conn: socket.socket) -> None:
+    """Half-close after the result.  A client that closed without reading (``burst``)
+    answers the result with a reset, which may land before this call: the connection is
+    complete by then (its end was read, the result sent), so that is no error."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
 
 
 def server(args: argparse.Namespace) -> int:
