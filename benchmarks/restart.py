@@ -192,11 +192,16 @@ def kill_and_restart(gap: Gap, old: int) -> None:
     gap.kill = time.monotonic()
     common.wait_for(lambda: not _running(old), 10, "ovs-vswitchd dead", poll=0.005)
     gap.mark("dead", time.monotonic())
-    time.sleep(0.05)
+    # ovs-ctl takes a pid whose /proc entry is left (a zombie its monitor has not reaped
+    # yet) for a running daemon and starts nothing: wait until the entry is gone.
+    common.wait_for(lambda: not Path(f"/proc/{old}").exists(), 10, "ovs-vswitchd reaped",
+                    poll=0.005)
     if vswitchd_pid() not in (None, old):
         gap.restarted_by_monitor = True
     else:
         sh(*OVS_CTL, timeout=120)
+    if vswitchd_pid() in (None, old):
+        raise RuntimeError("ovs-ctl returned and no new ovs-vswitchd runs")
     gap.mark("ovs-ctl returned", time.monotonic())
 
 
